@@ -1,0 +1,57 @@
+/* cache/index.h: per-folder message metadata and its on-disk format.
+ * Pure: encode/decode do no I/O, so they are unit-tested byte by byte. The
+ * decoder checks magic, version, lengths, a checksum and UID order, and never
+ * trusts a length it has not checked against the buffer. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+	uint32_t uid;
+	bool size_exact;      /* size is the BODY[] literal length, not RFC822.SIZE */
+	uint64_t size;
+	int64_t internaldate; /* seconds since the epoch, UTC */
+	char *name;           /* file name shown in the mount (owned) */
+} CacheMessage;
+
+typedef struct {
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint32_t exists;
+	uint64_t highestmodseq; /* 0 when the server has no CONDSTORE */
+	GArray *messages;       /* CacheMessage, sorted by uid ascending */
+} CacheFolderIndex;
+
+enum {
+	CACHE_FOLDER_NOSELECT = 1 << 0,
+	CACHE_FOLDER_NOINFERIORS = 1 << 1,
+	CACHE_FOLDER_NONEXISTENT = 1 << 2,
+};
+
+typedef struct {
+	char *name;       /* raw server name (modified UTF-7), owned */
+	char delimiter;   /* '\0' when the server said NIL */
+	uint32_t flags;   /* CACHE_FOLDER_* */
+} CacheFolderEntry;
+
+CacheFolderIndex *cache_folder_index_new(void);
+void cache_folder_index_free(CacheFolderIndex *index);
+/* Deep copy. */
+CacheFolderIndex *cache_folder_index_copy(const CacheFolderIndex *index);
+/* Message with that uid (binary search) or NULL. */
+CacheMessage *cache_folder_index_find(const CacheFolderIndex *index,
+				      uint32_t uid);
+
+GBytes *cache_folder_index_encode(const CacheFolderIndex *index);
+CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
+					    GError **error);
+
+CacheFolderEntry *cache_folder_entry_new(const char *name, char delimiter,
+					 uint32_t flags);
+void cache_folder_entry_free(CacheFolderEntry *entry);
+GBytes *cache_folder_list_encode(GPtrArray *folders);
+/* Returns a GPtrArray of CacheFolderEntry* that frees its elements. */
+GPtrArray *cache_folder_list_decode(const void *data, size_t len,
+				    GError **error);

@@ -1,0 +1,50 @@
+/* fs/options.h: the command line, -o options (for /etc/fstab), and the
+ * password sources. Nothing here touches the network or FUSE sessions. */
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+	char *url;             /* as given, never contains a password */
+	bool implicit_tls;     /* imaps:// (port 993) vs imap:// + STARTTLS (143) */
+	char *user;            /* percent-decoded */
+	char *host;            /* without brackets for IPv6 literals */
+	uint16_t port;
+	char *mountpoint;      /* absolute path */
+
+	char *password_command; /* run with /bin/sh -c; first line of stdout */
+	char *password_file;    /* first line of the file */
+	char *cafile;
+	char *cache_dir;        /* resolved: --cache-dir or $XDG_CACHE_HOME/imapfs
+				   or ~/.cache/imapfs */
+	unsigned connections;   /* pool size, 1..64, default 4 */
+	unsigned timeout;       /* seconds for one network operation, default 10 */
+	bool insecure;          /* skip certificate and host name checks */
+	bool foreground;        /* -f */
+	bool debug;             /* -d: debug log on stderr, implies -f */
+
+	/* Arguments for fuse_session_new(): the user's remaining -o options
+	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,
+	 * fsname=URL). */
+	struct fuse_args fuse_args;
+} FsOptions;
+
+enum {
+	FS_OPTIONS_RUN = 0,     /* go on and mount */
+	FS_OPTIONS_EXIT_OK = 1, /* --help or --version was printed */
+};
+
+/* Parse argv. Returns FS_OPTIONS_RUN, FS_OPTIONS_EXIT_OK, or -1 with error
+ * set (a one-line message for the user). */
+int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error);
+void fs_options_clear(FsOptions *opts);
+
+/* The password, from --password-command, --password-file, $IMAPFS_PASSWORD,
+ * or a prompt on the terminal (echo off), in that order. Returns NULL with
+ * error set when none can be had. Free with fs_options_free_password(). */
+char *fs_options_get_password(const FsOptions *opts, GError **error);
+/* Wipe and free. */
+void fs_options_free_password(char *password);
