@@ -28,7 +28,8 @@ bool fs_name_parse_uid(const char *name, uint32_t *uid);
 /* Display name for one component of a server folder name, given as raw
  * server bytes (modified UTF-7). Decodes to UTF-8; when decoding fails the
  * raw bytes are used. Escapes '%' as "%25", and '/', control bytes (0x00-0x1f,
- * 0x7f) and bytes of invalid UTF-8 as "%XX" (upper-case hex). "." and ".."
+ * 0x7f), the UTF-8 bytes of C1 controls (U+0080-U+009F) and bytes of invalid
+ * UTF-8 as "%XX" (upper-case hex). "." and ".."
  * become "%2E" and "%2E%2E"; an empty component becomes "%" (which no escaped
  * name can be). Over 255 bytes: cut at a character boundary and suffixed
  * "~" + 8 hex digits of a hash of the raw name. g_free the result. */
