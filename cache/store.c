@@ -1,0 +1,974 @@
+/* cache/store.c: the on-disk cache of one account.
+ *
+ * Ownership: a CacheStore owns its paths, the lock fd (an exclusive flock()
+ * held for its whole life, so two daemons never share a cache directory),
+ * the folder-id table and the append fd of the ids file. A CacheBodyWriter
+ * owns its temp fd and temp path and borrows the store, which must outlive
+ * it.
+ *
+ * Locking: the folder ids are the only mutable shared state; ids_lock guards
+ * the table, the key array and the ids file. Everything else is immutable
+ * after open; file operations rely on O_EXCL and on the atomicity of
+ * rename() instead of locks.
+ *
+ * Invariants: a final name (body, index, folders.list, ids) only appears
+ * through rename() of a complete temp file from tmp/, or (ids) by appending
+ * whole records. id_keys[i] has id i + 1; its first ids_saved entries are in
+ * the ids file, which is ids_size bytes long while ids_fd >= 0.
+ *
+ * The ids file is a header followed by an append-only log of records, each
+ * with its own checksum: a new folder costs one small write instead of
+ * rewriting and fsyncing the whole table (thousands of folders on a first
+ * mount). A torn tail, possible only after a system crash, is cut off at the
+ * next open and the file rewritten temp-then-rename with an fsync.
+ */
+#include "cache/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEY_HASH_CHARS 16
+#define KEY_NAME_CHARS 40
+#define KEY_MAX_LEN (KEY_HASH_CHARS + 1 + KEY_NAME_CHARS)
+#define MAX_FOLDER_ID 0x7fffffffu /* ids stay below 2^31 */
+#define RENAME_TRIES 4
+#define TREE_DEPTH 3 /* folders/<key>/<uidvalidity>/<uid> */
+
+#define IDS_MAGIC "IMFSIDS1"
+#define IDS_MAGIC_LEN 8
+#define IDS_VERSION 1u
+#define IDS_HEADER_LEN (IDS_MAGIC_LEN + 4)
+#define IDS_RECORD_MIN (4 + 4 + 4) /* uidvalidity, name_len, checksum */
+
+typedef struct {
+	uint32_t uidvalidity;
+	char *folder;
+} IdKey;
+
+struct CacheStore {
+	char *dir;	   /* ROOT/<account-key> */
+	char *folders_dir; /* dir/folders */
+	char *tmp_dir;	   /* dir/tmp */
+	char *ids_path;
+	char *list_path;
+	int lock_fd;
+
+	GMutex ids_lock;
+	GHashTable *ids;    /* IdKey* -> id, keys owned by id_keys */
+	GPtrArray *id_keys; /* IdKey*, id_keys[i] has id i + 1 */
+	guint ids_saved;    /* leading id_keys already in the file */
+	int ids_fd;	    /* O_APPEND fd, -1 when a rewrite is due */
+	off_t ids_size;	    /* bytes of whole records in the file */
+	bool ids_warned;
+};
+
+struct CacheBodyWriter {
+	CacheStore *store;
+	int fd;
+	char *tmp_path;
+	uint64_t size;
+	int error; /* first write error, sticky */
+};
+
+/* ---- keys and paths ---- */
+
+static bool key_char_ok(unsigned char c)
+{
+	return g_ascii_isalnum(c) || c == '.' || c == '_' || c == '@' ||
+	       c == '-';
+}
+
+/* First 16 hex chars of SHA-256(s), '-', and up to 40 safe ASCII chars of
+ * s for people reading the tree. Never ".", ".." or containing '/'. */
+static char *make_key(const char *s)
+{
+	g_autofree char *sum =
+	    g_compute_checksum_for_string(G_CHECKSUM_SHA256, s, -1);
+	char *key = g_malloc(KEY_MAX_LEN + 1);
+	size_t n = KEY_HASH_CHARS;
+
+	memcpy(key, sum, KEY_HASH_CHARS);
+	key[n++] = '-';
+	for (const unsigned char *p = (const unsigned char *)s;
+	     *p && n < KEY_MAX_LEN; p++)
+		key[n++] = key_char_ok(*p) ? (char)*p : '_';
+	key[n] = '\0';
+	return key;
+}
+
+static char *folder_dir(const CacheStore *store, const char *folder)
+{
+	g_autofree char *key = make_key(folder);
+
+	return g_strdup_printf("%s/%s", store->folders_dir, key);
+}
+
+/* ---- small file helpers, 0 or -errno ---- */
+
+/* mkdir 0700 whatever the umask; an existing directory is fine. */
+static int ensure_dir(const char *path)
+{
+	struct stat st;
+
+	if (mkdir(path, 0700) == 0)
+		return chmod(path, 0700) < 0 ? -errno : 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(path, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* Create root and its missing parents, each 0700 whatever the umask. Levels
+ * are made one by one so that a strict umask cannot lock us out. */
+static int make_root(const char *root)
+{
+	g_autoptr(GPtrArray) missing = g_ptr_array_new_with_free_func(g_free);
+	char *p = g_strdup(root);
+	struct stat st;
+
+	while (stat(p, &st) < 0) {
+		char *parent;
+
+		if (errno != ENOENT) {
+			int r = -errno;
+
+			g_free(p);
+			return r;
+		}
+		parent = g_path_get_dirname(p);
+		g_ptr_array_add(missing, p);
+		if (strcmp(parent, p) == 0) {
+			g_free(parent);
+			return -ENOENT;
+		}
+		p = parent;
+	}
+	g_free(p);
+	for (guint i = missing->len; i-- > 0;) {
+		int r = ensure_dir(g_ptr_array_index(missing, i));
+
+		if (r < 0)
+			return r;
+	}
+	if (stat(root, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int close_checked(int fd)
+{
+	/* On Linux the fd is gone even when close() says EINTR. */
+	if (close(fd) < 0 && errno != EINTR)
+		return -errno;
+	return 0;
+}
+
+/* Whole regular file; st describes the file that was read. */
+static int read_file(const char *path, GBytes **out, struct stat *st)
+{
+	GByteArray *buf;
+	size_t used = 0;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	buf = g_byte_array_sized_new(
+	    (guint)MIN((uint64_t)st->st_size + 1, 64u << 20));
+	for (;;) {
+		ssize_t n;
+
+		if (buf->len - used < 65536)
+			g_byte_array_set_size(buf, (guint)used + 65536 +
+						       (guint)used / 2);
+		n = read(fd, buf->data + used, buf->len - used);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	close(fd);
+	if (r < 0) {
+		g_byte_array_unref(buf);
+		return r;
+	}
+	g_byte_array_set_size(buf, (guint)used);
+	*out = g_byte_array_free_to_bytes(buf);
+	return 0;
+}
+
+/* A file that failed to decode is removed, unless a writer has replaced it
+ * with a new one since it was read. */
+static void discard_file(const char *path, const struct stat *was,
+			 const char *why)
+{
+	struct stat now;
+
+	g_message("cache: removing unreadable %s: %s", path, why);
+	if (lstat(path, &now) == 0 && now.st_dev == was->st_dev &&
+	    now.st_ino == was->st_ino)
+		unlink(path);
+}
+
+/* A new 0600 temp file in tmp/; returns an fd or -errno. */
+static int make_temp(const CacheStore *store, const char *prefix, char **path)
+{
+	char *tmpl = g_strdup_printf("%s/%s-XXXXXX", store->tmp_dir, prefix);
+	int fd, r;
+
+	fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		g_free(tmpl);
+		return r;
+	}
+	if (fchmod(fd, 0600) < 0) {
+		r = -errno;
+		close(fd);
+		unlink(tmpl);
+		g_free(tmpl);
+		return r;
+	}
+	*path = tmpl;
+	return fd;
+}
+
+/* rename(), creating the missing parent directories on ENOENT. Bounded
+ * because a concurrent drop_folder may remove them again. */
+static int rename_into(const char *tmp, const char *final, const char *dir1,
+		       const char *dir2)
+{
+	for (int i = 0;; i++) {
+		int r;
+
+		if (rename(tmp, final) == 0)
+			return 0;
+		r = -errno;
+		if (r != -ENOENT || i == RENAME_TRIES)
+			return r;
+		if (dir1 && (r = ensure_dir(dir1)) < 0)
+			return r;
+		if (dir2 && (r = ensure_dir(dir2)) < 0)
+			return r;
+	}
+}
+
+/* Temp file, fsync, rename: after a crash either the old or the new file. */
+static int write_file_atomic(const CacheStore *store, const char *prefix,
+			     const void *data, size_t len, const char *final,
+			     const char *dir)
+{
+	g_autofree char *tmp = NULL;
+	int fd, r, rc;
+
+	fd = make_temp(store, prefix, &tmp);
+	if (fd < 0)
+		return fd;
+	r = write_all(fd, data, len);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	rc = close_checked(fd);
+	if (r == 0)
+		r = rc;
+	if (r == 0)
+		r = rename_into(tmp, final, dir, NULL);
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+/* Names in the directory fd (which stays open), without "." and "..". */
+static int list_dir(int fd, GPtrArray **out)
+{
+	GPtrArray *names;
+	struct dirent *de;
+	DIR *d;
+	int dfd = dup(fd);
+
+	if (dfd < 0)
+		return -errno;
+	d = fdopendir(dfd);
+	if (!d) {
+		int r = -errno;
+
+		close(dfd);
+		return r;
+	}
+	rewinddir(d);
+	names = g_ptr_array_new_with_free_func(g_free);
+	while ((errno = 0, de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		g_ptr_array_add(names, g_strdup(de->d_name));
+	}
+	if (errno) {
+		int r = -errno;
+
+		closedir(d);
+		g_ptr_array_unref(names);
+		return r;
+	}
+	closedir(d);
+	*out = names;
+	return 0;
+}
+
+/* Remove name under dirfd: a file, or a directory at most depth levels
+ * deep. Symlinks are removed, never followed. Missing is success. */
+static int remove_tree_at(int dirfd, const char *name, int depth)
+{
+	g_autoptr(GPtrArray) names = NULL;
+	int fd, r;
+
+	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if ((errno != EISDIR && errno != EPERM) || depth <= 0)
+		return -errno;
+	fd = openat(dirfd, name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	r = list_dir(fd, &names);
+	for (guint i = 0; r == 0 && i < names->len; i++)
+		r = remove_tree_at(fd, g_ptr_array_index(names, i), depth - 1);
+	close(fd);
+	if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 &&
+	    errno != ENOENT)
+		r = -errno;
+	return r;
+}
+
+/* Empty the directory at path (stale temp files). */
+static int clear_dir(const char *path)
+{
+	g_autoptr(GPtrArray) names = NULL;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = list_dir(fd, &names);
+	for (guint i = 0; r == 0 && i < names->len; i++)
+		r = remove_tree_at(fd, g_ptr_array_index(names, i), TREE_DEPTH);
+	close(fd);
+	return r;
+}
+
+/* ---- folder ids ---- */
+
+static guint id_key_hash(gconstpointer p)
+{
+	const IdKey *k = p;
+
+	return g_str_hash(k->folder) ^ (k->uidvalidity * 0x9E3779B1u);
+}
+
+static gboolean id_key_equal(gconstpointer a, gconstpointer b)
+{
+	const IdKey *x = a, *y = b;
+
+	return x->uidvalidity == y->uidvalidity &&
+	       strcmp(x->folder, y->folder) == 0;
+}
+
+static void id_key_free(gpointer p)
+{
+	IdKey *k = p;
+
+	g_free(k->folder);
+	g_free(k);
+}
+
+/* FNV-1a: enough to recognise a torn or zeroed record. */
+static uint32_t fnv1a(const uint8_t *p, size_t len)
+{
+	uint32_t h = 0x811C9DC5u;
+
+	while (len--) {
+		h ^= *p++;
+		h *= 0x01000193u;
+	}
+	return h;
+}
+
+static void put_le32(GByteArray *b, uint32_t v)
+{
+	uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
+			 (uint8_t)(v >> 24)};
+
+	g_byte_array_append(b, le, 4);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void append_id_record(GByteArray *b, const IdKey *k)
+{
+	size_t nl = strlen(k->folder);
+	guint start = b->len;
+
+	put_le32(b, k->uidvalidity);
+	put_le32(b, (uint32_t)nl);
+	g_byte_array_append(b, (const guint8 *)k->folder, (guint)nl);
+	put_le32(b, fnv1a(b->data + start, b->len - start));
+}
+
+static uint32_t add_id_locked(CacheStore *store, uint32_t uidvalidity,
+			      char *folder)
+{
+	IdKey *k = g_new(IdKey, 1);
+
+	k->uidvalidity = uidvalidity;
+	k->folder = folder;
+	g_ptr_array_add(store->id_keys, k);
+	g_hash_table_insert(store->ids, k,
+			    GUINT_TO_POINTER(store->id_keys->len));
+	return store->id_keys->len;
+}
+
+/* Parse the ids file; returns how many bytes hold valid records (the rest is
+ * a torn or damaged tail) or 0 when even the header is unusable. */
+static size_t parse_ids(CacheStore *store, const uint8_t *p, size_t len)
+{
+	size_t off = IDS_HEADER_LEN;
+
+	if (len < IDS_HEADER_LEN || memcmp(p, IDS_MAGIC, IDS_MAGIC_LEN) != 0 ||
+	    get_le32(p + IDS_MAGIC_LEN) != IDS_VERSION)
+		return 0;
+	while (len - off >= IDS_RECORD_MIN) {
+		uint32_t uv = get_le32(p + off);
+		uint32_t nl = get_le32(p + off + 4);
+		IdKey probe;
+
+		if (nl > len - off - IDS_RECORD_MIN)
+			break;
+		if (fnv1a(p + off, 8 + nl) != get_le32(p + off + 8 + nl))
+			break;
+		if (memchr(p + off + 8, '\0', nl))
+			break;
+		if (store->id_keys->len >= MAX_FOLDER_ID)
+			break;
+		probe.uidvalidity = uv;
+		probe.folder = g_strndup((const char *)p + off + 8, nl);
+		if (g_hash_table_contains(store->ids, &probe)) {
+			g_free(probe.folder);
+			break;
+		}
+		add_id_locked(store, uv, probe.folder);
+		off += IDS_RECORD_MIN + nl;
+	}
+	return off;
+}
+
+/* Bring the ids file up to date with id_keys: append the new records, or
+ * rewrite the whole file when it is missing or damaged. */
+static int persist_ids_locked(CacheStore *store)
+{
+	g_autoptr(GByteArray) b = g_byte_array_new();
+	guint n = store->id_keys->len;
+	int fd, r;
+
+	if (store->ids_fd >= 0) {
+		if (store->ids_saved == n)
+			return 0;
+		for (guint i = store->ids_saved; i < n; i++)
+			append_id_record(b,
+					 g_ptr_array_index(store->id_keys, i));
+		r = write_all(store->ids_fd, b->data, b->len);
+		if (r == 0) {
+			store->ids_size += b->len;
+			store->ids_saved = n;
+			return 0;
+		}
+		/* Cut a partial record so later appends stay readable. */
+		if (ftruncate(store->ids_fd, store->ids_size) < 0) {
+			close(store->ids_fd);
+			store->ids_fd = -1;
+		}
+		return r;
+	}
+
+	g_byte_array_append(b, (const guint8 *)IDS_MAGIC, IDS_MAGIC_LEN);
+	put_le32(b, IDS_VERSION);
+	for (guint i = 0; i < n; i++)
+		append_id_record(b, g_ptr_array_index(store->id_keys, i));
+	r = write_file_atomic(store, "ids", b->data, b->len, store->ids_path,
+			      NULL);
+	if (r < 0)
+		return r;
+	fd =
+	    open(store->ids_path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	store->ids_fd = fd;
+	store->ids_size = b->len;
+	store->ids_saved = n;
+	return 0;
+}
+
+static int load_ids(CacheStore *store)
+{
+	g_autoptr(GBytes) bytes = NULL;
+	struct stat st;
+	const uint8_t *p;
+	size_t len, good;
+	int r;
+
+	r = read_file(store->ids_path, &bytes, &st);
+	if (r == -ENOENT)
+		return 0; /* created with the first id */
+	if (r < 0)
+		return r;
+	p = g_bytes_get_data(bytes, &len);
+	good = parse_ids(store, p, len);
+	if (good == len && good >= IDS_HEADER_LEN) {
+		int fd = open(store->ids_path,
+			      O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+
+		if (fd < 0)
+			return -errno;
+		store->ids_fd = fd;
+		store->ids_size = (off_t)len;
+		store->ids_saved = store->id_keys->len;
+		return 0;
+	}
+	g_message("cache: %s is damaged after byte %zu; keeping %u folder ids",
+		  store->ids_path, good, store->id_keys->len);
+	return persist_ids_locked(store);
+}
+
+int cache_store_folder_id(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t *id)
+{
+	IdKey probe = {uidvalidity, (char *)folder};
+	gpointer value;
+	int r;
+
+	g_return_val_if_fail(store && folder && id, -EINVAL);
+	g_mutex_lock(&store->ids_lock);
+	value = g_hash_table_lookup(store->ids, &probe);
+	if (value) {
+		g_mutex_unlock(&store->ids_lock);
+		*id = GPOINTER_TO_UINT(value);
+		return 0;
+	}
+	if (store->id_keys->len >= MAX_FOLDER_ID) {
+		g_mutex_unlock(&store->ids_lock);
+		return -EOVERFLOW;
+	}
+	*id = add_id_locked(store, uidvalidity, g_strdup(folder));
+	/* A failed save (disk full) keeps the id for this mount; the next new
+	 * id or cache_store_free() tries again. */
+	r = persist_ids_locked(store);
+	if (r < 0 && !store->ids_warned) {
+		g_message("cache: cannot save folder ids in %s: %s",
+			  store->ids_path, g_strerror(-r));
+		store->ids_warned = true;
+	}
+	g_mutex_unlock(&store->ids_lock);
+	return 0;
+}
+
+/* ---- open and close ---- */
+
+static bool set_errno_error(GError **error, int r, const char *what,
+			    const char *path)
+{
+	g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+		    "cache: cannot %s %s: %s", what, path, g_strerror(-r));
+	return false;
+}
+
+static bool take_lock(CacheStore *store, GError **error)
+{
+	g_autofree char *path = g_strdup_printf("%s/lock", store->dir);
+	int fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return set_errno_error(error, -errno, "open", path);
+	store->lock_fd = fd;
+	if (fchmod(fd, 0600) < 0)
+		return set_errno_error(error, -errno, "chmod", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK) {
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+				    "cache directory %s is in use by another "
+				    "imapfs process",
+				    store->dir);
+			return false;
+		}
+		return set_errno_error(error, -errno, "lock", path);
+	}
+	return true;
+}
+
+CacheStore *cache_store_open(const char *root, const char *account,
+			     GError **error)
+{
+	g_autofree char *key = NULL;
+	CacheStore *store;
+	int r;
+
+	g_return_val_if_fail(root && account, NULL);
+	if (!*root) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "cache: empty cache directory name");
+		return NULL;
+	}
+	r = make_root(root);
+	if (r < 0) {
+		set_errno_error(error, r, "create", root);
+		return NULL;
+	}
+
+	key = make_key(account);
+	store = g_new0(CacheStore, 1);
+	g_mutex_init(&store->ids_lock);
+	store->lock_fd = -1;
+	store->ids_fd = -1;
+	/* g_build_filename() drops a trailing '/' of root. */
+	store->dir = g_build_filename(root, key, NULL);
+	store->folders_dir = g_strdup_printf("%s/folders", store->dir);
+	store->tmp_dir = g_strdup_printf("%s/tmp", store->dir);
+	store->ids_path = g_strdup_printf("%s/ids", store->dir);
+	store->list_path = g_strdup_printf("%s/folders.list", store->dir);
+	store->id_keys = g_ptr_array_new_with_free_func(id_key_free);
+	store->ids = g_hash_table_new(id_key_hash, id_key_equal);
+
+	if ((r = ensure_dir(store->dir)) < 0) {
+		set_errno_error(error, r, "create", store->dir);
+		goto fail;
+	}
+	if (!take_lock(store, error))
+		goto fail;
+	if ((r = ensure_dir(store->folders_dir)) < 0) {
+		set_errno_error(error, r, "create", store->folders_dir);
+		goto fail;
+	}
+	if ((r = ensure_dir(store->tmp_dir)) < 0 ||
+	    (r = clear_dir(store->tmp_dir)) < 0) {
+		set_errno_error(error, r, "prepare", store->tmp_dir);
+		goto fail;
+	}
+	if ((r = load_ids(store)) < 0) {
+		set_errno_error(error, r, "load", store->ids_path);
+		goto fail;
+	}
+	return store;
+
+fail:
+	cache_store_free(store);
+	return NULL;
+}
+
+void cache_store_free(CacheStore *store)
+{
+	if (!store)
+		return;
+	g_mutex_lock(&store->ids_lock);
+	if (store->lock_fd >= 0 && store->ids_saved < store->id_keys->len)
+		persist_ids_locked(store);
+	g_mutex_unlock(&store->ids_lock);
+	if (store->ids_fd >= 0)
+		close(store->ids_fd);
+	/* Last: the flock goes with it. */
+	if (store->lock_fd >= 0)
+		close(store->lock_fd);
+	g_hash_table_unref(store->ids);
+	g_ptr_array_unref(store->id_keys);
+	g_mutex_clear(&store->ids_lock);
+	g_free(store->dir);
+	g_free(store->folders_dir);
+	g_free(store->tmp_dir);
+	g_free(store->ids_path);
+	g_free(store->list_path);
+	g_free(store);
+}
+
+const char *cache_store_dir(const CacheStore *store)
+{
+	return store->dir;
+}
+
+/* ---- bodies ---- */
+
+int cache_store_open_body(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t uid)
+{
+	g_autofree char *fdir = NULL, *path = NULL;
+	int fd;
+
+	g_return_val_if_fail(store && folder, -EINVAL);
+	if (uidvalidity == 0 || uid == 0)
+		return -ENOENT; /* never cached */
+	fdir = folder_dir(store, folder);
+	path = g_strdup_printf("%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
+			       fdir, uidvalidity, uid);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	return fd < 0 ? -errno : fd;
+}
+
+CacheBodyWriter *cache_body_writer_new(CacheStore *store, GError **error)
+{
+	CacheBodyWriter *w;
+	char *path = NULL;
+	int fd;
+
+	g_return_val_if_fail(store, NULL);
+	fd = make_temp(store, "body", &path);
+	if (fd < 0) {
+		set_errno_error(error, fd, "create a temp file in",
+				store->tmp_dir);
+		return NULL;
+	}
+	w = g_new0(CacheBodyWriter, 1);
+	w->store = store;
+	w->fd = fd;
+	w->tmp_path = path;
+	return w;
+}
+
+int cache_body_writer_write(CacheBodyWriter *w, const void *buf, size_t len)
+{
+	int r;
+
+	g_return_val_if_fail(w, -EINVAL);
+	if (w->error)
+		return w->error;
+	r = write_all(w->fd, buf, len);
+	if (r < 0) {
+		w->error = r;
+		return r;
+	}
+	w->size += len;
+	return 0;
+}
+
+uint64_t cache_body_writer_size(const CacheBodyWriter *w)
+{
+	return w->size;
+}
+
+static void writer_free(CacheBodyWriter *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	g_free(w->tmp_path);
+	g_free(w);
+}
+
+int cache_body_writer_commit(CacheBodyWriter *w, const char *folder,
+			     uint32_t uidvalidity, uint32_t uid)
+{
+	g_autofree char *fdir = NULL, *uvdir = NULL, *final = NULL;
+	int r;
+
+	g_return_val_if_fail(w, -EINVAL);
+	r = w->error;
+	if (r == 0 && (!folder || uidvalidity == 0 || uid == 0))
+		r = -EINVAL;
+	if (r == 0) {
+		r = close_checked(w->fd);
+		w->fd = -1;
+	}
+	if (r == 0) {
+		fdir = folder_dir(w->store, folder);
+		uvdir =
+		    g_strdup_printf("%s/%" G_GUINT32_FORMAT, fdir, uidvalidity);
+		final = g_strdup_printf("%s/%" G_GUINT32_FORMAT, uvdir, uid);
+		/* An existing final file has the same bytes: replace it. */
+		r = rename_into(w->tmp_path, final, fdir, uvdir);
+	}
+	if (r < 0)
+		unlink(w->tmp_path);
+	writer_free(w);
+	return r;
+}
+
+void cache_body_writer_abort(CacheBodyWriter *w)
+{
+	if (!w)
+		return;
+	unlink(w->tmp_path);
+	writer_free(w);
+}
+
+/* ---- folders ---- */
+
+static bool parse_uidvalidity(const char *name, uint32_t *uv)
+{
+	guint64 v;
+
+	if (!g_ascii_isdigit(name[0]) ||
+	    !g_ascii_string_to_unsigned(name, 10, 1, UINT32_MAX, &v, NULL))
+		return false;
+	*uv = (uint32_t)v;
+	return true;
+}
+
+int cache_store_drop_folder(CacheStore *store, const char *folder,
+			    uint32_t keep_uidvalidity)
+{
+	g_autoptr(GPtrArray) names = NULL;
+	g_autoptr(GBytes) bytes = NULL;
+	g_autofree char *key = NULL, *fdir = NULL, *ipath = NULL;
+	struct stat st;
+	int fd, r, rr;
+
+	g_return_val_if_fail(store && folder, -EINVAL);
+	key = make_key(folder);
+	if (keep_uidvalidity == 0) {
+		fd = open(store->folders_dir,
+			  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		r = remove_tree_at(fd, key, TREE_DEPTH - 1);
+		close(fd);
+		return r;
+	}
+
+	fdir = g_strdup_printf("%s/%s", store->folders_dir, key);
+	fd = open(fdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	r = list_dir(fd, &names);
+	for (guint i = 0; r == 0 && i < names->len; i++) {
+		const char *name = g_ptr_array_index(names, i);
+		uint32_t uv;
+
+		if (parse_uidvalidity(name, &uv) && uv != keep_uidvalidity)
+			r = remove_tree_at(fd, name, TREE_DEPTH - 2);
+	}
+
+	ipath = g_strdup_printf("%s/index", fdir);
+	rr = read_file(ipath, &bytes, &st);
+	if (rr != -ENOENT) {
+		g_autoptr(GError) err = NULL;
+		CacheFolderIndex *index = NULL;
+
+		if (rr == 0)
+			index = cache_folder_index_decode(
+			    g_bytes_get_data(bytes, NULL),
+			    g_bytes_get_size(bytes), &err);
+		if (!index || index->uidvalidity != keep_uidvalidity) {
+			if (unlinkat(fd, "index", 0) < 0 && errno != ENOENT &&
+			    r == 0)
+				r = -errno;
+		}
+		cache_folder_index_free(index);
+	}
+	close(fd);
+	return r;
+}
+
+int cache_store_save_index(CacheStore *store, const char *folder,
+			   const CacheFolderIndex *index)
+{
+	g_autoptr(GBytes) bytes = NULL;
+	g_autofree char *fdir = NULL, *path = NULL;
+
+	g_return_val_if_fail(store && folder && index, -EINVAL);
+	bytes = cache_folder_index_encode(index);
+	if (!bytes)
+		return -EINVAL;
+	fdir = folder_dir(store, folder);
+	path = g_strdup_printf("%s/index", fdir);
+	return write_file_atomic(store, "index", g_bytes_get_data(bytes, NULL),
+				 g_bytes_get_size(bytes), path, fdir);
+}
+
+CacheFolderIndex *cache_store_load_index(CacheStore *store, const char *folder)
+{
+	g_autoptr(GBytes) bytes = NULL;
+	g_autoptr(GError) err = NULL;
+	g_autofree char *fdir = NULL, *path = NULL;
+	CacheFolderIndex *index;
+	struct stat st;
+
+	g_return_val_if_fail(store && folder, NULL);
+	fdir = folder_dir(store, folder);
+	path = g_strdup_printf("%s/index", fdir);
+	if (read_file(path, &bytes, &st) < 0)
+		return NULL;
+	index = cache_folder_index_decode(g_bytes_get_data(bytes, NULL),
+					  g_bytes_get_size(bytes), &err);
+	if (!index)
+		discard_file(path, &st, err->message);
+	return index;
+}
+
+int cache_store_save_folders(CacheStore *store, GPtrArray *folders)
+{
+	g_autoptr(GBytes) bytes = NULL;
+
+	g_return_val_if_fail(store, -EINVAL);
+	bytes = cache_folder_list_encode(folders);
+	if (!bytes)
+		return -EINVAL;
+	return write_file_atomic(store, "list", g_bytes_get_data(bytes, NULL),
+				 g_bytes_get_size(bytes), store->list_path,
+				 NULL);
+}
+
+GPtrArray *cache_store_load_folders(CacheStore *store)
+{
+	g_autoptr(GBytes) bytes = NULL;
+	g_autoptr(GError) err = NULL;
+	GPtrArray *folders;
+	struct stat st;
+
+	g_return_val_if_fail(store, NULL);
+	if (read_file(store->list_path, &bytes, &st) < 0)
+		return NULL;
+	folders = cache_folder_list_decode(g_bytes_get_data(bytes, NULL),
+					   g_bytes_get_size(bytes), &err);
+	if (!folders)
+		discard_file(store->list_path, &st, err->message);
+	return folders;
+}
