@@ -1,0 +1,101 @@
+/* imap/conn.h: one IMAP connection: socket, TLS, greeting, STARTTLS, login,
+ * and synchronous (optionally pipelined) commands.
+ *
+ * A connection is used by one thread at a time (the pool hands it out).
+ * Every wait for the network is bounded by the account's timeout; a timeout,
+ * a protocol error or a BYE marks the connection broken, and a broken
+ * connection is never used again.
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "imap/parser.h"
+
+#define IMAP_ERROR (imap_error_quark())
+GQuark imap_error_quark(void);
+
+typedef enum {
+	IMAP_ERROR_CONNECT,  /* name resolution, TCP connect */
+	IMAP_ERROR_TLS,      /* handshake, STARTTLS refused or missing */
+	IMAP_ERROR_CERT,     /* certificate or host name verification */
+	IMAP_ERROR_AUTH,     /* credentials refused, no usable mechanism */
+	IMAP_ERROR_PROTOCOL, /* syntax, limits, unexpected answers */
+	IMAP_ERROR_TIMEOUT,  /* no progress within the timeout */
+	IMAP_ERROR_CLOSED,   /* server closed the connection or sent BYE */
+	IMAP_ERROR_NO,       /* command answered NO */
+	IMAP_ERROR_BAD,      /* command answered BAD */
+} ImapErrorCode;
+
+typedef struct {
+	const char *host;
+	uint16_t port;
+	bool implicit_tls;      /* else STARTTLS, which must succeed */
+	const char *user;
+	const char *password;
+	const char *cafile;     /* NULL: system trust store */
+	bool insecure;          /* skip certificate and host checks */
+	unsigned timeout_ms;    /* per network wait */
+	const ImapLiteralSink *sink; /* for literals over the inline limit */
+	void *sink_data;
+} ImapAccount;
+
+typedef struct ImapConn ImapConn;
+
+/* State of the mailbox selected by imap_conn_examine(). */
+typedef struct {
+	uint32_t uidvalidity;
+	uint32_t uidnext;       /* 0 when the server did not say */
+	uint32_t exists;
+	uint64_t highestmodseq; /* 0 without CONDSTORE */
+} ImapMailboxState;
+
+/* Connect, verify TLS, log in, read capabilities. NULL with error set
+ * (IMAP_ERROR domain; the message is one line naming the cause). */
+ImapConn *imap_conn_open(const ImapAccount *account, GError **error);
+/* Sends LOGOUT when the connection is healthy (bounded wait), then closes. */
+void imap_conn_free(ImapConn *conn);
+
+bool imap_conn_is_broken(const ImapConn *conn);
+/* Capability as advertised after login, case-insensitive ("IDLE",
+ * "AUTH=PLAIN", "QRESYNC"). */
+bool imap_conn_has_cap(const ImapConn *conn, const char *cap);
+
+/* Called for every untagged response while a command runs. Return 0, or
+ * -errno to fail the command (the connection stays usable: the rest of the
+ * answer is still read). The callback may take STREAM sinks (set sink to
+ * NULL). */
+typedef int (*ImapUntaggedFn)(void *user_data, ImapResponse *resp);
+
+/* Send one command line (printf-style, without tag and CRLF; the caller
+ * quotes arguments with imap_conn_quote()) and read until its tagged answer.
+ * Returns 0 on OK; -EIO with error set on NO/BAD (IMAP_ERROR_NO/BAD) or on
+ * a broken connection. */
+int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
+		      GError **error, const char *fmt, ...)
+	G_GNUC_PRINTF(5, 6);
+
+/* Pipelining: send n command lines at once, then read until all n have
+ * completed. statuses[i] gets 0 for OK or -EIO for NO/BAD. Returns 0 when
+ * the connection survived (individual statuses may still be errors), or
+ * -errno with error set when it broke. */
+int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
+		       ImapUntaggedFn fn, void *user_data, GError **error);
+
+/* EXAMINE mailbox (raw server name) unless it is already selected. */
+int imap_conn_examine(ImapConn *conn, const char *mailbox,
+		      ImapMailboxState *state, GError **error);
+/* Raw name of the selected mailbox, or NULL. */
+const char *imap_conn_selected(const ImapConn *conn);
+/* Forget the selection (the next examine re-sends EXAMINE). */
+void imap_conn_unselect(ImapConn *conn);
+
+/* Quote s as an IMAP quoted string, or as a non-synchronising literal
+ * ("{N+}" CRLF bytes) when it holds CR, LF or 8-bit bytes and the server
+ * offers LITERAL+. NULL when it cannot be sent at all. g_free the result. */
+char *imap_conn_quote(const ImapConn *conn, const char *s);
+
+/* Monotonic time (g_get_monotonic_time) of the last byte received. */
+gint64 imap_conn_last_progress(const ImapConn *conn);

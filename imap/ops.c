@@ -1,0 +1,352 @@
+/* imap/ops.c: LIST, UID SEARCH and UID FETCH on a logged-in connection.
+ *
+ * Stateless: each function runs one command and turns the untagged answers
+ * into callbacks. Untagged data that belongs to nobody (a FETCH for flags,
+ * EXISTS, unknown responses) is ignored here.
+ */
+#include "imap/ops.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* A hostile server must not make us expand "1:4294967295". */
+#define MAX_SEARCH_UIDS (16u * 1024 * 1024)
+
+/* ---- LIST ---- */
+
+typedef struct {
+	ImapMailboxFn fn;
+	void *user_data;
+} ListCtx;
+
+static int list_untagged(void *user_data, ImapResponse *r)
+{
+	ListCtx *ctx = user_data;
+	const ImapValue *attrs, *delim, *name;
+	unsigned flags = 0;
+	char d = '\0';
+	size_t dlen = 0;
+	const char *ds;
+
+	if (!r->name || strcmp(r->name, "LIST") != 0 || r->args.len < 3)
+		return 0;
+	attrs = imap_list_get(&r->args, 0);
+	delim = imap_list_get(&r->args, 1);
+	name = imap_list_get(&r->args, 2);
+	if (attrs->type != IMAP_VALUE_LIST)
+		return 0;
+	for (size_t i = 0; i < attrs->len; i++) {
+		const ImapValue *a = &attrs->items[i];
+
+		if (imap_value_is_atom(a, "\\Noselect"))
+			flags |= IMAP_MAILBOX_NOSELECT;
+		else if (imap_value_is_atom(a, "\\NonExistent"))
+			flags |= IMAP_MAILBOX_NOSELECT |
+				 IMAP_MAILBOX_NONEXISTENT;
+		else if (imap_value_is_atom(a, "\\Noinferiors"))
+			flags |= IMAP_MAILBOX_NOINFERIORS;
+	}
+	ds = imap_value_get_string(delim, &dlen);
+	if (ds && dlen == 1)
+		d = ds[0];
+	if (name->type != IMAP_VALUE_ATOM && name->type != IMAP_VALUE_STRING)
+		return 0;
+	/* A name with a NUL byte cannot be sent back to the server. */
+	if (memchr(name->str, '\0', name->len))
+		return 0;
+	ctx->fn(ctx->user_data, name->str, d, flags);
+	return 0;
+}
+
+int imap_list_mailboxes(ImapConn *conn, ImapMailboxFn fn, void *user_data,
+			GError **error)
+{
+	ListCtx ctx = {fn, user_data};
+
+	return imap_conn_command(conn, list_untagged, &ctx, error,
+				 "LIST \"\" \"*\"");
+}
+
+/* ---- dates and headers ---- */
+
+bool imap_parse_internaldate(const char *s, int64_t *out)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	int day, year, hh, mm, ss, zone, mon = -1;
+	char mname[4] = {0}, sign;
+	int64_t days;
+	int y, m;
+
+	while (*s == ' ')
+		s++;
+	if (sscanf(s, "%d-%3c-%d %d:%d:%d %c%4d", &day, mname, &year, &hh, &mm,
+		   &ss, &sign, &zone) != 8)
+		return false;
+	for (int i = 0; i < 12; i++)
+		if (g_ascii_strncasecmp(months + 3 * i, mname, 3) == 0)
+			mon = i;
+	if (mon < 0 || day < 1 || day > 31 || year < 1900 || year > 9999 ||
+	    hh > 23 || mm > 59 || ss > 60 || (sign != '+' && sign != '-') ||
+	    zone < 0 || zone % 100 > 59)
+		return false;
+	/* Days from civil date (proleptic Gregorian), no timezone tables. */
+	y = year - (mon < 2);
+	m = mon + 1;
+	{
+		int64_t era = (y >= 0 ? y : y - 399) / 400;
+		int64_t yoe = y - era * 400;
+		int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+		int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+		days = era * 146097 + doe - 719468;
+	}
+	*out = days * 86400 + hh * 3600 + mm * 60 + ss -
+	       (sign == '+' ? 1 : -1) * ((zone / 100) * 3600 + (zone % 100) * 60);
+	return true;
+}
+
+char *imap_extract_subject(const char *block, size_t len, size_t *out_len)
+{
+	const char *end = block + len;
+	const char *p = block;
+
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *next = eol ? eol + 1 : end;
+
+		if ((size_t)(end - p) >= 8 &&
+		    g_ascii_strncasecmp(p, "Subject:", 8) == 0) {
+			GString *v = g_string_new(NULL);
+			const char *q = p + 8;
+
+			for (;;) {
+				const char *le = eol ? eol : end;
+
+				if (le > q && le[-1] == '\r')
+					le--;
+				g_string_append_len(v, q, le - q);
+				if (next >= end || (*next != ' ' && *next != '\t'))
+					break;
+				/* Unfold: the line break goes, the
+				 * whitespace that follows stays. */
+				q = next;
+				eol = memchr(q, '\n', (size_t)(end - q));
+				next = eol ? eol + 1 : end;
+			}
+			g_strstrip(v->str);
+			v->len = strlen(v->str);
+			*out_len = v->len;
+			return g_string_free(v, FALSE);
+		}
+		p = next;
+	}
+	return NULL;
+}
+
+/* ---- FETCH metadata ---- */
+
+typedef struct {
+	ImapMetaFn fn;
+	void *user_data;
+} MetaCtx;
+
+static int meta_untagged(void *user_data, ImapResponse *r)
+{
+	MetaCtx *ctx = user_data;
+	const ImapValue *list, *v;
+	ImapMessageMeta m = {0};
+	g_autofree char *subject = NULL;
+	uint64_t n;
+	const char *s;
+
+	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+		return 0;
+	list = &r->args.items[0];
+	if (list->type != IMAP_VALUE_LIST)
+		return 0;
+	v = imap_fetch_get(list, "UID");
+	if (!imap_value_get_u64(v, &n) || n == 0 || n > UINT32_MAX)
+		return 0;
+	m.uid = (uint32_t)n;
+	v = imap_fetch_get(list, "RFC822.SIZE");
+	if (!imap_value_get_u64(v, &m.size))
+		return 0; /* a flags-only FETCH, not our answer */
+	s = imap_value_get_string(imap_fetch_get(list, "INTERNALDATE"), NULL);
+	if (!s || !imap_parse_internaldate(s, &m.internaldate))
+		m.internaldate = 0;
+	for (size_t i = 0; i + 1 < list->len; i += 2) {
+		const ImapValue *key = &list->items[i];
+		size_t blen = 0;
+		const char *block;
+
+		if (key->type != IMAP_VALUE_ATOM ||
+		    g_ascii_strncasecmp(key->str, "BODY[HEADER.FIELDS", 18) != 0)
+			continue;
+		block = imap_value_get_string(&list->items[i + 1], &blen);
+		if (block)
+			subject = imap_extract_subject(block, blen,
+						       &m.subject_len);
+		break;
+	}
+	m.subject = subject;
+	ctx->fn(ctx->user_data, &m);
+	return 0;
+}
+
+int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
+		    void *user_data, GError **error)
+{
+	MetaCtx ctx = {fn, user_data};
+
+	return imap_conn_command(conn, meta_untagged, &ctx, error,
+				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
+				 "BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+				 uid_set);
+}
+
+/* ---- SEARCH ---- */
+
+/* Append the UIDs of a sequence set such as "1:5,7,9:12". */
+static int append_uid_set(GArray *uids, const char *set)
+{
+	const char *p = set;
+
+	while (*p) {
+		char *end;
+		guint64 a = g_ascii_strtoull(p, &end, 10), b;
+
+		if (end == p || a == 0 || a > UINT32_MAX)
+			return -EPROTO;
+		b = a;
+		p = end;
+		if (*p == ':') {
+			p++;
+			b = g_ascii_strtoull(p, &end, 10);
+			if (end == p || b == 0 || b > UINT32_MAX)
+				return -EPROTO;
+			p = end;
+			if (b < a) {
+				guint64 t = a;
+				a = b;
+				b = t;
+			}
+		}
+		if (uids->len + (b - a + 1) > MAX_SEARCH_UIDS)
+			return -E2BIG;
+		for (guint64 u = a; u <= b; u++) {
+			uint32_t v = (uint32_t)u;
+			g_array_append_val(uids, v);
+		}
+		if (*p == ',')
+			p++;
+		else if (*p)
+			return -EPROTO;
+	}
+	return 0;
+}
+
+static int search_untagged(void *user_data, ImapResponse *r)
+{
+	GArray *uids = user_data;
+
+	if (!r->name)
+		return 0;
+	if (strcmp(r->name, "SEARCH") == 0) {
+		for (size_t i = 0; i < r->args.len; i++) {
+			uint64_t n;
+
+			if (!imap_value_get_u64(&r->args.items[i], &n) ||
+			    n == 0 || n > UINT32_MAX)
+				return -EPROTO;
+			if (uids->len >= MAX_SEARCH_UIDS)
+				return -E2BIG;
+			uint32_t v = (uint32_t)n;
+			g_array_append_val(uids, v);
+		}
+	} else if (strcmp(r->name, "ESEARCH") == 0) {
+		for (size_t i = 0; i + 1 < r->args.len; i++) {
+			const char *set;
+
+			if (!imap_value_is_atom(&r->args.items[i], "ALL"))
+				continue;
+			set = imap_value_get_string(&r->args.items[i + 1],
+						    NULL);
+			if (!set)
+				return -EPROTO;
+			return append_uid_set(uids, set);
+		}
+	}
+	return 0;
+}
+
+static int cmp_u32(gconstpointer a, gconstpointer b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int imap_search_uids(ImapConn *conn, GArray *uids, GError **error)
+{
+	int rc;
+
+	g_array_set_size(uids, 0);
+	if (imap_conn_has_cap(conn, "ESEARCH"))
+		rc = imap_conn_command(conn, search_untagged, uids, error,
+				       "UID SEARCH RETURN (ALL) ALL");
+	else
+		rc = imap_conn_command(conn, search_untagged, uids, error,
+				       "UID SEARCH ALL");
+	if (rc < 0)
+		return rc;
+	g_array_sort(uids, cmp_u32);
+	return 0;
+}
+
+/* ---- FETCH bodies ---- */
+
+typedef struct {
+	ImapBodyFn fn;
+	void *user_data;
+	int rc;
+} BodyCtx;
+
+static int body_untagged(void *user_data, ImapResponse *r)
+{
+	BodyCtx *ctx = user_data;
+	const ImapValue *list, *uidv;
+	ImapValue *body = NULL;
+	uint64_t uid;
+	int rc;
+
+	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+		return 0;
+	list = &r->args.items[0];
+	if (list->type != IMAP_VALUE_LIST)
+		return 0;
+	uidv = imap_fetch_get(list, "UID");
+	if (!imap_value_get_u64(uidv, &uid) || uid == 0 || uid > UINT32_MAX)
+		return 0;
+	for (size_t i = 0; i + 1 < list->len; i += 2)
+		if (imap_value_is_atom(&list->items[i], "BODY[]"))
+			body = &list->items[i + 1];
+	if (!body)
+		return 0; /* flags update or a quirk: not a body */
+	rc = ctx->fn(ctx->user_data, (uint32_t)uid, body);
+	if (rc < 0 && ctx->rc == 0)
+		ctx->rc = rc;
+	return 0;
+}
+
+int imap_fetch_bodies(ImapConn *conn, const char *uid_set, ImapBodyFn fn,
+		      void *user_data, GError **error)
+{
+	BodyCtx ctx = {fn, user_data, 0};
+	int rc;
+
+	rc = imap_conn_command(conn, body_untagged, &ctx, error,
+			       "UID FETCH %s (UID BODY.PEEK[])", uid_set);
+	return rc < 0 ? rc : ctx.rc;
+}

@@ -1,0 +1,59 @@
+/* imap/ops.h: the IMAP commands imapfs needs, on a logged-in connection.
+ * Read-only by construction: LIST, EXAMINE (in conn.h), UID SEARCH and
+ * UID FETCH with BODY.PEEK only. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "imap/conn.h"
+
+enum {
+	IMAP_MAILBOX_NOSELECT = 1 << 0,
+	IMAP_MAILBOX_NOINFERIORS = 1 << 1,
+	IMAP_MAILBOX_NONEXISTENT = 1 << 2,
+};
+
+/* name is the raw server name (modified UTF-7), delimiter '\0' for NIL. */
+typedef void (*ImapMailboxFn)(void *user_data, const char *name,
+			      char delimiter, unsigned flags);
+
+/* LIST "" "*". */
+int imap_list_mailboxes(ImapConn *conn, ImapMailboxFn fn, void *user_data,
+			GError **error);
+
+typedef struct {
+	uint32_t uid;
+	uint64_t size;          /* RFC822.SIZE: a hint */
+	int64_t internaldate;   /* seconds since the epoch */
+	const char *subject;    /* unfolded raw Subject value or NULL */
+	size_t subject_len;
+} ImapMessageMeta;
+
+typedef void (*ImapMetaFn)(void *user_data, const ImapMessageMeta *meta);
+
+/* UID FETCH uid_set (UID RFC822.SIZE INTERNALDATE
+ * BODY.PEEK[HEADER.FIELDS (SUBJECT)]) on the selected mailbox. */
+int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
+		    void *user_data, GError **error);
+
+/* All UIDs of the selected mailbox, ascending (UID SEARCH ALL, or ESEARCH
+ * when offered, so that the answer stays compact). */
+int imap_search_uids(ImapConn *conn, GArray *uids, GError **error);
+
+/* Called for each BODY[] of the answer; body is a STRING, a STREAM (the
+ * callback may take its sink) or NIL. Return 0 or -errno. */
+typedef int (*ImapBodyFn)(void *user_data, uint32_t uid, ImapValue *body);
+
+/* UID FETCH uid_set (UID BODY.PEEK[]). */
+int imap_fetch_bodies(ImapConn *conn, const char *uid_set, ImapBodyFn fn,
+		      void *user_data, GError **error);
+
+/* ---- pure helpers, exposed for tests ---- */
+
+/* Parse an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz". */
+bool imap_parse_internaldate(const char *s, int64_t *out);
+/* From a "Subject: ..." header block, the unfolded value (g_free), or NULL
+ * when there is no Subject field. */
+char *imap_extract_subject(const char *block, size_t len, size_t *out_len);

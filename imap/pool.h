@@ -1,0 +1,51 @@
+/* imap/pool.h: a bounded pool of IMAP connections, each driven by a thread
+ * of its own, and a queue of jobs.
+ *
+ * A caller submits a job (a function to run on a logged-in connection,
+ * with a folder EXAMINEd first when one is named) and waits for it. Jobs for
+ * a folder go preferably to a connection that has it selected already.
+ * Connections are opened lazily and reopened after a failure; while the
+ * server cannot be reached, jobs fail at once with -EIO instead of waiting,
+ * and the pool retries with backoff by itself. A caller never waits longer
+ * than the timeout without the pool making progress.
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+
+#include "imap/conn.h"
+
+typedef struct ImapPool ImapPool;
+
+/* Runs on a pool thread. conn is logged in; when the job named a folder it
+ * is EXAMINEd and state describes it. Return 0 or -errno, setting error
+ * for a message worth logging. A job may run twice when the connection
+ * broke under it the first time, so it must be idempotent. */
+typedef int (*ImapJobFn)(ImapConn *conn, const ImapMailboxState *state,
+			 void *data, GError **error);
+
+/* account is copied, but the strings it points to must outlive the pool.
+ * first_conn (may be NULL) is an already open connection to adopt. */
+ImapPool *imap_pool_new(const ImapAccount *account, unsigned size,
+			ImapConn *first_conn);
+/* Stops the threads (jobs still queued fail with -ESHUTDOWN), logs out. */
+void imap_pool_free(ImapPool *pool);
+
+/* Run fn on a pool connection and wait for it. Returns fn's result, -EIO
+ * when the server is known to be unreachable (the job was not run), or
+ * -ESHUTDOWN; error says why. On all of these the caller owns data again.
+ * When the pool made no progress within the timeout the caller stops
+ * waiting: -ETIMEDOUT, and the pool keeps data and frees it with free_data
+ * (may be NULL) once the job is over. */
+int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
+		  void *data, GDestroyNotify free_data, GError **error);
+
+/* Queue fn without waiting (prefetch). Low priority: it runs only when no
+ * waited-for job is queued. The pool owns data and frees it with free_data
+ * (also when the job is dropped). */
+void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
+		      void *data, GDestroyNotify free_data);
+
+/* True while the server is considered unreachable. */
+bool imap_pool_is_down(ImapPool *pool);
