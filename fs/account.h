@@ -1,0 +1,26 @@
+/* fs/account.h: everything one mount owns, shared by the FUSE operations.
+ * Built by main() before the session starts; immutable afterwards except
+ * through the modules' own locks. */
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <sys/types.h>
+
+#include "cache/store.h"
+#include "fs/inval.h"
+#include "fs/tree.h"
+#include "imap/pool.h"
+
+typedef struct {
+	CacheStore *store;
+	ImapPool *pool;
+	FsTree *tree;
+	FsInval *inval;
+	uid_t uid;
+	gid_t gid;
+	gint64 refresh_us;     /* a listing older than this is rechecked */
+
+	GMutex fetch_lock;     /* guards inflight */
+	GHashTable *inflight;  /* "gen:uid" -> FsFetch*, bodies being fetched */
+} FsAccount;

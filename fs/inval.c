@@ -1,0 +1,118 @@
+/* fs/inval.c: the invalidation queue.
+ *
+ * Handlers push items under inval->lock; one thread pops them and calls
+ * fuse_lowlevel_notify_* with no lock held. Items queued before the
+ * session starts wait for fs_inval_start(); ENOENT answers (the kernel had
+ * nothing cached) are normal and not logged.
+ */
+#include "fs/inval.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <stdbool.h>
+#include <string.h>
+
+typedef struct {
+	fuse_ino_t ino;     /* inode, or the parent for an entry */
+	char *name;         /* NULL for an inode invalidation */
+} Item;
+
+struct FsInval {
+	GMutex lock;
+	GCond cond;
+	GQueue items;
+	struct fuse_session *se;
+	GThread *thread;
+	bool stopping;
+};
+
+static void item_free(Item *it)
+{
+	g_free(it->name);
+	g_free(it);
+}
+
+static gpointer inval_main(gpointer data)
+{
+	FsInval *inval = data;
+
+	g_mutex_lock(&inval->lock);
+	for (;;) {
+		Item *it;
+		int rc;
+
+		while (!inval->stopping && g_queue_is_empty(&inval->items))
+			g_cond_wait(&inval->cond, &inval->lock);
+		if (inval->stopping)
+			break;
+		it = g_queue_pop_head(&inval->items);
+		g_mutex_unlock(&inval->lock);
+		if (it->name)
+			rc = fuse_lowlevel_notify_inval_entry(
+				inval->se, it->ino, it->name, strlen(it->name));
+		else
+			rc = fuse_lowlevel_notify_inval_inode(inval->se,
+							      it->ino, 0, 0);
+		if (rc < 0 && rc != -ENOENT)
+			g_debug("invalidation of inode %llu failed: %s",
+				(unsigned long long)it->ino, g_strerror(-rc));
+		item_free(it);
+		g_mutex_lock(&inval->lock);
+	}
+	g_mutex_unlock(&inval->lock);
+	return NULL;
+}
+
+FsInval *fs_inval_new(void)
+{
+	FsInval *inval = g_new0(FsInval, 1);
+
+	g_mutex_init(&inval->lock);
+	g_cond_init(&inval->cond);
+	g_queue_init(&inval->items);
+	return inval;
+}
+
+void fs_inval_start(FsInval *inval, struct fuse_session *se)
+{
+	inval->se = se;
+	inval->thread = g_thread_new("inval", inval_main, inval);
+}
+
+static void push(FsInval *inval, fuse_ino_t ino, const char *name)
+{
+	Item *it = g_new0(Item, 1);
+
+	it->ino = ino;
+	it->name = g_strdup(name);
+	g_mutex_lock(&inval->lock);
+	g_queue_push_tail(&inval->items, it);
+	g_cond_signal(&inval->cond);
+	g_mutex_unlock(&inval->lock);
+}
+
+void fs_inval_inode(FsInval *inval, fuse_ino_t ino)
+{
+	push(inval, ino, NULL);
+}
+
+void fs_inval_entry(FsInval *inval, fuse_ino_t parent, const char *name)
+{
+	push(inval, parent, name);
+}
+
+void fs_inval_free(FsInval *inval)
+{
+	if (!inval)
+		return;
+	g_mutex_lock(&inval->lock);
+	inval->stopping = true;
+	g_cond_signal(&inval->cond);
+	g_mutex_unlock(&inval->lock);
+	if (inval->thread)
+		g_thread_join(inval->thread);
+	g_queue_clear_full(&inval->items, (GDestroyNotify)item_free);
+	g_mutex_clear(&inval->lock);
+	g_cond_clear(&inval->cond);
+	g_free(inval);
+}

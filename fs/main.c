@@ -1,0 +1,196 @@
+/* fs/main.c: start-up and shutdown of the imapfs daemon.
+ *
+ * Order matters: everything that can fail for a reason the user must see
+ * (options, password, cache, connection, login, folder list) happens
+ * before the mount, in the foreground, so a failure prints one line and
+ * leaves no mount behind. Threads (pool, invalidation) are started only
+ * after fuse_daemonize(), because fork() keeps only the calling thread.
+ */
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/store.h"
+#include "fs/account.h"
+#include "fs/fetch.h"
+#include "fs/log.h"
+#include "fs/ops.h"
+#include "fs/options.h"
+#include "fs/sync.h"
+#include "imap/ops.h"
+#include "imap/pool.h"
+
+#define REFRESH_SECONDS 30
+
+static void die(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("imapfs: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void add_folder(void *user_data, const char *name, char delimiter,
+		       unsigned flags)
+{
+	GPtrArray *entries = user_data;
+	uint32_t cflags = 0;
+
+	if (flags & IMAP_MAILBOX_NOSELECT)
+		cflags |= CACHE_FOLDER_NOSELECT;
+	if (flags & IMAP_MAILBOX_NOINFERIORS)
+		cflags |= CACHE_FOLDER_NOINFERIORS;
+	if (flags & IMAP_MAILBOX_NONEXISTENT)
+		cflags |= CACHE_FOLDER_NONEXISTENT;
+	g_ptr_array_add(entries, cache_folder_entry_new(name, delimiter, cflags));
+}
+
+static char *account_key(const FsOptions *o)
+{
+	return g_strdup_printf("%s://%s@%s:%u", o->implicit_tls ? "imaps" : "imap",
+			       o->user, o->host, o->port);
+}
+
+int main(int argc, char **argv)
+{
+	g_autoptr(GError) error = NULL;
+	FsOptions opts = {0};
+	FsAccount acct = {0};
+	char *password = NULL;
+	g_autofree char *key = NULL;
+	g_autoptr(GPtrArray) folders = NULL;
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *loop = NULL;
+	ImapAccount account = {0};
+	ImapConn *conn = NULL;
+	int ret = 1;
+	int rc;
+
+	rc = fs_options_parse(argc, argv, &opts, &error);
+	if (rc == FS_OPTIONS_EXIT_OK)
+		return 0;
+	if (rc < 0) {
+		die("%s", error->message);
+		return 1;
+	}
+	fs_log_init(opts.debug);
+
+	password = fs_options_get_password(&opts, &error);
+	if (!password) {
+		die("%s", error->message);
+		goto out;
+	}
+
+	key = account_key(&opts);
+	acct.store = cache_store_open(opts.cache_dir, key, &error);
+	if (!acct.store) {
+		die("%s", error->message);
+		goto out;
+	}
+
+	account.host = opts.host;
+	account.port = opts.port;
+	account.implicit_tls = opts.implicit_tls;
+	account.user = opts.user;
+	account.password = password;
+	account.cafile = opts.cafile;
+	account.insecure = opts.insecure;
+	account.timeout_ms = opts.timeout * 1000;
+	account.sink = &fs_fetch_sink;
+	account.sink_data = acct.store;
+	if (opts.insecure)
+		g_warning("--insecure: the server's certificate is not checked");
+
+	conn = imap_conn_open(&account, &error);
+	if (!conn) {
+		die("%s", error->message);
+		goto out;
+	}
+	folders = g_ptr_array_new_with_free_func(
+		(GDestroyNotify)cache_folder_entry_free);
+	if (imap_list_mailboxes(conn, add_folder, folders, &error) < 0) {
+		die("cannot list folders: %s", error->message);
+		goto out;
+	}
+	if (cache_store_save_folders(acct.store, folders) < 0)
+		g_message("cannot save the folder list in the cache");
+	acct.tree = fs_tree_new(acct.store, folders, &error);
+	if (!acct.tree) {
+		die("%s", error->message);
+		goto out;
+	}
+	acct.uid = getuid();
+	acct.gid = getgid();
+	acct.refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
+	g_mutex_init(&acct.fetch_lock);
+	acct.inflight = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					      NULL);
+	acct.inval = fs_inval_new();
+
+	se = fuse_session_new(&opts.fuse_args, &fs_ops, sizeof(fs_ops), &acct);
+	if (!se) {
+		die("cannot start the FUSE session (see the message above)");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		die("cannot install signal handlers");
+		goto out;
+	}
+	if (fuse_session_mount(se, opts.mountpoint) != 0) {
+		die("cannot mount on %s (see the message above)",
+		    opts.mountpoint);
+		goto out_signals;
+	}
+	if (fuse_daemonize(opts.foreground) != 0) {
+		die("cannot go to the background");
+		goto out_unmount;
+	}
+	if (!opts.foreground)
+		fs_log_to_syslog();
+
+	acct.pool = imap_pool_new(&account, opts.connections,
+				  g_steal_pointer(&conn));
+	fs_inval_start(acct.inval, se);
+	g_message("mounted %s on %s", opts.url, opts.mountpoint);
+
+	loop = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_max_threads(loop, 32);
+	fuse_loop_cfg_set_idle_threads(loop, 8);
+	rc = fuse_session_loop_mt(se, loop);
+	fuse_loop_cfg_destroy(loop);
+	ret = rc == 0 ? 0 : 1;
+	if (rc != 0)
+		g_warning("FUSE session ended with an error: %s",
+			  g_strerror(rc < 0 ? -rc : rc));
+
+	fs_inval_free(g_steal_pointer(&acct.inval));
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out:
+	if (se)
+		fuse_session_destroy(se);
+	if (acct.tree)
+		fs_sync_save_dirty(&acct);
+	imap_pool_free(acct.pool);
+	imap_conn_free(conn);
+	fs_inval_free(acct.inval);
+	fs_tree_free(acct.tree);
+	if (acct.inflight) {
+		g_hash_table_unref(acct.inflight);
+		g_mutex_clear(&acct.fetch_lock);
+	}
+	cache_store_free(acct.store);
+	fs_options_free_password(password);
+	fs_options_clear(&opts);
+	return ret;
+}

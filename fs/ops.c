@@ -1,0 +1,493 @@
+/* fs/ops.c: the FUSE low-level operations.
+ *
+ * Handlers run on libfuse's worker threads. They never block on a lock
+ * while doing network I/O (sync and fetch wait on the pool, bounded by its
+ * timeout), and never notify the kernel themselves (fs/inval.c does).
+ * Messages never change for a given inode, so their entries and attributes
+ * are cached by the kernel for a long time once their size is exact; OPEN
+ * and FLUSH are answered ENOSYS so the kernel stops sending them and keeps
+ * the page cache.
+ */
+#include "fs/ops.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs/fetch.h"
+#include "fs/names.h"
+#include "fs/sync.h"
+
+#define MESSAGE_TIMEOUT 86400.0 /* immutable once the size is exact */
+#define DIR_TIMEOUT 10.0
+#define NEGATIVE_TIMEOUT 10.0
+
+static bool no_open_supported;
+static time_t mount_time;
+
+static FsAccount *acct_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void dir_attr(FsAccount *acct, const FsFolder *f, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = fs_tree_dir_ino(f);
+	st->st_mode = S_IFDIR | 0555;
+	st->st_nlink = 2 + f->children->len;
+	st->st_uid = acct->uid;
+	st->st_gid = acct->gid;
+	st->st_size = 4096;
+	st->st_blksize = 4096;
+	st->st_mtime = st->st_ctime = st->st_atime = mount_time;
+}
+
+static void message_attr(FsAccount *acct, uint32_t gen, const CacheMessage *m,
+			 struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = fs_tree_message_ino(gen, m->uid);
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_uid = acct->uid;
+	st->st_gid = acct->gid;
+	st->st_size = (off_t)m->size;
+	st->st_blocks = (blkcnt_t)((m->size + 511) / 512);
+	st->st_blksize = 65536;
+	st->st_mtime = st->st_ctime = st->st_atime = (time_t)m->internaldate;
+}
+
+/* Until the size is the literal's exact length, let the kernel ask again
+ * before reading past the end it knows (the first read corrects it). */
+static double message_attr_timeout(const CacheMessage *m)
+{
+	return m->size_exact ? MESSAGE_TIMEOUT : 0.0;
+}
+
+static void dir_entry(FsAccount *acct, const FsFolder *f,
+		      struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = fs_tree_dir_ino(f);
+	e->attr_timeout = DIR_TIMEOUT;
+	e->entry_timeout = DIR_TIMEOUT;
+	dir_attr(acct, f, &e->attr);
+}
+
+/* Look up uid in f's listing of generation gen (0: the current one) and
+ * fill e. Returns 0 or -ENOENT. */
+static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
+			 uint32_t uid, const char *name,
+			 struct fuse_entry_param *e)
+{
+	const CacheMessage *m;
+	int rc = -ENOENT;
+
+	g_mutex_lock(&f->lock);
+	if (f->listing && (gen == 0 || f->listing->gen == gen)) {
+		m = cache_folder_index_find(f->listing->index, uid);
+		if (m && (!name || strcmp(m->name, name) == 0)) {
+			memset(e, 0, sizeof(*e));
+			e->ino = fs_tree_message_ino(f->listing->gen, uid);
+			e->entry_timeout = MESSAGE_TIMEOUT;
+			e->attr_timeout = message_attr_timeout(m);
+			message_attr(acct, f->listing->gen, m, &e->attr);
+			rc = 0;
+		}
+	}
+	g_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static void reply_negative(fuse_req_t req)
+{
+	struct fuse_entry_param e = {0};
+
+	e.ino = 0; /* a cached negative entry */
+	e.entry_timeout = NEGATIVE_TIMEOUT;
+	fuse_reply_entry(req, &e);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	mount_time = time(NULL);
+	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
+		no_open_supported = true;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Always readdirplus: we know size and date, so ls -l is free. */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* Bodies never change: do not drop pages on mtime checks. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+}
+
+static void op_destroy(void *userdata)
+{
+	fs_sync_save_dirty(userdata);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	FsAccount *acct = acct_of(req);
+	struct fuse_entry_param e;
+	FsFolder *f, *child;
+	uint32_t gen, uid;
+	int rc;
+
+	if (fs_tree_resolve(acct->tree, parent, &f, &gen, &uid) != FS_INO_DIR) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	child = fs_folder_child(f, name);
+	if (child) {
+		dir_entry(acct, child, &e);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	/* Names that cannot be messages (".hidden", "desktop.ini") never
+	 * cost a server round trip. */
+	if (!f->selectable || !fs_name_parse_uid(name, &uid)) {
+		reply_negative(req);
+		return;
+	}
+	rc = fs_sync_folder(acct, f, FS_SYNC_IF_MISSING);
+	if (rc < 0 && rc != -ENOENT) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	if (message_entry(acct, f, 0, uid, name, &e) == 0)
+		fuse_reply_entry(req, &e);
+	else
+		reply_negative(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	FsAccount *acct = acct_of(req);
+	struct fuse_entry_param e;
+	FsFolder *f;
+	uint32_t gen = 0, uid = 0;
+	struct stat st;
+
+	switch (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid)) {
+	case FS_INO_DIR:
+		dir_attr(acct, f, &st);
+		fuse_reply_attr(req, &st, DIR_TIMEOUT);
+		return;
+	case FS_INO_MESSAGE:
+		if (message_entry(acct, f, gen, uid, NULL, &e) == 0) {
+			fuse_reply_attr(req, &e.attr, e.attr_timeout);
+			return;
+		}
+		break;
+	case FS_INO_NONE:
+		break;
+	}
+	fuse_reply_err(req, ENOENT);
+}
+
+/* ---- directories ---- */
+
+typedef struct {
+	FsFolder *folder;
+	FsListing *listing; /* may be NULL */
+} DirHandle;
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	FsAccount *acct = acct_of(req);
+	DirHandle *dh;
+	FsFolder *f;
+	uint32_t gen, uid;
+	int rc = 0;
+
+	if (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid) != FS_INO_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (f->selectable) {
+		rc = fs_sync_folder(acct, f, FS_SYNC_IF_STALE);
+		if (rc < 0 && rc != -ENOENT) {
+			fuse_reply_err(req, EIO);
+			return;
+		}
+	}
+	dh = g_new0(DirHandle, 1);
+	dh->folder = f;
+	dh->listing = fs_folder_get_listing(f);
+	fi->fh = (uint64_t)(uintptr_t)dh;
+	/* The kernel may keep its cached listing unless it just changed;
+	 * changes found elsewhere are invalidated through fs/inval.c. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = rc == 1 ? 0 : 1;
+	fuse_reply_open(req, fi);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
+
+	if (dh) {
+		fs_listing_unref(dh->listing);
+		g_free(dh);
+	}
+	fuse_reply_err(req, 0);
+}
+
+/* Entry i of a directory: ".", "..", subfolders, then messages. Fills
+ * name and st (and e for readdirplus). Returns false past the end. */
+static bool dir_item(FsAccount *acct, DirHandle *dh, size_t i,
+		     const char **name, struct fuse_entry_param *e)
+{
+	FsFolder *f = dh->folder;
+	size_t nchild = f->children->len;
+	size_t nmsg = dh->listing ? dh->listing->index->messages->len : 0;
+
+	memset(e, 0, sizeof(*e));
+	if (i == 0 || i == 1) {
+		FsFolder *d = (i == 1 && f->parent) ? f->parent : f;
+
+		*name = i == 0 ? "." : "..";
+		e->attr.st_ino = fs_tree_dir_ino(d);
+		e->attr.st_mode = S_IFDIR;
+		return true;
+	}
+	i -= 2;
+	if (i < nchild) {
+		FsFolder *c = f->children->pdata[i];
+
+		*name = c->name;
+		dir_entry(acct, c, e);
+		return true;
+	}
+	i -= nchild;
+	if (i < nmsg) {
+		CacheMessage *m = &g_array_index(dh->listing->index->messages,
+						 CacheMessage, i);
+
+		*name = m->name;
+		g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
+		e->ino = fs_tree_message_ino(dh->listing->gen, m->uid);
+		e->entry_timeout = MESSAGE_TIMEOUT;
+		e->attr_timeout = message_attr_timeout(m);
+		message_attr(acct, dh->listing->gen, m, &e->attr);
+		g_mutex_unlock(&f->lock);
+		return true;
+	}
+	return false;
+}
+
+static void readdir_common(fuse_req_t req, size_t size, off_t off,
+			   struct fuse_file_info *fi, bool plus)
+{
+	FsAccount *acct = acct_of(req);
+	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
+	g_autofree char *buf = g_malloc(size);
+	size_t used = 0;
+	struct fuse_entry_param e;
+	const char *name;
+
+	for (size_t i = (size_t)off; dir_item(acct, dh, i, &name, &e); i++) {
+		size_t need;
+
+		if (plus)
+			need = fuse_add_direntry_plus(req, buf + used,
+						      size - used, name, &e,
+						      (off_t)(i + 1));
+		else
+			need = fuse_add_direntry(req, buf + used, size - used,
+						 name, &e.attr, (off_t)(i + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	readdir_common(req, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	readdir_common(req, size, off, fi, true);
+}
+
+/* ---- files ---- */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (no_open_supported) {
+		/* From now on the kernel opens without asking us. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, ENOSYS);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	FsAccount *acct = acct_of(req);
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+	FsFolder *f;
+	uint32_t gen, uid, uidvalidity = 0;
+	int fd;
+
+	if (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid) !=
+	    FS_INO_MESSAGE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	g_mutex_lock(&f->lock);
+	if (f->listing && f->listing->gen == gen &&
+	    cache_folder_index_find(f->listing->index, uid))
+		uidvalidity = f->listing->index->uidvalidity;
+	g_mutex_unlock(&f->lock);
+	if (uidvalidity == 0) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	fd = fs_fetch_open(acct, f, gen, uidvalidity, uid);
+	if (fd < 0) {
+		fuse_reply_err(req, fd == -ESTALE ? ESTALE : EIO);
+		return;
+	}
+	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	bv.buf[0].fd = fd;
+	bv.buf[0].pos = off;
+	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	close(fd);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv = {0};
+
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes: where a file comes from ---- */
+
+static char *xattr_value(FsAccount *acct, fuse_ino_t ino, const char *name)
+{
+	FsFolder *f;
+	uint32_t gen = 0, uid = 0, uidvalidity = 0;
+	FsInoKind kind = fs_tree_resolve(acct->tree, ino, &f, &gen, &uid);
+
+	if (kind == FS_INO_NONE || (!f->raw && kind == FS_INO_DIR))
+		return NULL;
+	if (strcmp(name, "user.imapfs.folder") == 0)
+		return g_strdup(f->raw);
+	if (kind != FS_INO_MESSAGE)
+		return NULL;
+	if (strcmp(name, "user.imapfs.uid") == 0)
+		return g_strdup_printf("%u", uid);
+	if (strcmp(name, "user.imapfs.uidvalidity") == 0) {
+		g_mutex_lock(&f->lock);
+		if (f->listing && f->listing->gen == gen)
+			uidvalidity = f->listing->index->uidvalidity;
+		g_mutex_unlock(&f->lock);
+		return uidvalidity ? g_strdup_printf("%u", uidvalidity) : NULL;
+	}
+	return NULL;
+}
+
+static void reply_xattr(fuse_req_t req, const char *value, size_t len,
+			size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	g_autofree char *v = xattr_value(acct_of(req), ino, name);
+
+	if (!v) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	reply_xattr(req, v, strlen(v), size);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char msg_names[] = "user.imapfs.folder\0"
+					"user.imapfs.uid\0"
+					"user.imapfs.uidvalidity";
+	static const char dir_names[] = "user.imapfs.folder";
+	FsAccount *acct = acct_of(req);
+	FsFolder *f;
+	uint32_t gen, uid;
+
+	switch (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid)) {
+	case FS_INO_MESSAGE:
+		reply_xattr(req, msg_names, sizeof(msg_names), size);
+		return;
+	case FS_INO_DIR:
+		if (f->raw) {
+			reply_xattr(req, dir_names, sizeof(dir_names), size);
+			return;
+		}
+		reply_xattr(req, "", 0, size);
+		return;
+	default:
+		fuse_reply_err(req, ENOENT);
+	}
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.destroy = op_destroy,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.open = op_open,
+	.flush = op_flush,
+	.release = op_release,
+	.read = op_read,
+	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+};

@@ -1,0 +1,32 @@
+/* fs/sync.h: keeping a folder's message listing current.
+ *
+ * A listing comes from the persisted index (instant at remount), then is
+ * brought up to date over IMAP: nothing is fetched when UIDNEXT and EXISTS
+ * did not move; new UIDs are fetched alone; expunges are found with one UID
+ * SEARCH; a UIDVALIDITY change replaces everything and drops the folder's
+ * cached bodies. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "fs/account.h"
+
+enum {
+	FS_SYNC_IF_MISSING, /* only when there is no listing at all */
+	FS_SYNC_IF_STALE,   /* when the last sync is older than refresh_us */
+	FS_SYNC_NOW,
+};
+
+/* Returns 1 when the listing changed, 0 when it did not (or the server
+ * could not be reached but a listing is there to serve, stale), -ENOENT for
+ * a folder that has no messages of its own, -EIO when there is no listing
+ * and the server cannot be reached. */
+int fs_sync_folder(FsAccount *acct, FsFolder *f, int when);
+
+/* Persist listings whose sizes were corrected since their last save. */
+void fs_sync_save_dirty(FsAccount *acct);
+
+/* Correct a message's size to the exact length of its body (after a
+ * fetch, or when a cached body is found). */
+void fs_sync_set_exact_size(FsAccount *acct, FsFolder *f, uint32_t gen,
+			    uint32_t uid, uint64_t size);

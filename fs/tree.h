@@ -1,0 +1,76 @@
+/* fs/tree.h: the folder tree and the inode numbering of the mount.
+ *
+ * Inode numbers are derived, not allocated, so they are stable across
+ * remounts and need no table: the root is FUSE_ROOT_ID; a folder's
+ * directory is (id << 32) where id = cache_store_folder_id(name, 0); a
+ * message is (gen << 32 | uid) where gen = cache_store_folder_id(name,
+ * UIDVALIDITY). Folders are never freed while mounted, so FsFolder
+ * pointers stay valid and FORGET needs no work.
+ */
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache/index.h"
+#include "cache/store.h"
+
+/* One folder's message list at one moment. Reference counted so that a
+ * directory listing in progress keeps its snapshot while a resync swaps in
+ * a new one. */
+typedef struct {
+	gint refs;
+	uint32_t gen;             /* id of (folder, UIDVALIDITY) */
+	CacheFolderIndex *index;  /* owned */
+} FsListing;
+
+typedef struct FsFolder FsFolder;
+struct FsFolder {
+	uint32_t id;          /* 0 for the root */
+	char *raw;            /* full server name; NULL for the root and for
+				 levels that exist only as a path prefix
+				 and are not selectable */
+	char *path_raw;       /* raw path prefix (id key), "" for the root */
+	char *name;           /* display name of this level */
+	FsFolder *parent;
+	GPtrArray *children;  /* FsFolder*, sorted by name */
+	bool selectable;
+
+	/* Guarded by lock: */
+	GMutex lock;
+	GCond synced;         /* signalled when a sync finishes */
+	FsListing *listing;   /* NULL until loaded */
+	gint64 synced_at;     /* monotonic us of the last good sync, 0 never */
+	bool syncing;
+	bool dirty;           /* listing has sizes not yet saved */
+};
+
+typedef struct FsTree FsTree;
+
+/* Build from the LIST result (CacheFolderEntry*). */
+FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error);
+void fs_tree_free(FsTree *tree);
+
+FsFolder *fs_tree_root(FsTree *tree);
+/* Visit every folder (root first). */
+void fs_tree_foreach(FsTree *tree, void (*fn)(FsFolder *f, void *data),
+		     void *data);
+
+/* What an inode number names. */
+typedef enum { FS_INO_NONE, FS_INO_DIR, FS_INO_MESSAGE } FsInoKind;
+FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
+			  uint32_t *gen, uint32_t *uid);
+fuse_ino_t fs_tree_dir_ino(const FsFolder *f);
+fuse_ino_t fs_tree_message_ino(uint32_t gen, uint32_t uid);
+/* Remember that gen belongs to f (called when a listing is loaded). */
+void fs_tree_register_gen(FsTree *tree, uint32_t gen, FsFolder *f);
+
+FsFolder *fs_folder_child(const FsFolder *f, const char *name);
+
+FsListing *fs_listing_new(uint32_t gen, CacheFolderIndex *index);
+FsListing *fs_listing_ref(FsListing *l);
+void fs_listing_unref(FsListing *l);
+/* The folder's current listing with a reference, or NULL. */
+FsListing *fs_folder_get_listing(FsFolder *f);

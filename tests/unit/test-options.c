@@ -1,0 +1,999 @@
+/* tests/unit/test-options.c: command line, -o options, password sources.
+ *
+ * Everything runs in a private temporary directory; the terminal prompt is
+ * exercised on a pseudo-terminal owned by a forked child, synchronised on
+ * the prompt text (a generous poll limit only turns a hang into a failure).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#ifndef IMAPFS_VERSION
+#define IMAPFS_VERSION "0.0.0"
+#endif
+
+#include "fs/options.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_opt.h>
+#include <glib/gstdio.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define URL "imaps://me@mail.example.org"
+#define OURS "ro,noatime,default_permissions,subtype=imapfs"
+#define FSNAME "fsname=imaps://me@mail.example.org:993"
+#define SECRET "s3cret-Pw"
+
+static char *tmpdir; /* private, removed at the end */
+static char *mnt;    /* tmpdir/mnt, a real directory, canonical */
+
+static char *tmp_path(const char *name)
+{
+	return g_build_filename(tmpdir, name, NULL);
+}
+
+static char *write_file(const char *name, const char *content, int mode)
+{
+	char *path = tmp_path(name);
+	GError *error = NULL;
+
+	g_assert_true(g_file_set_contents(path, content, -1, &error));
+	g_assert_no_error(error);
+	g_assert_cmpint(g_chmod(path, mode), ==, 0);
+	return path;
+}
+
+/* Parse "imapfs" followed by the NULL-terminated arguments. */
+static int parse_v(FsOptions *opts, GError **error, va_list ap)
+{
+	g_autoptr(GPtrArray) argv = g_ptr_array_new();
+	const char *a;
+
+	g_ptr_array_add(argv, (char *)"imapfs");
+	while ((a = va_arg(ap, const char *)))
+		g_ptr_array_add(argv, (char *)a);
+	g_ptr_array_add(argv, NULL);
+	return fs_options_parse((int)argv->len - 1, (char **)argv->pdata, opts,
+				error);
+}
+
+static void parse_ok(FsOptions *opts, ...)
+{
+	GError *error = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, opts);
+	r = parse_v(opts, &error, ap);
+	va_end(ap);
+	g_assert_no_error(error);
+	g_assert_cmpint(r, ==, FS_OPTIONS_RUN);
+}
+
+/* Expects failure with exactly msg; the struct must come back cleared. */
+static void parse_fails(const char *msg, ...)
+{
+	FsOptions opts;
+	GError *error = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, msg);
+	r = parse_v(&opts, &error, ap);
+	va_end(ap);
+	g_assert_cmpint(r, ==, -1);
+	g_assert_nonnull(error);
+	g_assert_cmpstr(error->message, ==, msg);
+	g_assert_null(opts.url);
+	g_assert_null(opts.fuse_args.argv);
+	g_error_free(error);
+	fs_options_clear(&opts); /* a second clear is harmless */
+}
+
+static char *joined_fuse_args(const FsOptions *opts)
+{
+	g_autoptr(GString) s = g_string_new(NULL);
+
+	for (int i = 0; i < opts->fuse_args.argc; i++)
+		g_string_append_printf(s, "%s%s", i ? "|" : "",
+				       opts->fuse_args.argv[i]);
+	return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+static void test_url_good(void)
+{
+	static const struct {
+		const char *url;
+		bool tls;
+		const char *user, *host;
+		unsigned port;
+		const char *fsname;
+	} cases[] = {
+		{"imaps://me@mail.example.org", true, "me", "mail.example.org",
+		 993, "imaps://me@mail.example.org:993"},
+		{"IMAP://me@Mail.Example.ORG:1143/", false, "me",
+		 "mail.example.org", 1143, "imap://me@mail.example.org:1143"},
+		{"imap://u@192.0.2.1", false, "u", "192.0.2.1", 143,
+		 "imap://u@192.0.2.1:143"},
+		{"ImApS://u@h:65535", true, "u", "h", 65535,
+		 "imaps://u@h:65535"},
+		{"imaps://u@h:1", true, "u", "h", 1, "imaps://u@h:1"},
+		{"imaps://me%40example.org@mail.example.org", true,
+		 "me@example.org", "mail.example.org", 993,
+		 "imaps://me%40example.org@mail.example.org:993"},
+		/* An unencoded '@' in USER: the last '@' ends USER. */
+		{"imaps://me@example.org@mail.example.org", true,
+		 "me@example.org", "mail.example.org", 993,
+		 "imaps://me%40example.org@mail.example.org:993"},
+		/* No raw ',' may reach fsname. */
+		{"imaps://a%2cb%20c@h", true, "a,b c", "h", 993,
+		 "imaps://a%2Cb%20c@h:993"},
+		{"imaps://DOM\\user@h", true, "DOM\\user", "h", 993,
+		 "imaps://DOM%5Cuser@h:993"},
+		{"imaps://u@[::1]:10993", true, "u", "::1", 10993,
+		 "imaps://u@[::1]:10993"},
+		{"imaps://u@[2001:DB8::1]", true, "u", "2001:db8::1", 993,
+		 "imaps://u@[2001:db8::1]:993"},
+		{"imap://u@[fe80::1%25eth0]/", false, "u", "fe80::1%eth0", 143,
+		 "imap://u@[fe80::1%25eth0]:143"},
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		FsOptions opts;
+		g_autofree char *args = NULL, *want = NULL;
+
+		parse_ok(&opts, cases[i].url, mnt, NULL);
+		g_assert_cmpstr(opts.url, ==, cases[i].url);
+		g_assert_cmpint(opts.implicit_tls, ==, cases[i].tls);
+		g_assert_cmpstr(opts.user, ==, cases[i].user);
+		g_assert_cmpstr(opts.host, ==, cases[i].host);
+		g_assert_cmpuint(opts.port, ==, cases[i].port);
+		args = joined_fuse_args(&opts);
+		want = g_strdup_printf("imapfs|-o|" OURS ",fsname=%s",
+				       cases[i].fsname);
+		g_assert_cmpstr(args, ==, want);
+		fs_options_clear(&opts);
+	}
+}
+
+static void test_url_bad(void)
+{
+	static const struct {
+		const char *url;
+		const char *why; /* after "invalid URL 'URL': " */
+	} cases[] = {
+		{"x", "expected imaps://USER@HOST[:PORT] or "
+		      "imap://USER@HOST[:PORT]"},
+		{"http://me@h", "expected imaps://USER@HOST[:PORT] or "
+				"imap://USER@HOST[:PORT]"},
+		{"imapx://me@h", "expected imaps://USER@HOST[:PORT] or "
+				 "imap://USER@HOST[:PORT]"},
+		{"imaps://mail.example.org",
+		 "missing USER (expected imaps://USER@HOST[:PORT] or "
+		 "imap://USER@HOST[:PORT])"},
+		{"imaps://@mail.example.org",
+		 "missing USER (expected imaps://USER@HOST[:PORT] or "
+		 "imap://USER@HOST[:PORT])"},
+		{"imaps://me@", "missing HOST (expected "
+				"imaps://USER@HOST[:PORT] or "
+				"imap://USER@HOST[:PORT])"},
+		{"imaps://me@:993", "missing HOST (expected "
+				    "imaps://USER@HOST[:PORT] or "
+				    "imap://USER@HOST[:PORT])"},
+		{"imaps://me@h/INBOX", "nothing may follow HOST[:PORT] "
+				       "(expected imaps://USER@HOST[:PORT] or "
+				       "imap://USER@HOST[:PORT])"},
+		{"imaps://me@h:993/INBOX", "nothing may follow HOST[:PORT] "
+					   "(expected imaps://USER@HOST[:PORT]"
+					   " or imap://USER@HOST[:PORT])"},
+		{"imaps://me@h?x=1", "nothing may follow HOST[:PORT] "
+				     "(expected imaps://USER@HOST[:PORT] or "
+				     "imap://USER@HOST[:PORT])"},
+		{"imaps://me@h//", "nothing may follow HOST[:PORT] "
+				   "(expected imaps://USER@HOST[:PORT] or "
+				   "imap://USER@HOST[:PORT])"},
+		{"imaps://me@h:0", "port must be between 1 and 65535"},
+		{"imaps://me@h:65536", "port must be between 1 and 65535"},
+		{"imaps://me@h:99999999999",
+		 "port must be between 1 and 65535"},
+		{"imaps://me@h:", "port must be between 1 and 65535"},
+		{"imaps://me@h:x1", "port must be between 1 and 65535"},
+		{"imaps://me@h:-1", "port must be between 1 and 65535"},
+		{"imaps://me@h h", "bad character in HOST"},
+		{"imaps://me@h\n", "bad character in HOST"},
+		{"imaps://me@h,x", "bad character in HOST"},
+		{"imaps://me@[::1", "bad IPv6 address"},
+		{"imaps://me@[zz::1]", "bad IPv6 address"},
+		{"imaps://me@[192.0.2.1]", "bad IPv6 address"},
+		{"imaps://me@[::1]x", "bad character in HOST"},
+		{"imaps://me%4@h", "bad percent-encoding in USER"},
+		{"imaps://me%@h", "bad percent-encoding in USER"},
+		{"imaps://me%zz@h", "bad percent-encoding in USER"},
+		{"imaps://me%0D%0Ax@h", "control character in USER"},
+		{"imaps://me%00@h", "control character in USER"},
+		{"imaps://me;AUTH=*@h", "';AUTH=' is not supported"},
+		{"imaps://a b@h", "expected imaps://USER@HOST[:PORT] or "
+				  "imap://USER@HOST[:PORT]"},
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		/* Messages are one line: control characters are escaped. */
+		g_autofree char *shown = g_strescape(cases[i].url, NULL);
+		g_autofree char *msg = g_strdup_printf(
+			"invalid URL '%s': %s", shown, cases[i].why);
+
+		parse_fails(msg, cases[i].url, mnt, NULL);
+	}
+}
+
+static void test_url_password(void)
+{
+	static const char *const urls[] = {
+		"imaps://me:" SECRET "@mail.example.org",
+		"imap://me:" SECRET "@h:143/",
+		"imaps://me:@h",
+		"imaps://me:" SECRET "/x@h",
+		"me:" SECRET "@mail.example.org",
+		"http://me:" SECRET "@h",
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(urls); i++)
+		parse_fails("the URL must not contain a password: use "
+			    "--password-command or --password-file",
+			    urls[i], mnt, NULL);
+}
+
+static void test_option_forms(void)
+{
+	static const char *const forms[][4] = {
+		{"--password-file=/p", URL, NULL, NULL},
+		{"--password-file", "/p", URL, NULL},
+		{"--password_file=/p", URL, NULL, NULL},
+		{"-o", "password_file=/p", URL, NULL},
+		{"-o", "password-file=/p", URL, NULL},
+		{"-opassword_file=/p", URL, NULL, NULL},
+		{URL, "MNT", "-o", "password_file=/p"},
+		{URL, "MNT", "--password-file", "/p"},
+		{URL, "MNT", "-o", "rw,password_file=/p,_netdev"},
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(forms); i++) {
+		const char *argv[7] = {"imapfs"};
+		int argc = 1;
+		bool have_mnt = false;
+		FsOptions opts;
+		GError *error = NULL;
+
+		for (int j = 0; j < 4 && forms[i][j]; j++) {
+			have_mnt |= strcmp(forms[i][j], "MNT") == 0;
+			argv[argc++] = strcmp(forms[i][j], "MNT") == 0
+					       ? mnt
+					       : forms[i][j];
+		}
+		if (!have_mnt)
+			argv[argc++] = mnt;
+		g_assert_cmpint(fs_options_parse(argc, (char **)argv, &opts,
+						 &error),
+				==, FS_OPTIONS_RUN);
+		g_assert_no_error(error);
+		g_assert_cmpstr(opts.password_file, ==, "/p");
+		g_assert_cmpstr(opts.url, ==, URL);
+		g_assert_cmpstr(opts.mountpoint, ==, mnt);
+		fs_options_clear(&opts);
+	}
+}
+
+static void test_option_values(void)
+{
+	g_autofree char *ca = write_file("ca.pem", "x", 0644);
+	g_autofree char *cwd = g_get_current_dir();
+	g_autofree char *rel_cache = g_build_filename(cwd, "rel/cache", NULL);
+	g_autofree char *rel_pw = g_build_filename(cwd, "pw.txt", NULL);
+	g_autofree char *ca_opt = g_strconcat("cafile=", ca, NULL);
+	FsOptions opts;
+
+	parse_ok(&opts, "--connections=8", "--timeout", "30", "--insecure",
+		 "--cafile", ca, "--cache-dir=rel/cache",
+		 "--password-command=printf x", "-f", URL, mnt, NULL);
+	g_assert_cmpuint(opts.connections, ==, 8);
+	g_assert_cmpuint(opts.timeout, ==, 30);
+	g_assert_true(opts.insecure);
+	g_assert_cmpstr(opts.cafile, ==, ca);
+	g_assert_cmpstr(opts.cache_dir, ==, rel_cache);
+	g_assert_cmpstr(opts.password_command, ==, "printf x");
+	g_assert_true(opts.foreground);
+	g_assert_false(opts.debug);
+	fs_options_clear(&opts);
+
+	/* The same through -o, as /etc/fstab would give them. '\,' is how
+	 * fuse_opt escapes a comma inside a value. */
+	parse_ok(&opts, URL, mnt, "-o",
+		 "connections=16,timeout=3600,insecure,cache_dir=rel/cache",
+		 "-o", ca_opt, "-o", "password_command=printf a\\,b",
+		 "-o", "password_file=pw.txt", NULL);
+	g_assert_cmpuint(opts.connections, ==, 16);
+	g_assert_cmpuint(opts.timeout, ==, 3600);
+	g_assert_true(opts.insecure);
+	g_assert_cmpstr(opts.cafile, ==, ca);
+	g_assert_cmpstr(opts.cache_dir, ==, rel_cache);
+	g_assert_cmpstr(opts.password_command, ==, "printf a,b");
+	g_assert_cmpstr(opts.password_file, ==, rel_pw);
+	fs_options_clear(&opts);
+
+	/* "~/" is expanded for fstab, where no shell does it. */
+	g_setenv("HOME", "/home/tester", TRUE);
+	parse_ok(&opts, URL, mnt, "-o", "cache_dir=~/c,password_file=~/p",
+		 NULL);
+	g_assert_cmpstr(opts.cache_dir, ==, "/home/tester/c");
+	g_assert_cmpstr(opts.password_file, ==, "/home/tester/p");
+	fs_options_clear(&opts);
+
+	/* A later value wins. */
+	parse_ok(&opts, "--connections=2", URL, mnt, "-o", "connections=3",
+		 NULL);
+	g_assert_cmpuint(opts.connections, ==, 3);
+	fs_options_clear(&opts);
+}
+
+static void test_defaults(void)
+{
+	g_autofree char *cwd = g_get_current_dir();
+	FsOptions opts;
+
+	g_setenv("XDG_CACHE_HOME", "/var/tmp/xdg", TRUE);
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpuint(opts.connections, ==, 4);
+	g_assert_cmpuint(opts.timeout, ==, 10);
+	g_assert_false(opts.insecure);
+	g_assert_false(opts.foreground);
+	g_assert_false(opts.debug);
+	g_assert_null(opts.password_command);
+	g_assert_null(opts.password_file);
+	g_assert_null(opts.cafile);
+	g_assert_cmpstr(opts.cache_dir, ==, "/var/tmp/xdg/imapfs");
+	fs_options_clear(&opts);
+
+	/* A relative XDG_CACHE_HOME is ignored, as the XDG spec says. */
+	g_setenv("HOME", "/home/tester", TRUE);
+	g_setenv("XDG_CACHE_HOME", "rel", TRUE);
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpstr(opts.cache_dir, ==, "/home/tester/.cache/imapfs");
+	fs_options_clear(&opts);
+	g_unsetenv("XDG_CACHE_HOME");
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpstr(opts.cache_dir, ==, "/home/tester/.cache/imapfs");
+	fs_options_clear(&opts);
+
+	/* A relative mountpoint becomes absolute. */
+	g_assert_cmpint(chdir(tmpdir), ==, 0);
+	parse_ok(&opts, URL, "mnt", NULL);
+	g_assert_cmpstr(opts.mountpoint, ==, mnt);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--", URL, "./mnt/", NULL);
+	g_assert_cmpstr(opts.mountpoint, ==, mnt);
+	fs_options_clear(&opts);
+	g_assert_cmpint(chdir(cwd), ==, 0);
+
+	/* -d implies -f. */
+	parse_ok(&opts, "-d", URL, mnt, NULL);
+	g_assert_true(opts.debug);
+	g_assert_true(opts.foreground);
+	fs_options_clear(&opts);
+}
+
+static void test_fuse_args(void)
+{
+	static const struct fuse_lowlevel_ops ops;
+	g_autofree char *args = NULL;
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se;
+	FsOptions opts;
+
+	parse_ok(&opts, URL, mnt, "-o", "rw,nodev,password_file=/etc/x,_netdev",
+		 "-o",
+		 "allow_other,max_read=65536,nofail,noauto,auto,user,users,"
+		 "nouser,defaults,x-systemd.automount,comment=x,ro,"
+		 "fsname=other,subtype=other,context=a\\,b",
+		 NULL);
+	args = joined_fuse_args(&opts);
+	g_assert_cmpstr(args, ==,
+			"imapfs|-o|nodev,allow_other,max_read=65536,"
+			"context=a\\,b," OURS "," FSNAME);
+	g_assert_cmpstr(opts.password_file, ==, "/etc/x");
+
+	/* libfuse itself accepts what we give it. */
+	for (int i = 0; i < opts.fuse_args.argc; i++)
+		g_assert_cmpint(fuse_opt_add_arg(&copy, opts.fuse_args.argv[i]),
+				==, 0);
+	se = fuse_session_new(&copy, &ops, sizeof(ops), NULL);
+	g_assert_nonnull(se);
+	fuse_session_destroy(se);
+	fuse_opt_free_args(&copy);
+	fs_options_clear(&opts);
+
+	/* Nothing of the user's but ours. */
+	parse_ok(&opts, URL, mnt, NULL);
+	g_clear_pointer(&args, g_free);
+	args = joined_fuse_args(&opts);
+	g_assert_cmpstr(args, ==, "imapfs|-o|" OURS "," FSNAME);
+	fs_options_clear(&opts);
+}
+
+static void test_no_password_in_fuse_args(void)
+{
+	g_autofree char *pwfile = write_file("pw-" SECRET, SECRET "\n", 0600);
+	g_autofree char *file_opt = g_strconcat("password_file=", pwfile, NULL);
+	FsOptions opts;
+	GError *error = NULL;
+	char *pw;
+
+	parse_ok(&opts, URL, mnt, "--password-command=printf " SECRET, "-o",
+		 file_opt, "-o", "password_command=printf " SECRET, NULL);
+	for (int i = 0; i < opts.fuse_args.argc; i++)
+		g_assert_null(strstr(opts.fuse_args.argv[i], SECRET));
+	pw = fs_options_get_password(&opts, &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(pw, ==, SECRET);
+	fs_options_free_password(pw);
+	fs_options_free_password(NULL);
+	fs_options_clear(&opts);
+}
+
+static void test_bounds(void)
+{
+	static const char *const bad_conn[] = {"0",  "65", "abc", "-1",
+					       "4x", "",   " 4",  "+4",
+					       "99999999999999999999"};
+	static const char *const bad_timeout[] = {"0", "3601", "1.5", ""};
+	FsOptions opts;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(bad_conn); i++) {
+		g_autofree char *a = g_strconcat("--connections=", bad_conn[i],
+						 NULL);
+		g_autofree char *o = g_strconcat("connections=", bad_conn[i],
+						 NULL);
+
+		parse_fails("--connections must be between 1 and 64", a, URL,
+			    mnt, NULL);
+		parse_fails("--connections must be between 1 and 64", URL, mnt,
+			    "-o", o, NULL);
+	}
+	for (size_t i = 0; i < G_N_ELEMENTS(bad_timeout); i++) {
+		g_autofree char *a = g_strconcat("--timeout=", bad_timeout[i],
+						 NULL);
+
+		parse_fails("--timeout must be between 1 and 3600", a, URL,
+			    mnt, NULL);
+	}
+	parse_ok(&opts, "--connections=1", "--timeout=1", URL, mnt, NULL);
+	g_assert_cmpuint(opts.connections, ==, 1);
+	g_assert_cmpuint(opts.timeout, ==, 1);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--connections=64", "--timeout=3600", URL, mnt, NULL);
+	g_assert_cmpuint(opts.connections, ==, 64);
+	g_assert_cmpuint(opts.timeout, ==, 3600);
+	fs_options_clear(&opts);
+}
+
+static void test_errors(void)
+{
+	g_autofree char *missing = tmp_path("no-such-dir");
+	g_autofree char *file = write_file("plain-file", "", 0644);
+	g_autofree char *msg_missing = g_strdup_printf(
+		"mountpoint %s: No such file or directory", missing);
+	g_autofree char *msg_file = g_strdup_printf(
+		"mountpoint %s: Not a directory", file);
+
+	parse_fails("missing URL", NULL);
+	parse_fails("missing URL", "-f", NULL);
+	parse_fails("missing MOUNTPOINT", URL, NULL);
+	parse_fails("unexpected argument 'extra'", URL, mnt, "extra", NULL);
+	parse_fails("unknown option '--bogus'", "--bogus", URL, mnt, NULL);
+	parse_fails("unknown option '--bogus'", URL, mnt, "--bogus=" SECRET,
+		    NULL);
+	parse_fails("unknown option '-x'", "-x", URL, mnt, NULL);
+	parse_fails("unknown option '-s'", "-s", URL, mnt, NULL);
+	parse_fails("option '--cafile' needs a value", URL, mnt, "--cafile",
+		    NULL);
+	parse_fails("option '--insecure' takes no value", "--insecure=yes",
+		    URL, mnt, NULL);
+	parse_fails("option 'insecure' takes no value", "-o", "insecure=1",
+		    URL, mnt, NULL);
+	parse_fails("option 'password_file' needs a value", "-o",
+		    "password_file", URL, mnt, NULL);
+	parse_fails("option '-o' needs a value", URL, mnt, "-o", NULL);
+	parse_fails("--cache-dir needs a value", "--cache-dir=", URL, mnt,
+		    NULL);
+	parse_fails("--password-command needs a value", "-o",
+		    "password_command=", URL, mnt, NULL);
+	parse_fails(msg_missing, URL, missing, NULL);
+	parse_fails(msg_file, URL, file, NULL);
+	parse_fails("cafile /nonexistent/ca.pem: No such file or directory",
+		    "--cafile=/nonexistent/ca.pem", URL, mnt, NULL);
+	/* The URL is checked before the mountpoint. */
+	parse_fails("invalid URL 'x': expected imaps://USER@HOST[:PORT] or "
+		    "imap://USER@HOST[:PORT]",
+		    "x", missing, NULL);
+}
+
+static void test_help(void)
+{
+	if (g_test_subprocess()) {
+		FsOptions opts;
+		GError *error = NULL;
+		char *argv[] = {(char *)"/usr/bin/imapfs",
+				(char *)"--cache-dir=/c", (char *)"--help",
+				(char *)"--bogus", NULL};
+
+		g_assert_cmpint(fs_options_parse(4, argv, &opts, &error), ==,
+				FS_OPTIONS_EXIT_OK);
+		g_assert_no_error(error);
+		g_assert_null(opts.cache_dir); /* freed already */
+		return;
+	}
+	g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+	g_test_trap_assert_passed();
+	g_test_trap_assert_stderr("");
+	g_test_trap_assert_stdout("usage: imapfs [options] URL MOUNTPOINT\n*");
+	g_test_trap_assert_stdout("*--password-command=CMD*");
+	g_test_trap_assert_stdout("*--password-file=FILE*");
+	g_test_trap_assert_stdout("*--cafile=FILE*");
+	g_test_trap_assert_stdout("*--cache-dir=DIR*~/.cache/imapfs*");
+	g_test_trap_assert_stdout("*--connections=N*(default: 4)*");
+	g_test_trap_assert_stdout("*--timeout=SECONDS*(default: 10)*");
+	g_test_trap_assert_stdout("*--insecure*");
+	g_test_trap_assert_stdout("*IMAPFS_PASSWORD*");
+	g_test_trap_assert_stdout("*fuse.imapfs*");
+	g_test_trap_assert_stdout("*\nSee imapfs(1).\n");
+}
+
+static void test_version(void)
+{
+	g_autofree char *want = NULL;
+
+	if (g_test_subprocess()) {
+		FsOptions opts;
+		GError *error = NULL;
+		char *argv[] = {(char *)"imapfs", (char *)"-V", NULL};
+
+		g_assert_cmpint(fs_options_parse(2, argv, &opts, &error), ==,
+				FS_OPTIONS_EXIT_OK);
+		g_assert_no_error(error);
+		fs_options_clear(&opts);
+		return;
+	}
+	g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+	g_test_trap_assert_passed();
+	want = g_strdup_printf("imapfs " IMAPFS_VERSION "\nlibfuse %s\n"
+			       "OpenSSL *\nGLib %u.%u.%u\n",
+			       fuse_pkgversion(), glib_major_version,
+			       glib_minor_version, glib_micro_version);
+	g_test_trap_assert_stdout(want);
+}
+
+/* ---- password sources ---- */
+
+static char *get_password(const FsOptions *opts, GError **error)
+{
+	return fs_options_get_password(opts, error);
+}
+
+static void assert_password(const FsOptions *opts, const char *want)
+{
+	GError *error = NULL;
+	char *pw = get_password(opts, &error);
+
+	g_assert_no_error(error);
+	g_assert_cmpstr(pw, ==, want);
+	fs_options_free_password(pw);
+}
+
+static void assert_password_error(const FsOptions *opts, const char *msg)
+{
+	GError *error = NULL;
+	char *pw = get_password(opts, &error);
+
+	g_assert_null(pw);
+	g_assert_nonnull(error);
+	g_assert_cmpstr(error->message, ==, msg);
+	g_error_free(error);
+}
+
+static void test_password_order(void)
+{
+	FsOptions opts = {0};
+
+	opts.password_command = g_strdup("printf 'from-command\\n'");
+	opts.password_file = write_file("pw-order", "from-file\n", 0600);
+	g_setenv("IMAPFS_PASSWORD", "from-env", TRUE);
+	assert_password(&opts, "from-command");
+	g_clear_pointer(&opts.password_command, g_free);
+	assert_password(&opts, "from-file");
+	g_clear_pointer(&opts.password_file, g_free);
+	assert_password(&opts, "from-env");
+	g_setenv("IMAPFS_PASSWORD", "from-env\r\n", TRUE);
+	assert_password(&opts, "from-env");
+	g_setenv("IMAPFS_PASSWORD", "two\nlines", TRUE);
+	assert_password_error(&opts, "the password from IMAPFS_PASSWORD "
+				     "contains a NUL or line break");
+	g_unsetenv("IMAPFS_PASSWORD");
+	fs_options_clear(&opts);
+}
+
+static void test_password_command(void)
+{
+	g_autofree char *pidfile = tmp_path("background.pid");
+	g_autofree char *bg = NULL;
+	FsOptions opts = {0};
+	GError *error = NULL;
+	char *pw;
+
+	opts.password_command = g_strdup("printf 'a b\\r\\nsecond line\\n'");
+	assert_password(&opts, "a b");
+	g_free(opts.password_command);
+	opts.password_command = g_strdup("printf 'no-newline'");
+	assert_password(&opts, "no-newline");
+	/* Much more output than a pipe holds: read to the end, keep line 1. */
+	g_free(opts.password_command);
+	opts.password_command =
+		g_strdup("printf 'pw\\n'; head -c 1000000 /dev/zero");
+	assert_password(&opts, "pw");
+	/* A process left behind holding stdout must not make us wait. */
+	g_free(opts.password_command);
+	opts.password_command = g_strdup_printf(
+		"printf 'early\\n'; sleep 600 & echo $! > %s", pidfile);
+	assert_password(&opts, "early");
+	g_assert_true(g_file_get_contents(pidfile, &bg, NULL, NULL));
+	g_assert_cmpint(kill((pid_t)atoi(bg), SIGKILL), ==, 0);
+	g_free(opts.password_command);
+	opts.password_command = g_strdup("true");
+	assert_password_error(&opts,
+			      "empty password from the password command");
+	g_free(opts.password_command);
+	opts.password_command = g_strdup("printf '\\r\\n'");
+	assert_password_error(&opts,
+			      "empty password from the password command");
+
+	/* The status is reported, the output is not. */
+	g_free(opts.password_command);
+	opts.password_command = g_strdup("printf abc | tr a-c x-z; exit 3");
+	pw = get_password(&opts, &error);
+	g_assert_null(pw);
+	g_assert_cmpstr(error->message, ==,
+			"password command 'printf abc | tr a-c x-z; exit 3' "
+			"exited with status 3");
+	g_assert_null(strstr(error->message, "xyz"));
+	g_clear_error(&error);
+
+	g_free(opts.password_command);
+	opts.password_command = g_strdup("kill -9 $$");
+	assert_password_error(&opts, "password command 'kill -9 $$' was "
+				     "killed by signal 9");
+	g_free(opts.password_command);
+	opts.password_command =
+		g_strdup("head -c 20000 /dev/zero | tr '\\0' x");
+	assert_password_error(&opts,
+			      "password command 'head -c 20000 /dev/zero | "
+			      "tr '\\0' x': first line is longer than 16383 "
+			      "bytes");
+	fs_options_clear(&opts);
+}
+
+static void test_password_file(void)
+{
+	FsOptions opts = {0};
+	g_autofree char *msg = NULL;
+
+	opts.password_file = write_file("pw-crlf", "pw\r\nsecond\n", 0600);
+	assert_password(&opts, "pw");
+	g_free(opts.password_file);
+	opts.password_file = write_file("pw-plain", "pw with spaces", 0400);
+	assert_password(&opts, "pw with spaces");
+	g_free(opts.password_file);
+	opts.password_file = write_file("pw-empty", "\n", 0600);
+	msg = g_strdup_printf("empty password from password file %s",
+			      opts.password_file);
+	assert_password_error(&opts, msg);
+	g_free(opts.password_file);
+	g_free(msg);
+	opts.password_file = tmp_path("pw-missing");
+	msg = g_strdup_printf("password file %s: No such file or directory",
+			      opts.password_file);
+	assert_password_error(&opts, msg);
+	fs_options_clear(&opts);
+}
+
+static void test_password_file_mode(void)
+{
+	static const struct {
+		int mode;
+		bool warn;
+	} modes[] = {
+		{0600, false}, {0400, false}, {0700, false},
+		{0644, true},  {0640, true},  {0620, true},
+		{0604, true},  {0602, true},
+	};
+
+	if (g_test_subprocess()) {
+		FsOptions opts = {0};
+		const char *m = g_getenv("TEST_MODE");
+		int mode = (int)strtol(m, NULL, 8);
+
+		opts.password_file = write_file("pw-mode", "pw\n", mode);
+		assert_password(&opts, "pw");
+		fs_options_clear(&opts);
+		return;
+	}
+	for (size_t i = 0; i < G_N_ELEMENTS(modes); i++) {
+		g_autofree char *m = g_strdup_printf("%o", modes[i].mode);
+
+		g_setenv("TEST_MODE", m, TRUE);
+		g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+		g_test_trap_assert_passed();
+		if (modes[i].warn)
+			g_test_trap_assert_stderr(
+				"imapfs: warning: password file /*/pw-mode "
+				"is accessible by other users\n");
+		else
+			g_test_trap_assert_stderr("");
+	}
+	g_unsetenv("TEST_MODE");
+}
+
+/* ---- the terminal prompt, on a pseudo-terminal ---- */
+
+struct pty_child {
+	pid_t pid;
+	int master;
+	int slave;  /* kept open here so the terminal outlives the child */
+	int result; /* pipe: what the child got */
+	GString *seen; /* everything the child wrote to the terminal */
+};
+
+/* Fork a child that gets the pty as its controlling terminal and asks for
+ * the password; it writes "OK:<pw>" or "ERR:<message>" to the pipe. */
+static void pty_start(struct pty_child *c, bool with_tty)
+{
+	int fds[2];
+	char *name;
+
+	c->master = posix_openpt(O_RDWR | O_NOCTTY);
+	g_assert_cmpint(c->master, >=, 0);
+	g_assert_cmpint(grantpt(c->master), ==, 0);
+	g_assert_cmpint(unlockpt(c->master), ==, 0);
+	name = g_strdup(ptsname(c->master));
+	c->slave = open(name, O_RDWR | O_NOCTTY);
+	g_assert_cmpint(c->slave, >=, 0);
+	g_assert_cmpint(pipe(fds), ==, 0);
+	c->seen = g_string_new(NULL);
+
+	c->pid = fork();
+	g_assert_cmpint(c->pid, >=, 0);
+	if (c->pid == 0) {
+		FsOptions opts = {0};
+		GError *error = NULL;
+		g_autofree char *out = NULL;
+		char *pw;
+
+		close(fds[0]);
+		close(c->master);
+		if (setsid() < 0)
+			_exit(90);
+		/* The first terminal a session leader opens becomes its
+		 * controlling terminal. */
+		if (with_tty && open(name, O_RDWR) < 0)
+			_exit(91);
+		opts.user = (char *)"me";
+		opts.host = (char *)"mail.example.org";
+		pw = fs_options_get_password(&opts, &error);
+		out = pw ? g_strconcat("OK:", pw, NULL)
+			 : g_strconcat("ERR:", error->message, NULL);
+		if (write(fds[1], out, strlen(out)) < 0)
+			_exit(92);
+		_exit(0);
+	}
+	g_free(name);
+	close(fds[1]);
+	c->result = fds[0];
+}
+
+static bool wait_readable(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+	return poll(&pfd, 1, 20000) == 1; /* a hang guard, not a timing */
+}
+
+/* Reads what the child writes on the terminal until text appears. */
+static void pty_expect(struct pty_child *c, const char *text)
+{
+	while (!strstr(c->seen->str, text)) {
+		char buf[256];
+		ssize_t n;
+
+		g_assert_true(wait_readable(c->master));
+		n = read(c->master, buf, sizeof(buf));
+		g_assert_cmpint(n, >, 0);
+		g_string_append_len(c->seen, buf, n);
+	}
+}
+
+static char *pty_result(struct pty_child *c)
+{
+	GString *s = g_string_new(NULL);
+	char buf[256];
+	ssize_t n;
+
+	while (wait_readable(c->result) &&
+	       (n = read(c->result, buf, sizeof(buf))) > 0)
+		g_string_append_len(s, buf, n);
+	return g_string_free(s, FALSE);
+}
+
+static void pty_finish(struct pty_child *c)
+{
+	char buf[256];
+	ssize_t n;
+
+	/* Collect what is left on the terminal without blocking. */
+	g_assert_cmpint(fcntl(c->master, F_SETFL, O_NONBLOCK), ==, 0);
+	while ((n = read(c->master, buf, sizeof(buf))) > 0)
+		g_string_append_len(c->seen, buf, n);
+	close(c->result);
+	close(c->slave);
+	close(c->master);
+	g_string_free(c->seen, TRUE);
+}
+
+static bool slave_echo(const struct pty_child *c)
+{
+	struct termios t;
+
+	g_assert_cmpint(tcgetattr(c->slave, &t), ==, 0);
+	return (t.c_lflag & ECHO) != 0;
+}
+
+static void test_prompt(void)
+{
+	struct pty_child c;
+	g_autofree char *res = NULL;
+	int status;
+
+	pty_start(&c, true);
+	g_assert_true(slave_echo(&c));
+	pty_expect(&c, "Password for me@mail.example.org: ");
+	g_assert_false(slave_echo(&c)); /* off while asking */
+	g_assert_cmpint(write(c.master, SECRET "\n", strlen(SECRET) + 1), ==,
+			(ssize_t)strlen(SECRET) + 1);
+	res = pty_result(&c);
+	g_assert_cmpstr(res, ==, "OK:" SECRET);
+	g_assert_cmpint(waitpid(c.pid, &status, 0), ==, c.pid);
+	g_assert_true(WIFEXITED(status));
+	g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+	g_assert_true(slave_echo(&c)); /* restored */
+	pty_finish(&c);
+}
+
+static void test_prompt_empty(void)
+{
+	struct pty_child c;
+	g_autofree char *res = NULL;
+	int status;
+
+	pty_start(&c, true);
+	pty_expect(&c, "Password for me@mail.example.org: ");
+	g_assert_cmpint(write(c.master, "\n", 1), ==, 1);
+	res = pty_result(&c);
+	g_assert_cmpstr(res, ==, "ERR:empty password from the terminal");
+	g_assert_cmpint(waitpid(c.pid, &status, 0), ==, c.pid);
+	g_assert_true(slave_echo(&c));
+	pty_finish(&c);
+}
+
+static void test_prompt_signal(void)
+{
+	struct pty_child c;
+	int status;
+
+	pty_start(&c, true);
+	pty_expect(&c, "Password for me@mail.example.org: ");
+	g_assert_false(slave_echo(&c));
+	g_assert_cmpint(kill(c.pid, SIGINT), ==, 0);
+	g_assert_cmpint(waitpid(c.pid, &status, 0), ==, c.pid);
+	/* The default action still happens, after echo is back. */
+	g_assert_true(WIFSIGNALED(status));
+	g_assert_cmpint(WTERMSIG(status), ==, SIGINT);
+	g_assert_true(slave_echo(&c));
+	pty_finish(&c);
+}
+
+static void test_prompt_no_tty(void)
+{
+	struct pty_child c;
+	g_autofree char *res = NULL;
+	int status;
+
+	pty_start(&c, false);
+	res = pty_result(&c);
+	g_assert_cmpstr(res, ==,
+			"ERR:no password given and no terminal to ask for it: "
+			"use --password-command, --password-file or "
+			"IMAPFS_PASSWORD");
+	g_assert_cmpint(waitpid(c.pid, &status, 0), ==, c.pid);
+	g_assert_true(WIFEXITED(status));
+	g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+	pty_finish(&c);
+}
+
+static void remove_tree(const char *path)
+{
+	GDir *dir = g_dir_open(path, 0, NULL);
+	const char *name;
+
+	if (dir) {
+		while ((name = g_dir_read_name(dir))) {
+			g_autofree char *sub =
+				g_build_filename(path, name, NULL);
+
+			remove_tree(sub);
+		}
+		g_dir_close(dir);
+	}
+	g_remove(path);
+}
+
+int main(int argc, char **argv)
+{
+	GError *error = NULL;
+	g_autofree char *m = NULL;
+	int r;
+
+	g_test_init(&argc, &argv, NULL);
+	g_unsetenv("IMAPFS_PASSWORD");
+	tmpdir = g_dir_make_tmp("imapfs-test-options-XXXXXX", &error);
+	g_assert_no_error(error);
+	m = g_build_filename(tmpdir, "mnt", NULL);
+	g_assert_cmpint(g_mkdir(m, 0700), ==, 0);
+	mnt = realpath(m, NULL);
+	g_assert_nonnull(mnt);
+
+	g_test_add_func("/options/url/good", test_url_good);
+	g_test_add_func("/options/url/bad", test_url_bad);
+	g_test_add_func("/options/url/password", test_url_password);
+	g_test_add_func("/options/forms", test_option_forms);
+	g_test_add_func("/options/values", test_option_values);
+	g_test_add_func("/options/defaults", test_defaults);
+	g_test_add_func("/options/fuse-args", test_fuse_args);
+	g_test_add_func("/options/no-password-in-fuse-args",
+			test_no_password_in_fuse_args);
+	g_test_add_func("/options/bounds", test_bounds);
+	g_test_add_func("/options/errors", test_errors);
+	g_test_add_func("/options/help", test_help);
+	g_test_add_func("/options/version", test_version);
+	g_test_add_func("/password/order", test_password_order);
+	g_test_add_func("/password/command", test_password_command);
+	g_test_add_func("/password/file", test_password_file);
+	g_test_add_func("/password/file-mode", test_password_file_mode);
+	g_test_add_func("/password/prompt", test_prompt);
+	g_test_add_func("/password/prompt-empty", test_prompt_empty);
+	g_test_add_func("/password/prompt-signal", test_prompt_signal);
+	g_test_add_func("/password/prompt-no-tty", test_prompt_no_tty);
+	r = g_test_run();
+
+	remove_tree(tmpdir);
+	free(mnt);
+	g_free(tmpdir);
+	return r;
+}
