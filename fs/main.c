@@ -166,10 +166,12 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_idle_threads(loop, 8);
 	rc = fuse_session_loop_mt(se, loop);
 	fuse_loop_cfg_destroy(loop);
-	ret = rc == 0 ? 0 : 1;
-	if (rc != 0)
+	/* A positive result is the signal (SIGINT, SIGTERM, SIGHUP) that
+	 * asked us to stop: a clean exit like an unmount. */
+	ret = rc < 0 ? 1 : 0;
+	if (rc < 0)
 		g_warning("FUSE session ended with an error: %s",
-			  g_strerror(rc < 0 ? -rc : rc));
+			  g_strerror(-rc));
 
 	fs_inval_free(g_steal_pointer(&acct.inval));
 out_unmount:
