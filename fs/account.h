@@ -21,6 +21,11 @@ typedef struct {
 	gid_t gid;
 	gint64 refresh_us;     /* a listing older than this is rechecked */
 
-	GMutex fetch_lock;     /* guards inflight */
-	GHashTable *inflight;  /* "gen:uid" -> FsFetch*, bodies being fetched */
+	uint64_t cache_limit;  /* --cache-size, 0 for none */
+
+	GMutex fetch_lock;     /* guards inflight, uncached and readers */
+	GHashTable *inflight;  /* "gen:uid" -> Inflight*, bodies being fetched */
+	GHashTable *uncached;  /* "gen:uid" -> bodies kept off a full disk */
+	GHashTable *readers;   /* FsFolder* -> read pattern, for prefetch */
+	gint disk_full_logged;
 } FsAccount;

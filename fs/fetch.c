@@ -228,9 +228,16 @@ static int fetch_shared(FsAccount *acct, FsFolder *f, uint32_t gen,
 	return rc;
 }
 
-int fs_fetch_open(FsAccount *acct, FsFolder *f, uint32_t gen,
-		  uint32_t uidvalidity, uint32_t uid)
+void fs_fetch_uncached_free(gpointer p)
 {
+	g_free(p);
+}
+
+int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
+		  bool first_read)
+{
+	uint32_t gen = l->gen, uidvalidity = l->index->uidvalidity;
+
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int fd = cache_store_open_body(acct->store, f->raw, uidvalidity,
 					       uid);

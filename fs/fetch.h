@@ -1,6 +1,7 @@
 /* fs/fetch.h: message bodies, from the cache or fetched into it. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fs/account.h"
@@ -10,10 +11,14 @@
  * files; its user data is the CacheStore. */
 extern const ImapLiteralSink fs_fetch_sink;
 
-/* An fd (O_RDONLY) on the complete body of message uid of folder f as of
- * listing generation gen, fetching it first when it is not cached; two
- * readers of the same uncached message share one fetch. -errno on failure
+/* An fd (O_RDONLY) on the complete body of message uid in listing l of
+ * folder f, fetching it first when it is not cached; readers of the same
+ * uncached message share one fetch. first_read (a read at offset 0) feeds
+ * the sequential-read detector that starts prefetch. -errno on failure
  * (-EIO: server unreachable or no valid body; -ESTALE: the folder's
  * UIDVALIDITY changed). */
-int fs_fetch_open(FsAccount *acct, FsFolder *f, uint32_t gen,
-		  uint32_t uidvalidity, uint32_t uid);
+int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
+		  bool first_read);
+
+/* Destroy function for FsAccount.uncached values. */
+void fs_fetch_uncached_free(gpointer p);

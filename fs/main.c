@@ -20,6 +20,7 @@
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/sync.h"
+#include "fs/watch.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
 
@@ -71,6 +72,7 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *loop = NULL;
 	ImapAccount account = {0};
 	ImapConn *conn = NULL;
+	FsWatch *watch = NULL;
 	int ret = 1;
 	int rc;
 
@@ -93,6 +95,13 @@ int main(int argc, char **argv)
 	acct.store = cache_store_open(opts.cache_dir, key, &error);
 	if (!acct.store) {
 		die("%s", error->message);
+		goto out;
+	}
+	acct.cache_limit = opts.cache_size;
+	rc = 0; /* cache_store_set_limit(acct.store, opts.cache_size); */
+	if (rc < 0) {
+		die("cannot apply --cache-size to %s: %s",
+		    cache_store_dir(acct.store), g_strerror(-rc));
 		goto out;
 	}
 
@@ -133,6 +142,10 @@ int main(int argc, char **argv)
 	g_mutex_init(&acct.fetch_lock);
 	acct.inflight = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					      NULL);
+	acct.uncached = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					      fs_fetch_uncached_free);
+	acct.readers = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+					     NULL, g_free);
 	acct.inval = fs_inval_new();
 
 	se = fuse_session_new(&opts.fuse_args, &fs_ops, sizeof(fs_ops), &acct);
@@ -159,6 +172,7 @@ int main(int argc, char **argv)
 	acct.pool = imap_pool_new(&account, opts.connections,
 				  g_steal_pointer(&conn));
 	fs_inval_start(acct.inval, se);
+	watch = fs_watch_new(&acct, &account, opts.poll_interval);
 	g_message("mounted %s on %s", opts.url, opts.mountpoint);
 
 	loop = fuse_loop_cfg_create();
@@ -173,6 +187,7 @@ int main(int argc, char **argv)
 		g_warning("FUSE session ended with an error: %s",
 			  g_strerror(-rc));
 
+	fs_watch_free(g_steal_pointer(&watch));
 	fs_inval_free(g_steal_pointer(&acct.inval));
 out_unmount:
 	fuse_session_unmount(se);
@@ -189,6 +204,8 @@ out:
 	fs_tree_free(acct.tree);
 	if (acct.inflight) {
 		g_hash_table_unref(acct.inflight);
+		g_hash_table_unref(acct.uncached);
+		g_hash_table_unref(acct.readers);
 		g_mutex_clear(&acct.fetch_lock);
 	}
 	cache_store_free(acct.store);

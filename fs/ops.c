@@ -37,7 +37,7 @@ static void dir_attr(FsAccount *acct, const FsFolder *f, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_tree_dir_ino(f);
 	st->st_mode = S_IFDIR | 0555;
-	st->st_nlink = 2 + f->children->len;
+	st->st_nlink = 2 + fs_folder_children(f)->len;
 	st->st_uid = acct->uid;
 	st->st_gid = acct->gid;
 	st->st_size = 4096;
@@ -198,7 +198,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 
 typedef struct {
 	FsFolder *folder;
-	FsListing *listing; /* may be NULL */
+	GPtrArray *children; /* snapshot; arrays live as long as the tree */
+	FsListing *listing;  /* may be NULL */
 } DirHandle;
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -223,6 +224,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	dh = g_new0(DirHandle, 1);
 	dh->folder = f;
+	dh->children = fs_folder_children(f);
 	dh->listing = fs_folder_get_listing(f);
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	/* The kernel may keep its cached listing unless it just changed;
@@ -250,7 +252,7 @@ static bool dir_item(FsAccount *acct, DirHandle *dh, size_t i,
 		     const char **name, struct fuse_entry_param *e)
 {
 	FsFolder *f = dh->folder;
-	size_t nchild = f->children->len;
+	size_t nchild = dh->children->len;
 	size_t nmsg = dh->listing ? dh->listing->index->messages->len : 0;
 
 	memset(e, 0, sizeof(*e));
@@ -264,7 +266,7 @@ static bool dir_item(FsAccount *acct, DirHandle *dh, size_t i,
 	}
 	i -= 2;
 	if (i < nchild) {
-		FsFolder *c = f->children->pdata[i];
+		FsFolder *c = dh->children->pdata[i];
 
 		*name = c->name;
 		dir_entry(acct, c, e);
@@ -359,8 +361,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	FsAccount *acct = acct_of(req);
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+	FsListing *l;
 	FsFolder *f;
-	uint32_t gen, uid, uidvalidity = 0;
+	uint32_t gen, uid;
 	int fd;
 
 	if (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid) !=
@@ -368,16 +371,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	g_mutex_lock(&f->lock);
-	if (f->listing && f->listing->gen == gen &&
-	    cache_folder_index_find(f->listing->index, uid))
-		uidvalidity = f->listing->index->uidvalidity;
-	g_mutex_unlock(&f->lock);
-	if (uidvalidity == 0) {
+	l = fs_folder_get_listing(f);
+	if (!l || l->gen != gen || !cache_folder_index_find(l->index, uid)) {
+		fs_listing_unref(l);
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	fd = fs_fetch_open(acct, f, gen, uidvalidity, uid);
+	fd = fs_fetch_open(acct, f, l, uid, off == 0);
+	fs_listing_unref(l);
 	if (fd < 0) {
 		fuse_reply_err(req, fd == -ESTALE ? ESTALE : EIO);
 		return;

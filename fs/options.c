@@ -50,6 +50,8 @@ enum opt_id {
 	OPT_CONNECTIONS,
 	OPT_TIMEOUT,
 	OPT_INSECURE,
+	OPT_CACHE_SIZE,
+	OPT_POLL_INTERVAL,
 };
 
 struct opt_spec {
@@ -66,6 +68,8 @@ static const struct opt_spec opt_specs[] = {
 	{"connections", OPT_CONNECTIONS, true},
 	{"timeout", OPT_TIMEOUT, true},
 	{"insecure", OPT_INSECURE, false},
+	{"cache-size", OPT_CACHE_SIZE, true},
+	{"poll-interval", OPT_POLL_INTERVAL, true},
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -173,6 +177,50 @@ static int set_string(char **field, const struct opt_spec *spec,
 	return 0;
 }
 
+/* "1048576", "500K", "500M", "2G", "1T" (powers of 1024); 0 is allowed. */
+static bool parse_size(const char *value, uint64_t *out)
+{
+	char *end = NULL;
+	guint64 n;
+	unsigned shift = 0;
+
+	if (!g_ascii_isdigit(value[0]))
+		return false;
+	errno = 0;
+	n = g_ascii_strtoull(value, &end, 10);
+	if (errno != 0)
+		return false;
+	switch (g_ascii_toupper(*end)) {
+	case '\0':
+		break;
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	case 'T':
+		shift = 40;
+		break;
+	default:
+		return false;
+	}
+	if (*end) {
+		end++;
+		if (g_ascii_toupper(*end) == 'B' ||
+		    (g_ascii_toupper(end[0]) == 'I' &&
+		     g_ascii_toupper(end[1]) == 'B'))
+			end += g_ascii_toupper(*end) == 'B' ? 1 : 2;
+	}
+	if (*end != '\0' || (shift && n > (G_MAXUINT64 >> shift)))
+		return false;
+	*out = n << shift;
+	return true;
+}
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -203,6 +251,21 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return 0;
 	case OPT_INSECURE:
 		opts->insecure = true;
+		return 0;
+	case OPT_CACHE_SIZE:
+		if (!parse_size(value, &opts->cache_size)) {
+			opts_error(error,
+				   "--cache-size must be a size such as 500M, "
+				   "2G or 0 (no limit)");
+			return -1;
+		}
+		return 0;
+	case OPT_POLL_INTERVAL:
+		if (!parse_uint(value, 5, 86400, &opts->poll_interval)) {
+			opts_error(error, "--poll-interval must be between 5 "
+					  "and 86400 seconds");
+			return -1;
+		}
 		return 0;
 	}
 	return 0;
@@ -308,6 +371,14 @@ static void print_help(const char *argv0)
 	       "    --insecure               do not verify the server's "
 	       "certificate\n"
 	       "                             or host name\n"
+	       "    --cache-size=SIZE        keep at most SIZE of message "
+	       "bodies (K, M, G;\n"
+	       "                             least recently read go first; "
+	       "default: 0,\n"
+	       "                             no limit)\n"
+	       "    --poll-interval=SECONDS  how often folders are checked "
+	       "for new and\n"
+	       "                             deleted mail (default: 60)\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
@@ -719,6 +790,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	memset(opts, 0, sizeof(*opts));
 	opts->connections = 4;
 	opts->timeout = 10;
+	opts->poll_interval = 60;
 	st.fuse_opts = g_ptr_array_new_with_free_func(g_free);
 
 	r = parse_argv(argc, argv, opts, &st, prog, error);

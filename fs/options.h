@@ -22,6 +22,9 @@ typedef struct {
 				   or ~/.cache/imapfs */
 	unsigned connections;   /* pool size, 1..64, default 4 */
 	unsigned timeout;       /* seconds for one network operation, default 10 */
+	uint64_t cache_size;    /* bytes of bodies kept; 0 = no bound */
+	unsigned poll_interval; /* seconds between checks for new mail, 5..86400,
+				   default 60 */
 	bool insecure;          /* skip certificate and host name checks */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */

@@ -243,6 +243,34 @@ static bool same_messages(const CacheFolderIndex *a, const CacheFolderIndex *b)
 	return true;
 }
 
+/* Tell the kernel to forget the names of messages that went away, so a
+ * process that listed the folder before does not find them any more. */
+static void forget_vanished(FsAccount *acct, FsFolder *f,
+			    const CacheFolderIndex *old,
+			    const CacheFolderIndex *now)
+{
+	fuse_ino_t dir = fs_tree_dir_ino(f);
+	bool all = old->uidvalidity != now->uidvalidity;
+	guint j = 0;
+
+	for (guint i = 0; i < old->messages->len; i++) {
+		const CacheMessage *m =
+			&g_array_index(old->messages, CacheMessage, i);
+
+		if (!all) {
+			while (j < now->messages->len &&
+			       g_array_index(now->messages, CacheMessage, j)
+					       .uid < m->uid)
+				j++;
+			if (j < now->messages->len &&
+			    g_array_index(now->messages, CacheMessage, j).uid ==
+				    m->uid)
+				continue;
+		}
+		fs_inval_entry(acct->inval, dir, m->name);
+	}
+}
+
 int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 {
 	g_autoptr(GError) error = NULL;
@@ -278,7 +306,7 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 		job->old = cache_folder_index_copy(f->listing->index);
 	g_mutex_unlock(&f->lock);
 
-	rc = imap_pool_run(acct->pool, f->raw, sync_job_run, job,
+	rc = imap_pool_run_fresh(acct->pool, f->raw, sync_job_run, job,
 			   sync_job_free, &error);
 	if (rc == -ETIMEDOUT)
 		job = NULL; /* the pool frees it */
@@ -335,8 +363,11 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 	f->listing = fs_listing_new(gen, result);
 	f->dirty = false;
 	g_mutex_unlock(&f->lock);
-	if (old_listing)
+	if (old_listing) {
+		if (changed)
+			forget_vanished(acct, f, old_listing->index, result);
 		fs_listing_unref(old_listing);
+	}
 	if (changed)
 		fs_inval_inode(acct->inval, fs_tree_dir_ino(f));
 	return changed ? 1 : 0;

@@ -1,8 +1,11 @@
 /* fs/tree.c: folder tree built from LIST, and inode number mapping.
  *
- * The tree's shape is fixed once built; only the per-folder listing state
- * changes (under each folder's lock). The gen table (id of folder +
- * UIDVALIDITY -> folder) grows as listings load, under tree->lock.
+ * Readers never lock the shape: each folder's children array is replaced
+ * whole (copy on write, atomic pointer swap) when folders come and go, and
+ * replaced arrays and vanished folders are kept until the tree is freed, so
+ * a pointer read once stays valid. Updates are serialised by update_lock;
+ * by_id is guarded by ids_lock (a reader-writer lock: lookups are hot).
+ * The per-folder listing state has its own lock (FsFolder.lock).
  */
 #include "fs/tree.h"
 
@@ -13,13 +16,17 @@
 
 struct FsTree {
 	FsFolder *root;
-	GHashTable *by_id;   /* id -> FsFolder*, directories */
-	GMutex lock;
-	GHashTable *by_gen;  /* gen -> FsFolder*, under lock */
 	CacheStore *store;
+	GPtrArray *all;        /* every FsFolder ever made, for freeing */
+	GPtrArray *old_arrays; /* replaced children arrays, for freeing */
+	GMutex update_lock;
+	GRWLock ids_lock;
+	GHashTable *by_id;     /* id -> FsFolder*, live directories */
+	GMutex gen_lock;
+	GHashTable *by_gen;    /* gen -> FsFolder* */
 };
 
-static FsFolder *folder_new(FsFolder *parent, const char *name,
+static FsFolder *folder_new(FsTree *tree, FsFolder *parent, const char *name,
 			    const char *path_raw)
 {
 	FsFolder *f = g_new0(FsFolder, 1);
@@ -30,13 +37,12 @@ static FsFolder *folder_new(FsFolder *parent, const char *name,
 	f->children = g_ptr_array_new();
 	g_mutex_init(&f->lock);
 	g_cond_init(&f->synced);
+	g_ptr_array_add(tree->all, f);
 	return f;
 }
 
 static void folder_free(FsFolder *f)
 {
-	for (guint i = 0; i < f->children->len; i++)
-		folder_free(f->children->pdata[i]);
 	g_ptr_array_unref(f->children);
 	if (f->listing)
 		fs_listing_unref(f->listing);
@@ -48,20 +54,55 @@ static void folder_free(FsFolder *f)
 	g_free(f);
 }
 
-/* The child of parent whose raw path is path_raw, created if needed. */
-static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
-			   size_t seglen, const char *path_raw, GError **error)
+GPtrArray *fs_folder_children(const FsFolder *f)
 {
+	return __atomic_load_n(&f->children, __ATOMIC_ACQUIRE);
+}
+
+static int cmp_child(gconstpointer a, gconstpointer b)
+{
+	const FsFolder *x = *(FsFolder *const *)a, *y = *(FsFolder *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* Publish a new children array for f; the old one stays readable. */
+static void set_children(FsTree *tree, FsFolder *f, GPtrArray *children)
+{
+	GPtrArray *old = fs_folder_children(f);
+
+	g_ptr_array_sort(children, cmp_child);
+	g_atomic_pointer_set(&f->children, children);
+	g_ptr_array_add(tree->old_arrays, old);
+}
+
+static FsFolder *find_by_path(GPtrArray *children, const char *path_raw)
+{
+	for (guint i = 0; i < children->len; i++) {
+		FsFolder *f = children->pdata[i];
+
+		if (strcmp(f->path_raw, path_raw) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+/* The child of parent whose raw path is path_raw, created if needed.
+ * Under update_lock. */
+static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
+			   size_t seglen, const char *path_raw, bool *added,
+			   GError **error)
+{
+	GPtrArray *children = fs_folder_children(parent);
 	g_autofree char *name = NULL;
+	GPtrArray *copy;
 	FsFolder *f;
 	uint32_t id;
 	int rc;
 
-	for (guint i = 0; i < parent->children->len; i++) {
-		f = parent->children->pdata[i];
-		if (strcmp(f->path_raw, path_raw) == 0)
-			return f;
-	}
+	f = find_by_path(children, path_raw);
+	if (f)
+		return f;
 	if (parent == tree->root && seglen == 5 &&
 	    g_ascii_strncasecmp(seg, "INBOX", 5) == 0)
 		name = g_strdup("INBOX");
@@ -81,26 +122,23 @@ static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 			    g_strerror(-rc));
 		return NULL;
 	}
-	f = folder_new(parent, name, path_raw);
+	f = folder_new(tree, parent, name, path_raw);
 	f->id = id;
-	g_ptr_array_add(parent->children, f);
+	copy = g_ptr_array_copy(children, NULL, NULL);
+	g_ptr_array_add(copy, f);
+	set_children(tree, parent, copy);
+	g_rw_lock_writer_lock(&tree->ids_lock);
 	g_hash_table_insert(tree->by_id, GUINT_TO_POINTER(id), f);
+	g_rw_lock_writer_unlock(&tree->ids_lock);
+	*added = true;
 	return f;
 }
 
-static int cmp_child(gconstpointer a, gconstpointer b)
-{
-	const FsFolder *x = *(FsFolder *const *)a, *y = *(FsFolder *const *)b;
-
-	return strcmp(x->name, y->name);
-}
-
-static void sort_children(FsFolder *f, void *data)
-{
-	g_ptr_array_sort(f->children, cmp_child);
-}
-
-static int add_entry(FsTree *tree, const CacheFolderEntry *e, GError **error)
+/* Add one LIST entry (and its parents). Under update_lock. Marks every
+ * node on the path in seen. */
+static int add_entry(FsTree *tree, const CacheFolderEntry *e, GHashTable *seen,
+		     void (*changed)(FsFolder *, const char *, void *),
+		     void *data, GError **error)
 {
 	FsFolder *cur = tree->root;
 	const char *name = e->name;
@@ -113,20 +151,83 @@ static int add_entry(FsTree *tree, const CacheFolderEntry *e, GError **error)
 		size_t seglen = end ? (size_t)(end - p) : strlen(p);
 		g_autofree char *prefix =
 			g_strndup(name, (size_t)(p - name) + seglen);
+		FsFolder *parent = cur;
+		bool added = false;
 
-		cur = child_for(tree, cur, p, seglen, prefix, error);
+		cur = child_for(tree, parent, p, seglen, prefix, &added,
+				error);
 		if (!cur)
 			return -EIO;
+		if (added && changed)
+			changed(parent, cur->name, data);
+		g_hash_table_add(seen, cur);
 		if (!end)
 			break;
 		p = end + 1;
 	}
-	if (!(e->flags & CACHE_FOLDER_NOSELECT)) {
-		cur->selectable = true;
+	if (!(e->flags & CACHE_FOLDER_NOSELECT) && !cur->selectable) {
 		g_free(cur->raw);
 		cur->raw = g_strdup(name);
+		cur->selectable = true;
 	}
 	return 0;
+}
+
+/* c and everything below it vanished from the server. */
+static void mark_gone(FsTree *tree, FsFolder *c)
+{
+	GPtrArray *children = fs_folder_children(c);
+
+	c->gone = true;
+	g_rw_lock_writer_lock(&tree->ids_lock);
+	g_hash_table_remove(tree->by_id, GUINT_TO_POINTER(c->id));
+	g_rw_lock_writer_unlock(&tree->ids_lock);
+	for (guint i = 0; i < children->len; i++)
+		mark_gone(tree, children->pdata[i]);
+}
+
+/* Unlink every folder below f that is not in seen. Under update_lock. */
+static int prune(FsTree *tree, FsFolder *f, GHashTable *seen,
+		 void (*changed)(FsFolder *, const char *, void *), void *data)
+{
+	GPtrArray *children = fs_folder_children(f);
+	GPtrArray *keep = g_ptr_array_new();
+	int removed = 0, n = 0;
+
+	for (guint i = 0; i < children->len; i++) {
+		FsFolder *c = children->pdata[i];
+
+		if (g_hash_table_contains(seen, c)) {
+			g_ptr_array_add(keep, c);
+			n += prune(tree, c, seen, changed, data);
+			continue;
+		}
+		mark_gone(tree, c);
+		if (changed)
+			changed(f, c->name, data);
+		removed++;
+	}
+	if (removed)
+		set_children(tree, f, keep);
+	else
+		g_ptr_array_unref(keep);
+	return n + removed;
+}
+
+static int apply(FsTree *tree, GPtrArray *entries,
+		 void (*changed)(FsFolder *, const char *, void *), void *data,
+		 GError **error)
+{
+	g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
+	int n = 0;
+
+	for (guint i = 0; i < entries->len; i++) {
+		if (add_entry(tree, entries->pdata[i], seen, changed, data,
+			      error) < 0)
+			return -EIO;
+	}
+	n += prune(tree, tree->root, seen, changed, data);
+	return n;
 }
 
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
@@ -134,28 +235,73 @@ FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
 	FsTree *tree = g_new0(FsTree, 1);
 
 	tree->store = store;
-	tree->root = folder_new(NULL, "", "");
+	tree->all = g_ptr_array_new();
+	tree->old_arrays = g_ptr_array_new_with_free_func(
+		(GDestroyNotify)g_ptr_array_unref);
+	g_mutex_init(&tree->update_lock);
+	g_rw_lock_init(&tree->ids_lock);
+	g_mutex_init(&tree->gen_lock);
 	tree->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
 	tree->by_gen = g_hash_table_new(g_direct_hash, g_direct_equal);
-	g_mutex_init(&tree->lock);
-	for (guint i = 0; i < entries->len; i++) {
-		if (add_entry(tree, entries->pdata[i], error) < 0) {
-			fs_tree_free(tree);
-			return NULL;
-		}
+	tree->root = folder_new(tree, NULL, "", "");
+	g_mutex_lock(&tree->update_lock);
+	if (apply(tree, entries, NULL, NULL, error) < 0) {
+		g_mutex_unlock(&tree->update_lock);
+		fs_tree_free(tree);
+		return NULL;
 	}
-	fs_tree_foreach(tree, sort_children, NULL);
+	g_mutex_unlock(&tree->update_lock);
 	return tree;
+}
+
+typedef struct {
+	void (*fn)(FsFolder *, const char *, void *);
+	void *data;
+	int n;
+} ChangeSink;
+
+static void forward_change(FsFolder *parent, const char *name, void *data)
+{
+	ChangeSink *cs = data;
+
+	cs->n++;
+	if (cs->fn)
+		cs->fn(parent, name, cs->data);
+}
+
+int fs_tree_update(FsTree *tree, GPtrArray *entries,
+		   void (*changed)(FsFolder *parent, const char *name,
+				   void *data),
+		   void *data)
+{
+	g_autoptr(GError) error = NULL;
+	ChangeSink cs = {changed, data, 0};
+	int rc;
+
+	g_mutex_lock(&tree->update_lock);
+	rc = apply(tree, entries, forward_change, &cs, &error);
+	g_mutex_unlock(&tree->update_lock);
+	if (rc < 0) {
+		g_warning("cannot update the folder tree: %s",
+			  error ? error->message : "unknown error");
+		return rc;
+	}
+	return cs.n;
 }
 
 void fs_tree_free(FsTree *tree)
 {
 	if (!tree)
 		return;
-	folder_free(tree->root);
+	for (guint i = 0; i < tree->all->len; i++)
+		folder_free(tree->all->pdata[i]);
+	g_ptr_array_unref(tree->all);
+	g_ptr_array_unref(tree->old_arrays);
 	g_hash_table_unref(tree->by_id);
 	g_hash_table_unref(tree->by_gen);
-	g_mutex_clear(&tree->lock);
+	g_mutex_clear(&tree->update_lock);
+	g_rw_lock_clear(&tree->ids_lock);
+	g_mutex_clear(&tree->gen_lock);
 	g_free(tree);
 }
 
@@ -166,9 +312,11 @@ FsFolder *fs_tree_root(FsTree *tree)
 
 static void visit(FsFolder *f, void (*fn)(FsFolder *, void *), void *data)
 {
+	GPtrArray *children = fs_folder_children(f);
+
 	fn(f, data);
-	for (guint i = 0; i < f->children->len; i++)
-		visit(f->children->pdata[i], fn, data);
+	for (guint i = 0; i < children->len; i++)
+		visit(children->pdata[i], fn, data);
 }
 
 void fs_tree_foreach(FsTree *tree, void (*fn)(FsFolder *f, void *data),
@@ -198,16 +346,18 @@ FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
 		return FS_INO_DIR;
 	}
 	if (lo == 0) {
+		g_rw_lock_reader_lock(&tree->ids_lock);
 		f = g_hash_table_lookup(tree->by_id, GUINT_TO_POINTER(hi));
+		g_rw_lock_reader_unlock(&tree->ids_lock);
 		if (!f)
 			return FS_INO_NONE;
 		*folder = f;
 		return FS_INO_DIR;
 	}
-	g_mutex_lock(&tree->lock);
+	g_mutex_lock(&tree->gen_lock);
 	f = g_hash_table_lookup(tree->by_gen, GUINT_TO_POINTER(hi));
-	g_mutex_unlock(&tree->lock);
-	if (!f)
+	g_mutex_unlock(&tree->gen_lock);
+	if (!f || f->gone)
 		return FS_INO_NONE;
 	*folder = f;
 	*gen = hi;
@@ -217,15 +367,17 @@ FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
 
 void fs_tree_register_gen(FsTree *tree, uint32_t gen, FsFolder *f)
 {
-	g_mutex_lock(&tree->lock);
+	g_mutex_lock(&tree->gen_lock);
 	g_hash_table_insert(tree->by_gen, GUINT_TO_POINTER(gen), f);
-	g_mutex_unlock(&tree->lock);
+	g_mutex_unlock(&tree->gen_lock);
 }
 
 FsFolder *fs_folder_child(const FsFolder *f, const char *name)
 {
-	for (guint i = 0; i < f->children->len; i++) {
-		FsFolder *c = f->children->pdata[i];
+	GPtrArray *children = fs_folder_children(f);
+
+	for (guint i = 0; i < children->len; i++) {
+		FsFolder *c = children->pdata[i];
 
 		if (strcmp(c->name, name) == 0)
 			return c;

@@ -35,8 +35,11 @@ struct FsFolder {
 	char *path_raw;       /* raw path prefix (id key), "" for the root */
 	char *name;           /* display name of this level */
 	FsFolder *parent;
-	GPtrArray *children;  /* FsFolder*, sorted by name */
+	GPtrArray *children;  /* FsFolder*, sorted by name; replaced whole
+				 (copy on write) when folders come and go:
+				 read it with fs_folder_children() */
 	bool selectable;
+	bool gone;            /* deleted on the server */
 
 	/* Guarded by lock: */
 	GMutex lock;
@@ -51,6 +54,18 @@ typedef struct FsTree FsTree;
 
 /* Build from the LIST result (CacheFolderEntry*). */
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error);
+
+/* Bring the tree in line with a new LIST result: folders that appeared
+ * are added, those that vanished are marked gone and unlinked. Calls
+ * changed(parent, name, data) for every directory entry that appeared or
+ * vanished. Returns the number of changes. */
+int fs_tree_update(FsTree *tree, GPtrArray *entries,
+		   void (*changed)(FsFolder *parent, const char *name,
+				   void *data),
+		   void *data);
+
+/* The current children array of f (valid until the tree is freed). */
+GPtrArray *fs_folder_children(const FsFolder *f);
 void fs_tree_free(FsTree *tree);
 
 FsFolder *fs_tree_root(FsTree *tree);

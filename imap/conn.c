@@ -45,6 +45,7 @@ struct ImapConn {
 	ImapMailboxState state;
 	bool broken;
 	gint64 last_progress;
+	char *idle_tag;  /* tag of the IDLE command in progress */
 };
 
 G_DEFINE_QUARK(imap-error-quark, imap_error)
@@ -483,6 +484,125 @@ char *imap_conn_quote(const ImapConn *conn, const char *s)
 	}
 	g_string_append_c(out, '"');
 	return g_string_free(out, FALSE);
+}
+
+/* ---- IDLE ---- */
+
+int imap_conn_idle_start(ImapConn *conn, GError **error)
+{
+	ImapResponse *r = NULL;
+	int rc;
+
+	g_free(conn->idle_tag);
+	conn->idle_tag = new_tag(conn);
+	rc = send_line(conn, conn->idle_tag, "IDLE", error);
+	while (rc == 0) {
+		rc = next_response(conn, &r, error);
+		if (rc < 0)
+			break;
+		if (r->kind == IMAP_RESPONSE_CONTINUATION) {
+			imap_response_free(r);
+			return 0;
+		}
+		if (r->kind == IMAP_RESPONSE_TAGGED &&
+		    strcmp(r->tag, conn->idle_tag) == 0) {
+			fail_with_status(conn, r, "IDLE", error);
+			imap_response_free(r);
+			g_clear_pointer(&conn->idle_tag, g_free);
+			return -EIO;
+		}
+		imap_response_free(r); /* untagged data before "+" */
+	}
+	return rc;
+}
+
+int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
+			void *user_data, GError **error)
+{
+	int got = 0;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
+		int rc;
+
+		/* Hand out every complete response already buffered. */
+		while (conn->rpos < conn->rlen) {
+			ImapResponse *r = NULL;
+			size_t used = 0;
+
+			rc = imap_parser_feed(conn->parser,
+					      conn->rbuf + conn->rpos,
+					      conn->rlen - conn->rpos, &used,
+					      &r);
+			conn->rpos += used;
+			if (rc < 0) {
+				conn_fail(conn, error, IMAP_ERROR_PROTOCOL,
+					  "bad response from %s: %s",
+					  conn->account.host,
+					  imap_parser_error(conn->parser));
+				return rc;
+			}
+			if (rc == 0)
+				break;
+			log_response(r);
+			if (r->kind == IMAP_RESPONSE_UNTAGGED &&
+			    r->status == IMAP_STATUS_BYE) {
+				conn_fail(conn, error, IMAP_ERROR_CLOSED,
+					  "%s closed the connection: %s",
+					  conn->account.host, r->text);
+				imap_response_free(r);
+				return -ECONNRESET;
+			}
+			if (r->kind == IMAP_RESPONSE_UNTAGGED && fn)
+				fn(user_data, r);
+			imap_response_free(r);
+			got = 1;
+		}
+		if (got)
+			return 1;
+		if (!(conn->ssl && SSL_pending(conn->ssl) > 0)) {
+			do
+				rc = poll(&pfd, 1, (int)wait_ms);
+			while (rc < 0 && errno == EINTR);
+			if (rc == 0)
+				return 0;
+		}
+		rc = transport_read(conn, error);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
+			GError **error)
+{
+	int rc;
+
+	if (!conn->idle_tag)
+		return 0;
+	g_debug("C: DONE");
+	rc = transport_write(conn, "DONE\r\n", 6, error);
+	while (rc == 0) {
+		ImapResponse *r = NULL;
+
+		rc = next_response(conn, &r, error);
+		if (rc < 0)
+			break;
+		if (r->kind == IMAP_RESPONSE_TAGGED &&
+		    strcmp(r->tag, conn->idle_tag) == 0) {
+			if (r->status != IMAP_STATUS_OK) {
+				fail_with_status(conn, r, "IDLE", error);
+				rc = -EIO;
+			}
+			imap_response_free(r);
+			break;
+		}
+		if (r->kind == IMAP_RESPONSE_UNTAGGED && fn)
+			fn(user_data, r);
+		imap_response_free(r);
+	}
+	g_clear_pointer(&conn->idle_tag, g_free);
+	return rc;
 }
 
 /* ---- EXAMINE ---- */
@@ -956,6 +1076,7 @@ void imap_conn_free(ImapConn *conn)
 	imap_parser_free(conn->parser);
 	g_ptr_array_unref(conn->caps);
 	g_free(conn->selected);
+	g_free(conn->idle_tag);
 	g_free(conn->rbuf);
 	g_free(conn);
 }

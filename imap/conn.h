@@ -97,5 +97,15 @@ void imap_conn_unselect(ImapConn *conn);
  * offers LITERAL+. NULL when it cannot be sent at all. g_free the result. */
 char *imap_conn_quote(const ImapConn *conn, const char *s);
 
+/* IDLE (RFC 2177). start sends IDLE and waits for the continuation;
+ * wait passes untagged responses to fn for up to wait_ms and returns 1
+ * when it passed any, 0 when quiet; done sends DONE and reads to the
+ * tagged answer. All return -errno when the connection broke. */
+int imap_conn_idle_start(ImapConn *conn, GError **error);
+int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
+			void *user_data, GError **error);
+int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
+			GError **error);
+
 /* Monotonic time (g_get_monotonic_time) of the last byte received. */
 gint64 imap_conn_last_progress(const ImapConn *conn);

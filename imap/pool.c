@@ -26,6 +26,7 @@ typedef struct {
 	void *data;
 	GDestroyNotify free_data;
 	bool background;
+	bool fresh;       /* re-EXAMINE even when selected */
 	bool done;
 	bool abandoned;
 	int rc;
@@ -221,6 +222,8 @@ static int run_job(Worker *w, Job *job, GError **error)
 		if (rc < 0)
 			return rc;
 		if (job->folder) {
+			if (job->fresh)
+				imap_conn_unselect(w->conn);
 			rc = imap_conn_examine(w->conn, job->folder, &state,
 					       error);
 			g_mutex_lock(&w->pool->lock);
@@ -396,8 +399,9 @@ static bool fail_fast(ImapPool *pool)
 	return pool->down && g_get_monotonic_time() < pool->down_until;
 }
 
-int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
-		  void *data, GDestroyNotify free_data, GError **error)
+static int pool_run(ImapPool *pool, const char *folder, bool fresh,
+		    ImapJobFn fn, void *data, GDestroyNotify free_data,
+		    GError **error)
 {
 	gint64 timeout_us = (gint64)pool->account.timeout_ms * 1000;
 	Job *job;
@@ -413,6 +417,7 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 		return stopping ? -ESHUTDOWN : -EIO;
 	}
 	job = job_new(folder, fn, data, free_data, false);
+	job->fresh = fresh;
 	g_atomic_int_inc(&job->refs); /* one for the queue, one for us */
 	g_queue_push_tail(&pool->fg, job);
 	wake_worker(pool, folder);
@@ -442,6 +447,18 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 	g_mutex_unlock(&pool->lock);
 	job_unref(job);
 	return rc;
+}
+
+int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
+		  void *data, GDestroyNotify free_data, GError **error)
+{
+	return pool_run(pool, folder, false, fn, data, free_data, error);
+}
+
+int imap_pool_run_fresh(ImapPool *pool, const char *folder, ImapJobFn fn,
+			void *data, GDestroyNotify free_data, GError **error)
+{
+	return pool_run(pool, folder, true, fn, data, free_data, error);
 }
 
 void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,

@@ -1,0 +1,323 @@
+/* fs/watch.c: keeping the mount current while it is mounted.
+ *
+ * Two threads. The idle thread holds a connection of its own outside the
+ * pool: with NOTIFY it hears of new and expunged mail in every folder and of
+ * folders created, deleted or renamed; without NOTIFY it IDLEs on INBOX.
+ * It only notes what changed. The refresh thread does the work through
+ * the pool: it resyncs the folders the idle thread named, and every poll
+ * interval it re-reads the folder list and resyncs every folder that has a
+ * listing. Listings that change invalidate the kernel's caches (fs/sync.c).
+ *
+ * Locking: watch->lock guards pending, pending_all, pending_list and
+ * stopping; neither thread does I/O under it.
+ */
+#include "fs/watch.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "fs/sync.h"
+#include "imap/ops.h"
+
+#define IDLE_SLICE_MS 1000
+#define IDLE_RESTART_US (G_USEC_PER_SEC * 25 * 60)
+#define RETRY_MAX_S 60
+
+struct FsWatch {
+	FsAccount *acct;
+	ImapAccount account;
+	gint64 poll_us;
+	GMutex lock;
+	GCond cond;
+	GHashTable *pending;  /* raw folder names to resync */
+	bool pending_all;     /* resync everything (after a reconnect) */
+	bool pending_list;    /* re-read the folder list */
+	bool stopping;
+	GThread *idle_thread;
+	GThread *refresh_thread;
+};
+
+static void note(FsWatch *w, const char *folder, bool list, bool all)
+{
+	g_mutex_lock(&w->lock);
+	if (folder)
+		g_hash_table_add(w->pending, g_strdup(folder));
+	w->pending_list |= list;
+	w->pending_all |= all;
+	g_cond_signal(&w->cond);
+	g_mutex_unlock(&w->lock);
+}
+
+static bool stopping(FsWatch *w)
+{
+	bool s;
+
+	g_mutex_lock(&w->lock);
+	s = w->stopping;
+	g_mutex_unlock(&w->lock);
+	return s;
+}
+
+/* Sleep up to seconds, waking early when stopping. */
+static void nap(FsWatch *w, unsigned seconds)
+{
+	gint64 until = g_get_monotonic_time() + seconds * G_USEC_PER_SEC;
+
+	g_mutex_lock(&w->lock);
+	while (!w->stopping && g_cond_wait_until(&w->cond, &w->lock, until))
+		;
+	g_mutex_unlock(&w->lock);
+}
+
+/* ---- folder list ---- */
+
+static void add_folder(void *user_data, const char *name, char delimiter,
+		       unsigned flags)
+{
+	GPtrArray *entries = user_data;
+	uint32_t cflags = 0;
+
+	if (flags & IMAP_MAILBOX_NOSELECT)
+		cflags |= CACHE_FOLDER_NOSELECT;
+	if (flags & IMAP_MAILBOX_NOINFERIORS)
+		cflags |= CACHE_FOLDER_NOINFERIORS;
+	if (flags & IMAP_MAILBOX_NONEXISTENT)
+		cflags |= CACHE_FOLDER_NONEXISTENT;
+	g_ptr_array_add(entries, cache_folder_entry_new(name, delimiter, cflags));
+}
+
+static int list_job(ImapConn *conn, const ImapMailboxState *st, void *data,
+		    GError **error)
+{
+	return imap_list_mailboxes(conn, add_folder, data, error);
+}
+
+static void entry_changed(FsFolder *parent, const char *name, void *data)
+{
+	FsAccount *acct = data;
+	fuse_ino_t dir = fs_tree_dir_ino(parent);
+
+	g_message("folder %s%s%s appeared or vanished on the server",
+		  parent->path_raw, *parent->path_raw ? "/" : "", name);
+	fs_inval_entry(acct->inval, dir, name);
+	fs_inval_inode(acct->inval, dir);
+}
+
+static void refresh_folder_list(FsWatch *w)
+{
+	g_autoptr(GError) error = NULL;
+	GPtrArray *entries = g_ptr_array_new_with_free_func(
+		(GDestroyNotify)cache_folder_entry_free);
+	int rc;
+
+	rc = imap_pool_run(w->acct->pool, NULL, list_job, entries,
+			   (GDestroyNotify)g_ptr_array_unref, &error);
+	if (rc == -ETIMEDOUT)
+		return; /* the pool frees entries */
+	if (rc == 0) {
+		if (fs_tree_update(w->acct->tree, entries, entry_changed,
+				   w->acct) > 0)
+			cache_store_save_folders(w->acct->store, entries);
+	} else {
+		g_debug("cannot re-read the folder list: %s",
+			error ? error->message : g_strerror(-rc));
+	}
+	g_ptr_array_unref(entries);
+}
+
+/* ---- refresh thread ---- */
+
+typedef struct {
+	FsWatch *w;
+	GHashTable *only; /* raw names, or NULL for every listed folder */
+} SyncAll;
+
+static void sync_one(FsFolder *f, void *data)
+{
+	SyncAll *sa = data;
+	bool listed;
+
+	if (!f->selectable || f->gone || !f->raw)
+		return;
+	if (sa->only && !g_hash_table_contains(sa->only, f->raw))
+		return;
+	g_mutex_lock(&f->lock);
+	listed = f->listing != NULL;
+	g_mutex_unlock(&f->lock);
+	/* A folder nobody looked at has nothing cached to correct. */
+	if (listed && !stopping(sa->w))
+		fs_sync_folder(sa->w->acct, f, FS_SYNC_NOW);
+}
+
+static gpointer refresh_main(gpointer data)
+{
+	FsWatch *w = data;
+	gint64 next_poll = g_get_monotonic_time() + w->poll_us;
+
+	g_mutex_lock(&w->lock);
+	while (!w->stopping) {
+		GHashTable *pending;
+		bool list, all, poll;
+
+		if (g_hash_table_size(w->pending) == 0 && !w->pending_all &&
+		    !w->pending_list &&
+		    g_cond_wait_until(&w->cond, &w->lock, next_poll))
+			continue;
+		if (w->stopping)
+			break;
+		poll = g_get_monotonic_time() >= next_poll;
+		pending = w->pending;
+		w->pending = g_hash_table_new_full(g_str_hash, g_str_equal,
+						   g_free, NULL);
+		list = w->pending_list || poll || w->pending_all;
+		all = w->pending_all || poll;
+		w->pending_list = w->pending_all = false;
+		g_mutex_unlock(&w->lock);
+
+		if (list)
+			refresh_folder_list(w);
+		{
+			SyncAll sa = {w, all ? NULL : pending};
+
+			fs_tree_foreach(w->acct->tree, sync_one, &sa);
+		}
+		g_hash_table_unref(pending);
+		if (poll)
+			next_poll = g_get_monotonic_time() + w->poll_us;
+
+		g_mutex_lock(&w->lock);
+	}
+	g_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* ---- idle thread ---- */
+
+static int idle_event(void *user_data, ImapResponse *r)
+{
+	FsWatch *w = user_data;
+	const char *name;
+
+	if (!r->name)
+		return 0;
+	if (strcmp(r->name, "STATUS") == 0 && r->args.len >= 1) {
+		name = imap_value_get_string(&r->args.items[0], NULL);
+		if (name)
+			note(w, name, false, false);
+	} else if (strcmp(r->name, "LIST") == 0) {
+		note(w, NULL, true, false);
+	} else if (strcmp(r->name, "EXISTS") == 0 ||
+		   strcmp(r->name, "EXPUNGE") == 0 ||
+		   strcmp(r->name, "VANISHED") == 0) {
+		note(w, "INBOX", false, false);
+	}
+	return 0;
+}
+
+/* One session: connect, arm NOTIFY or EXAMINE INBOX, IDLE until broken or
+ * stopping. Returns true when it got as far as IDLE. */
+static bool idle_session(FsWatch *w)
+{
+	g_autoptr(GError) error = NULL;
+	ImapConn *conn = imap_conn_open(&w->account, &error);
+	bool idled = false;
+	int rc;
+
+	if (!conn) {
+		g_debug("watcher: %s", error->message);
+		return false;
+	}
+	if (!imap_conn_has_cap(conn, "IDLE")) {
+		g_debug("watcher: server has no IDLE; polling every %" G_GINT64_FORMAT
+			" s",
+			w->poll_us / G_USEC_PER_SEC);
+		imap_conn_free(conn);
+		return false;
+	}
+	if (imap_conn_has_cap(conn, "NOTIFY"))
+		rc = imap_conn_command(conn, idle_event, w, &error,
+				       "NOTIFY SET (personal (MessageNew "
+				       "MessageExpunge MailboxName))");
+	else
+		rc = imap_conn_examine(conn, "INBOX", NULL, &error);
+	if (rc < 0) {
+		g_debug("watcher: %s", error ? error->message : "failed");
+		imap_conn_free(conn);
+		return false;
+	}
+	/* Catch up with whatever happened while we were not listening. */
+	note(w, NULL, true, true);
+	while (!stopping(w)) {
+		gint64 restart = g_get_monotonic_time() + IDLE_RESTART_US;
+
+		rc = imap_conn_idle_start(conn, &error);
+		if (rc < 0)
+			break;
+		idled = true;
+		while (rc >= 0 && !stopping(w) &&
+		       g_get_monotonic_time() < restart)
+			rc = imap_conn_idle_wait(conn, IDLE_SLICE_MS, idle_event,
+						 w, &error);
+		if (rc < 0)
+			break;
+		/* Servers drop IDLE after 30 minutes: re-arm before. */
+		rc = imap_conn_idle_done(conn, idle_event, w, &error);
+		if (rc < 0)
+			break;
+	}
+	if (error)
+		g_debug("watcher: %s", error->message);
+	imap_conn_free(conn);
+	return idled;
+}
+
+static gpointer idle_main(gpointer data)
+{
+	FsWatch *w = data;
+	unsigned backoff = 1;
+
+	while (!stopping(w)) {
+		if (idle_session(w))
+			backoff = 1;
+		else
+			backoff = MIN(backoff * 2, RETRY_MAX_S);
+		nap(w, backoff);
+	}
+	return NULL;
+}
+
+FsWatch *fs_watch_new(FsAccount *acct, const ImapAccount *account,
+		      unsigned poll_interval)
+{
+	FsWatch *w = g_new0(FsWatch, 1);
+
+	w->acct = acct;
+	w->account = *account;
+	/* Literals of the watcher never hold bodies; keep them in memory. */
+	w->account.sink = NULL;
+	w->account.sink_data = NULL;
+	w->poll_us = (gint64)poll_interval * G_USEC_PER_SEC;
+	g_mutex_init(&w->lock);
+	g_cond_init(&w->cond);
+	w->pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					   NULL);
+	w->refresh_thread = g_thread_new("refresh", refresh_main, w);
+	w->idle_thread = g_thread_new("idle", idle_main, w);
+	return w;
+}
+
+void fs_watch_free(FsWatch *w)
+{
+	if (!w)
+		return;
+	g_mutex_lock(&w->lock);
+	w->stopping = true;
+	g_cond_broadcast(&w->cond);
+	g_mutex_unlock(&w->lock);
+	g_thread_join(w->idle_thread);
+	g_thread_join(w->refresh_thread);
+	g_hash_table_unref(w->pending);
+	g_mutex_clear(&w->lock);
+	g_cond_clear(&w->cond);
+	g_free(w);
+}
