@@ -102,6 +102,27 @@ static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
 	return rc;
 }
 
+/* A server that claims RFC822.SIZE 0 would make the kernel believe the
+ * file is empty and never read it: learn the real size first. */
+static void settle_zero_size(FsAccount *acct, FsFolder *f, uint32_t gen,
+			     uint32_t uid, struct fuse_entry_param *e)
+{
+	FsListing *l;
+	int fd;
+
+	if (e->attr.st_size != 0 || e->attr_timeout != 0.0)
+		return;
+	l = fs_folder_get_listing(f);
+	if (!l)
+		return;
+	fd = fs_fetch_open(acct, f, l, uid, false);
+	fs_listing_unref(l);
+	if (fd >= 0) {
+		close(fd);
+		message_entry(acct, f, gen, uid, NULL, e);
+	}
+}
+
 static void reply_negative(fuse_req_t req)
 {
 	struct fuse_entry_param e = {0};
@@ -162,10 +183,12 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	if (message_entry(acct, f, 0, uid, name, &e) == 0)
+	if (message_entry(acct, f, 0, uid, name, &e) == 0) {
+		settle_zero_size(acct, f, 0, uid, &e);
 		fuse_reply_entry(req, &e);
-	else
+	} else {
 		reply_negative(req);
+	}
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
@@ -184,6 +207,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	case FS_INO_MESSAGE:
 		if (message_entry(acct, f, gen, uid, NULL, &e) == 0) {
+			settle_zero_size(acct, f, gen, uid, &e);
 			fuse_reply_attr(req, &e.attr, e.attr_timeout);
 			return;
 		}

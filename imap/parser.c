@@ -123,6 +123,7 @@ struct ImapParser {
 	size_t line_bytes;     /* bytes outside literals, this response */
 	size_t items;	       /* values, this response */
 	uint64_t inline_bytes; /* in-memory literal bytes, this response */
+	unsigned streams;      /* literals sent to the sink, this response */
 	bool in_code;	       /* parsing the arguments of "[CODE ...]" */
 
 	Frame *frames; /* frames[0] is args or code_args */
@@ -226,6 +227,7 @@ static void drop_partial(ImapParser *p)
 	p->line_bytes = 0;
 	p->items = 0;
 	p->inline_bytes = 0;
+	p->streams = 0;
 }
 
 /* Give back scratch memory that a huge response made grow. */
@@ -430,6 +432,12 @@ static int start_literal(ImapParser *p)
 			return fail(
 			    p, -E2BIG,
 			    "literal above the inline limit and no sink");
+		/* Each streamed literal holds a file until the response
+		 * is freed; a FETCH needs one, a server that sends
+		 * hundreds is hostile. */
+		if (++p->streams > IMAP_PARSER_MAX_STREAMS)
+			return fail(p, -E2BIG,
+				    "too many large literals in one response");
 		p->lit_sink = p->sink.begin(p->user_data, size);
 		if (!p->lit_sink)
 			return fail(p, -ENOSPC, "literal sink refused literal");
@@ -1137,6 +1145,7 @@ int imap_parser_feed(ImapParser *parser, const char *buf, size_t len,
 	p->line_bytes = 0;
 	p->items = 0;
 	p->inline_bytes = 0;
+	p->streams = 0;
 	trim_scratch(p);
 	return 1;
 }

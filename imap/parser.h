@@ -77,6 +77,9 @@ typedef struct {
 	ImapValue args;     /* LIST of everything after name (len 0 if none) */
 } ImapResponse;
 
+/* Literals streamed to the sink in one response, at most. */
+#define IMAP_PARSER_MAX_STREAMS 4
+
 typedef struct {
 	size_t max_line;            /* bytes of one response outside literals; default 1 MiB */
 	size_t inline_literal_max;  /* larger literals go to the sink; default 64 KiB */

@@ -236,9 +236,12 @@ static int run_job(Worker *w, Job *job, GError **error)
 		if (rc == 0)
 			rc = job->fn(w->conn, job->folder ? &state : NULL,
 				     job->data, error);
-		/* A connection that broke under an idempotent job (idle
-		 * timeout on the server side, restart): retry once. */
-		if (rc < 0 && imap_conn_is_broken(w->conn) && attempt == 0) {
+		/* A connection that the server closed under an idempotent
+		 * job (its idle timeout, a restart): retry once. Not after a
+		 * timeout: the caller's time is spent already. */
+		if (rc < 0 && imap_conn_is_broken(w->conn) && attempt == 0 &&
+		    !(error && *error &&
+		      g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_TIMEOUT))) {
 			g_debug("connection broke, retrying: %s",
 				error && *error ? (*error)->message : "");
 			continue;
@@ -287,6 +290,14 @@ static gpointer worker_main(gpointer data)
 		g_mutex_unlock(&pool->lock);
 
 		rc = run_job(w, job, &error);
+		if (w->conn && imap_conn_is_broken(w->conn)) {
+			/* Free it now: its parser may hold a half-written
+			 * temp file of a body. */
+			ImapConn *dead = w->conn;
+
+			set_worker_conn(w, NULL);
+			imap_conn_free(dead);
+		}
 
 		g_mutex_lock(&pool->lock);
 		complete_job(pool, job, rc, error);
