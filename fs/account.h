@@ -22,6 +22,9 @@ typedef struct {
 	gint64 refresh_us;     /* a listing older than this is rechecked */
 
 	uint64_t cache_limit;  /* --cache-size, 0 for none */
+	bool xattr;            /* --xattr */
+	struct fuse_session *se;
+	struct FsWatch *watch; /* background refresh; NULL before the mount */
 
 	GMutex fetch_lock;     /* guards inflight, uncached and readers */
 	GHashTable *inflight;  /* "gen:uid" -> Inflight*, bodies being fetched */

@@ -51,6 +51,8 @@ static gpointer inval_main(gpointer data)
 			rc = fuse_lowlevel_notify_inval_entry(
 				inval->se, it->ino, it->name, strlen(it->name));
 		else
+			/* Attributes and, for a directory, its cached
+			 * listing; message bodies never change. */
 			rc = fuse_lowlevel_notify_inval_inode(inval->se,
 							      it->ino, 0, 0);
 		if (rc < 0 && rc != -ENOENT)

@@ -92,12 +92,22 @@ int main(int argc, char **argv)
 	}
 
 	key = account_key(&opts);
-	acct.store = cache_store_open(opts.cache_dir, key, &error);
+	/* A daemon that was just unmounted may still be exiting and hold
+	 * the cache: give it a few seconds. */
+	for (int tries = 0;; tries++) {
+		acct.store = cache_store_open(opts.cache_dir, key, &error);
+		if (acct.store || tries >= 50 ||
+		    !g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN))
+			break;
+		g_clear_error(&error);
+		g_usleep(100 * 1000);
+	}
 	if (!acct.store) {
 		die("%s", error->message);
 		goto out;
 	}
 	acct.cache_limit = opts.cache_size;
+	acct.xattr = opts.xattr;
 	rc = 0; /* cache_store_set_limit(acct.store, opts.cache_size); */
 	if (rc < 0) {
 		die("cannot apply --cache-size to %s: %s",
@@ -153,6 +163,7 @@ int main(int argc, char **argv)
 		die("cannot start the FUSE session (see the message above)");
 		goto out;
 	}
+	acct.se = se;
 	if (fuse_set_signal_handlers(se) != 0) {
 		die("cannot install signal handlers");
 		goto out;
@@ -173,6 +184,7 @@ int main(int argc, char **argv)
 				  g_steal_pointer(&conn));
 	fs_inval_start(acct.inval, se);
 	watch = fs_watch_new(&acct, &account, opts.poll_interval);
+	acct.watch = watch;
 	g_message("mounted %s on %s", opts.url, opts.mountpoint);
 
 	loop = fuse_loop_cfg_create();
@@ -187,6 +199,7 @@ int main(int argc, char **argv)
 		g_warning("FUSE session ended with an error: %s",
 			  g_strerror(-rc));
 
+	acct.watch = NULL;
 	fs_watch_free(g_steal_pointer(&watch));
 	fs_inval_free(g_steal_pointer(&acct.inval));
 out_unmount:

@@ -60,11 +60,12 @@ static void message_attr(FsAccount *acct, uint32_t gen, const CacheMessage *m,
 	st->st_mtime = st->st_ctime = st->st_atime = (time_t)m->internaldate;
 }
 
-/* Until the size is the literal's exact length, let the kernel ask again
- * before reading past the end it knows (the first read corrects it). */
+/* Sizes start as RFC822.SIZE hints; the read that fetches a body corrects
+ * a wrong hint and tells the kernel before it answers (op_read), so even
+ * hinted attributes can be cached long. */
 static double message_attr_timeout(const CacheMessage *m)
 {
-	return m->size_exact ? MESSAGE_TIMEOUT : 0.0;
+	return MESSAGE_TIMEOUT;
 }
 
 static void dir_entry(FsAccount *acct, const FsFolder *f,
@@ -81,7 +82,7 @@ static void dir_entry(FsAccount *acct, const FsFolder *f,
  * fill e. Returns 0 or -ENOENT. */
 static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
 			 uint32_t uid, const char *name,
-			 struct fuse_entry_param *e)
+			 struct fuse_entry_param *e, bool *exact)
 {
 	const CacheMessage *m;
 	int rc = -ENOENT;
@@ -95,6 +96,8 @@ static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
 			e->entry_timeout = MESSAGE_TIMEOUT;
 			e->attr_timeout = message_attr_timeout(m);
 			message_attr(acct, f->listing->gen, m, &e->attr);
+			if (exact)
+				*exact = m->size_exact;
 			rc = 0;
 		}
 	}
@@ -105,12 +108,13 @@ static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
 /* A server that claims RFC822.SIZE 0 would make the kernel believe the
  * file is empty and never read it: learn the real size first. */
 static void settle_zero_size(FsAccount *acct, FsFolder *f, uint32_t gen,
-			     uint32_t uid, struct fuse_entry_param *e)
+			     uint32_t uid, bool exact,
+			     struct fuse_entry_param *e)
 {
 	FsListing *l;
 	int fd;
 
-	if (e->attr.st_size != 0 || e->attr_timeout != 0.0)
+	if (e->attr.st_size != 0 || exact)
 		return;
 	l = fs_folder_get_listing(f);
 	if (!l)
@@ -119,7 +123,7 @@ static void settle_zero_size(FsAccount *acct, FsFolder *f, uint32_t gen,
 	fs_listing_unref(l);
 	if (fd >= 0) {
 		close(fd);
-		message_entry(acct, f, gen, uid, NULL, e);
+		message_entry(acct, f, gen, uid, NULL, e, NULL);
 	}
 }
 
@@ -160,6 +164,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	FsFolder *f, *child;
 	uint32_t gen, uid;
+	bool exact = false;
 	int rc;
 
 	if (fs_tree_resolve(acct->tree, parent, &f, &gen, &uid) != FS_INO_DIR) {
@@ -183,8 +188,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	if (message_entry(acct, f, 0, uid, name, &e) == 0) {
-		settle_zero_size(acct, f, 0, uid, &e);
+	if (message_entry(acct, f, 0, uid, name, &e, &exact) == 0) {
+		settle_zero_size(acct, f, 0, uid, exact, &e);
 		fuse_reply_entry(req, &e);
 	} else {
 		reply_negative(req);
@@ -198,6 +203,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct fuse_entry_param e;
 	FsFolder *f;
 	uint32_t gen = 0, uid = 0;
+	bool exact = false;
 	struct stat st;
 
 	switch (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid)) {
@@ -206,8 +212,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_attr(req, &st, DIR_TIMEOUT);
 		return;
 	case FS_INO_MESSAGE:
-		if (message_entry(acct, f, gen, uid, NULL, &e) == 0) {
-			settle_zero_size(acct, f, gen, uid, &e);
+		if (message_entry(acct, f, gen, uid, NULL, &e, &exact) == 0) {
+			settle_zero_size(acct, f, gen, uid, exact, &e);
 			fuse_reply_attr(req, &e.attr, e.attr_timeout);
 			return;
 		}
@@ -385,6 +391,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	FsAccount *acct = acct_of(req);
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+	uint64_t size_before, size_after;
+	const CacheMessage *m = NULL;
 	FsListing *l;
 	FsFolder *f;
 	uint32_t gen, uid;
@@ -396,16 +404,30 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	l = fs_folder_get_listing(f);
-	if (!l || l->gen != gen || !cache_folder_index_find(l->index, uid)) {
+	if (!l || l->gen != gen ||
+	    !(m = cache_folder_index_find(l->index, uid))) {
 		fs_listing_unref(l);
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	g_mutex_lock(&f->lock);
+	size_before = m->size;
+	g_mutex_unlock(&f->lock);
 	fd = fs_fetch_open(acct, f, l, uid, off == 0);
+	g_mutex_lock(&f->lock);
+	size_after = m->size;
+	g_mutex_unlock(&f->lock);
 	fs_listing_unref(l);
 	if (fd < 0) {
 		fuse_reply_err(req, fd == -ESTALE ? ESTALE : EIO);
 		return;
+	}
+	if (size_after != size_before) {
+		/* The server's RFC822.SIZE was wrong. Drop the kernel's
+		 * attributes now, before the reader's next read() asks for
+		 * the part past the old end; attributes only (offset -1)
+		 * touches no page, so it is safe inside this handler. */
+		fuse_lowlevel_notify_inval_inode(acct->se, ino, -1, 0);
 	}
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	bv.buf[0].fd = fd;
@@ -464,7 +486,15 @@ static void reply_xattr(fuse_req_t req, const char *value, size_t len,
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	g_autofree char *v = xattr_value(acct_of(req), ino, name);
+	g_autofree char *v = NULL;
+
+	if (!acct_of(req)->xattr) {
+		/* ENOSYS makes the kernel stop asking for the whole mount:
+		 * without it ls -l costs two round trips a file. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	v = xattr_value(acct_of(req), ino, name);
 
 	if (!v) {
 		fuse_reply_err(req, ENODATA);
@@ -483,6 +513,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	FsFolder *f;
 	uint32_t gen, uid;
 
+	if (!acct->xattr) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	switch (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid)) {
 	case FS_INO_MESSAGE:
 		reply_xattr(req, msg_names, sizeof(msg_names), size);

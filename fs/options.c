@@ -52,6 +52,7 @@ enum opt_id {
 	OPT_INSECURE,
 	OPT_CACHE_SIZE,
 	OPT_POLL_INTERVAL,
+	OPT_XATTR,
 };
 
 struct opt_spec {
@@ -70,6 +71,7 @@ static const struct opt_spec opt_specs[] = {
 	{"insecure", OPT_INSECURE, false},
 	{"cache-size", OPT_CACHE_SIZE, true},
 	{"poll-interval", OPT_POLL_INTERVAL, true},
+	{"xattr", OPT_XATTR, false},
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -252,6 +254,9 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_INSECURE:
 		opts->insecure = true;
 		return 0;
+	case OPT_XATTR:
+		opts->xattr = true;
+		return 0;
 	case OPT_CACHE_SIZE:
 		if (!parse_size(value, &opts->cache_size)) {
 			opts_error(error,
@@ -379,6 +384,12 @@ static void print_help(const char *argv0)
 	       "    --poll-interval=SECONDS  how often folders are checked "
 	       "for new and\n"
 	       "                             deleted mail (default: 60)\n"
+	       "    --xattr                  offer user.imapfs.* extended "
+	       "attributes\n"
+	       "                             (folder, uid, uidvalidity); off "
+	       "by default\n"
+	       "                             because it costs ls -l two "
+	       "round trips a file\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"

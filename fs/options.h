@@ -26,6 +26,7 @@ typedef struct {
 	unsigned poll_interval; /* seconds between checks for new mail, 5..86400,
 				   default 60 */
 	bool insecure;          /* skip certificate and host name checks */
+	bool xattr;             /* offer user.imapfs.* extended attributes */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fs/names.h"
+#include "fs/watch.h"
 #include "imap/ops.h"
 
 typedef struct {
@@ -299,6 +300,14 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 		rc = f->listing ? 0 : -EIO;
 		g_mutex_unlock(&f->lock);
 		return rc;
+	}
+	if (when == FS_SYNC_IF_STALE && f->listing && acct->watch) {
+		/* Serve what we have (also the persisted listing after a
+		 * remount) and bring it up to date in the background; a
+		 * change is invalidated in the kernel when it lands. */
+		g_mutex_unlock(&f->lock);
+		fs_watch_request(acct->watch, f->raw);
+		return 0;
 	}
 	f->syncing = true;
 	job = g_new0(SyncJob, 1);

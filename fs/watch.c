@@ -19,7 +19,7 @@
 #include "fs/sync.h"
 #include "imap/ops.h"
 
-#define IDLE_SLICE_MS 1000
+#define IDLE_SLICE_MS 200 /* how soon an unmount stops the thread */
 #define IDLE_RESTART_US (G_USEC_PER_SEC * 25 * 60)
 #define RETRY_MAX_S 60
 
@@ -284,6 +284,11 @@ static gpointer idle_main(gpointer data)
 		nap(w, backoff);
 	}
 	return NULL;
+}
+
+void fs_watch_request(FsWatch *w, const char *folder)
+{
+	note(w, folder, false, false);
 }
 
 FsWatch *fs_watch_new(FsAccount *acct, const ImapAccount *account,
