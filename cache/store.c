@@ -2,19 +2,28 @@
  *
  * Ownership: a CacheStore owns its paths, the lock fd (an exclusive flock()
  * held for its whole life, so two daemons never share a cache directory),
- * the folder-id table and the append fd of the ids file. A CacheBodyWriter
- * owns its temp fd and temp path and borrows the store, which must outlive
- * it.
+ * the folder-id table, the append fd of the ids file and, while a bound is
+ * set, the body LRU (cache/lru.h) with its table of folder keys. A
+ * CacheBodyWriter owns its fd (a temp file, or a memfd once the disk is
+ * full) and temp path and borrows the store, which must outlive it.
  *
- * Locking: the folder ids are the only mutable shared state; ids_lock guards
- * the table, the key array and the ids file. Everything else is immutable
- * after open; file operations rely on O_EXCL and on the atomicity of
- * rename() instead of locks.
+ * Locking: ids_lock guards the folder-id table, the key array and the ids
+ * file. lru_lock guards the LRU, the folder-key table and max_bytes; the
+ * only file operation under it is unlink() of evicted bodies. limit_lock
+ * serialises cache_store_set_limit(), whose directory scan runs without
+ * lru_lock (commits made meanwhile are tracked and kept as most recent).
+ * Order: limit_lock, then lru_lock; ids_lock is never held with either.
+ * Everything else is immutable after open; file operations rely on O_EXCL
+ * and on the atomicity of rename() instead of locks.
  *
  * Invariants: a final name (body, index, folders.list, ids) only appears
  * through rename() of a complete temp file from tmp/, or (ids) by appending
  * whole records. id_keys[i] has id i + 1; its first ids_saved entries are in
- * the ids file, which is ids_size bytes long while ids_fd >= 0.
+ * the ids file, which is ids_size bytes long while ids_fd >= 0. While lru is
+ * set, every body on disk has an entry (a body being committed has one,
+ * pinned, from before its rename), so the tracked bytes never undercount;
+ * an entry whose file vanished is dropped when it is evicted. A writer's fd
+ * holds exactly size bytes; tmp_path == NULL means memory mode.
  *
  * The ids file is a header followed by an append-only log of records, each
  * with its own checksum: a new folder costs one small write instead of
@@ -22,6 +31,9 @@
  * mount). A torn tail, possible only after a system crash, is cut off at the
  * next open and the file rewritten temp-then-rename with an fsync.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create */
+#endif
 #include "cache/store.h"
 
 #include <dirent.h>
@@ -30,8 +42,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "cache/lru.h"
 
 #define KEY_HASH_CHARS 16
 #define KEY_NAME_CHARS 40
@@ -66,14 +81,24 @@ struct CacheStore {
 	int ids_fd;	    /* O_APPEND fd, -1 when a rewrite is due */
 	off_t ids_size;	    /* bytes of whole records in the file */
 	bool ids_warned;
+
+	GMutex limit_lock;
+	GMutex lru_lock;
+	CacheLru *lru;		  /* NULL: no bound, nothing tracked */
+	uint64_t max_bytes;	  /* 0 with lru: tracking during a scan */
+	GPtrArray *fkeys;	  /* folder number -> folder key */
+	GHashTable *fnum_by_key;  /* folder key -> number + 1 */
+	GHashTable *fnum_by_name; /* raw folder name -> number + 1 */
+	gint tracking;		  /* lru != NULL, read without the lock */
 };
 
 struct CacheBodyWriter {
 	CacheStore *store;
-	int fd;
-	char *tmp_path;
-	uint64_t size;
-	int error; /* first write error, sticky */
+	int fd;		     /* temp file, or memfd in memory mode */
+	char *tmp_path;	     /* NULL in memory mode */
+	uint64_t size;	     /* bytes written to fd */
+	uint64_t evict_mark; /* size at the last eviction for space */
+	int error;	     /* first write error, sticky */
 };
 
 /* ---- keys and paths ---- */
@@ -614,6 +639,502 @@ int cache_store_folder_id(CacheStore *store, const char *folder,
 	return 0;
 }
 
+/* ---- body LRU: state, under lru_lock ---- */
+
+static void start_tracking_locked(CacheStore *store)
+{
+	store->lru = cache_lru_new();
+	store->max_bytes = 0;
+	store->fkeys = g_ptr_array_new_with_free_func(g_free);
+	store->fnum_by_key = g_hash_table_new(g_str_hash, g_str_equal);
+	store->fnum_by_name =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	g_atomic_int_set(&store->tracking, 1);
+}
+
+/* Also used by cache_store_free(), where the mutex still works. */
+static void stop_tracking(CacheStore *store)
+{
+	g_mutex_lock(&store->lru_lock);
+	g_atomic_int_set(&store->tracking, 0);
+	g_clear_pointer(&store->lru, cache_lru_free);
+	g_clear_pointer(&store->fnum_by_key, g_hash_table_unref);
+	g_clear_pointer(&store->fnum_by_name, g_hash_table_unref);
+	g_clear_pointer(&store->fkeys, g_ptr_array_unref);
+	store->max_bytes = 0;
+	g_mutex_unlock(&store->lru_lock);
+}
+
+/* The number of a folder key, assigned on first use. */
+static uint32_t key_num_locked(CacheStore *store, const char *key)
+{
+	gpointer v = g_hash_table_lookup(store->fnum_by_key, key);
+	char *copy;
+
+	if (v)
+		return GPOINTER_TO_UINT(v) - 1;
+	copy = g_strdup(key);
+	g_ptr_array_add(store->fkeys, copy);
+	g_hash_table_insert(store->fnum_by_key, copy,
+			    GUINT_TO_POINTER(store->fkeys->len));
+	return store->fkeys->len - 1;
+}
+
+/* The number of a raw folder name; key is make_key(folder) when the caller
+ * has it. Names are remembered so that touching a body hashes no SHA-256. */
+static uint32_t folder_num_locked(CacheStore *store, const char *folder,
+				  const char *key)
+{
+	gpointer v = g_hash_table_lookup(store->fnum_by_name, folder);
+	g_autofree char *made = NULL;
+	uint32_t num;
+
+	if (v)
+		return GPOINTER_TO_UINT(v) - 1;
+	if (!key)
+		key = made = make_key(folder);
+	num = key_num_locked(store, key);
+	g_hash_table_insert(store->fnum_by_name, g_strdup(folder),
+			    GUINT_TO_POINTER(num + 1));
+	return num;
+}
+
+/* Remove the least recently used unpinned bodies until at most target bytes
+ * are tracked. Returns the bytes that left the accounting. */
+static uint64_t evict_locked(CacheStore *store, uint64_t target)
+{
+	CacheLru *lru = store->lru;
+	uint64_t freed = 0;
+	uint32_t e = cache_lru_oldest(lru);
+
+	while (e != CACHE_LRU_NONE && cache_lru_bytes(lru) > target) {
+		uint32_t next = cache_lru_newer(lru, e);
+		const CacheLruKey *k = cache_lru_key(lru, e);
+		g_autofree char *path = NULL;
+
+		if (cache_lru_pinned(lru, e)) {
+			e = next;
+			continue;
+		}
+		path = g_strdup_printf(
+		    "%s/%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
+		    store->folders_dir,
+		    (const char *)g_ptr_array_index(store->fkeys, k->folder),
+		    k->uidvalidity, k->uid);
+		/* Readers holding the file open keep reading it. A file that
+		 * is already gone only leaves the accounting. */
+		if (unlink(path) < 0 && errno != ENOENT)
+			g_debug("cache: cannot evict %s: %s", path,
+				g_strerror(errno));
+		freed += cache_lru_size(lru, e);
+		cache_lru_remove(lru, e);
+		e = next;
+	}
+	return freed;
+}
+
+/* Commits evict down to here, so that eviction is not needed per commit. */
+static uint64_t low_mark(uint64_t max)
+{
+	return max - max / 10;
+}
+
+/* The disk is full: evict at least want bytes (and a tenth of the cache)
+ * if a bound is set. True when something was evicted. */
+static bool evict_for_space(CacheStore *store, uint64_t want)
+{
+	uint64_t freed = 0;
+
+	g_mutex_lock(&store->lru_lock);
+	if (store->lru && store->max_bytes) {
+		uint64_t bytes = cache_lru_bytes(store->lru);
+		uint64_t drop = MIN(bytes, MAX(want, bytes / 10));
+
+		freed = evict_locked(store, bytes - drop);
+	}
+	g_mutex_unlock(&store->lru_lock);
+	return freed > 0;
+}
+
+/* A body of size bytes is about to be renamed into place: account for it
+ * now, pinned so that no other commit evicts it before it exists, and make
+ * room. *reserved tells cache_lru_unpin() is due. -EFBIG when the body
+ * alone exceeds the bound. */
+static int reserve_body(CacheStore *store, const char *folder, const char *key,
+			uint32_t uidvalidity, uint32_t uid, uint64_t size,
+			bool *reserved)
+{
+	CacheLruKey k = {0, uidvalidity, uid};
+	uint32_t e;
+	int r = 0;
+
+	*reserved = false;
+	g_mutex_lock(&store->lru_lock);
+	if (!store->lru)
+		goto out;
+	if (store->max_bytes && size > store->max_bytes) {
+		r = -EFBIG;
+		goto out;
+	}
+	k.folder = folder_num_locked(store, folder, key);
+	e = cache_lru_insert(store->lru, &k, true);
+	cache_lru_touch(store->lru, e);
+	cache_lru_set_size(store->lru, e, size);
+	cache_lru_pin(store->lru, e);
+	*reserved = true;
+	if (store->max_bytes && cache_lru_bytes(store->lru) > store->max_bytes)
+		evict_locked(store, low_mark(store->max_bytes));
+out:
+	g_mutex_unlock(&store->lru_lock);
+	return r;
+}
+
+/* The commit of a body is over: stored under final, or not. */
+static void finish_body(CacheStore *store, const char *folder, const char *key,
+			uint32_t uidvalidity, uint32_t uid, uint64_t size,
+			bool reserved, bool stored, const char *final)
+{
+	CacheLruKey k = {0, uidvalidity, uid};
+	struct stat st;
+	bool exists = false;
+	uint32_t e;
+
+	if (!reserved && !stored)
+		return;
+	/* A failed commit may leave an older copy in place (two fetches of
+	 * the same body): it stays accounted. */
+	if (!stored)
+		exists = lstat(final, &st) == 0 && S_ISREG(st.st_mode);
+	g_mutex_lock(&store->lru_lock);
+	if (!store->lru)
+		goto out;
+	k.folder = folder_num_locked(store, folder, key);
+	e = cache_lru_find(store->lru, &k);
+	if (stored) {
+		/* Absent when a drop_folder() or a new bound came meanwhile:
+		 * the file exists now, so it is tracked again. */
+		if (e == CACHE_LRU_NONE)
+			e = cache_lru_insert(store->lru, &k, true);
+		else if (reserved)
+			cache_lru_unpin(store->lru, e);
+		cache_lru_set_size(store->lru, e, size);
+	} else if (e != CACHE_LRU_NONE) {
+		cache_lru_unpin(store->lru, e);
+		/* Pinned still: another commit of the same body is under way
+		 * and settles the entry. */
+		if (exists)
+			cache_lru_set_size(store->lru, e, (uint64_t)st.st_size);
+		else if (!cache_lru_pinned(store->lru, e))
+			cache_lru_remove(store->lru, e);
+	}
+out:
+	g_mutex_unlock(&store->lru_lock);
+}
+
+/* ---- body LRU: scanning what is on disk ---- */
+
+typedef struct {
+	int64_t mtime_ns;
+	uint64_t size;
+	uint32_t folder; /* index into the scan's keys */
+	uint32_t uidvalidity;
+	uint32_t uid;
+} ScanItem;
+
+/* A directory entry name that our own code writes for a UIDVALIDITY or
+ * UID: decimal, 1..2^32-1, no leading zero. */
+static bool parse_body_name(const char *name, uint32_t *v)
+{
+	guint64 n;
+
+	if (name[0] < '1' || name[0] > '9' ||
+	    !g_ascii_string_to_unsigned(name, 10, 1, UINT32_MAX, &n, NULL))
+		return false;
+	*v = (uint32_t)n;
+	return true;
+}
+
+/* Open name under dirfd as a directory; *fd = -1 when it is gone or is
+ * not a directory. */
+static int open_subdir(int dirfd, const char *name, int *fd)
+{
+	*fd = openat(dirfd, name,
+		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd >= 0)
+		return 0;
+	if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+		return 0;
+	return -errno;
+}
+
+/* Entries of the directory fd (taken over and closed), each name handed to
+ * fn. */
+static int scan_dir(int fd,
+		    int (*fn)(int dirfd, const char *name, unsigned char type,
+			      void *data),
+		    void *data)
+{
+	struct dirent *de;
+	DIR *d = fdopendir(fd);
+	int r = 0;
+
+	if (!d) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while (r == 0 && (errno = 0, de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			r = fn(dirfd(d), de->d_name, de->d_type, data);
+	if (r == 0 && errno)
+		r = -errno;
+	closedir(d);
+	return r;
+}
+
+typedef struct {
+	GPtrArray *keys; /* folder keys found */
+	GArray *items;	 /* ScanItem */
+	uint32_t folder, uidvalidity;
+} Scan;
+
+typedef struct {
+	uint64_t ino;
+	uint32_t uid;
+} BodyName;
+
+static gint body_name_cmp(gconstpointer pa, gconstpointer pb)
+{
+	const BodyName *a = pa, *b = pb;
+
+	return a->ino < b->ino ? -1 : a->ino > b->ino;
+}
+
+/* The bodies of one UIDVALIDITY directory, stat()ed in inode order: on a
+ * cold cache this reads the inode table in order rather than at random
+ * (several times faster on ext4). */
+static int scan_bodies_in(Scan *scan, int fd)
+{
+	g_autoptr(GArray) names = g_array_new(FALSE, FALSE, sizeof(BodyName));
+	struct dirent *de;
+	DIR *d = fdopendir(fd);
+	int r = 0;
+
+	if (!d) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while ((errno = 0, de = readdir(d))) {
+		BodyName b = {de->d_ino, 0};
+
+		if ((de->d_type == DT_REG || de->d_type == DT_UNKNOWN) &&
+		    parse_body_name(de->d_name, &b.uid))
+			g_array_append_val(names, b);
+	}
+	if (errno)
+		r = -errno;
+	g_array_sort(names, body_name_cmp);
+	for (guint i = 0; r == 0 && i < names->len; i++) {
+		const BodyName *b = &g_array_index(names, BodyName, i);
+		char name[16];
+		ScanItem it;
+		struct stat st;
+
+		g_snprintf(name, sizeof(name), "%" G_GUINT32_FORMAT, b->uid);
+		if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)
+				r = -errno;
+			continue;
+		}
+		if (!S_ISREG(st.st_mode))
+			continue;
+		it.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+			      st.st_mtim.tv_nsec;
+		it.size = (uint64_t)st.st_size;
+		it.folder = scan->folder;
+		it.uidvalidity = scan->uidvalidity;
+		it.uid = b->uid;
+		g_array_append_val(scan->items, it);
+	}
+	closedir(d);
+	return r;
+}
+
+static int scan_uidvalidity(int dirfd, const char *name, unsigned char type,
+			    void *data)
+{
+	Scan *scan = data;
+	int fd, r;
+
+	if ((type != DT_DIR && type != DT_UNKNOWN) ||
+	    !parse_body_name(name, &scan->uidvalidity))
+		return 0;
+	r = open_subdir(dirfd, name, &fd);
+	if (r < 0 || fd < 0)
+		return r;
+	return scan_bodies_in(scan, fd);
+}
+
+static int scan_folder(int dirfd, const char *name, unsigned char type,
+		       void *data)
+{
+	Scan *scan = data;
+	int fd, r;
+
+	if (type != DT_DIR && type != DT_UNKNOWN)
+		return 0;
+	r = open_subdir(dirfd, name, &fd);
+	if (r < 0 || fd < 0)
+		return r;
+	scan->folder = scan->keys->len;
+	g_ptr_array_add(scan->keys, g_strdup(name));
+	return scan_dir(fd, scan_uidvalidity, scan);
+}
+
+/* Newest first; ties in a fixed order so that runs are reproducible. */
+static gint scan_item_cmp(gconstpointer pa, gconstpointer pb)
+{
+	const ScanItem *a = pa, *b = pb;
+
+	if (a->mtime_ns != b->mtime_ns)
+		return a->mtime_ns < b->mtime_ns ? 1 : -1;
+	if (a->folder != b->folder)
+		return a->folder < b->folder ? 1 : -1;
+	if (a->uidvalidity != b->uidvalidity)
+		return a->uidvalidity < b->uidvalidity ? 1 : -1;
+	if (a->uid != b->uid)
+		return a->uid < b->uid ? 1 : -1;
+	return 0;
+}
+
+static int scan_bodies(CacheStore *store, Scan *scan)
+{
+	int fd = open(store->folders_dir,
+		      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return scan_dir(fd, scan_folder, scan);
+}
+
+/* Scanned bodies go to the oldest end, oldest mtime first; bodies committed
+ * during the scan are already tracked and stay the most recent. */
+static void merge_scan_locked(CacheStore *store, Scan *scan)
+{
+	g_autofree uint32_t *nums = g_new(uint32_t, scan->keys->len + 1);
+
+	for (guint i = 0; i < scan->keys->len; i++)
+		nums[i] = CACHE_LRU_NONE;
+	cache_lru_reserve(store->lru, scan->items->len);
+	g_array_sort(scan->items, scan_item_cmp);
+	for (guint i = 0; i < scan->items->len; i++) {
+		const ScanItem *it = &g_array_index(scan->items, ScanItem, i);
+		CacheLruKey k = {0, it->uidvalidity, it->uid};
+		uint32_t e;
+
+		if (nums[it->folder] == CACHE_LRU_NONE)
+			nums[it->folder] = key_num_locked(
+			    store, g_ptr_array_index(scan->keys, it->folder));
+		k.folder = nums[it->folder];
+		if (cache_lru_find(store->lru, &k) != CACHE_LRU_NONE)
+			continue;
+		e = cache_lru_insert(store->lru, &k, false);
+		cache_lru_set_size(store->lru, e, it->size);
+	}
+}
+
+int cache_store_set_limit(CacheStore *store, uint64_t max_bytes)
+{
+	Scan scan = {0};
+	bool scanned;
+	int r;
+
+	g_return_val_if_fail(store, -EINVAL);
+	g_mutex_lock(&store->limit_lock);
+	if (max_bytes == 0) {
+		stop_tracking(store);
+		g_mutex_unlock(&store->limit_lock);
+		return 0;
+	}
+	g_mutex_lock(&store->lru_lock);
+	scanned = !store->lru;
+	if (scanned)
+		start_tracking_locked(store);
+	g_mutex_unlock(&store->lru_lock);
+
+	if (scanned) {
+		scan.keys = g_ptr_array_new_with_free_func(g_free);
+		scan.items = g_array_new(FALSE, FALSE, sizeof(ScanItem));
+		r = scan_bodies(store, &scan);
+		if (r < 0) {
+			stop_tracking(store);
+			goto out;
+		}
+	}
+	g_mutex_lock(&store->lru_lock);
+	if (scanned)
+		merge_scan_locked(store, &scan);
+	store->max_bytes = max_bytes;
+	evict_locked(store, max_bytes);
+	g_debug("cache: %u bodies, %" G_GUINT64_FORMAT
+		" bytes, bound %" G_GUINT64_FORMAT,
+		cache_lru_count(store->lru), cache_lru_bytes(store->lru),
+		max_bytes);
+	g_mutex_unlock(&store->lru_lock);
+	r = 0;
+out:
+	if (scan.keys)
+		g_ptr_array_unref(scan.keys);
+	if (scan.items)
+		g_array_unref(scan.items);
+	g_mutex_unlock(&store->limit_lock);
+	return r;
+}
+
+void cache_store_touch_body(CacheStore *store, const char *folder,
+			    uint32_t uidvalidity, uint32_t uid)
+{
+	CacheLruKey k = {0, uidvalidity, uid};
+	uint32_t e;
+
+	if (!store || !folder || !g_atomic_int_get(&store->tracking))
+		return;
+	g_mutex_lock(&store->lru_lock);
+	if (store->lru) {
+		k.folder = folder_num_locked(store, folder, NULL);
+		e = cache_lru_find(store->lru, &k);
+		if (e != CACHE_LRU_NONE)
+			cache_lru_touch(store->lru, e);
+	}
+	g_mutex_unlock(&store->lru_lock);
+}
+
+uint64_t cache_store_body_bytes(CacheStore *store)
+{
+	uint64_t bytes = 0;
+
+	g_return_val_if_fail(store, 0);
+	g_mutex_lock(&store->lru_lock);
+	if (store->lru)
+		bytes = cache_lru_bytes(store->lru);
+	g_mutex_unlock(&store->lru_lock);
+	return bytes;
+}
+
+/* Bodies of folder left the disk (uidvalidity != keep, or all for 0). */
+static void forget_folder(CacheStore *store, const char *folder,
+			  const char *key, uint32_t keep_uidvalidity)
+{
+	g_mutex_lock(&store->lru_lock);
+	if (store->lru)
+		cache_lru_drop_folder(store->lru,
+				      folder_num_locked(store, folder, key),
+				      keep_uidvalidity);
+	g_mutex_unlock(&store->lru_lock);
+}
+
 /* ---- open and close ---- */
 
 static bool set_errno_error(GError **error, int r, const char *what,
@@ -670,6 +1191,8 @@ CacheStore *cache_store_open(const char *root, const char *account,
 	key = make_key(account);
 	store = g_new0(CacheStore, 1);
 	g_mutex_init(&store->ids_lock);
+	g_mutex_init(&store->limit_lock);
+	g_mutex_init(&store->lru_lock);
 	store->lock_fd = -1;
 	store->ids_fd = -1;
 	/* g_build_filename() drops a trailing '/' of root. */
@@ -722,7 +1245,10 @@ void cache_store_free(CacheStore *store)
 		close(store->lock_fd);
 	g_hash_table_unref(store->ids);
 	g_ptr_array_unref(store->id_keys);
+	stop_tracking(store);
 	g_mutex_clear(&store->ids_lock);
+	g_mutex_clear(&store->limit_lock);
+	g_mutex_clear(&store->lru_lock);
 	g_free(store->dir);
 	g_free(store->folders_dir);
 	g_free(store->tmp_dir);
@@ -754,6 +1280,74 @@ int cache_store_open_body(CacheStore *store, const char *folder,
 	return fd < 0 ? -errno : fd;
 }
 
+static bool disk_full(int r)
+{
+	return r == -ENOSPC || r == -EDQUOT;
+}
+
+static int memfd_open(void)
+{
+	int fd = memfd_create("imapfs-body", MFD_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* A write to memory failing with ENOSPC is not a full disk: keep -ENOSPC
+ * for that meaning alone. */
+static int memory_error(int r)
+{
+	return disk_full(r) ? -ENOMEM : r;
+}
+
+/* Copy the first len bytes of src to dst (at its offset). */
+static int copy_fd(int src, int dst, uint64_t len)
+{
+	g_autofree char *buf = g_malloc(65536);
+	uint64_t off = 0;
+
+	while (off < len) {
+		ssize_t n =
+		    pread(src, buf, (size_t)MIN(len - off, 65536u), (off_t)off);
+		int r;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO; /* shorter than we wrote */
+		r = write_all(dst, buf, (size_t)n);
+		if (r < 0)
+			return memory_error(r);
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The disk is full: move the body written so far into a memfd and remove
+ * the temp file. w->fd must be readable (the temp fd, or a reopened one). */
+static int writer_to_memory(CacheBodyWriter *w)
+{
+	int mfd = memfd_open(), r;
+
+	if (mfd < 0)
+		return mfd;
+	r = copy_fd(w->fd, mfd, w->size);
+	if (r < 0) {
+		close(mfd);
+		return r;
+	}
+	close(w->fd);
+	w->fd = mfd;
+	unlink(w->tmp_path);
+	g_clear_pointer(&w->tmp_path, g_free);
+	g_debug("cache: disk full, a body of %" G_GUINT64_FORMAT
+		" bytes so far goes on in memory",
+		w->size);
+	return 0;
+}
+
 CacheBodyWriter *cache_body_writer_new(CacheStore *store, GError **error)
 {
 	CacheBodyWriter *w;
@@ -762,7 +1356,15 @@ CacheBodyWriter *cache_body_writer_new(CacheStore *store, GError **error)
 
 	g_return_val_if_fail(store, NULL);
 	fd = make_temp(store, "body", &path);
-	if (fd < 0) {
+	if (disk_full(fd) && evict_for_space(store, 0))
+		fd = make_temp(store, "body", &path);
+	if (disk_full(fd)) {
+		fd = memfd_open();
+		if (fd < 0) {
+			set_errno_error(error, fd, "keep a body in", "memory");
+			return NULL;
+		}
+	} else if (fd < 0) {
 		set_errno_error(error, fd, "create a temp file in",
 				store->tmp_dir);
 		return NULL;
@@ -771,22 +1373,46 @@ CacheBodyWriter *cache_body_writer_new(CacheStore *store, GError **error)
 	w->store = store;
 	w->fd = fd;
 	w->tmp_path = path;
+	w->evict_mark = UINT64_MAX;
 	return w;
 }
 
 int cache_body_writer_write(CacheBodyWriter *w, const void *buf, size_t len)
 {
-	int r;
+	const char *p = buf;
 
 	g_return_val_if_fail(w, -EINVAL);
 	if (w->error)
 		return w->error;
-	r = write_all(w->fd, buf, len);
-	if (r < 0) {
-		w->error = r;
-		return r;
+	while (len) {
+		ssize_t n = write(w->fd, p, len);
+		int r;
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			w->size += (uint64_t)n;
+			continue;
+		}
+		r = n < 0 ? -errno : -EIO;
+		if (r == -EINTR)
+			continue;
+		if (!w->tmp_path || !disk_full(r)) {
+			w->error = w->tmp_path ? r : memory_error(r);
+			return w->error;
+		}
+		/* Evict again only once the last eviction let us go on. */
+		if (w->evict_mark != w->size) {
+			w->evict_mark = w->size;
+			if (evict_for_space(w->store, len))
+				continue;
+		}
+		r = writer_to_memory(w);
+		if (r < 0) {
+			w->error = r;
+			return r;
+		}
 	}
-	w->size += len;
 	return 0;
 }
 
@@ -803,31 +1429,91 @@ static void writer_free(CacheBodyWriter *w)
 	g_free(w);
 }
 
-int cache_body_writer_commit(CacheBodyWriter *w, const char *folder,
-			     uint32_t uidvalidity, uint32_t uid)
+/* Closed temp file, full disk at rename: reopen it to move it to memory. */
+static int rename_failed_to_memory(CacheBodyWriter *w)
 {
-	g_autofree char *fdir = NULL, *uvdir = NULL, *final = NULL;
+	w->fd = open(w->tmp_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (w->fd < 0)
+		return -errno;
+	return writer_to_memory(w);
+}
+
+int cache_body_writer_commit_fd(CacheBodyWriter *w, const char *folder,
+				uint32_t uidvalidity, uint32_t uid,
+				int *uncached_fd)
+{
+	g_autofree char *key = NULL, *fdir = NULL, *uvdir = NULL;
+	g_autofree char *final = NULL;
+	CacheStore *store;
+	bool reserved = false;
 	int r;
 
-	g_return_val_if_fail(w, -EINVAL);
+	g_return_val_if_fail(w && uncached_fd, -EINVAL);
+	*uncached_fd = -1;
+	store = w->store;
 	r = w->error;
 	if (r == 0 && (!folder || uidvalidity == 0 || uid == 0))
 		r = -EINVAL;
+	if (r == 0 && !w->tmp_path)
+		r = -ENOSPC; /* in memory since the disk filled */
 	if (r == 0) {
-		r = close_checked(w->fd);
-		w->fd = -1;
-	}
-	if (r == 0) {
-		fdir = folder_dir(w->store, folder);
+		key = make_key(folder);
+		fdir = g_strdup_printf("%s/%s", store->folders_dir, key);
 		uvdir =
 		    g_strdup_printf("%s/%" G_GUINT32_FORMAT, fdir, uidvalidity);
 		final = g_strdup_printf("%s/%" G_GUINT32_FORMAT, uvdir, uid);
+		r = reserve_body(store, folder, key, uidvalidity, uid, w->size,
+				 &reserved);
+		if (r == -EFBIG) {
+			/* Never fits: serve it from the temp file itself. */
+			unlink(w->tmp_path);
+			g_clear_pointer(&w->tmp_path, g_free);
+			r = -ENOSPC;
+		}
+	}
+	if (r == 0) {
+		r = close_checked(w->fd);
+		w->fd = -1;
+		if (disk_full(r))
+			r = -EIO; /* the bytes may not be on disk: not servable
+				   */
+	}
+	if (r == 0) {
 		/* An existing final file has the same bytes: replace it. */
 		r = rename_into(w->tmp_path, final, fdir, uvdir);
+		if (disk_full(r) && evict_for_space(store, 0))
+			r = rename_into(w->tmp_path, final, fdir, uvdir);
+		if (disk_full(r)) {
+			r = rename_failed_to_memory(w);
+			if (r == 0)
+				r = -ENOSPC;
+		}
 	}
-	if (r < 0)
+	if (key)
+		finish_body(store, folder, key, uidvalidity, uid, w->size,
+			    reserved, r == 0, final);
+	if (r == -ENOSPC) {
+		if (w->fd >= 0 && lseek(w->fd, 0, SEEK_SET) == 0) {
+			*uncached_fd = w->fd;
+			w->fd = -1;
+		} else {
+			r = -EIO; /* -ENOSPC promises an fd */
+		}
+	}
+	if (r < 0 && w->tmp_path)
 		unlink(w->tmp_path);
 	writer_free(w);
+	return r;
+}
+
+int cache_body_writer_commit(CacheBodyWriter *w, const char *folder,
+			     uint32_t uidvalidity, uint32_t uid)
+{
+	int fd = -1;
+	int r = cache_body_writer_commit_fd(w, folder, uidvalidity, uid, &fd);
+
+	if (fd >= 0)
+		close(fd);
 	return r;
 }
 
@@ -835,7 +1521,8 @@ void cache_body_writer_abort(CacheBodyWriter *w)
 {
 	if (!w)
 		return;
-	unlink(w->tmp_path);
+	if (w->tmp_path)
+		unlink(w->tmp_path);
 	writer_free(w);
 }
 
@@ -870,13 +1557,21 @@ int cache_store_drop_folder(CacheStore *store, const char *folder,
 			return -errno;
 		r = remove_tree_at(fd, key, TREE_DEPTH - 1);
 		close(fd);
+		/* After a failure some bodies may be left: keep them counted
+		 * (an entry whose file is gone only leaves at eviction). */
+		if (r == 0)
+			forget_folder(store, folder, key, 0);
 		return r;
 	}
 
 	fdir = g_strdup_printf("%s/%s", store->folders_dir, key);
 	fd = open(fdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		forget_folder(store, folder, key, keep_uidvalidity);
+		return 0;
+	}
 	r = list_dir(fd, &names);
 	for (guint i = 0; r == 0 && i < names->len; i++) {
 		const char *name = g_ptr_array_index(names, i);
@@ -885,6 +1580,8 @@ int cache_store_drop_folder(CacheStore *store, const char *folder,
 		if (parse_uidvalidity(name, &uv) && uv != keep_uidvalidity)
 			r = remove_tree_at(fd, name, TREE_DEPTH - 2);
 	}
+	if (r == 0)
+		forget_folder(store, folder, key, keep_uidvalidity);
 
 	ipath = g_strdup_printf("%s/index", fdir);
 	rr = read_file(ipath, &bytes, &st);

@@ -13,6 +13,11 @@
  * Bodies are immutable: written to tmp/ and renamed into place, so a crash
  * leaves at most a temp file (removed at the next open), never a short body
  * under a final name. Every function here is thread-safe.
+ *
+ * The bytes of bodies may be bounded (cache_store_set_limit()): the least
+ * recently used bodies are then removed to make room. When the disk is full
+ * a body being written moves to an anonymous memory file, which the caller
+ * serves once instead of the cache file (cache_body_writer_commit_fd()).
  */
 #pragma once
 
@@ -39,20 +44,58 @@ const char *cache_store_dir(const CacheStore *store);
 int cache_store_open_body(CacheStore *store, const char *folder,
 			  uint32_t uidvalidity, uint32_t uid);
 
-/* A new temp file for a body whose folder and UID may not be known yet. */
+/* A new temp file for a body whose folder and UID may not be known yet.
+ * When the disk is full (ENOSPC, EDQUOT) the writer starts in memory
+ * instead (see cache_body_writer_commit_fd()); NULL only on other errors. */
 CacheBodyWriter *cache_body_writer_new(CacheStore *store, GError **error);
-/* 0 or -errno (-ENOSPC when the disk is full). */
+/* 0 or -errno. A full disk is not an error: what was written so far moves
+ * to memory and writing goes on there (after one try at evicting old
+ * bodies when a bound is set). */
 int cache_body_writer_write(CacheBodyWriter *w, const void *buf, size_t len);
 uint64_t cache_body_writer_size(const CacheBodyWriter *w);
 /* Rename into place and free w. 0 or -errno; w is freed either way (its
- * temp file removed on failure). */
+ * temp file removed on failure). -ENOSPC when the body could not be stored
+ * (disk full, or larger than the whole bound): its bytes are dropped. */
 int cache_body_writer_commit(CacheBodyWriter *w, const char *folder,
 			     uint32_t uidvalidity, uint32_t uid);
+/* Like cache_body_writer_commit(), with the disk-full fallback: when the
+ * body cannot be stored on disk (ENOSPC or EDQUOT while creating the temp
+ * file, writing it, or renaming it), the writer keeps the bytes in an
+ * anonymous memory file (memfd_create, MFD_CLOEXEC) instead, and this
+ * returns -ENOSPC with *uncached_fd set to a read-only-usable fd holding
+ * the complete body (offset 0), which the caller serves and closes.
+ * A body larger than the whole bound is not cached either: -ENOSPC, with
+ * *uncached_fd on its (already unlinked) temp file.
+ * Any other failure returns -errno with *uncached_fd = -1. On success
+ * returns 0 and *uncached_fd = -1. Frees w either way. */
+int cache_body_writer_commit_fd(CacheBodyWriter *w, const char *folder,
+				uint32_t uidvalidity, uint32_t uid,
+				int *uncached_fd);
 /* Remove the temp file and free w. NULL is allowed. */
 void cache_body_writer_abort(CacheBodyWriter *w);
 
+/* Bound the bytes of message bodies kept (0: no bound, the default).
+ * Existing bodies are scanned (their sizes and mtimes give the initial LRU
+ * order: oldest mtime first) and the least recently used are removed until
+ * the total is at most max_bytes; from then on every commit evicts as
+ * needed (down to about 90% of the bound, so eviction is not per commit).
+ * Scanning 100,000 bodies must take well under a second. Returns 0 or -errno.
+ */
+int cache_store_set_limit(CacheStore *store, uint64_t max_bytes);
+
+/* Note that a body was used (read), for the LRU order. In-memory, O(1),
+ * thread-safe; a no-op when there is no bound. */
+void cache_store_touch_body(CacheStore *store, const char *folder,
+			    uint32_t uidvalidity, uint32_t uid);
+
+/* Bytes of bodies currently in the cache (tracked while there is a
+ * bound; 0 otherwise). Bodies being committed count from the moment their
+ * commit starts. */
+uint64_t cache_store_body_bytes(CacheStore *store);
+
 /* Remove every body of folder whose UIDVALIDITY is not keep_uidvalidity,
- * and its index if that index has another UIDVALIDITY (0 removes all). */
+ * and its index if that index has another UIDVALIDITY (0 removes all).
+ * The removed bodies leave the LRU accounting. */
 int cache_store_drop_folder(CacheStore *store, const char *folder,
 			    uint32_t keep_uidvalidity);
 

@@ -1,9 +1,14 @@
 /* Unit tests for cache/store.c, each in a fresh temporary directory. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* unshare */
+#endif
 #include "cache/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +17,7 @@
 typedef struct {
 	char *base; /* made by the test; the cache root lies below it */
 	char *root;
+	char *mnt; /* a tmpfs mounted by the test, or NULL */
 } Fixture;
 
 static int remove_all(const char *path)
@@ -45,6 +51,10 @@ static void fixture_set_up(Fixture *f, gconstpointer data)
 
 static void fixture_tear_down(Fixture *f, gconstpointer data)
 {
+	if (f->mnt) {
+		g_assert_cmpint(umount2(f->mnt, MNT_DETACH), ==, 0);
+		g_free(f->mnt);
+	}
 	g_assert_cmpint(remove_all(f->base), ==, 0);
 	g_free(f->base);
 	g_free(f->root);
@@ -763,11 +773,693 @@ static void test_bad_root(Fixture *f, gconstpointer data)
 	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_NOTDIR);
 }
 
+/* ---- size bound and LRU ---- */
+
+static uint8_t pattern_byte(uint64_t i, uint32_t seed)
+{
+	return (uint8_t)(i * 31 + i / 7 + seed * 101);
+}
+
+static uint8_t *pattern(size_t len, uint32_t seed)
+{
+	uint8_t *p = g_malloc(len + 1);
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = pattern_byte(i, seed);
+	return p;
+}
+
+/* A body of size bytes in chunks of chunk bytes; returns what commit
+ * returns. */
+static int put_sized(CacheStore *s, const char *folder, uint32_t uv,
+		     uint32_t uid, size_t size)
+{
+	g_autofree uint8_t *data = pattern(size, uid);
+	CacheBodyWriter *w = cache_body_writer_new(s, NULL);
+
+	g_assert_nonnull(w);
+	g_assert_cmpint(cache_body_writer_write(w, data, size), ==, 0);
+	return cache_body_writer_commit(w, folder, uv, uid);
+}
+
+static bool cached(CacheStore *s, const char *folder, uint32_t uv, uint32_t uid)
+{
+	int fd = cache_store_open_body(s, folder, uv, uid);
+
+	if (fd == -ENOENT)
+		return false;
+	g_assert_cmpint(fd, >=, 0);
+	close(fd);
+	return true;
+}
+
+/* Bytes and number of the body files on disk. */
+static uint64_t disk_body_bytes(CacheStore *s, guint *count)
+{
+	g_autofree char *top =
+	    g_build_filename(cache_store_dir(s), "folders", NULL);
+	g_autoptr(GDir) d = g_dir_open(top, 0, NULL);
+	const char *fk;
+	uint64_t sum = 0;
+
+	*count = 0;
+	g_assert_nonnull(d);
+	while ((fk = g_dir_read_name(d))) {
+		g_autofree char *fdir = g_build_filename(top, fk, NULL);
+		g_autoptr(GDir) d2 = g_dir_open(fdir, 0, NULL);
+		const char *uv;
+
+		while (d2 && (uv = g_dir_read_name(d2))) {
+			g_autofree char *uvdir =
+			    g_build_filename(fdir, uv, NULL);
+			g_autoptr(GDir) d3 = g_dir_open(uvdir, 0, NULL);
+			const char *uid;
+
+			while (d3 && (uid = g_dir_read_name(d3))) {
+				g_autofree char *p =
+				    g_build_filename(uvdir, uid, NULL);
+				struct stat st;
+
+				g_assert_cmpint(lstat(p, &st), ==, 0);
+				sum += (uint64_t)st.st_size;
+				(*count)++;
+			}
+		}
+	}
+	return sum;
+}
+
+static void assert_tracked_matches_disk(CacheStore *s)
+{
+	guint n;
+	uint64_t disk = disk_body_bytes(s, &n);
+
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, disk);
+}
+
+static void test_lru_order(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+
+	g_assert_cmpint(cache_store_set_limit(s, 1000), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 0);
+	for (uint32_t uid = 1; uid <= 4; uid++)
+		g_assert_cmpint(put_sized(s, "INBOX", 7, uid, 200), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 800);
+
+	/* Reading 1 makes 2 the least recently used. Unknown bodies and
+	 * folders are ignored. */
+	cache_store_touch_body(s, "INBOX", 7, 1);
+	cache_store_touch_body(s, "INBOX", 7, 99);
+	cache_store_touch_body(s, "INBOX", 8, 1);
+	cache_store_touch_body(s, "Nope", 7, 1);
+
+	/* Exactly at the bound: nothing goes. */
+	g_assert_cmpint(put_sized(s, "INBOX", 7, 5, 200), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 1000);
+	for (uint32_t uid = 1; uid <= 5; uid++)
+		g_assert_true(cached(s, "INBOX", 7, uid));
+
+	/* Over it: down to 90% with the new body, oldest first (2, 3). */
+	g_assert_cmpint(put_sized(s, "INBOX", 7, 6, 200), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 800);
+	g_assert_true(cached(s, "INBOX", 7, 1));
+	g_assert_false(cached(s, "INBOX", 7, 2));
+	g_assert_false(cached(s, "INBOX", 7, 3));
+	g_assert_true(cached(s, "INBOX", 7, 4));
+	g_assert_true(cached(s, "INBOX", 7, 5));
+	g_assert_true(cached(s, "INBOX", 7, 6));
+
+	/* Order now 4 1 5 6; touch 4 and 1: 5 and 6 go next. */
+	cache_store_touch_body(s, "INBOX", 7, 4);
+	cache_store_touch_body(s, "INBOX", 7, 1);
+	g_assert_cmpint(put_sized(s, "Sent", 7, 1, 350), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 750);
+	g_assert_false(cached(s, "INBOX", 7, 5));
+	g_assert_false(cached(s, "INBOX", 7, 6));
+	g_assert_true(cached(s, "INBOX", 7, 4));
+	g_assert_true(cached(s, "INBOX", 7, 1));
+	g_assert_true(cached(s, "Sent", 7, 1));
+	assert_tracked_matches_disk(s);
+	cache_store_free(s);
+}
+
+static void test_bound_held(Fixture *f, gconstpointer data)
+{
+	const uint64_t max = 50000;
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	uint32_t rnd = 12345;
+	guint n;
+
+	g_assert_cmpint(cache_store_set_limit(s, max), ==, 0);
+	for (uint32_t i = 1; i <= 600; i++) {
+		const char *folder = i % 3 ? "INBOX" : "Archive/2023";
+		size_t size;
+
+		rnd = rnd * 1103515245u + 12345u;
+		size = 1 + (rnd >> 8) % 6000;
+		g_assert_cmpint(put_sized(s, folder, 3, i, size), ==, 0);
+		g_assert_true(cached(s, folder, 3, i));
+		g_assert_cmpuint(cache_store_body_bytes(s), <=, max);
+		if (i % 4 == 0)
+			cache_store_touch_body(s, "INBOX", 3, i / 2);
+		if (i % 50 == 0)
+			assert_tracked_matches_disk(s);
+	}
+	g_assert_cmpuint(cache_store_body_bytes(s), >=, max / 2);
+	g_assert_cmpuint(disk_body_bytes(s, &n), ==, cache_store_body_bytes(s));
+	g_assert_cmpuint(n, <, 600);
+	g_assert_cmpuint(n, >, 5);
+	cache_store_free(s);
+}
+
+static void test_bytes_tracked(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	g_autofree char *tmp = tmp_dir(s);
+	CacheBodyWriter *w;
+
+	/* No bound: nothing is tracked, touch is a no-op. */
+	g_assert_cmpint(put_sized(s, "INBOX", 1, 1, 111), ==, 0);
+	cache_store_touch_body(s, "INBOX", 1, 1);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 0);
+
+	/* The bound finds what is there. */
+	g_assert_cmpint(cache_store_set_limit(s, 1 << 20), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 111);
+	g_assert_cmpint(put_sized(s, "INBOX", 1, 2, 222), ==, 0);
+	g_assert_cmpint(put_sized(s, "Sent", 1, 2, 333), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 666);
+
+	/* The same body committed again is counted once. */
+	g_assert_cmpint(put_sized(s, "Sent", 1, 2, 333), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 666);
+
+	/* Aborted and refused commits count nothing. */
+	w = cache_body_writer_new(s, NULL);
+	g_assert_cmpint(cache_body_writer_write(w, "abcdef", 6), ==, 0);
+	cache_body_writer_abort(w);
+	w = cache_body_writer_new(s, NULL);
+	g_assert_cmpint(cache_body_writer_write(w, "abcdef", 6), ==, 0);
+	g_assert_cmpint(cache_body_writer_commit(w, "INBOX", 1, 0), ==,
+			-EINVAL);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 666);
+
+	/* Empty bodies are tracked with size 0. */
+	put_body(s, "INBOX", 1, 3, "");
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 666);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+
+	/* A larger bound keeps everything; no bound forgets the tracking;
+	 * a new bound scans again. */
+	g_assert_cmpint(cache_store_set_limit(s, 1 << 30), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 666);
+	g_assert_cmpint(cache_store_set_limit(s, 0), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 0);
+	g_assert_cmpint(put_sized(s, "INBOX", 1, 4, 1000), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 0);
+	g_assert_cmpint(cache_store_set_limit(s, 1 << 20), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 1666);
+	assert_tracked_matches_disk(s);
+
+	/* A lower bound on a tracked cache evicts at once, to the bound. */
+	g_assert_cmpint(cache_store_set_limit(s, 1500), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), <=, 1500);
+	g_assert_true(cached(s, "INBOX", 1, 4));
+	assert_tracked_matches_disk(s);
+	cache_store_free(s);
+
+	/* And after a remount. */
+	s = open_ok(f->root, ACCOUNT);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 0);
+	g_assert_cmpint(cache_store_set_limit(s, 1 << 20), ==, 0);
+	assert_tracked_matches_disk(s);
+	cache_store_free(s);
+}
+
+static void set_mtime(CacheStore *s, const char *folder, uint32_t uv,
+		      uint32_t uid, time_t when)
+{
+	g_autofree char *path = body_path(s, folder, uv, uid);
+	struct timespec ts[2] = {{when, 0}, {when, 0}};
+
+	g_assert_cmpint(utimensat(AT_FDCWD, path, ts, 0), ==, 0);
+}
+
+static void test_limit_existing(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	g_autofree char *fdir = NULL, *stray = NULL, *zero = NULL;
+	g_autofree char *link = NULL, *notnum = NULL;
+	/* uid: mtime; A=1 oldest, then D=4, C=3, E=5, B=2. */
+	const time_t when[] = {0, 1000000, 5000000, 3000000, 2000000, 4000000};
+
+	for (uint32_t uid = 1; uid <= 5; uid++) {
+		g_assert_cmpint(
+		    put_sized(s, uid % 2 ? "INBOX" : "Sent", 9, uid, 100), ==,
+		    0);
+		set_mtime(s, uid % 2 ? "INBOX" : "Sent", 9, uid, when[uid]);
+	}
+	/* What the scan must not count: names we never write. */
+	stray = body_path(s, "INBOX", 9, 1);
+	fdir = g_path_get_dirname(stray);
+	g_free(stray);
+	stray = g_build_filename(fdir, "stray", NULL);
+	zero = g_build_filename(fdir, "007", NULL);
+	link = g_build_filename(fdir, "8", NULL);
+	notnum = g_build_filename(fdir, "..", "index", NULL);
+	g_assert_true(g_file_set_contents(stray, "12345", -1, NULL));
+	g_assert_true(g_file_set_contents(zero, "12345", -1, NULL));
+	g_assert_true(g_file_set_contents(notnum, "12345", -1, NULL));
+	g_assert_cmpint(symlink(stray, link), ==, 0);
+	cache_store_free(s);
+
+	s = open_ok(f->root, ACCOUNT);
+	g_assert_cmpint(cache_store_set_limit(s, 300), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 300);
+	g_assert_false(cached(s, "INBOX", 9, 1));
+	g_assert_true(cached(s, "Sent", 9, 2));
+	g_assert_true(cached(s, "INBOX", 9, 3));
+	g_assert_false(cached(s, "Sent", 9, 4));
+	g_assert_true(cached(s, "INBOX", 9, 5));
+	/* Strays are left alone. */
+	g_assert_true(g_file_test(stray, G_FILE_TEST_IS_REGULAR));
+	g_assert_true(g_file_test(zero, G_FILE_TEST_IS_REGULAR));
+	g_assert_true(g_file_test(notnum, G_FILE_TEST_IS_REGULAR));
+	g_assert_true(g_file_test(link, G_FILE_TEST_IS_SYMLINK));
+
+	/* Order from mtimes: C (3), E (5), B (2). A new body of 100 goes
+	 * over the bound: down to 270, so C and E go. */
+	g_assert_cmpint(put_sized(s, "INBOX", 9, 6, 100), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 200);
+	g_assert_false(cached(s, "INBOX", 9, 3));
+	g_assert_false(cached(s, "INBOX", 9, 5));
+	g_assert_true(cached(s, "Sent", 9, 2));
+	g_assert_true(cached(s, "INBOX", 9, 6));
+	cache_store_free(s);
+}
+
+static void test_drop_accounting(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+
+	g_assert_cmpint(cache_store_set_limit(s, 1000000), ==, 0);
+	g_assert_cmpint(put_sized(s, "INBOX", 5, 1, 100), ==, 0);
+	g_assert_cmpint(put_sized(s, "INBOX", 5, 2, 200), ==, 0);
+	g_assert_cmpint(put_sized(s, "INBOX", 6, 1, 300), ==, 0);
+	g_assert_cmpint(put_sized(s, "Other", 5, 1, 400), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 1000);
+
+	g_assert_cmpint(cache_store_drop_folder(s, "INBOX", 6), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 700);
+	cache_store_touch_body(s, "INBOX", 5, 1);
+	g_assert_cmpint(cache_store_drop_folder(s, "Nope", 0), ==, 0);
+	g_assert_cmpint(cache_store_drop_folder(s, "Nope", 3), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 700);
+	g_assert_cmpint(cache_store_drop_folder(s, "INBOX", 0), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 400);
+	assert_tracked_matches_disk(s);
+
+	/* A body can come back; eviction sees only what is left. */
+	g_assert_cmpint(put_sized(s, "INBOX", 6, 1, 50), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 450);
+	g_assert_cmpint(cache_store_set_limit(s, 400), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 50);
+	g_assert_false(cached(s, "Other", 5, 1));
+	g_assert_true(cached(s, "INBOX", 6, 1));
+	assert_tracked_matches_disk(s);
+	cache_store_free(s);
+}
+
+/* Checks an fd from commit_fd: close-on-exec, at offset 0, exactly the
+ * bytes of pattern(len, seed). Closes it. */
+static void assert_uncached(int fd, size_t len, uint32_t seed)
+{
+	g_autofree uint8_t *want = pattern(len, seed);
+	g_autoptr(GBytes) got = NULL;
+
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(fcntl(fd, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
+	g_assert_cmpint(lseek(fd, 0, SEEK_CUR), ==, 0);
+	got = read_fd(fd);
+	g_assert_cmpmem(g_bytes_get_data(got, NULL), g_bytes_get_size(got),
+			want, len);
+}
+
+static void test_oversize(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	g_autofree char *tmp = tmp_dir(s);
+	g_autofree uint8_t *big = pattern(1500, 77);
+	CacheBodyWriter *w;
+	int fd = 42;
+
+	g_assert_cmpint(cache_store_set_limit(s, 1000), ==, 0);
+	for (uint32_t uid = 1; uid <= 3; uid++)
+		g_assert_cmpint(put_sized(s, "INBOX", 1, uid, 300), ==, 0);
+
+	/* Larger than the whole bound: served, not cached, nothing
+	 * evicted. */
+	w = cache_body_writer_new(s, NULL);
+	g_assert_cmpint(cache_body_writer_write(w, big, 1500), ==, 0);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 1, 77, &fd), ==,
+			-ENOSPC);
+	assert_uncached(fd, 1500, 77);
+	g_assert_false(cached(s, "INBOX", 1, 77));
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 900);
+	g_assert_cmpint(put_sized(s, "INBOX", 1, 78, 1001), ==, -ENOSPC);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	for (uint32_t uid = 1; uid <= 3; uid++)
+		g_assert_true(cached(s, "INBOX", 1, uid));
+
+	/* Exactly the bound: everything else goes. */
+	g_assert_cmpint(put_sized(s, "INBOX", 1, 79, 1000), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 1000);
+	for (uint32_t uid = 1; uid <= 3; uid++)
+		g_assert_false(cached(s, "INBOX", 1, uid));
+
+	/* commit_fd on success and on other errors leaves fd at -1. */
+	fd = 42;
+	w = cache_body_writer_new(s, NULL);
+	g_assert_cmpint(cache_body_writer_write(w, "x", 1), ==, 0);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 1, 80, &fd), ==,
+			0);
+	g_assert_cmpint(fd, ==, -1);
+	fd = 42;
+	w = cache_body_writer_new(s, NULL);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 0, 80, &fd), ==,
+			-EINVAL);
+	g_assert_cmpint(fd, ==, -1);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	assert_tracked_matches_disk(s);
+	cache_store_free(s);
+}
+
+typedef struct {
+	CacheStore *store;
+	int seed;
+} LruThread;
+
+static gpointer lru_thread(gpointer data)
+{
+	LruThread *t = data;
+	g_autofree char *folder = g_strdup_printf("T%d", t->seed);
+	uint32_t rnd = (uint32_t)t->seed * 7919u + 1;
+
+	for (uint32_t uid = 1; uid <= 150; uid++) {
+		rnd = rnd * 1103515245u + 12345u;
+		g_assert_cmpint(
+		    put_sized(t->store, folder, 1, uid, 1 + (rnd >> 8) % 3000),
+		    ==, 0);
+		cache_store_touch_body(t->store, folder, 1, 1 + rnd % uid);
+		cache_store_touch_body(t->store, "T0", 1, uid);
+		if (uid % 40 == 0)
+			g_assert_cmpint(
+			    cache_store_drop_folder(t->store, folder, 2), ==,
+			    0);
+	}
+	return NULL;
+}
+
+static void test_lru_threads(Fixture *f, gconstpointer data)
+{
+	const uint64_t max = 60000;
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	LruThread t[8];
+	GThread *th[8];
+
+	g_assert_cmpint(cache_store_set_limit(s, max), ==, 0);
+	for (int i = 0; i < 8; i++) {
+		t[i].store = s;
+		t[i].seed = i;
+		th[i] = g_thread_new("lru", lru_thread, &t[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		g_thread_join(th[i]);
+	/* Bodies being committed may hold eviction back for a moment: at
+	 * most one per thread over the bound. */
+	g_assert_cmpuint(cache_store_body_bytes(s), <=, max + 8 * 3000);
+	assert_tracked_matches_disk(s);
+	/* The next commit brings it under the bound again. */
+	g_assert_cmpint(put_sized(s, "T0", 1, 1000, 10), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), <=, max);
+	assert_tracked_matches_disk(s);
+	cache_store_free(s);
+}
+
+/* ---- disk full, on a small tmpfs ---- */
+
+/* Mount a tmpfs with opts at base/mnt and put the cache root there. False
+ * (the test is skipped) when this process cannot mount. */
+static bool mount_small(Fixture *f, const char *opts)
+{
+	g_autofree char *mnt = g_build_filename(f->base, "mnt", NULL);
+
+	g_assert_cmpint(mkdir(mnt, 0700), ==, 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, opts) < 0) {
+		g_autofree char *msg = g_strdup_printf(
+		    "cannot mount a tmpfs: %s", g_strerror(errno));
+
+		g_test_skip(msg);
+		return false;
+	}
+	f->mnt = g_steal_pointer(&mnt);
+	g_free(f->root);
+	f->root = g_build_filename(f->mnt, "cache", NULL);
+	return true;
+}
+
+/* Fill the tmpfs with a file; returns its fd. */
+static int fill_disk(Fixture *f)
+{
+	g_autofree char *path = g_build_filename(f->mnt, "filler", NULL);
+	static const char buf[4096];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	g_assert_cmpint(fd, >=, 0);
+	for (;;) {
+		ssize_t n = write(fd, buf, sizeof(buf));
+
+		if (n < 0) {
+			g_assert_cmpint(errno, ==, ENOSPC);
+			break;
+		}
+	}
+	return fd;
+}
+
+/* Use up all inodes but keep free of them (again and again). */
+static void fill_inodes(Fixture *f, guint keep)
+{
+	g_autofree char *dir = g_build_filename(f->mnt, "inodes", NULL);
+	guint n = 0;
+
+	g_assert_true(mkdir(dir, 0700) == 0 || errno == EEXIST);
+	for (;; n++) {
+		g_autofree char *p = g_strdup_printf("%s/%u", dir, n);
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0) {
+			g_assert_cmpint(errno, ==, ENOSPC);
+			break;
+		}
+		close(fd);
+	}
+	g_assert_cmpuint(n, >=, keep);
+	while (keep--) {
+		g_autofree char *p = g_strdup_printf("%s/%u", dir, --n);
+
+		g_assert_cmpint(unlink(p), ==, 0);
+	}
+}
+
+static guint count_fds(void)
+{
+	return count_entries("/proc/self/fd");
+}
+
+/* Write pattern(len, seed) in chunks of chunk bytes; every write works. */
+static CacheBodyWriter *write_chunked(CacheStore *s, size_t len, size_t chunk,
+				      uint32_t seed)
+{
+	g_autofree uint8_t *data = pattern(len, seed);
+	g_autoptr(GError) err = NULL;
+	CacheBodyWriter *w = cache_body_writer_new(s, &err);
+
+	g_assert_no_error(err);
+	g_assert_nonnull(w);
+	for (size_t off = 0; off < len; off += chunk) {
+		size_t n = MIN(chunk, len - off);
+
+		g_assert_cmpint(cache_body_writer_write(w, data + off, n), ==,
+				0);
+		g_assert_cmpuint(cache_body_writer_size(w), ==, off + n);
+	}
+	return w;
+}
+
+static void test_disk_full(Fixture *f, gconstpointer data)
+{
+	CacheStore *s;
+	g_autofree char *tmp = NULL;
+	CacheBodyWriter *w;
+	guint fds;
+	int fd, filler;
+
+	if (!mount_small(f, "size=256k,mode=0700"))
+		return;
+	s = open_ok(f->root, ACCOUNT);
+	tmp = tmp_dir(s);
+	fds = count_fds();
+
+	/* The disk fills in the middle of a body, inside a chunk. */
+	w = write_chunked(s, 300000, 7001, 1);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 3, 1, &fd), ==,
+			-ENOSPC);
+	assert_uncached(fd, 300000, 1);
+	g_assert_false(cached(s, "INBOX", 3, 1));
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpuint(count_fds(), ==, fds);
+
+	/* The space is back: a body that fits is cached. */
+	w = write_chunked(s, 100000, 4096, 2);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 3, 2, &fd), ==,
+			0);
+	g_assert_cmpint(fd, ==, -1);
+	assert_uncached(cache_store_open_body(s, "INBOX", 3, 2), 100000, 2);
+
+	/* The plain commit drops the bytes of a body in memory. */
+	w = write_chunked(s, 200000, 65536, 3);
+	g_assert_cmpint(cache_body_writer_commit(w, "INBOX", 3, 3), ==,
+			-ENOSPC);
+	g_assert_false(cached(s, "INBOX", 3, 3));
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	w = write_chunked(s, 200000, 65536, 3);
+	cache_body_writer_abort(w);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpuint(count_fds(), ==, fds);
+
+	/* Full before the body starts: the writer starts in memory. */
+	filler = fill_disk(f);
+	w = write_chunked(s, 5000, 1000, 4);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 3, 4, &fd), ==,
+			-ENOSPC);
+	assert_uncached(fd, 5000, 4);
+	g_assert_false(cached(s, "INBOX", 3, 4));
+	/* An empty body needs no block: it is stored. */
+	w = write_chunked(s, 0, 1, 5);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 3, 5, &fd), ==,
+			0);
+	g_assert_cmpint(fd, ==, -1);
+	assert_body(s, "INBOX", 3, 5, "");
+	close(filler);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpuint(count_fds(), ==, fds);
+	assert_uncached(cache_store_open_body(s, "INBOX", 3, 2), 100000, 2);
+	cache_store_free(s);
+}
+
+static void test_disk_full_inodes(Fixture *f, gconstpointer data)
+{
+	CacheStore *s;
+	g_autofree char *tmp = NULL;
+	CacheBodyWriter *w;
+	guint fds;
+	int fd;
+
+	if (!mount_small(f, "size=1m,nr_inodes=64,mode=0700"))
+		return;
+	s = open_ok(f->root, ACCOUNT);
+	tmp = tmp_dir(s);
+	fds = count_fds();
+
+	/* One inode left: the temp file takes it, the folder directories
+	 * cannot be made, so the rename fails. */
+	fill_inodes(f, 1);
+	w = write_chunked(s, 50000, 999, 1);
+	g_assert_cmpuint(count_entries(tmp), ==, 1);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 3, 1, &fd), ==,
+			-ENOSPC);
+	assert_uncached(fd, 50000, 1);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_false(cached(s, "INBOX", 3, 1));
+
+	/* None left: not even a temp file. */
+	fill_inodes(f, 0);
+	w = write_chunked(s, 5000, 999, 2);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 3, 2, &fd), ==,
+			-ENOSPC);
+	assert_uncached(fd, 5000, 2);
+	g_assert_cmpuint(count_fds(), ==, fds);
+	cache_store_free(s);
+}
+
+static void test_disk_full_evicts(Fixture *f, gconstpointer data)
+{
+	CacheStore *s;
+	g_autofree char *tmp = NULL;
+	CacheBodyWriter *w;
+	guint n;
+	int fd, filler;
+
+	if (!mount_small(f, "size=256k,mode=0700"))
+		return;
+	s = open_ok(f->root, ACCOUNT);
+	tmp = tmp_dir(s);
+
+	/* A bound larger than the disk: a full disk evicts old bodies and
+	 * the write goes on, on disk. */
+	g_assert_cmpint(cache_store_set_limit(s, 10 << 20), ==, 0);
+	for (uint32_t uid = 1; uid <= 40; uid++) {
+		w = write_chunked(s, 20000, 4000, uid);
+		g_assert_cmpint(
+		    cache_body_writer_commit_fd(w, "INBOX", 3, uid, &fd), ==,
+		    0);
+		g_assert_cmpint(fd, ==, -1);
+	}
+	g_assert_cmpuint(disk_body_bytes(s, &n), ==, cache_store_body_bytes(s));
+	g_assert_cmpuint(n, >=, 8);
+	g_assert_cmpuint(n, <=, 12);
+	for (uint32_t uid = 40; uid > 40 - n; uid--)
+		assert_uncached(cache_store_open_body(s, "INBOX", 3, uid),
+				20000, uid);
+	g_assert_false(cached(s, "INBOX", 3, 40 - n));
+	g_assert_false(cached(s, "INBOX", 3, 1));
+
+	/* Nothing more to evict: memory after all. */
+	g_assert_cmpint(cache_store_drop_folder(s, "INBOX", 0), ==, 0);
+	g_assert_cmpint(put_sized(s, "INBOX", 3, 1, 1000), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 1000);
+	filler = fill_disk(f);
+	w = write_chunked(s, 30000, 3000, 2);
+	g_assert_cmpint(cache_body_writer_commit_fd(w, "INBOX", 3, 2, &fd), ==,
+			-ENOSPC);
+	assert_uncached(fd, 30000, 2);
+	g_assert_false(cached(s, "INBOX", 3, 1));
+	g_assert_cmpuint(cache_store_body_bytes(s), ==, 0);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	close(filler);
+	assert_tracked_matches_disk(s);
+	cache_store_free(s);
+}
+
 #define ADD(name, func)                                                        \
 	g_test_add(name, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
 
 int main(int argc, char **argv)
 {
+	/* Where we may mount (root), do it in a mount namespace of our own,
+	 * so that a test that aborts leaves no tmpfs behind. Before any
+	 * thread exists: unshare() refuses otherwise. */
+	if (unshare(CLONE_NEWNS) == 0 &&
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		g_error("cannot make mounts private: %s", g_strerror(errno));
 	g_test_init(&argc, &argv, NULL);
 	ADD("/cache-store/layout-modes", test_layout_modes);
 	ADD("/cache-store/body-round-trip", test_body_round_trip);
@@ -780,5 +1472,15 @@ int main(int argc, char **argv)
 	ADD("/cache-store/hostile-names", test_hostile_names);
 	ADD("/cache-store/index-files", test_index_files);
 	ADD("/cache-store/bad-root", test_bad_root);
+	ADD("/cache-store/lru-order", test_lru_order);
+	ADD("/cache-store/bound-held", test_bound_held);
+	ADD("/cache-store/bytes-tracked", test_bytes_tracked);
+	ADD("/cache-store/limit-existing", test_limit_existing);
+	ADD("/cache-store/drop-accounting", test_drop_accounting);
+	ADD("/cache-store/oversize", test_oversize);
+	ADD("/cache-store/lru-threads", test_lru_threads);
+	ADD("/cache-store/disk-full", test_disk_full);
+	ADD("/cache-store/disk-full-inodes", test_disk_full_inodes);
+	ADD("/cache-store/disk-full-evicts", test_disk_full_evicts);
 	return g_test_run();
 }
