@@ -1,21 +1,31 @@
-/* fs/fetch.c: bodies from the cache, or fetched into it through the pool.
+/* fs/fetch.c: bodies from the cache, or fetched into it through the pool,
+ * and prefetch of the messages a sequential reader will want next.
  *
- * Locking: acct->fetch_lock guards acct->inflight, a table of the fetches
- * under way keyed by "gen:uid", so that readers of the same uncached
- * message wait for one fetch instead of starting several. The fetch itself
- * runs on a pool thread; large literals stream into a cache temp file via
- * fs_fetch_sink, small ones arrive in memory and are written out here.
- * A body is committed to the cache only when it is complete and non-empty.
+ * Locking: acct->fetch_lock guards acct->inflight (fetches under way, keyed
+ * by "gen:uid", so readers of one uncached message share one fetch), the
+ * table of bodies held outside the cache when the disk is full, and the
+ * per-folder read-pattern state in acct->readers. Fetches run on pool
+ * threads; large literals stream into cache temp files via fs_fetch_sink.
+ * A body is committed only when complete and non-empty; each one completes
+ * its in-flight entry as soon as it is stored, so a reader waiting for
+ * message 5 of a prefetched batch 5..20 goes on at once.
  */
 #include "fs/fetch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "fs/sync.h"
 #include "imap/ops.h"
+
+#define BATCH_MAX_MESSAGES 32
+#define BATCH_MAX_BYTES (4u << 20)
+#define PREFETCH_MAX_MESSAGES 256
+#define PREFETCH_MAX_BYTES (32u << 20)
+#define UNCACHED_MAX_BYTES (64u << 20)
 
 /* ---- literal sink: parser -> cache temp file ---- */
 
@@ -46,100 +56,7 @@ const ImapLiteralSink fs_fetch_sink = {
 	.discard = sink_discard,
 };
 
-/* ---- one fetch on a pool thread ---- */
-
-typedef struct {
-	CacheStore *store;
-	char *folder;
-	uint32_t uidvalidity;
-	uint32_t uid;
-	bool got;
-	uint64_t size;
-	int rc;
-} BodyJob;
-
-static void body_job_free(gpointer data)
-{
-	BodyJob *job = data;
-
-	g_free(job->folder);
-	g_free(job);
-}
-
-static int store_body(void *user_data, uint32_t uid, ImapValue *body)
-{
-	BodyJob *job = user_data;
-	CacheBodyWriter *w = NULL;
-	int rc;
-
-	if (uid != job->uid)
-		return 0;
-	if (job->got)
-		return 0; /* a second copy in one answer: keep the first */
-	if (body->type == IMAP_VALUE_STREAM) {
-		w = body->stream.sink;
-		body->stream.sink = NULL;
-	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
-		g_autoptr(GError) error = NULL;
-
-		w = cache_body_writer_new(job->store, &error);
-		if (!w) {
-			g_warning("cannot cache a message body: %s",
-				  error->message);
-			return -EIO;
-		}
-		rc = cache_body_writer_write(w, body->str, body->len);
-		if (rc < 0) {
-			cache_body_writer_abort(w);
-			return rc;
-		}
-	} else {
-		/* NIL or empty: the server has no body to give. Never
-		 * cache it as an empty file. */
-		g_message("%s UID %u: server returned %s for BODY[]",
-			  job->folder, uid,
-			  body->type == IMAP_VALUE_NIL ? "NIL" : "no data");
-		return -EIO;
-	}
-	if (!w)
-		return -EIO;
-	job->size = cache_body_writer_size(w);
-	if (job->size == 0) {
-		cache_body_writer_abort(w);
-		return -EIO;
-	}
-	rc = cache_body_writer_commit(w, job->folder, job->uidvalidity, uid);
-	if (rc < 0)
-		return rc;
-	job->got = true;
-	return 0;
-}
-
-static int body_job_run(ImapConn *conn, const ImapMailboxState *st,
-			void *data, GError **error)
-{
-	BodyJob *job = data;
-	g_autofree char *set = g_strdup_printf("%u", job->uid);
-	int rc;
-
-	if (st->uidvalidity != job->uidvalidity) {
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
-			    "folder %s changed on the server (UIDVALIDITY %u, "
-			    "expected %u)",
-			    job->folder, st->uidvalidity, job->uidvalidity);
-		return -ESTALE;
-	}
-	rc = imap_fetch_bodies(conn, set, store_body, job, error);
-	if (rc == 0 && !job->got) {
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
-			    "server sent no body for UID %u of %s", job->uid,
-			    job->folder);
-		rc = -EIO;
-	}
-	return rc;
-}
-
-/* ---- de-duplication of concurrent fetches ---- */
+/* ---- in-flight table and bodies served without caching ---- */
 
 typedef struct {
 	GCond cond;
@@ -148,117 +65,542 @@ typedef struct {
 	unsigned users;
 } Inflight;
 
-static int fetch_into_cache(FsAccount *acct, FsFolder *f,
-			    uint32_t uidvalidity, uint32_t uid,
-			    uint64_t *size)
+typedef struct {
+	int fd;
+	uint64_t size;
+	gint64 used;
+} Uncached;
+
+static char *body_key(uint32_t gen, uint32_t uid)
 {
-	g_autoptr(GError) error = NULL;
-	BodyJob *job = g_new0(BodyJob, 1);
+	return g_strdup_printf("%u:%u", gen, uid);
+}
+
+static void inflight_release(Inflight *in)
+{
+	if (--in->users == 0) {
+		g_cond_clear(&in->cond);
+		g_free(in);
+	}
+}
+
+/* Under fetch_lock: mark key done and wake its waiters. */
+static void inflight_finish(FsAccount *acct, const char *key, int rc)
+{
+	Inflight *in = g_hash_table_lookup(acct->inflight, key);
+
+	if (!in)
+		return;
+	g_hash_table_remove(acct->inflight, key); /* frees the key only */
+	in->done = true;
+	in->rc = rc;
+	g_cond_broadcast(&in->cond);
+	inflight_release(in);
+}
+
+void fs_fetch_uncached_free(gpointer p)
+{
+	Uncached *u = p;
+
+	close(u->fd);
+	g_free(u);
+}
+
+/* Under fetch_lock: keep fd (a complete body that could not be cached)
+ * for later reads, evicting the least recently used beyond the bound. */
+static void uncached_put(FsAccount *acct, const char *key, int fd,
+			 uint64_t size)
+{
+	Uncached *u = g_new0(Uncached, 1);
+	uint64_t total = size;
+	GHashTableIter it;
+	gpointer k, v;
+
+	u->fd = fd;
+	u->size = size;
+	u->used = g_get_monotonic_time();
+	g_hash_table_replace(acct->uncached, g_strdup(key), u);
+	g_hash_table_iter_init(&it, acct->uncached);
+	while (g_hash_table_iter_next(&it, &k, &v))
+		if (v != u)
+			total += ((Uncached *)v)->size;
+	while (total > UNCACHED_MAX_BYTES &&
+	       g_hash_table_size(acct->uncached) > 1) {
+		const char *oldest = NULL;
+		Uncached *ou = NULL;
+
+		g_hash_table_iter_init(&it, acct->uncached);
+		while (g_hash_table_iter_next(&it, &k, &v)) {
+			Uncached *c = v;
+
+			if (c != u && (!ou || c->used < ou->used)) {
+				ou = c;
+				oldest = k;
+			}
+		}
+		if (!ou)
+			break;
+		total -= ou->size;
+		g_hash_table_remove(acct->uncached, oldest);
+	}
+}
+
+/* A dup of an uncached body's fd, or -1. */
+static int uncached_get(FsAccount *acct, uint32_t gen, uint32_t uid)
+{
+	g_autofree char *key = body_key(gen, uid);
+	Uncached *u;
+	int fd = -1;
+
+	g_mutex_lock(&acct->fetch_lock);
+	u = g_hash_table_lookup(acct->uncached, key);
+	if (u) {
+		u->used = g_get_monotonic_time();
+		fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+	}
+	g_mutex_unlock(&acct->fetch_lock);
+	return fd;
+}
+
+/* ---- one batch fetch on a pool thread ---- */
+
+typedef struct {
+	FsAccount *acct;
+	FsFolder *folder;
+	uint32_t gen;
+	uint32_t uidvalidity;
+	GArray *uids;      /* uint32_t, ascending */
+	GArray *done;      /* gboolean per uid: stored (or failed) already */
+	bool background;
+} BodyJob;
+
+static void log_disk_full_once(FsAccount *acct)
+{
+	if (!g_atomic_int_compare_and_exchange(&acct->disk_full_logged, 0, 1))
+		return;
+	g_warning("cannot store messages in the cache (no space left on the "
+		  "cache's disk, or a message larger than --cache-size): "
+		  "serving them without caching");
+}
+
+/* Mark uid finished with rc (0: stored) and wake its readers. */
+static void job_finish_uid(BodyJob *job, guint i, int rc)
+{
+	g_autofree char *key = NULL;
+
+	if (g_array_index(job->done, gboolean, i))
+		return;
+	g_array_index(job->done, gboolean, i) = TRUE;
+	key = body_key(job->gen, g_array_index(job->uids, uint32_t, i));
+	g_mutex_lock(&job->acct->fetch_lock);
+	inflight_finish(job->acct, key, rc);
+	g_mutex_unlock(&job->acct->fetch_lock);
+}
+
+static void body_job_free(gpointer data)
+{
+	BodyJob *job = data;
+
+	/* Whatever was not stored fails now: its readers fetch it
+	 * themselves or report the error. */
+	for (guint i = 0; i < job->uids->len; i++)
+		job_finish_uid(job, i, -EIO);
+	g_array_unref(job->uids);
+	g_array_unref(job->done);
+	g_free(job);
+}
+
+static int find_uid(const BodyJob *job, uint32_t uid)
+{
+	guint lo = 0, hi = job->uids->len;
+
+	while (lo < hi) {
+		guint mid = (lo + hi) / 2;
+		uint32_t v = g_array_index(job->uids, uint32_t, mid);
+
+		if (v == uid)
+			return (int)mid;
+		if (v < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static int store_body(void *user_data, uint32_t uid, ImapValue *body)
+{
+	BodyJob *job = user_data;
+	FsAccount *acct = job->acct;
+	const char *folder = job->folder->raw;
+	CacheBodyWriter *w = NULL;
+	int idx = find_uid(job, uid);
+	int uncached_fd = -1;
+	uint64_t size;
 	int rc;
 
-	job->store = acct->store;
-	job->folder = g_strdup(f->raw);
-	job->uidvalidity = uidvalidity;
-	job->uid = uid;
-	rc = imap_pool_run(acct->pool, f->raw, body_job_run, job,
-			   body_job_free, &error);
-	if (rc == -ETIMEDOUT) {
-		g_message("%s UID %u: %s", f->raw, uid, error->message);
-		return -EIO;
+	if (idx < 0 || g_array_index(job->done, gboolean, idx))
+		return 0; /* not asked for, or a second copy */
+	if (body->type == IMAP_VALUE_STREAM) {
+		w = body->stream.sink;
+		body->stream.sink = NULL;
+	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
+		g_autoptr(GError) error = NULL;
+
+		w = cache_body_writer_new(acct->store, &error);
+		if (!w) {
+			g_warning("cannot cache a message body: %s",
+				  error->message);
+			job_finish_uid(job, (guint)idx, -EIO);
+			return 0;
+		}
+		rc = cache_body_writer_write(w, body->str, body->len);
+		if (rc < 0) {
+			cache_body_writer_abort(w);
+			job_finish_uid(job, (guint)idx, rc);
+			return 0;
+		}
+	} else {
+		/* NIL or empty: the server has no body to give. Never
+		 * cache it as an empty file. */
+		g_message("%s UID %u: server returned %s for BODY[]", folder,
+			  uid, body->type == IMAP_VALUE_NIL ? "NIL" : "no data");
+		job_finish_uid(job, (guint)idx, -EIO);
+		return 0;
+	}
+	if (!w) {
+		job_finish_uid(job, (guint)idx, -EIO);
+		return 0;
+	}
+	size = cache_body_writer_size(w);
+	if (size == 0) {
+		cache_body_writer_abort(w);
+		job_finish_uid(job, (guint)idx, -EIO);
+		return 0;
+	}
+	rc = cache_body_writer_commit_fd(w, folder, job->uidvalidity, uid,
+					 &uncached_fd);
+	if (rc == -ENOSPC && uncached_fd >= 0) {
+		g_autofree char *key = body_key(job->gen, uid);
+
+		log_disk_full_once(acct);
+		g_mutex_lock(&acct->fetch_lock);
+		uncached_put(acct, key, uncached_fd, size);
+		g_mutex_unlock(&acct->fetch_lock);
+		rc = 0;
+	} else if (rc == 0) {
+		g_atomic_int_set(&acct->disk_full_logged, 0);
 	}
 	if (rc == 0)
-		*size = job->size;
-	else
+		fs_sync_set_exact_size(acct, job->folder, job->gen, uid, size);
+	job_finish_uid(job, (guint)idx, rc);
+	return 0;
+}
+
+/* "5,7:9,12" from sorted UIDs. */
+static char *uid_set(const GArray *uids)
+{
+	GString *s = g_string_new(NULL);
+
+	for (guint i = 0; i < uids->len;) {
+		uint32_t a = g_array_index(uids, uint32_t, i), b = a;
+		guint j = i + 1;
+
+		while (j < uids->len && g_array_index(uids, uint32_t, j) == b + 1)
+			b = g_array_index(uids, uint32_t, j++);
+		if (s->len)
+			g_string_append_c(s, ',');
+		if (a == b)
+			g_string_append_printf(s, "%u", a);
+		else
+			g_string_append_printf(s, "%u:%u", a, b);
+		i = j;
+	}
+	return g_string_free(s, FALSE);
+}
+
+static int body_job_run(ImapConn *conn, const ImapMailboxState *st,
+			void *data, GError **error)
+{
+	BodyJob *job = data;
+	g_autofree char *set = uid_set(job->uids);
+	int rc;
+
+	if (st->uidvalidity != job->uidvalidity) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
+			    "folder %s changed on the server (UIDVALIDITY %u, "
+			    "expected %u)",
+			    job->folder->raw, st->uidvalidity,
+			    job->uidvalidity);
+		return -ESTALE;
+	}
+	rc = imap_fetch_bodies(conn, set, store_body, job, error);
+	if (rc < 0)
+		return rc;
+	for (guint i = 0; i < job->uids->len; i++) {
+		if (!g_array_index(job->done, gboolean, i)) {
+			/* Tagged OK without the data: an error for that
+			 * message, never an empty file. */
+			g_message("%s UID %u: server sent no body",
+				  job->folder->raw,
+				  g_array_index(job->uids, uint32_t, i));
+			job_finish_uid(job, i, -EIO);
+		}
+	}
+	return 0;
+}
+
+static BodyJob *body_job_new(FsAccount *acct, FsFolder *f, uint32_t gen,
+			     uint32_t uidvalidity, bool background)
+{
+	BodyJob *job = g_new0(BodyJob, 1);
+
+	job->acct = acct;
+	job->folder = f;
+	job->gen = gen;
+	job->uidvalidity = uidvalidity;
+	job->background = background;
+	job->uids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+	job->done = g_array_new(FALSE, TRUE, sizeof(gboolean));
+	return job;
+}
+
+/* Under fetch_lock: register uid as in flight for job. False when someone
+ * else is fetching it already. */
+static bool claim_uid(FsAccount *acct, BodyJob *job, uint32_t uid)
+{
+	g_autofree char *key = body_key(job->gen, uid);
+	Inflight *in;
+	gboolean no = FALSE;
+
+	if (g_hash_table_contains(acct->inflight, key))
+		return false;
+	in = g_new0(Inflight, 1);
+	g_cond_init(&in->cond);
+	in->users = 1;
+	g_hash_table_insert(acct->inflight, g_steal_pointer(&key), in);
+	g_array_append_val(job->uids, uid);
+	g_array_append_val(job->done, no);
+	return true;
+}
+
+/* ---- foreground fetch ---- */
+
+/* Wait for someone else's fetch of key. Returns its result, or 1 when
+ * nobody is fetching it. Under fetch_lock. */
+static int wait_inflight(FsAccount *acct, const char *key)
+{
+	Inflight *in = g_hash_table_lookup(acct->inflight, key);
+	int rc;
+
+	if (!in)
+		return 1;
+	in->users++;
+	while (!in->done)
+		g_cond_wait(&in->cond, &acct->fetch_lock);
+	rc = in->rc;
+	inflight_release(in);
+	return rc;
+}
+
+/* Fetch uid ourselves, or wait for the fetch already under way. Returns 0
+ * when the body should now be available, -EAGAIN when a fetch we waited
+ * for failed (try our own), or -errno for our own failure. */
+static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
+		     uint32_t uidvalidity, uint32_t uid)
+{
+	g_autofree char *key = body_key(gen, uid);
+	g_autoptr(GError) error = NULL;
+	BodyJob *job;
+	Inflight *in;
+	int rc;
+
+	g_mutex_lock(&acct->fetch_lock);
+	rc = wait_inflight(acct, key);
+	if (rc != 1) {
+		g_mutex_unlock(&acct->fetch_lock);
+		return rc == 0 ? 0 : -EAGAIN;
+	}
+	job = body_job_new(acct, f, gen, uidvalidity, false);
+	claim_uid(acct, job, uid);
+	/* Our own reference to the entry, to learn the result. */
+	in = g_hash_table_lookup(acct->inflight, key);
+	in->users++;
+	g_mutex_unlock(&acct->fetch_lock);
+
+	rc = imap_pool_run(acct->pool, f->raw, body_job_run, job,
+			   body_job_free, &error);
+	if (rc != -ETIMEDOUT)
+		body_job_free(job); /* finishes the uid if still open */
+
+	g_mutex_lock(&acct->fetch_lock);
+	/* After a timeout the pool still owns the job: do not wait for it. */
+	if (rc == 0) {
+		while (!in->done)
+			g_cond_wait(&in->cond, &acct->fetch_lock);
+		rc = in->rc;
+	}
+	inflight_release(in);
+	g_mutex_unlock(&acct->fetch_lock);
+
+	if (rc < 0)
 		g_message("cannot fetch %s UID %u: %s", f->raw, uid,
 			  error ? error->message : g_strerror(-rc));
-	body_job_free(job);
 	if (rc == -ESTALE) {
 		/* Make the next directory access resync the folder. */
 		g_mutex_lock(&f->lock);
 		f->synced_at = 0;
 		g_mutex_unlock(&f->lock);
-	}
-	if (rc < 0 && rc != -ESTALE && rc != -ENOSPC)
-		rc = -EIO;
-	return rc;
-}
-
-static int fetch_shared(FsAccount *acct, FsFolder *f, uint32_t gen,
-			uint32_t uidvalidity, uint32_t uid)
-{
-	g_autofree char *key = g_strdup_printf("%u:%u", gen, uid);
-	Inflight *in;
-	uint64_t size = 0;
-	int rc;
-
-	g_mutex_lock(&acct->fetch_lock);
-	in = g_hash_table_lookup(acct->inflight, key);
-	if (in) {
-		in->users++;
-		while (!in->done)
-			g_cond_wait(&in->cond, &acct->fetch_lock);
-		rc = in->rc;
-		if (--in->users == 0) {
-			g_cond_clear(&in->cond);
-			g_free(in);
-		}
-		g_mutex_unlock(&acct->fetch_lock);
 		return rc;
 	}
-	in = g_new0(Inflight, 1);
-	g_cond_init(&in->cond);
-	in->users = 1;
-	g_hash_table_insert(acct->inflight, g_strdup(key), in);
-	g_mutex_unlock(&acct->fetch_lock);
-
-	rc = fetch_into_cache(acct, f, uidvalidity, uid, &size);
-	if (rc == 0)
-		fs_sync_set_exact_size(acct, f, gen, uid, size);
-
-	g_mutex_lock(&acct->fetch_lock);
-	g_hash_table_remove(acct->inflight, key);
-	in->done = true;
-	in->rc = rc;
-	g_cond_broadcast(&in->cond);
-	if (--in->users == 0) {
-		g_cond_clear(&in->cond);
-		g_free(in);
-	}
-	g_mutex_unlock(&acct->fetch_lock);
-	return rc;
+	return rc < 0 ? -EIO : 0;
 }
 
-void fs_fetch_uncached_free(gpointer p)
+/* ---- prefetch ---- */
+
+typedef struct {
+	uint32_t gen;
+	guint last_index;  /* listing position of the last first read */
+	guint streak;      /* consecutive sequential first reads */
+	guint queued_to;   /* prefetch queued up to this position */
+} ReadPattern;
+
+static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
+			uint32_t uid)
 {
-	g_free(p);
+	int fd = cache_store_open_body(acct->store, f->raw, uidvalidity, uid);
+
+	if (fd >= 0) {
+		close(fd);
+		return true;
+	}
+	return false;
+}
+
+/* Called on the first read of the message at position pos of listing l:
+ * when reads go through the folder in order, fetch what follows ahead, in
+ * batches over several connections; stop when the reads stop. */
+static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
+			   guint pos)
+{
+	GArray *msgs = l->index->messages;
+	ReadPattern *rp;
+	guint window, from, to;
+	uint64_t budget = PREFETCH_MAX_BYTES;
+	BodyJob *job = NULL;
+	uint64_t job_bytes = 0;
+
+	if (acct->cache_limit)
+		budget = MIN(budget, acct->cache_limit / 4);
+
+	g_mutex_lock(&acct->fetch_lock);
+	rp = g_hash_table_lookup(acct->readers, f);
+	if (!rp) {
+		rp = g_new0(ReadPattern, 1);
+		g_hash_table_insert(acct->readers, f, rp);
+	}
+	if (rp->gen != l->gen) {
+		*rp = (ReadPattern){.gen = l->gen, .last_index = G_MAXUINT};
+	}
+	if (rp->last_index != G_MAXUINT && pos > rp->last_index &&
+	    pos <= rp->last_index + 2)
+		rp->streak++;
+	else if (pos != rp->last_index)
+		rp->streak = 0;
+	rp->last_index = pos;
+	if (rp->streak < 2) {
+		g_mutex_unlock(&acct->fetch_lock);
+		return;
+	}
+	/* The window doubles with the streak: 8, 16, ... up to the max. */
+	window = MIN(PREFETCH_MAX_MESSAGES, 4u << MIN(rp->streak, 6u));
+	/* Top up in large steps, not one message per read: only when less
+	 * than half the window is still ahead of the reader. */
+	if (rp->queued_to > pos + 1 + window / 2) {
+		g_mutex_unlock(&acct->fetch_lock);
+		return;
+	}
+	from = MAX(pos + 1, rp->queued_to);
+	to = MIN(msgs->len, pos + 1 + window);
+	for (guint i = from; i < to; i++) {
+		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
+
+		if (m->size > budget)
+			break;
+		budget -= m->size;
+		rp->queued_to = i + 1;
+		if (body_cached(acct, f, l->index->uidvalidity, m->uid))
+			continue;
+		if (!job)
+			job = body_job_new(acct, f, l->gen,
+					   l->index->uidvalidity, true);
+		if (!claim_uid(acct, job, m->uid))
+			continue;
+		job_bytes += m->size;
+		if (job->uids->len >= BATCH_MAX_MESSAGES ||
+		    job_bytes >= BATCH_MAX_BYTES) {
+			g_mutex_unlock(&acct->fetch_lock);
+			imap_pool_submit(acct->pool, f->raw, body_job_run, job,
+					 body_job_free);
+			g_mutex_lock(&acct->fetch_lock);
+			job = NULL;
+			job_bytes = 0;
+		}
+	}
+	g_mutex_unlock(&acct->fetch_lock);
+	if (job && job->uids->len > 0)
+		imap_pool_submit(acct->pool, f->raw, body_job_run, job,
+				 body_job_free);
+	else if (job)
+		body_job_free(job);
+}
+
+/* ---- entry point ---- */
+
+static int open_cached(FsAccount *acct, FsFolder *f, uint32_t gen,
+		       uint32_t uidvalidity, uint32_t uid)
+{
+	int fd = cache_store_open_body(acct->store, f->raw, uidvalidity, uid);
+	struct stat st;
+
+	if (fd >= 0) {
+		if (fstat(fd, &st) == 0 && st.st_size > 0) {
+			fs_sync_set_exact_size(acct, f, gen, uid,
+					       (uint64_t)st.st_size);
+			cache_store_touch_body(acct->store, f->raw, uidvalidity,
+					       uid);
+			return fd;
+		}
+		close(fd); /* an empty body is never valid */
+	} else if (fd != -ENOENT) {
+		g_message("cannot open cached %s UID %u: %s", f->raw, uid,
+			  g_strerror(-fd));
+	}
+	return uncached_get(acct, gen, uid);
 }
 
 int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 		  bool first_read)
 {
 	uint32_t gen = l->gen, uidvalidity = l->index->uidvalidity;
+	int rc = 0;
 
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int fd = cache_store_open_body(acct->store, f->raw, uidvalidity,
-					       uid);
-		struct stat st;
-		int rc;
+	if (first_read) {
+		CacheMessage *m = cache_folder_index_find(l->index, uid);
 
-		if (fd >= 0) {
-			if (fstat(fd, &st) == 0 && st.st_size > 0) {
-				fs_sync_set_exact_size(acct, f, gen, uid,
-						       (uint64_t)st.st_size);
-				return fd;
-			}
-			close(fd); /* an empty body is never valid */
-		} else if (fd != -ENOENT) {
-			g_message("cannot open cached %s UID %u: %s", f->raw,
-				  uid, g_strerror(-fd));
-		}
-		if (attempt > 0)
-			break;
-		rc = fetch_shared(acct, f, gen, uidvalidity, uid);
-		if (rc < 0)
+		if (m)
+			maybe_prefetch(acct, f, l,
+				       (guint)(m - &g_array_index(
+							   l->index->messages,
+							   CacheMessage, 0)));
+	}
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int fd = open_cached(acct, f, gen, uidvalidity, uid);
+
+		if (fd >= 0)
+			return fd;
+		rc = fetch_one(acct, f, gen, uidvalidity, uid);
+		if (rc < 0 && rc != -EAGAIN)
 			return rc;
 	}
 	return -EIO;

@@ -15,6 +15,7 @@
 typedef struct {
 	fuse_ino_t ino;     /* inode, or the parent for an entry */
 	char *name;         /* NULL for an inode invalidation */
+	gint64 due;         /* monotonic us; not sent before */
 } Item;
 
 struct FsInval {
@@ -45,6 +46,11 @@ static gpointer inval_main(gpointer data)
 			g_cond_wait(&inval->cond, &inval->lock);
 		if (inval->stopping)
 			break;
+		it = g_queue_peek_head(&inval->items);
+		if (it->due > g_get_monotonic_time()) {
+			g_cond_wait_until(&inval->cond, &inval->lock, it->due);
+			continue;
+		}
 		it = g_queue_pop_head(&inval->items);
 		g_mutex_unlock(&inval->lock);
 		if (it->name)
@@ -81,12 +87,14 @@ void fs_inval_start(FsInval *inval, struct fuse_session *se)
 	inval->thread = g_thread_new("inval", inval_main, inval);
 }
 
-static void push(FsInval *inval, fuse_ino_t ino, const char *name)
+static void push(FsInval *inval, fuse_ino_t ino, const char *name,
+		 unsigned delay_ms)
 {
 	Item *it = g_new0(Item, 1);
 
 	it->ino = ino;
 	it->name = g_strdup(name);
+	it->due = g_get_monotonic_time() + (gint64)delay_ms * 1000;
 	g_mutex_lock(&inval->lock);
 	g_queue_push_tail(&inval->items, it);
 	g_cond_signal(&inval->cond);
@@ -95,12 +103,17 @@ static void push(FsInval *inval, fuse_ino_t ino, const char *name)
 
 void fs_inval_inode(FsInval *inval, fuse_ino_t ino)
 {
-	push(inval, ino, NULL);
+	push(inval, ino, NULL, 0);
+}
+
+void fs_inval_inode_later(FsInval *inval, fuse_ino_t ino, unsigned delay_ms)
+{
+	push(inval, ino, NULL, delay_ms);
 }
 
 void fs_inval_entry(FsInval *inval, fuse_ino_t parent, const char *name)
 {
-	push(inval, parent, name);
+	push(inval, parent, name, 0);
 }
 
 void fs_inval_free(FsInval *inval)

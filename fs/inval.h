@@ -12,6 +12,8 @@ FsInval *fs_inval_new(void);
 void fs_inval_start(FsInval *inval, struct fuse_session *se);
 /* Drop the kernel's attributes and cached data of ino. */
 void fs_inval_inode(FsInval *inval, fuse_ino_t ino);
+/* The same, not before delay_ms from now (items keep their order). */
+void fs_inval_inode_later(FsInval *inval, fuse_ino_t ino, unsigned delay_ms);
 /* Drop the kernel's dentry name in directory parent. */
 void fs_inval_entry(FsInval *inval, fuse_ino_t parent, const char *name);
 /* Stops the thread; queued items are dropped. */

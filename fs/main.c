@@ -108,7 +108,7 @@ int main(int argc, char **argv)
 	}
 	acct.cache_limit = opts.cache_size;
 	acct.xattr = opts.xattr;
-	rc = 0; /* cache_store_set_limit(acct.store, opts.cache_size); */
+	rc = cache_store_set_limit(acct.store, opts.cache_size);
 	if (rc < 0) {
 		die("cannot apply --cache-size to %s: %s",
 		    cache_store_dir(acct.store), g_strerror(-rc));

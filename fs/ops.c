@@ -65,6 +65,10 @@ static void message_attr(FsAccount *acct, uint32_t gen, const CacheMessage *m,
  * hinted attributes can be cached long. */
 static double message_attr_timeout(const CacheMessage *m)
 {
+	/* A hint of 0 would make the kernel skip reading altogether: let it
+	 * ask again, and getattr fetches the body (settle_zero_size). */
+	if (!m->size_exact && m->size == 0)
+		return 0.0;
 	return MESSAGE_TIMEOUT;
 }
 
@@ -422,12 +426,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, fd == -ESTALE ? ESTALE : EIO);
 		return;
 	}
-	if (size_after != size_before) {
-		/* The server's RFC822.SIZE was wrong. Drop the kernel's
+	if (size_after > size_before) {
+		/* The server's RFC822.SIZE was too small. Drop the kernel's
 		 * attributes now, before the reader's next read() asks for
 		 * the part past the old end; attributes only (offset -1)
-		 * touches no page, so it is safe inside this handler. */
+		 * touches no page, so it is safe inside this handler. A
+		 * hint that was too large needs nothing: the short read
+		 * that follows shrinks the kernel's size, which an
+		 * invalidation here would stop. */
 		fuse_lowlevel_notify_inval_inode(acct->se, ino, -1, 0);
+	} else if (size_after < size_before) {
+		/* Once the short read has shrunk the size, refresh the
+		 * rest (st_blocks) too. */
+		fs_inval_inode_later(acct->inval, ino, 200);
 	}
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	bv.buf[0].fd = fd;

@@ -752,6 +752,29 @@ static bool host_is_ip(const char *host)
 	       inet_pton(AF_INET6, host, &a6) == 1;
 }
 
+/* What the user can do about a verification failure, if anything. */
+static const char *cert_hint(long vr)
+{
+	switch (vr) {
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		return " (use --cafile to trust a private CA)";
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return " (the certificate names another host: check the "
+		       "host in the URL)";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return " (check the server's certificate dates and this "
+		       "machine's clock)";
+	default:
+		return "";
+	}
+}
+
 static int tls_start(ImapConn *conn, GError **error)
 {
 	const ImapAccount *a = &conn->account;
@@ -826,10 +849,10 @@ static int tls_start(ImapConn *conn, GError **error)
 
 			if (vr != X509_V_OK)
 				conn_fail(conn, error, IMAP_ERROR_CERT,
-					  "certificate of %s not trusted: %s "
-					  "(use --cafile to trust a private CA)",
+					  "certificate of %s not trusted: %s%s",
 					  a->host,
-					  X509_verify_cert_error_string(vr));
+					  X509_verify_cert_error_string(vr),
+					  cert_hint(vr));
 			else
 				conn_fail(conn, error, IMAP_ERROR_TLS,
 					  "TLS handshake with %s:%u failed: %s",
