@@ -1,0 +1,502 @@
+#!/usr/bin/env python3
+"""test_quirks: the daemon against a scripted server that answers oddly but
+legally (or at least survivably), checked with real tools on the mount.
+
+Cases (run one with: test_quirks.py CASE ...):
+  size_smaller, size_larger, size_smaller_big, size_larger_big, size_zero
+                                          RFC822.SIZE differs from the body
+  body_nil, body_empty_quoted, body_empty_literal, body_ok_no_data,
+  body_fetch_without_body, body_other_uid
+                                          no usable BODY[]: EIO, nothing
+                                          cached, right bytes once fixed
+  literal_strings                        literals (and atoms) where strings
+                                          stand: LIST names, header blocks
+  untagged_in_fetch                      EXISTS, EXPUNGE, FETCH flags,
+                                          * OK, * NO, unknown responses
+                                          around bodies and listings
+  bye_before_body_once, bye_after_body, bye_mid_literal,
+  close_mid_literal_once, bye_in_listing   BYE or close in a fetch
+  stall_mid_literal, slow_but_steady      silence versus slow progress
+"""
+
+import errno
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quirk_common as q  # noqa: E402
+
+h = q.h
+fk = q.fk
+
+BODY2 = rb"^UID FETCH 2 \(UID BODY\.PEEK\[\]\)"
+
+
+def setup(acct=None, **kw):
+    acct = acct or q.small_account()
+    srv = fk.FakeImap(acct, **kw).start()
+    m = q.mount(srv).start()
+    return acct, srv, m
+
+
+def inbox(acct):
+    return acct.folder("INBOX")
+
+
+# ---------------------------------------------------------------------------
+# RFC822.SIZE is a hint
+
+def size_case(t, label, claimed_of, partial_first, uid=2):
+    acct = q.small_account(big=True)
+    msg = inbox(acct).by_uid(uid)
+    real = len(msg.body)
+    msg.size = claimed_of(real)
+    acct, srv, m = setup(acct)
+    p = q.message_path(m, "INBOX", uid)
+    t.require(p is not None, "%s: the file of UID %d is listed" % (label,
+                                                                   uid))
+    before = os.stat(p).st_size
+    if msg.size == 0:
+        # A zero claim may be checked against the server at stat time
+        # (an empty message file is never right); a listing must not
+        # fetch bodies otherwise.
+        t.check(before in (0, real), "%s: before any read, st_size is 0 "
+                "or already exact" % label, "got %d" % before)
+    else:
+        t.equal(before, msg.size,
+                "%s: before any read, st_size is RFC822.SIZE" % label)
+    if partial_first == "head":
+        r = h.run(["head", "-c", "10", p], check=False, timeout=30)
+        t.equal(r.stdout, msg.body[:10], "%s: head -c 10 reads the first "
+                "10 bytes" % label)
+        t.equal(os.stat(p).st_size, real, "%s: after the first (partial) "
+                "read, st_size is exact (%d)" % (label, real))
+    elif partial_first == "beyond":
+        # First read between the real end and the claimed end.
+        r = h.run(["dd", "if=" + p, "bs=1", "skip=%d" % (real + 100),
+                   "count=10", "status=none"], check=False, timeout=30)
+        t.check(r.returncode == 0 and r.stdout == b"", "%s: a first read "
+                "past the real end returns nothing" % label,
+                "rc %d, %r %r" % (r.returncode, r.stdout[:40], r.stderr))
+        t.equal(os.stat(p).st_size, real, "%s: after it, st_size is exact "
+                "(%d)" % (label, real))
+    rc, data, err, _ = h.cat(p)
+    t.check(rc == 0 and data == msg.body, "%s: cat returns exactly the "
+            "%d real bytes (RFC822.SIZE said %d)" % (label, real, msg.size),
+            "rc %s, %d bytes%s %s" % (rc, len(data), "" if rc else ",",
+                                      err.strip()))
+    t.equal(os.stat(p).st_size, real, "%s: st_size is exact after the "
+            "read" % label)
+    # st_size is right at once (the short read or the daemon's immediate
+    # invalidation sets it); st_blocks follows when the daemon refreshes
+    # the kernel's attributes just after the read (200 ms).
+    want_blocks = (real + 511) // 512
+    h.wait_for(lambda: os.stat(p).st_blocks == want_blocks, 3)
+    st = os.stat(p)
+    t.equal(st.st_blocks, want_blocks,
+            "%s: st_blocks follows the exact size within 3 s" % label)
+    rc, data, err, _ = h.cat(p)
+    t.check(rc == 0 and data == msg.body, "%s: a second cat (page cache) "
+            "returns the same bytes" % label)
+    r = h.run(["wc", "-c", p], check=False)
+    t.equal(r.stdout.split()[:1], [str(real).encode()],
+            "%s: wc -c counts the real length" % label)
+    q.compare_account(t, m, acct, label)
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_size_smaller(t):
+    size_case(t, "size_smaller", lambda n: n - 137, partial_first=None)
+
+
+def case_size_larger(t):
+    size_case(t, "size_larger", lambda n: n + 5000, partial_first="head")
+
+
+def case_size_smaller_big(t):
+    # A claim far below the real size: more than one page is missing.
+    size_case(t, "size_smaller_big", lambda n: 1000, partial_first=None,
+              uid=4)
+
+
+def case_size_larger_big(t):
+    size_case(t, "size_larger_big", lambda n: n * 2 + 12345,
+              partial_first="beyond", uid=4)
+
+
+def case_size_zero(t):
+    size_case(t, "size_zero", lambda n: 0, partial_first=None)
+
+
+# ---------------------------------------------------------------------------
+# No usable body
+
+def no_body_case(t, label, script):
+    acct = q.small_account()
+    msg = inbox(acct).by_uid(2)
+    uidv = inbox(acct).uidvalidity
+    acct, srv, m = setup(acct)
+    srv.add_rule(BODY2, script)
+    p = q.message_path(m, "INBOX", 2)
+    t.require(p is not None, "%s: the file of UID 2 is listed" % label)
+    for attempt in (1, 2):
+        rc, data, err, el = h.cat(p)
+        t.check(q.is_eio(rc, err) and data == b"",
+                "%s: read #%d fails with EIO and returns nothing" % (
+                    label, attempt),
+                "rc %s, %d bytes, stderr %r after %.1fs" % (
+                    rc, len(data), err.strip(), el))
+    t.equal(q.cached_bodies(m.cache_dir, uidv, 2), [],
+            "%s: no body file in the cache" % label)
+    left = h.wait_for(lambda: not q.temp_files(m.cache_dir), 2)
+    t.check(left, "%s: no temp file left in the cache (2 s after the "
+            "failure)" % label, repr(q.temp_files(m.cache_dir)))
+    t.check(q.daemon_alive(m) and m.mounted(), "%s: the daemon is alive "
+            "and mounted" % label)
+    p1 = q.message_path(m, "INBOX", 1)
+    rc, data, err, _ = h.cat(p1)
+    t.check(rc == 0 and data == inbox(acct).by_uid(1).body,
+            "%s: another message of the folder still reads" % label)
+    srv.clear_rules()
+    rc, data, err, _ = h.cat(p)
+    t.check(rc == 0 and data == msg.body, "%s: once the server is fixed, "
+            "the read returns the right %d bytes" % (label, len(msg.body)),
+            "rc %s, %d bytes, %s" % (rc, len(data), err.strip()))
+    t.equal(os.stat(p).st_size, len(msg.body), "%s: then st_size is exact"
+            % label)
+    t.equal(len(q.cached_bodies(m.cache_dir, uidv, 2)), 1,
+            "%s: and the body is cached" % label)
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_body_nil(t):
+    no_body_case(t, "body_nil", [b"* 2 FETCH (UID 2 BODY[] NIL)\r\n"
+                                 b"{tag} OK UID FETCH completed\r\n"])
+
+
+def case_body_empty_quoted(t):
+    no_body_case(t, "body_empty_quoted", [
+        b'* 2 FETCH (UID 2 BODY[] "")\r\n{tag} OK UID FETCH completed\r\n'])
+
+
+def case_body_empty_literal(t):
+    no_body_case(t, "body_empty_literal", [
+        b"* 2 FETCH (UID 2 BODY[] {0}\r\n)\r\n"
+        b"{tag} OK UID FETCH completed\r\n"])
+
+
+def case_body_ok_no_data(t):
+    no_body_case(t, "body_ok_no_data", [b"{tag} OK UID FETCH completed\r\n"])
+
+
+def case_body_fetch_without_body(t):
+    no_body_case(t, "body_fetch_without_body", [
+        b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n"
+        b"{tag} OK UID FETCH completed\r\n"])
+
+
+def case_body_other_uid(t):
+    # The body of another message must not be stored under UID 2.
+    def script(ctx):
+        other = ctx.folder.by_uid(3)
+        return [ctx.fetch_line(other, ["UID", "BODY[]"]),
+                b"{tag} OK UID FETCH completed\r\n"]
+    no_body_case(t, "body_other_uid", script)
+
+
+# ---------------------------------------------------------------------------
+# Literals (and atoms) where strings stand
+
+def case_literal_strings(t):
+    acct = q.small_account()
+    for f in acct.folders:
+        f.form = "literal"
+    acct.folder("INBOX").form = "atom"
+    acct.folder("Work").form = "atom"
+    acct.add_folder("Q&-A", form="literal").add(
+        q.message("Ampersand", "In Q&A.\n"), date=q.T0 + 5)
+    acct.add_folder("&ZeVnLIqe-/Sub &- more", form="literal").add(
+        q.message("Nested", "Nested under Japanese.\n"), date=q.T0 + 6)
+    acct.add_folder("&ZeVnLIqe-", form="literal", attrs=["\\Noselect"])
+    one = acct.add_folder("Oneliner", form="quoted")
+    one.add(b"Subject: one line, no end of line", date=q.T0 + 7)
+    acct, srv, m = setup(acct)
+
+    # The header block of the message without a subject as "" and of the
+    # others as the literal; the one-line body as a quoted string.
+    def listing(ctx):
+        out = []
+        for x in ctx.folder.messages:
+            line = ctx.fetch_line(x, ["UID", "RFC822.SIZE", "INTERNALDATE"])
+            block = fk.literal(fk.header_fields(x.body)) \
+                if b"Subject" in x.body else b'""'
+            out.append(line[:-3] + b" BODY[HEADER.FIELDS (SUBJECT)] " +
+                       block + b")\r\n")
+        return out + [b"{tag} OK done\r\n"]
+
+    rules = [srv.add_rule(r"^UID FETCH \S+ \(UID RFC822\.SIZE", listing),
+             srv.add_rule(r"^UID FETCH 1 \(UID BODY", [
+                 b'* 1 FETCH (UID 1 BODY[] "Subject: one line, no end of '
+                 b'line")\r\n{tag} OK done\r\n'],
+                 when=lambda c: c.folder.raw == b"Oneliner")]
+    q.compare_account(t, m, acct, "literal_strings")
+    t.check(all(r.hits for r in rules), "literal_strings: every quirk was "
+            "played (%s times)" % [r.hits for r in rules])
+    names = {("INBOX", 1): "1 Hello quirks.eml",
+             ("INBOX", 2): "2 Second message.eml",
+             ("INBOX", 3): "3.eml",
+             ("Q&A", 1): "1 Ampersand.eml",
+             ("日本語/Sub & more", 1): "1 Nested.eml",
+             ("Oneliner", 1): "1 one line, no end of line.eml",
+             ("Work/Projects", 1): "1 Project plan.eml",
+             ("Entwürfe", 1): "1 Draft.eml"}
+    t.all_ok("literal_strings: file names from the subjects",
+             q.subject_name_problems(m, acct, names))
+    q.check_read_only(t, srv, "literal_strings")
+    q.check_unmount(t, m, "literal_strings")
+
+
+# ---------------------------------------------------------------------------
+# Untagged data at any time
+
+NOISE_BEFORE = (b"* 9 EXISTS\r\n* 1 EXPUNGE\r\n* 3 RECENT\r\n"
+                b"* 1 FETCH (FLAGS (\\Seen \\Answered))\r\n"
+                b"* OK Still here\r\n"
+                b"* OK [ALERT] Maintenance tonight\r\n"
+                b"* NO [OVERQUOTA] You are over quota\r\n"
+                b"* XWHATEVER a (b {3}\r\nc)d) \"e\" NIL\r\n"
+                b"* CAPABILITY IMAP4rev1 LITERAL+\r\n"
+                b"* 2 XFUTURE [CODE 1 2] text\r\n")
+NOISE_AFTER = (b"* 2 FETCH (FLAGS (\\Seen) MODSEQ (12))\r\n"
+               b"* OK [HIGHESTMODSEQ 12] changed\r\n"
+               b"* 1 EXPUNGE\r\n* 8 EXISTS\r\n"
+               b"* BAD [PARSE] a complaint about nothing\r\n"
+               b"* XLITERAL {5}\r\n\r\n\r\n)\r\n")
+
+
+def case_untagged_in_fetch(t):
+    acct = q.small_account(big=True)
+    acct, srv, m = setup(acct)
+
+    def body(ctx):
+        uid = int(ctx.text.split()[2])
+        msg = ctx.folder.by_uid(uid)
+        line = ctx.fetch_line(msg, ["FLAGS", "UID", "INTERNALDATE",
+                                    "BODY[]", "RFC822.SIZE"])
+        return [NOISE_BEFORE, line, NOISE_AFTER,
+                b"{tag} OK UID FETCH completed\r\n"]
+
+    def listing(ctx):
+        items = ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
+                 "FLAGS", "RFC822.SIZE", "UID"]
+        out = [NOISE_BEFORE]
+        for x in ctx.folder.messages:
+            out.append(b"* %d FETCH (FLAGS ())\r\n" % (
+                ctx.folder.messages.index(x) + 1))
+            out.append(ctx.fetch_line(x, items))
+            out.append(b"* OK Still here\r\n")
+        out.append(NOISE_AFTER)
+        out.append(b"{tag} OK UID FETCH completed\r\n")
+        return out
+
+    def examine(ctx):
+        d = b"".join(ctx.default())
+        return [NOISE_BEFORE, d.replace(ctx.tag + b" OK",
+                                        NOISE_AFTER + ctx.tag + b" OK")]
+
+    rules = [srv.add_rule(r"^UID FETCH \d+ \(UID BODY\.PEEK\[\]\)", body),
+             srv.add_rule(r"^UID FETCH 1:\* \(UID RFC822", listing),
+             srv.add_rule(r"^EXAMINE ", examine)]
+    q.compare_account(t, m, acct, "untagged_in_fetch")
+    t.check(all(r.hits for r in rules), "untagged_in_fetch: every quirk "
+            "was played (%s times)" % [r.hits for r in rules])
+    t.check(q.daemon_alive(m) and m.mounted(), "untagged_in_fetch: the "
+            "daemon is alive and mounted")
+    q.check_read_only(t, srv, "untagged_in_fetch")
+    q.check_unmount(t, m, "untagged_in_fetch")
+
+
+# ---------------------------------------------------------------------------
+# BYE or a closed connection in the middle of a fetch
+
+def read_never_wrong(t, label, m, p, msg, must_succeed=False):
+    """A read that may fail with EIO but never returns wrong bytes."""
+    rc, data, err, el = h.cat(p)
+    ok = (rc == 0 and data == msg.body) or \
+        (not must_succeed and q.is_eio(rc, err) and data == b"")
+    t.check(ok, "%s: the read returns the right %d bytes%s" % (
+        label, len(msg.body), "" if must_succeed else " or fails with EIO"),
+        "rc %s, %d bytes, %r after %.1fs" % (rc, len(data), err.strip(), el))
+    return rc == 0
+
+
+def bye_case(t, label, script, times, transparent_ok=True):
+    acct = q.small_account(big=True)
+    box = inbox(acct)
+    msg = box.by_uid(4)
+    acct, srv, m = setup(acct)
+    p = q.message_path(m, "INBOX", 4)
+    t.require(p is not None, "%s: the file of UID 4 is listed" % label)
+    rule = srv.add_rule(r"^UID FETCH 4 \(UID BODY\.PEEK\[\]\)", script,
+                        times=times)
+    got = read_never_wrong(t, label, m, p, msg)
+    t.check(rule.hits >= 1, "%s: the quirk was played (%d times)" % (
+        label, rule.hits))
+    if not got:
+        files = q.cached_bodies(m.cache_dir, box.uidvalidity, 4)
+        t.equal(files, [], "%s: after the failure no body is cached" % label)
+        # The partial temp file may be removed a moment later, not never.
+        left = h.wait_for(lambda: not q.temp_files(m.cache_dir), 2)
+        t.check(left, "%s: no temp file left in the cache (2 s after the "
+                "failure)" % label, repr(q.temp_files(m.cache_dir)))
+    t.check(q.daemon_alive(m) and m.mounted(), "%s: the daemon is alive "
+            "and mounted" % label)
+    srv.clear_rules()
+    read_never_wrong(t, label + " (server fixed)", m, p, msg,
+                     must_succeed=True)
+    for uid in (1, 2):
+        read_never_wrong(t, "%s: UID %d" % (label, uid), m,
+                         q.message_path(m, "INBOX", uid), box.by_uid(uid),
+                         must_succeed=True)
+    read_never_wrong(t, label + ": another folder", m,
+                     q.message_path(m, "Work/Projects", 1),
+                     acct.folder("Work/Projects").by_uid(1),
+                     must_succeed=True)
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def half_literal(ctx):
+    msg = ctx.folder.by_uid(4)
+    line = ctx.fetch_line(msg, ["UID", "BODY[]"])
+    cut = len(line) // 2
+    return [line[:cut], fk.Sleep(0.1), b"\r\n* BYE shutting down\r\n",
+            fk.CLOSE]
+
+
+def case_bye_before_body_once(t):
+    bye_case(t, "bye_before_body_once",
+             [b"* BYE Server shutting down\r\n", fk.CLOSE], times=1)
+
+
+def case_bye_after_body(t):
+    # The whole FETCH arrives, then BYE instead of the tagged OK.
+    bye_case(t, "bye_after_body", lambda ctx: [
+        ctx.fetch_line(ctx.folder.by_uid(4), ["UID", "BODY[]"]),
+        b"* BYE Autologout; idle for too long\r\n", fk.CLOSE], times=None)
+
+
+def case_bye_mid_literal(t):
+    bye_case(t, "bye_mid_literal", half_literal, times=None)
+
+
+def case_close_mid_literal_once(t):
+    bye_case(t, "close_mid_literal_once", lambda ctx: [
+        ctx.fetch_line(ctx.folder.by_uid(4), ["UID", "BODY[]"])[:5000],
+        fk.CLOSE], times=1)
+
+
+def case_bye_in_listing(t):
+    acct = q.small_account()
+    acct, srv, m = setup(acct)
+    rule = srv.add_rule(r"^UID FETCH 1:\* ", lambda ctx: [
+        ctx.fetch_line(ctx.folder.messages[0], [
+            "UID", "RFC822.SIZE", "INTERNALDATE",
+            "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"]),
+        b"* BYE going down\r\n", fk.CLOSE],
+        when=lambda c: c.folder.raw == b"INBOX")
+    d = os.path.join(m.mountpoint, "INBOX")
+    try:
+        names = os.listdir(d)
+        err = None
+    except OSError as e:
+        names, err = None, e
+    t.check(err is not None and err.errno == errno.EIO,
+            "bye_in_listing: listing the folder fails with EIO",
+            "listed %r" % (names,) if err is None else str(err))
+    t.check(rule.hits >= 1, "bye_in_listing: the quirk was played")
+    t.check(q.daemon_alive(m) and m.mounted(), "bye_in_listing: the daemon "
+            "is alive and mounted")
+    p = q.message_path(m, "Work/Projects", 1)
+    rc, data, e2, _ = h.cat(p) if p else (None, b"", "not listed", 0)
+    t.check(rc == 0 and data == acct.folder("Work/Projects").by_uid(1).body,
+            "bye_in_listing: another folder still works", e2)
+    srv.clear_rules()
+    q.compare_account(t, m, acct, "bye_in_listing (server fixed)")
+    q.check_read_only(t, srv, "bye_in_listing")
+    q.check_unmount(t, m, "bye_in_listing")
+
+
+# ---------------------------------------------------------------------------
+# Delays
+
+def case_stall_mid_literal(t):
+    # Half a literal, then silence: the read fails with EIO in bounded
+    # time, and a later read after the server recovers works.
+    label = "stall_mid_literal"
+    acct = q.small_account()
+    box = inbox(acct)
+    msg = box.by_uid(2)
+    srv = fk.FakeImap(acct).start()
+    m = q.mount(srv, timeout_s=2).start()
+    srv.add_rule(BODY2, lambda ctx: [
+        ctx.fetch_line(msg, ["UID", "BODY[]"])[:200], fk.Sleep(30)])
+    p = q.message_path(m, "INBOX", 2)
+    rc, data, err, el = h.cat(p, timeout=40)
+    t.check(q.is_eio(rc, err) and data == b"", "%s: the read fails with EIO"
+            % label, "rc %s, %d bytes, %r" % (rc, len(data), err.strip()))
+    t.check(el < 15, "%s: within 15 s with --timeout=2 (%.1fs)" % (label, el))
+    t.equal(q.cached_bodies(m.cache_dir, box.uidvalidity, 2), [],
+            "%s: nothing cached" % label)
+    srv.clear_rules()
+    read_never_wrong(t, label + " (server recovered)", m, p, msg,
+                     must_succeed=True)
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_slow_but_steady(t):
+    # One byte every 10 ms: slower in total than --timeout, but always
+    # progressing, so the read must succeed.
+    label = "slow_but_steady"
+    acct = q.small_account()
+    msg = inbox(acct).by_uid(1)
+    srv = fk.FakeImap(acct).start()
+    m = q.mount(srv, timeout_s=2).start()
+
+    def slow(ctx):
+        data = ctx.fetch_line(msg, ["UID", "BODY[]"]) + ctx.tag + \
+            b" OK done\r\n"
+
+        def gen():
+            for i in range(len(data)):
+                time.sleep(0.01)
+                yield data[i:i + 1]
+        return [fk.Stream(gen)]
+
+    srv.add_rule(r"^UID FETCH 1 \(UID BODY", slow,
+                 when=lambda c: c.folder.raw == b"INBOX")
+    p = q.message_path(m, "INBOX", 1)
+    rc, data, err, el = h.cat(p, timeout=60)
+    t.check(rc == 0 and data == msg.body, "%s: the read returns the right "
+            "%d bytes after %.1fs" % (label, len(msg.body), el),
+            "rc %s, %d bytes, %r" % (rc, len(data), err.strip()))
+    t.check(el > 2, "%s: the answer took longer than --timeout" % label)
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
+         case_size_larger_big, case_size_zero,
+         case_body_nil, case_body_empty_quoted, case_body_empty_literal,
+         case_body_ok_no_data, case_body_fetch_without_body,
+         case_body_other_uid, case_literal_strings, case_untagged_in_fetch,
+         case_bye_before_body_once, case_bye_after_body,
+         case_bye_mid_literal, case_close_mid_literal_once,
+         case_bye_in_listing, case_stall_mid_literal, case_slow_but_steady]
+
+if __name__ == "__main__":
+    q.run_cases("test_quirks", CASES)
