@@ -451,6 +451,77 @@ static void test_no_password_in_fuse_args(void)
 	fs_options_clear(&opts);
 }
 
+static void test_cache_size(void)
+{
+	static const struct {
+		const char *arg;
+		uint64_t want;
+	} good[] = {
+		{"0", 0},
+		{"4096", 4096},
+		{"500K", 500ull << 10},
+		{"500k", 500ull << 10},
+		{"64M", 64ull << 20},
+		{"64MiB", 64ull << 20},
+		{"2G", 2ull << 30},
+		{"2GB", 2ull << 30},
+		{"1T", 1ull << 40},
+	};
+	static const char *const bad[] = {"", "M", "-1", "1.5G", "2X", "2GiBs",
+					  " 2G", "99999999999999999999",
+					  "17179869184T"};
+	FsOptions opts;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+		g_autofree char *a = g_strconcat("--cache-size=", good[i].arg,
+						 NULL);
+		g_autofree char *o = g_strconcat("cache_size=", good[i].arg,
+						 NULL);
+
+		parse_ok(&opts, a, URL, mnt, NULL);
+		g_assert_cmpuint(opts.cache_size, ==, good[i].want);
+		fs_options_clear(&opts);
+		parse_ok(&opts, URL, mnt, "-o", o, NULL);
+		g_assert_cmpuint(opts.cache_size, ==, good[i].want);
+		fs_options_clear(&opts);
+	}
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		g_autofree char *a = g_strconcat("--cache-size=", bad[i], NULL);
+
+		parse_fails("--cache-size must be a size such as 500M, 2G or 0 "
+			    "(no limit)",
+			    a, URL, mnt, NULL);
+	}
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpuint(opts.cache_size, ==, 0);
+	fs_options_clear(&opts);
+}
+
+static void test_poll_and_xattr(void)
+{
+	FsOptions opts;
+
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpuint(opts.poll_interval, ==, 60);
+	g_assert_false(opts.xattr);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--poll-interval=5", "--xattr", URL, mnt, NULL);
+	g_assert_cmpuint(opts.poll_interval, ==, 5);
+	g_assert_true(opts.xattr);
+	fs_options_clear(&opts);
+	parse_ok(&opts, URL, mnt, "-o", "poll_interval=86400,xattr", NULL);
+	g_assert_cmpuint(opts.poll_interval, ==, 86400);
+	g_assert_true(opts.xattr);
+	fs_options_clear(&opts);
+	parse_fails("--poll-interval must be between 5 and 86400 seconds",
+		    "--poll-interval=4",
+		    URL, mnt, NULL);
+	parse_fails("--poll-interval must be between 5 and 86400 seconds",
+		    "--poll-interval=86401", URL, mnt, NULL);
+	parse_fails("option 'xattr' takes no value", URL, mnt, "-o", "xattr=1",
+		    NULL);
+}
+
 static void test_bounds(void)
 {
 	static const char *const bad_conn[] = {"0",  "65", "abc", "-1",
@@ -979,6 +1050,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/no-password-in-fuse-args",
 			test_no_password_in_fuse_args);
 	g_test_add_func("/options/bounds", test_bounds);
+	g_test_add_func("/options/cache-size", test_cache_size);
+	g_test_add_func("/options/poll-and-xattr", test_poll_and_xattr);
 	g_test_add_func("/options/errors", test_errors);
 	g_test_add_func("/options/help", test_help);
 	g_test_add_func("/options/version", test_version);
