@@ -30,5 +30,7 @@ typedef struct {
 	GHashTable *inflight;  /* "gen:uid" -> Inflight*, bodies being fetched */
 	GHashTable *uncached;  /* "gen:uid" -> bodies kept off a full disk */
 	GHashTable *readers;   /* FsFolder* -> read pattern, for prefetch */
+	GHashTable *heads;     /* "gen:uid" -> GBytes, heads of large bodies */
+	gsize heads_bytes;
 	gint disk_full_logged;
 } FsAccount;

@@ -26,6 +26,7 @@
 #define PREFETCH_MAX_MESSAGES 256
 #define PREFETCH_MAX_BYTES (32u << 20)
 #define UNCACHED_MAX_BYTES (64u << 20)
+#define HEADS_MAX_BYTES (8u << 20)
 
 /* ---- literal sink: parser -> cache temp file ---- */
 
@@ -463,7 +464,22 @@ typedef struct {
 	guint last_index;  /* listing position of the last first read */
 	guint streak;      /* consecutive sequential first reads */
 	guint queued_to;   /* prefetch queued up to this position */
+	bool deep;         /* the streak reads past the heads of messages */
 } ReadPattern;
+
+/* Under fetch_lock. */
+static ReadPattern *read_pattern(FsAccount *acct, FsFolder *f, uint32_t gen)
+{
+	ReadPattern *rp = g_hash_table_lookup(acct->readers, f);
+
+	if (!rp) {
+		rp = g_new0(ReadPattern, 1);
+		g_hash_table_insert(acct->readers, f, rp);
+	}
+	if (rp->gen != gen)
+		*rp = (ReadPattern){.gen = gen, .last_index = G_MAXUINT};
+	return rp;
+}
 
 static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
 			uint32_t uid)
@@ -494,19 +510,14 @@ static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
 		budget = MIN(budget, acct->cache_limit / 4);
 
 	g_mutex_lock(&acct->fetch_lock);
-	rp = g_hash_table_lookup(acct->readers, f);
-	if (!rp) {
-		rp = g_new0(ReadPattern, 1);
-		g_hash_table_insert(acct->readers, f, rp);
-	}
-	if (rp->gen != l->gen) {
-		*rp = (ReadPattern){.gen = l->gen, .last_index = G_MAXUINT};
-	}
+	rp = read_pattern(acct, f, l->gen);
 	if (rp->last_index != G_MAXUINT && pos > rp->last_index &&
-	    pos <= rp->last_index + 2)
+	    pos <= rp->last_index + 2) {
 		rp->streak++;
-	else if (pos != rp->last_index)
+	} else if (pos != rp->last_index) {
 		rp->streak = 0;
+		rp->deep = false;
+	}
 	rp->last_index = pos;
 	if (rp->streak < 2) {
 		g_mutex_unlock(&acct->fetch_lock);
@@ -527,6 +538,10 @@ static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
 
 		if (m->size > budget)
 			break;
+		/* A reader that only looks at heads (a file manager
+		 * sniffing types) must not pull large bodies whole. */
+		if (m->size > FS_FETCH_HEAD_BYTES && !rp->deep)
+			continue;
 		budget -= m->size;
 		rp->queued_to = i + 1;
 		if (body_cached(acct, f, l->index->uidvalidity, m->uid))
@@ -553,6 +568,100 @@ static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
 				 body_job_free);
 	else if (job)
 		body_job_free(job);
+}
+
+/* ---- heads of large messages ---- */
+
+typedef struct {
+	uint32_t uid;
+	GBytes *head;
+} HeadJob;
+
+static void head_job_free(gpointer data)
+{
+	HeadJob *job = data;
+
+	if (job->head)
+		g_bytes_unref(job->head);
+	g_free(job);
+}
+
+static int head_job_run(ImapConn *conn, const ImapMailboxState *st,
+			void *data, GError **error)
+{
+	HeadJob *job = data;
+
+	return imap_fetch_head(conn, job->uid, FS_FETCH_HEAD_BYTES, &job->head,
+			       error);
+}
+
+void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off)
+{
+	if (off < FS_FETCH_HEAD_BYTES)
+		return;
+	g_mutex_lock(&acct->fetch_lock);
+	read_pattern(acct, f, gen)->deep = true;
+	g_mutex_unlock(&acct->fetch_lock);
+}
+
+GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l,
+		      uint32_t uid)
+{
+	g_autofree char *key = body_key(l->gen, uid);
+	g_autoptr(GError) error = NULL;
+	HeadJob *job;
+	GBytes *head;
+	int rc;
+
+	g_mutex_lock(&acct->fetch_lock);
+	head = g_hash_table_lookup(acct->heads, key);
+	if (head)
+		g_bytes_ref(head);
+	g_mutex_unlock(&acct->fetch_lock);
+	if (head)
+		return head;
+
+	job = g_new0(HeadJob, 1);
+	job->uid = uid;
+	rc = imap_pool_run(acct->pool, f->raw, head_job_run, job, head_job_free,
+			   &error);
+	if (rc == -ETIMEDOUT)
+		return NULL; /* the pool frees job */
+	head = rc == 0 ? g_steal_pointer(&job->head) : NULL;
+	head_job_free(job);
+	if (!head) {
+		g_debug("no head for %s UID %u: %s", f->raw, uid,
+			error ? error->message : g_strerror(-rc));
+		return NULL;
+	}
+	g_mutex_lock(&acct->fetch_lock);
+	if (acct->heads_bytes + g_bytes_get_size(head) > HEADS_MAX_BYTES) {
+		g_hash_table_remove_all(acct->heads);
+		acct->heads_bytes = 0;
+	}
+	if (!g_hash_table_contains(acct->heads, key)) {
+		g_hash_table_insert(acct->heads, g_strdup(key),
+				    g_bytes_ref(head));
+		acct->heads_bytes += g_bytes_get_size(head);
+	}
+	g_mutex_unlock(&acct->fetch_lock);
+	return head;
+}
+
+bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
+			uint32_t uid)
+{
+	if (body_cached(acct, f, l->index->uidvalidity, uid))
+		return true;
+	{
+		int fd = uncached_get(acct, l->gen, uid);
+
+		if (fd >= 0) {
+			close(fd);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* ---- entry point ---- */

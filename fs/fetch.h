@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "fs/account.h"
 #include "imap/parser.h"
@@ -19,6 +20,21 @@ extern const ImapLiteralSink fs_fetch_sink;
  * UIDVALIDITY changed). */
 int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 		  bool first_read);
+
+/* Bytes of a large message's head fetched alone for a small first read. */
+#define FS_FETCH_HEAD_BYTES 65536
+
+/* The first FS_FETCH_HEAD_BYTES of message uid (fewer only if the server
+ * sent fewer), fetched with BODY.PEEK[]<0.N> and kept in a small memory
+ * table; NULL when that failed (the caller fetches the whole body). */
+GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l,
+		      uint32_t uid);
+/* A read at off of folder f: reads past the heads let prefetch take
+ * large bodies too. */
+void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off);
+/* Is the whole body at hand (disk cache or memory table)? */
+bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
+			uint32_t uid);
 
 /* Destroy function for FsAccount.uncached values. */
 void fs_fetch_uncached_free(gpointer p);

@@ -156,6 +156,8 @@ int main(int argc, char **argv)
 					      fs_fetch_uncached_free);
 	acct.readers = g_hash_table_new_full(g_direct_hash, g_direct_equal,
 					     NULL, g_free);
+	acct.heads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					   (GDestroyNotify)g_bytes_unref);
 	acct.inval = fs_inval_new();
 
 	se = fuse_session_new(&opts.fuse_args, &fs_ops, sizeof(fs_ops), &acct);
@@ -219,6 +221,7 @@ out:
 		g_hash_table_unref(acct.inflight);
 		g_hash_table_unref(acct.uncached);
 		g_hash_table_unref(acct.readers);
+		g_hash_table_unref(acct.heads);
 		g_mutex_clear(&acct.fetch_lock);
 	}
 	cache_store_free(acct.store);

@@ -417,6 +417,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	g_mutex_lock(&f->lock);
 	size_before = m->size;
 	g_mutex_unlock(&f->lock);
+	g_debug("read %s UID %u: %zu bytes at %lld", f->raw, uid, size,
+		(long long)off);
+	fs_fetch_note_read(acct, f, gen, off);
+	if (off == 0 && size <= FS_FETCH_HEAD_BYTES &&
+	    size_before > FS_FETCH_HEAD_BYTES &&
+	    !fs_fetch_is_cached(acct, f, l, uid)) {
+		/* A small first read of a large message (a file manager
+		 * sniffing its type): fetch only its head. */
+		GBytes *head = fs_fetch_head(acct, f, l, uid);
+
+		if (head && g_bytes_get_size(head) == FS_FETCH_HEAD_BYTES) {
+			fs_listing_unref(l);
+			fuse_reply_buf(req, g_bytes_get_data(head, NULL), size);
+			g_bytes_unref(head);
+			return;
+		}
+		if (head)
+			g_bytes_unref(head); /* shorter than the hint said */
+	}
 	fd = fs_fetch_open(acct, f, l, uid, off == 0);
 	g_mutex_lock(&f->lock);
 	size_after = m->size;

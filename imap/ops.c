@@ -350,3 +350,57 @@ int imap_fetch_bodies(ImapConn *conn, const char *uid_set, ImapBodyFn fn,
 			       "UID FETCH %s (UID BODY.PEEK[])", uid_set);
 	return rc < 0 ? rc : ctx.rc;
 }
+
+/* ---- FETCH a head ---- */
+
+typedef struct {
+	uint32_t uid;
+	GBytes *head;
+} HeadCtx;
+
+static int head_untagged(void *user_data, ImapResponse *r)
+{
+	HeadCtx *ctx = user_data;
+	const ImapValue *list;
+	uint64_t uid;
+
+	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+		return 0;
+	list = &r->args.items[0];
+	if (list->type != IMAP_VALUE_LIST ||
+	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &uid) ||
+	    uid != ctx->uid)
+		return 0;
+	for (size_t i = 0; i + 1 < list->len; i += 2) {
+		const ImapValue *key = &list->items[i];
+		const ImapValue *v = &list->items[i + 1];
+
+		/* "BODY[]<0>": the answer to a partial fetch from 0. */
+		if (!imap_value_is_atom(key, "BODY[]<0>"))
+			continue;
+		if (v->type == IMAP_VALUE_STRING && v->len > 0 && !ctx->head)
+			ctx->head = g_bytes_new(v->str, v->len);
+	}
+	return 0;
+}
+
+int imap_fetch_head(ImapConn *conn, uint32_t uid, uint32_t len, GBytes **out,
+		    GError **error)
+{
+	HeadCtx ctx = {uid, NULL};
+	int rc;
+
+	rc = imap_conn_command(conn, head_untagged, &ctx, error,
+			       "UID FETCH %u (UID BODY.PEEK[]<0.%u>)", uid,
+			       len);
+	if (rc == 0 && (!ctx.head || g_bytes_get_size(ctx.head) > len)) {
+		/* Missing, or longer than asked: a mislabelled answer. */
+		g_clear_pointer(&ctx.head, g_bytes_unref);
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
+			    "server sent no usable partial body for UID %u",
+			    uid);
+		rc = -EIO;
+	}
+	*out = ctx.head;
+	return rc;
+}

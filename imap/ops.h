@@ -50,6 +50,12 @@ typedef int (*ImapBodyFn)(void *user_data, uint32_t uid, ImapValue *body);
 int imap_fetch_bodies(ImapConn *conn, const char *uid_set, ImapBodyFn fn,
 		      void *user_data, GError **error);
 
+/* UID FETCH uid (UID BODY.PEEK[]<0.len>): the first len bytes (fewer when
+ * the message is shorter) into *out (g_bytes_unref). -EIO when the answer
+ * has no such data. */
+int imap_fetch_head(ImapConn *conn, uint32_t uid, uint32_t len, GBytes **out,
+		    GError **error);
+
 /* ---- pure helpers, exposed for tests ---- */
 
 /* Parse an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz". */

@@ -108,12 +108,15 @@ def body(t):
     n = len([x for x in r.stdout.split(b"\n") if x])
     t.equal(n, total, "find -type f | wc -l equals the number of messages")
 
-    # getfattr works (imapfs may or may not offer attributes of its own)
-    some = sorted(files.values())[0]
+    # Without --xattr the mount has no extended attributes at all (so that
+    # ls -l costs no xattr round trips): getfattr says so.
+    some_key, some = sorted(files.items(), key=lambda kv: kv[1])[0]
     for p in (some, os.path.dirname(some), mp):
         r = h.run(["getfattr", "-d", "-m", "-", p], check=False)
-        t.check(r.returncode == 0, "getfattr -d on %s exits 0" %
-                os.path.relpath(p, mp), r.stderr.decode(errors="replace"))
+        t.check(r.returncode != 0 and b"not supported" in r.stderr,
+                "getfattr -d on %s: 'Operation not supported' without "
+                "--xattr" % os.path.relpath(p, mp),
+                r.stderr.decode(errors="replace"))
 
     # A partial read of an uncached message
     mp_msg = [x for x in msgs if x.key == "multipart"][0]
@@ -226,6 +229,29 @@ def body(t):
     rc = m.unmount()
     t.equal(rc, 0, "fusermount3 -u: the daemon exits 0")
     t.check(h.mount_info(mp) is None, "no mount left")
+
+    # With --xattr, every file says where it comes from.
+    mx = h.Mount(dc, cache_dir=m.cache_dir, args=["--xattr"]).start()
+    folder, uid = some_key
+    px = os.path.join(mx.mountpoint, os.path.relpath(some, mp))
+    r = h.run(["getfattr", "-d", "-m", "-", "--absolute-names", px],
+              check=False)
+    out = r.stdout.decode(errors="replace")
+    t.check(r.returncode == 0, "--xattr: getfattr -d exits 0",
+            r.stderr.decode(errors="replace"))
+    t.check('user.imapfs.uid="%d"' % uid in out,
+            "--xattr: user.imapfs.uid is the UID", out)
+    t.check("user.imapfs.uidvalidity=" in out,
+            "--xattr: user.imapfs.uidvalidity is there", out)
+    t.check("user.imapfs.folder=" in out,
+            "--xattr: user.imapfs.folder is there", out)
+    r = h.run(["getfattr", "-n", "user.imapfs.folder", "--only-values",
+               os.path.dirname(px)], check=False)
+    t.check(r.returncode == 0 and r.stdout.decode() ==
+            h.mutf7_encode(folder),
+            "--xattr: a folder's user.imapfs.folder is its server name",
+            repr(r.stdout))
+    t.equal(mx.unmount(), 0, "--xattr mount: the daemon exits 0")
 
 
 if __name__ == "__main__":
