@@ -101,6 +101,8 @@ struct CacheBodyWriter {
 	int error;	     /* first write error, sticky */
 };
 
+static void remove_stale_temps(const char *folders_dir);
+
 /* ---- keys and paths ---- */
 
 static bool key_char_ok(unsigned char c)
@@ -1214,6 +1216,7 @@ CacheStore *cache_store_open(const char *root, const char *account,
 		set_errno_error(error, r, "create", store->folders_dir);
 		goto fail;
 	}
+	remove_stale_temps(store->folders_dir);
 	if ((r = ensure_dir(store->tmp_dir)) < 0 ||
 	    (r = clear_dir(store->tmp_dir)) < 0) {
 		set_errno_error(error, r, "prepare", store->tmp_dir);
@@ -1346,6 +1349,82 @@ static int writer_to_memory(CacheBodyWriter *w)
 		" bytes so far goes on in memory",
 		w->size);
 	return 0;
+}
+
+#define STALE_PREFIX ".tmp-"
+
+/* Temp files that writers made next to their final names (see
+ * cache_body_writer_new_at) and that a crash left behind. */
+static void remove_stale_temps(const char *folders_dir)
+{
+	GDir *fdirs = g_dir_open(folders_dir, 0, NULL);
+	const char *fname;
+
+	if (!fdirs)
+		return;
+	while ((fname = g_dir_read_name(fdirs))) {
+		g_autofree char *fpath = g_build_filename(folders_dir, fname,
+							  NULL);
+		GDir *uvdirs = g_dir_open(fpath, 0, NULL);
+		const char *uvname;
+
+		if (!uvdirs)
+			continue;
+		while ((uvname = g_dir_read_name(uvdirs))) {
+			g_autofree char *uvpath =
+				g_build_filename(fpath, uvname, NULL);
+			GDir *bodies = g_dir_open(uvpath, 0, NULL);
+			const char *bname;
+
+			if (!bodies)
+				continue;
+			while ((bname = g_dir_read_name(bodies))) {
+				if (g_str_has_prefix(bname, STALE_PREFIX)) {
+					g_autofree char *b = g_build_filename(
+						uvpath, bname, NULL);
+					unlink(b);
+				}
+			}
+			g_dir_close(bodies);
+		}
+		g_dir_close(uvdirs);
+	}
+	g_dir_close(fdirs);
+}
+
+CacheBodyWriter *cache_body_writer_new_at(CacheStore *store,
+					  const char *folder,
+					  uint32_t uidvalidity, GError **error)
+{
+	g_autofree char *key = make_key(folder);
+	g_autofree char *fdir = g_strdup_printf("%s/%s", store->folders_dir,
+						 key);
+	g_autofree char *uvdir = g_strdup_printf(
+		"%s/%" G_GUINT32_FORMAT, fdir, uidvalidity);
+	g_autofree char *tmpl = g_strdup_printf("%s/" STALE_PREFIX "XXXXXX",
+						 uvdir);
+	CacheBodyWriter *w;
+	int fd;
+
+	if (uidvalidity == 0)
+		return cache_body_writer_new(store, error);
+	fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		/* First body of this folder and UIDVALIDITY. The template
+		 * was overwritten by the failed attempt: rebuild it. */
+		g_free(tmpl);
+		tmpl = g_strdup_printf("%s/" STALE_PREFIX "XXXXXX", uvdir);
+		if (ensure_dir(fdir) == 0 && ensure_dir(uvdir) == 0)
+			fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+	}
+	if (fd < 0)
+		return cache_body_writer_new(store, error); /* full disk etc. */
+	w = g_new0(CacheBodyWriter, 1);
+	w->store = store;
+	w->fd = fd;
+	w->tmp_path = g_steal_pointer(&tmpl);
+	w->evict_mark = UINT64_MAX;
+	return w;
 }
 
 CacheBodyWriter *cache_body_writer_new(CacheStore *store, GError **error)

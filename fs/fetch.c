@@ -248,7 +248,8 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
 		g_autoptr(GError) error = NULL;
 
-		w = cache_body_writer_new(acct->store, &error);
+		w = cache_body_writer_new_at(acct->store, folder,
+					     job->uidvalidity, &error);
 		if (!w) {
 			g_warning("cannot cache a message body: %s",
 				  error->message);
