@@ -32,5 +32,5 @@ typedef struct {
 	GHashTable *readers;   /* FsFolder* -> read pattern, for prefetch */
 	GHashTable *heads;     /* "gen:uid" -> GBytes, heads of large bodies */
 	gsize heads_bytes;
-	gint disk_full_logged;
+	gint64 disk_full_logged_at; /* under fetch_lock; 0: never */
 } FsAccount;

@@ -175,9 +175,20 @@ typedef struct {
 	bool background;
 } BodyJob;
 
+/* One line, not one per message: again only after ten quiet minutes, so
+ * a disk that stays nearly full (small bodies still fit now and then)
+ * does not flood the log. */
 static void log_disk_full_once(FsAccount *acct)
 {
-	if (!g_atomic_int_compare_and_exchange(&acct->disk_full_logged, 0, 1))
+	gint64 now = g_get_monotonic_time();
+	gint64 last;
+
+	g_mutex_lock(&acct->fetch_lock);
+	last = acct->disk_full_logged_at;
+	if (last == 0 || now - last > 600 * G_USEC_PER_SEC)
+		acct->disk_full_logged_at = now;
+	g_mutex_unlock(&acct->fetch_lock);
+	if (last != 0 && now - last <= 600 * G_USEC_PER_SEC)
 		return;
 	g_warning("cannot store messages in the cache (no space left on the "
 		  "cache's disk, or a message larger than --cache-size): "
@@ -290,8 +301,6 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 		uncached_put(acct, key, uncached_fd, size);
 		g_mutex_unlock(&acct->fetch_lock);
 		rc = 0;
-	} else if (rc == 0) {
-		g_atomic_int_set(&acct->disk_full_logged, 0);
 	}
 	if (rc == 0)
 		fs_sync_set_exact_size(acct, job->folder, job->gen, uid, size);
