@@ -37,7 +37,7 @@ Two rows without a target help to read the others: grep -r and ls -l a
 second time on the same mount (kernel caches warm: FUSE overhead alone).
 
 Targets are the TARGETS table below; "met" compares the median ratio.
-Options: --figures grep,ls,rss,bytes,mbsync (a subset), --large N,
+Options: --figures grep,ls,rss,bytes,resync,mbsync (a subset), --large N,
 --corpus DIR, --imapfs-arg=ARG (repeatable, e.g. --imapfs-arg=-o
 --imapfs-arg=max_read=131072), --results FILE (append the report as
 Markdown), -v (tracebacks).
@@ -91,7 +91,11 @@ TARGETS = {
     "hwm": ("value<=", 64 * KiB),           # peak RSS <= 64 MB
     "rss_growth": ("value<", 16 * KiB),     # <= 16 MB while reading 50 MB
     "bytes_budget": ("ratio<", 1.0),
+    "resync_same": ("ratio<", 0.01),        # < 1% of a cold listing
+    "resync_changed": ("ratio<", 0.1),      # only the changes travel
 }
+RESYNC_MAX = 100000   # messages in folder R
+RESYNC_CHANGES = 100  # new and expunged messages between remounts
 # key: (title, unit, baseline)
 FIGURES = {
     "cold_grep_mbsync": ("cold grep -r C (s)", "s", "(c) mbsync of C"),
@@ -116,6 +120,10 @@ FIGURES = {
                     "sum min(size, 64 KiB)"),
     "bytes_budget": ("bytes for 4 KiB heads of C", "B",
                      "2 x small + 64 KiB x large"),
+    "resync_same": ("remount resync of R, unchanged", "B",
+                    "cold listing of R"),
+    "resync_changed": ("remount resync of R, 100 new + 100 gone", "B",
+                       "cold listing of R"),
 }
 # Peak RSS budget after listing L: a fixed part plus a part per message.
 HWM_FIXED_KIB = 16 * KiB
@@ -188,7 +196,7 @@ def _text_pool(rng, size):
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-def gen_large(w, count, seed=1):
+def gen_large(w, count, seed=1, folder="L"):
     """count messages in folder L; sizes log-normal, median 4 KiB, clipped
     to 600 B .. 1 MiB. Returns the total size."""
     rng = random.Random(seed)
@@ -220,7 +228,7 @@ def gen_large(w, count, seed=1):
             body += pool[:want - len(body)]
         body = body[:want - want % 78] or pool[:78]
         data = head + body
-        w.add("L", data, "S" if i % 2 else "", date)
+        w.add(folder, data, "S" if i % 2 else "", date)
         total += len(data)
     return total
 
@@ -554,6 +562,10 @@ class Bench:
         self.c_bytes = sum(sum(v) for v in self.c_folders.values())
         self.l_count = a.large
         self.l_bytes = gen_large(w, self.l_count) if self.l_count else 0
+        # R: the folder whose remount resync is measured (it changes).
+        self.r_count = min(self.l_count, RESYNC_MAX)
+        if self.r_count and "resync" in a.figures:
+            gen_large(w, self.r_count, seed=2, folder="R")
         self.big_bytes = gen_big(w, BIG_SIZE) if "rss" in a.figures else 0
         w.finish()
         self.dc.start()
@@ -735,6 +747,79 @@ class Bench:
             self.step("rss_growth", self.run_rss)
         if self.c_folders and "bytes" in f:
             self.step(("bytes_ideal", "bytes_budget"), self.run_bytes)
+        if self.r_count and "resync" in f:
+            self.step(("resync_same", "resync_changed"), self.run_resync)
+
+    def wait_quiet(self, proxy, quiet=1.0, limit=60):
+        """Bytes counted once nothing arrived for quiet seconds."""
+        last = proxy.counted()
+        deadline = time.monotonic() + limit
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = proxy.counted()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+        return last
+
+    def change_r(self, n):
+        """Append n messages to R and expunge n others, like another
+        client would."""
+        cl = self.dc.client()
+        try:
+            c = cl.conn
+            for i in range(n):
+                data = ("From: x@example.org\r\nSubject: resync %d %d\r\n"
+                        "\r\nnew message\r\n" % (time.time_ns(), i)
+                        ).encode()
+                c.append(self.raw["R"], None, None, data)
+            typ, _ = c.select(self.raw["R"])
+            typ, data = c.uid("SEARCH", None, "ALL")
+            uids = data[0].split()
+            victims = uids[len(uids) // 3: len(uids) // 3 + n]
+            for u in victims:
+                c.uid("STORE", u, "+FLAGS.SILENT", "(\\Deleted)")
+            c.expunge()
+            c.close()
+        finally:
+            cl.close()
+
+    def run_resync(self):
+        proxy = CountingProxy(self.dc.imaps_port)
+        url = self.dc.url("imaps", port=proxy.port)
+        cache = self.fresh_cache("resync")
+        try:
+            figures = []
+            for phase in ("cold", "same", "changed"):
+                if phase == "changed":
+                    self.change_r(RESYNC_CHANGES)
+                m = self.mount(cache, url=url)
+                try:
+                    before = self.wait_quiet(proxy, quiet=0.5)
+                    r = subprocess.run(["ls", "-l", m.path("R")],
+                                       stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, timeout=600)
+                    if r.returncode != 0:
+                        raise RuntimeError("ls -l R failed: %s" %
+                                           r.stderr[:200])
+                    # The persisted listing shows at once; the resync runs
+                    # in the background: count until the link is quiet.
+                    after = self.wait_quiet(proxy)
+                finally:
+                    self.unmount(m, "resync " + phase)
+                figures.append(after - before)
+            cold, same, changed = figures
+            log("# resync of R (%d messages): cold listing %s, remount "
+                "unchanged %s, remount with %d new + %d expunged %s" % (
+                    self.r_count, fmt_bytes(cold), fmt_bytes(same),
+                    RESYNC_CHANGES, RESYNC_CHANGES, fmt_bytes(changed)))
+            self.fig("resync_same").add(same, cold)
+            self.fig("resync_changed").add(changed, cold)
+        finally:
+            proxy.close()
+            shutil.rmtree(cache, ignore_errors=True)
 
     def run_grep(self):
         # Baselines first, then imapfs, each fresh.
@@ -961,7 +1046,8 @@ class Bench:
         order = ["cold_grep_mbsync", "cold_grep_raw", "warm_grep",
                  "again_grep", "cold_ls", "remount_ls_raw",
                  "remount_ls_cold", "remount_ls_local", "again_ls", "hwm", "rss_growth",
-                 "bytes_ideal", "bytes_budget"]
+                 "bytes_ideal", "bytes_budget", "resync_same",
+                 "resync_changed"]
         rows = []
         for key in order:
             fg = self.figures.get(key)
@@ -1082,8 +1168,9 @@ def main(argv=None):
                    os.path.normpath(os.path.join(SOURCE_ROOT, "..", "shared",
                                                  "corpus")),
                    help="corpus directory for workload C")
-    p.add_argument("--figures", default="grep,ls,rss,bytes,mbsync",
-                   help="comma-separated subset of grep,ls,rss,bytes,mbsync")
+    p.add_argument("--figures", default="grep,ls,rss,bytes,resync,mbsync",
+                   help="comma-separated subset of grep,ls,rss,bytes,resync,"
+                   "mbsync")
     p.add_argument("--imapfs-arg", action="append", metavar="ARG",
                    help="extra daemon argument (repeatable), e.g. "
                    "--imapfs-arg=--connections=8")
