@@ -39,21 +39,6 @@ static void die(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static void add_folder(void *user_data, const char *name, char delimiter,
-		       unsigned flags)
-{
-	GPtrArray *entries = user_data;
-	uint32_t cflags = 0;
-
-	if (flags & IMAP_MAILBOX_NOSELECT)
-		cflags |= CACHE_FOLDER_NOSELECT;
-	if (flags & IMAP_MAILBOX_NOINFERIORS)
-		cflags |= CACHE_FOLDER_NOINFERIORS;
-	if (flags & IMAP_MAILBOX_NONEXISTENT)
-		cflags |= CACHE_FOLDER_NONEXISTENT;
-	g_ptr_array_add(entries, cache_folder_entry_new(name, delimiter, cflags));
-}
-
 static char *account_key(const FsOptions *o)
 {
 	return g_strdup_printf("%s://%s@%s:%u", o->implicit_tls ? "imaps" : "imap",
@@ -135,7 +120,8 @@ int main(int argc, char **argv)
 	}
 	folders = g_ptr_array_new_with_free_func(
 		(GDestroyNotify)cache_folder_entry_free);
-	if (imap_list_mailboxes(conn, add_folder, folders, &error) < 0) {
+	if (imap_list_mailboxes(conn, fs_tree_collect_folder, folders,
+				&error) < 0) {
 		die("cannot list folders: %s", error->message);
 		goto out;
 	}

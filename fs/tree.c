@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fs/names.h"
+#include "imap/ops.h"
 
 struct FsTree {
 	FsFolder *root;
@@ -228,6 +229,21 @@ static int apply(FsTree *tree, GPtrArray *entries,
 	}
 	n += prune(tree, tree->root, seen, changed, data);
 	return n;
+}
+
+void fs_tree_collect_folder(void *user_data, const char *name,
+			    char delimiter, unsigned flags)
+{
+	GPtrArray *entries = user_data;
+	uint32_t cflags = 0;
+
+	if (flags & IMAP_MAILBOX_NOSELECT)
+		cflags |= CACHE_FOLDER_NOSELECT;
+	if (flags & IMAP_MAILBOX_NOINFERIORS)
+		cflags |= CACHE_FOLDER_NOINFERIORS;
+	if (flags & IMAP_MAILBOX_NONEXISTENT)
+		cflags |= CACHE_FOLDER_NONEXISTENT;
+	g_ptr_array_add(entries, cache_folder_entry_new(name, delimiter, cflags));
 }
 
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)

@@ -52,6 +52,11 @@ struct FsFolder {
 
 typedef struct FsTree FsTree;
 
+/* An ImapMailboxFn for imap_list_mailboxes(): appends a CacheFolderEntry
+ * to the GPtrArray user_data. */
+void fs_tree_collect_folder(void *user_data, const char *name,
+			    char delimiter, unsigned flags);
+
 /* Build from the LIST result (CacheFolderEntry*). */
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error);
 

@@ -71,25 +71,10 @@ static void nap(FsWatch *w, unsigned seconds)
 
 /* ---- folder list ---- */
 
-static void add_folder(void *user_data, const char *name, char delimiter,
-		       unsigned flags)
-{
-	GPtrArray *entries = user_data;
-	uint32_t cflags = 0;
-
-	if (flags & IMAP_MAILBOX_NOSELECT)
-		cflags |= CACHE_FOLDER_NOSELECT;
-	if (flags & IMAP_MAILBOX_NOINFERIORS)
-		cflags |= CACHE_FOLDER_NOINFERIORS;
-	if (flags & IMAP_MAILBOX_NONEXISTENT)
-		cflags |= CACHE_FOLDER_NONEXISTENT;
-	g_ptr_array_add(entries, cache_folder_entry_new(name, delimiter, cflags));
-}
-
 static int list_job(ImapConn *conn, const ImapMailboxState *st, void *data,
 		    GError **error)
 {
-	return imap_list_mailboxes(conn, add_folder, data, error);
+	return imap_list_mailboxes(conn, fs_tree_collect_folder, data, error);
 }
 
 static void entry_changed(FsFolder *parent, const char *name, void *data)

@@ -105,59 +105,74 @@ static int wait_fd(ImapConn *conn, short events, GError **error)
 
 /* ---- raw transport ---- */
 
+/* After a TLS call returned r <= 0: wait for the socket when OpenSSL asks
+ * for it (0: try again), else fail the connection (-errno). */
+static int ssl_wait_or_fail(ImapConn *conn, int r, const char *what,
+			    GError **error)
+{
+	int err = SSL_get_error(conn->ssl, r);
+
+	if (err == SSL_ERROR_WANT_READ)
+		return wait_fd(conn, POLLIN, error);
+	if (err == SSL_ERROR_WANT_WRITE)
+		return wait_fd(conn, POLLOUT, error);
+	if (err == SSL_ERROR_ZERO_RETURN ||
+	    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+		conn_fail(conn, error, IMAP_ERROR_CLOSED,
+			  "%s closed the connection", conn->account.host);
+		return -ECONNRESET;
+	}
+	conn_fail(conn, error, IMAP_ERROR_CLOSED, "TLS %s failed: %s", what,
+		  ssl_error_text());
+	return -EIO;
+}
+
+/* After a plain send/recv failed with errno e: 0 to try again (after
+ * waiting for events when it would block), or -errno. */
+static int sock_wait_or_fail(ImapConn *conn, int e, short events,
+			     const char *what, GError **error)
+{
+	if (e == EINTR)
+		return 0;
+	if (e == EAGAIN || e == EWOULDBLOCK)
+		return wait_fd(conn, events, error);
+	conn_fail(conn, error, IMAP_ERROR_CLOSED, "%s: %s", what,
+		  g_strerror(e));
+	return -e;
+}
+
 static int transport_write(ImapConn *conn, const char *buf, size_t len,
 			   GError **error)
 {
 	while (len > 0) {
-		ssize_t n;
+		size_t n = 0;
+		int rc;
 
 		if (conn->ssl) {
-			size_t written = 0;
 			int r;
 
 			ERR_clear_error();
-			r = SSL_write_ex(conn->ssl, buf, len, &written);
-			if (r > 0) {
-				n = (ssize_t)written;
-			} else {
-				int err = SSL_get_error(conn->ssl, r);
-				int rc;
-
-				if (err == SSL_ERROR_WANT_READ)
-					rc = wait_fd(conn, POLLIN, error);
-				else if (err == SSL_ERROR_WANT_WRITE)
-					rc = wait_fd(conn, POLLOUT, error);
-				else {
-					conn_fail(conn, error, IMAP_ERROR_CLOSED,
-						  "TLS write failed: %s",
-						  ssl_error_text());
-					return -EIO;
-				}
+			r = SSL_write_ex(conn->ssl, buf, len, &n);
+			if (r <= 0) {
+				rc = ssl_wait_or_fail(conn, r, "write", error);
 				if (rc < 0)
 					return rc;
 				continue;
 			}
 		} else {
-			n = send(conn->fd, buf, len, MSG_NOSIGNAL);
-			if (n < 0) {
-				int e = errno;
-				int rc;
+			ssize_t k = send(conn->fd, buf, len, MSG_NOSIGNAL);
 
-				if (e == EINTR)
-					continue;
-				if (e != EAGAIN && e != EWOULDBLOCK) {
-					conn_fail(conn, error, IMAP_ERROR_CLOSED,
-						  "send: %s", g_strerror(e));
-					return -e;
-				}
-				rc = wait_fd(conn, POLLOUT, error);
+			if (k < 0) {
+				rc = sock_wait_or_fail(conn, errno, POLLOUT,
+						       "send", error);
 				if (rc < 0)
 					return rc;
 				continue;
 			}
+			n = (size_t)k;
 		}
 		buf += n;
-		len -= (size_t)n;
+		len -= n;
 	}
 	return 0;
 }
@@ -175,66 +190,41 @@ static int transport_read(ImapConn *conn, GError **error)
 	}
 	for (;;) {
 		size_t room = RECV_CHUNK - conn->rlen;
-		ssize_t n;
+		size_t n = 0;
+		int rc;
 
 		if (conn->ssl) {
-			size_t got = 0;
-			int r, err, rc;
+			int r;
 
 			ERR_clear_error();
 			r = SSL_read_ex(conn->ssl, conn->rbuf + conn->rlen,
-					room, &got);
-			if (r > 0) {
-				n = (ssize_t)got;
-				goto got_bytes;
+					room, &n);
+			if (r <= 0) {
+				rc = ssl_wait_or_fail(conn, r, "read", error);
+				if (rc < 0)
+					return rc;
+				continue;
 			}
-			err = SSL_get_error(conn->ssl, r);
-			if (err == SSL_ERROR_WANT_READ)
-				rc = wait_fd(conn, POLLIN, error);
-			else if (err == SSL_ERROR_WANT_WRITE)
-				rc = wait_fd(conn, POLLOUT, error);
-			else if (err == SSL_ERROR_ZERO_RETURN ||
-				 (err == SSL_ERROR_SYSCALL &&
-				  ERR_peek_error() == 0)) {
+		} else {
+			ssize_t k = recv(conn->fd, conn->rbuf + conn->rlen,
+					 room, 0);
+
+			if (k == 0) {
 				conn_fail(conn, error, IMAP_ERROR_CLOSED,
 					  "%s closed the connection",
 					  conn->account.host);
 				return -ECONNRESET;
-			} else {
-				conn_fail(conn, error, IMAP_ERROR_CLOSED,
-					  "TLS read failed: %s",
-					  ssl_error_text());
-				return -EIO;
 			}
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		n = recv(conn->fd, conn->rbuf + conn->rlen, room, 0);
-		if (n == 0) {
-			conn_fail(conn, error, IMAP_ERROR_CLOSED,
-				  "%s closed the connection",
-				  conn->account.host);
-			return -ECONNRESET;
-		}
-		if (n < 0) {
-			int e = errno;
-			int rc;
-
-			if (e == EINTR)
+			if (k < 0) {
+				rc = sock_wait_or_fail(conn, errno, POLLIN,
+						       "recv", error);
+				if (rc < 0)
+					return rc;
 				continue;
-			if (e != EAGAIN && e != EWOULDBLOCK) {
-				conn_fail(conn, error, IMAP_ERROR_CLOSED,
-					  "recv: %s", g_strerror(e));
-				return -e;
 			}
-			rc = wait_fd(conn, POLLIN, error);
-			if (rc < 0)
-				return rc;
-			continue;
+			n = (size_t)k;
 		}
-got_bytes:
-		conn->rlen += (size_t)n;
+		conn->rlen += n;
 		/* Read by waiting callers in other threads (pool.c). */
 		__atomic_store_n(&conn->last_progress, g_get_monotonic_time(),
 				 __ATOMIC_RELAXED);
