@@ -20,6 +20,7 @@ typedef struct {
 	uid_t uid;
 	gid_t gid;
 	gint64 refresh_us;     /* a listing older than this is rechecked */
+	gint64 timeout_us;     /* --timeout */
 
 	uint64_t cache_limit;  /* --cache-size, 0 for none */
 	bool xattr;            /* --xattr */

@@ -64,6 +64,7 @@ typedef struct {
 	bool done;
 	int rc;
 	unsigned users;
+	const void *owner; /* the BodyJob fetching it */
 } Inflight;
 
 typedef struct {
@@ -85,18 +86,27 @@ static void inflight_release(Inflight *in)
 	}
 }
 
-/* Under fetch_lock: mark key done and wake its waiters. */
-static void inflight_finish(FsAccount *acct, const char *key, int rc)
+/* Under fetch_lock: mark in done with rc, take it out of the table and
+ * wake its waiters. */
+static void inflight_end(FsAccount *acct, const char *key, Inflight *in,
+			 int rc)
 {
-	Inflight *in = g_hash_table_lookup(acct->inflight, key);
-
-	if (!in)
-		return;
 	g_hash_table_remove(acct->inflight, key); /* frees the key only */
 	in->done = true;
 	in->rc = rc;
 	g_cond_broadcast(&in->cond);
 	inflight_release(in);
+}
+
+/* Under fetch_lock: owner finished key. An entry that a waiter took over
+ * since (see wait_inflight) belongs to someone else and is left alone. */
+static void inflight_finish(FsAccount *acct, const char *key,
+			    const void *owner, int rc)
+{
+	Inflight *in = g_hash_table_lookup(acct->inflight, key);
+
+	if (in && in->owner == owner)
+		inflight_end(acct, key, in, rc);
 }
 
 void fs_fetch_uncached_free(gpointer p)
@@ -205,7 +215,7 @@ static void job_finish_uid(BodyJob *job, guint i, int rc)
 	g_array_index(job->done, gboolean, i) = TRUE;
 	key = body_key(job->gen, g_array_index(job->uids, uint32_t, i));
 	g_mutex_lock(&job->acct->fetch_lock);
-	inflight_finish(job->acct, key, rc);
+	inflight_finish(job->acct, key, job, rc);
 	g_mutex_unlock(&job->acct->fetch_lock);
 }
 
@@ -389,6 +399,7 @@ static bool claim_uid(FsAccount *acct, BodyJob *job, uint32_t uid)
 	in = g_new0(Inflight, 1);
 	g_cond_init(&in->cond);
 	in->users = 1;
+	in->owner = job;
 	g_hash_table_insert(acct->inflight, g_steal_pointer(&key), in);
 	g_array_append_val(job->uids, uid);
 	g_array_append_val(job->done, no);
@@ -398,17 +409,29 @@ static bool claim_uid(FsAccount *acct, BodyJob *job, uint32_t uid)
 /* ---- foreground fetch ---- */
 
 /* Wait for someone else's fetch of key. Returns its result, or 1 when
- * nobody is fetching it. Under fetch_lock. */
+ * nobody is fetching it. Under fetch_lock. The wait is bounded: a fetch
+ * that makes no progress within the timeout is taken over (its entry
+ * ends with -ETIMEDOUT, so its other waiters retry too). */
 static int wait_inflight(FsAccount *acct, const char *key)
 {
 	Inflight *in = g_hash_table_lookup(acct->inflight, key);
+	gint64 until = g_get_monotonic_time() + acct->timeout_us;
 	int rc;
 
 	if (!in)
 		return 1;
 	in->users++;
-	while (!in->done)
-		g_cond_wait(&in->cond, &acct->fetch_lock);
+	while (!in->done) {
+		if (!g_cond_wait_until(&in->cond, &acct->fetch_lock, until) &&
+		    !in->done) {
+			g_message("a fetch of message %s made no progress "
+				  "within the timeout: retrying",
+				  key);
+			if (g_hash_table_lookup(acct->inflight, key) == in)
+				inflight_end(acct, key, in, -ETIMEDOUT);
+			break;
+		}
+	}
 	rc = in->rc;
 	inflight_release(in);
 	return rc;

@@ -135,6 +135,7 @@ int main(int argc, char **argv)
 	acct.uid = getuid();
 	acct.gid = getgid();
 	acct.refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
+	acct.timeout_us = (gint64)opts.timeout * G_USEC_PER_SEC;
 	g_mutex_init(&acct.fetch_lock);
 	acct.inflight = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					      NULL);
