@@ -157,6 +157,24 @@ static void set_worker_conn(Worker *w, ImapConn *conn)
 	g_mutex_unlock(&w->pool->lock);
 }
 
+/* Under the lock: the server cannot be reached (a connection failed, or
+ * one made no progress within the timeout). Until the backoff has passed,
+ * jobs fail at once instead of each waiting for the timeout again. */
+static void mark_down(ImapPool *pool, const char *reason)
+{
+	pool->backoff_ms = pool->backoff_ms
+				   ? MIN(pool->backoff_ms * 2, BACKOFF_MAX_MS)
+				   : BACKOFF_MIN_MS;
+	pool->down = true;
+	pool->down_until =
+		g_get_monotonic_time() + (gint64)pool->backoff_ms * 1000;
+	g_free(pool->down_reason);
+	pool->down_reason = g_strdup(reason);
+	g_warning("server unreachable, retrying in %.1f s: %s",
+		  pool->backoff_ms / 1000.0, pool->down_reason);
+	fail_queued(pool, pool->down_reason);
+}
+
 /* Make sure w has a healthy connection. Called without the lock. */
 static int ensure_conn(Worker *w, GError **error)
 {
@@ -185,20 +203,8 @@ static int ensure_conn(Worker *w, GError **error)
 
 	g_mutex_lock(&pool->lock);
 	if (!conn) {
-		pool->backoff_ms = pool->backoff_ms
-					   ? MIN(pool->backoff_ms * 2,
-						 BACKOFF_MAX_MS)
-					   : BACKOFF_MIN_MS;
-		pool->down = true;
-		pool->down_until = g_get_monotonic_time() +
-				   (gint64)pool->backoff_ms * 1000;
-		g_free(pool->down_reason);
-		pool->down_reason = g_strdup(
-			error && *error ? (*error)->message
-					: "server unreachable");
-		g_warning("server unreachable, retrying in %.1f s: %s",
-			  pool->backoff_ms / 1000.0, pool->down_reason);
-		fail_queued(pool, pool->down_reason);
+		mark_down(pool, error && *error ? (*error)->message
+						: "server unreachable");
 		g_mutex_unlock(&pool->lock);
 		return -EIO;
 	}
@@ -290,6 +296,12 @@ static gpointer worker_main(gpointer data)
 		g_mutex_unlock(&pool->lock);
 
 		rc = run_job(w, job, &error);
+		if (rc < 0 && error &&
+		    g_error_matches(error, IMAP_ERROR, IMAP_ERROR_TIMEOUT)) {
+			g_mutex_lock(&pool->lock);
+			mark_down(pool, error->message);
+			g_mutex_unlock(&pool->lock);
+		}
 		if (w->conn && imap_conn_is_broken(w->conn)) {
 			/* Free it now: its parser may hold a half-written
 			 * temp file of a body. */
@@ -445,6 +457,9 @@ static int pool_run(ImapPool *pool, const char *folder, bool fresh,
 				    "%s made no progress within %u s",
 				    pool->account.host,
 				    pool->account.timeout_ms / 1000);
+			if (!fail_fast(pool))
+				mark_down(pool, "the server made no progress "
+						"within the timeout");
 			g_mutex_unlock(&pool->lock);
 			job_unref(job);
 			return -ETIMEDOUT;
