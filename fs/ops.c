@@ -334,6 +334,15 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 	struct fuse_entry_param e;
 	const char *name;
 
+	if (off == 0) {
+		/* A new pass (also after rewinddir): show the directory as
+		 * it is now, not as it was at opendir. */
+		FsListing *now = fs_folder_get_listing(dh->folder);
+
+		fs_listing_unref(dh->listing);
+		dh->listing = now;
+		dh->children = fs_folder_children(dh->folder);
+	}
 	for (size_t i = (size_t)off; dir_item(acct, dh, i, &name, &e); i++) {
 		size_t need;
 

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "fs/names.h"
-#include "fs/watch.h"
 #include "imap/ops.h"
 
 typedef struct {
@@ -219,13 +218,16 @@ static void load_persisted(FsAccount *acct, FsFolder *f)
 	f->listing = fs_listing_new(gen, idx);
 }
 
+/* Under f->lock. A listing persisted by an earlier mount is used only
+ * once checked against the server (the folder may have been recreated
+ * meanwhile); when the server cannot be reached it is served as is. */
 static bool needs_sync(FsAccount *acct, FsFolder *f, int when)
 {
 	switch (when) {
 	case FS_SYNC_IF_MISSING:
-		return f->listing == NULL;
+		return f->listing == NULL || !f->verified;
 	case FS_SYNC_IF_STALE:
-		return f->synced_at == 0 ||
+		return !f->verified || f->synced_at == 0 ||
 		       g_get_monotonic_time() - f->synced_at >= acct->refresh_us;
 	default:
 		return true;
@@ -301,14 +303,6 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 		g_mutex_unlock(&f->lock);
 		return rc;
 	}
-	if (when == FS_SYNC_IF_STALE && f->listing && acct->watch) {
-		/* Serve what we have (also the persisted listing after a
-		 * remount) and bring it up to date in the background; a
-		 * change is invalidated in the kernel when it lands. */
-		g_mutex_unlock(&f->lock);
-		fs_watch_request(acct->watch, f->raw);
-		return 0;
-	}
 	f->syncing = true;
 	job = g_new0(SyncJob, 1);
 	if (f->listing)
@@ -329,14 +323,22 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 		g_mutex_unlock(&f->lock);
 		if (job)
 			sync_job_free(job);
-		g_message("cannot refresh folder %s%s: %s", f->raw,
-			  have ? " (serving the cached listing)" : "",
-			  error ? error->message : g_strerror(-rc));
+		/* With a listing to serve this is routine while offline
+		 * (every lookup may try): keep it out of the normal log. */
+		if (have)
+			g_debug("cannot refresh folder %s (serving the cached "
+				"listing): %s",
+				f->raw,
+				error ? error->message : g_strerror(-rc));
+		else
+			g_message("cannot list folder %s: %s", f->raw,
+				  error ? error->message : g_strerror(-rc));
 		if (rc == -ENOENT)
 			return have ? 0 : -ENOENT;
 		return have ? 0 : -EIO;
 	}
 	f->synced_at = g_get_monotonic_time();
+	f->verified = true;
 	result = g_steal_pointer(&job->result);
 	sync_job_free(job);
 	if (!result) {

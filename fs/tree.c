@@ -25,6 +25,9 @@ struct FsTree {
 	GHashTable *by_id;     /* id -> FsFolder*, live directories */
 	GMutex gen_lock;
 	GHashTable *by_gen;    /* gen -> FsFolder* */
+	GHashTable *gone;      /* path_raw -> FsFolder*, vanished folders, for
+				  revival when the name comes back; under
+				  update_lock */
 };
 
 static FsFolder *folder_new(FsTree *tree, FsFolder *parent, const char *name,
@@ -104,6 +107,23 @@ static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 	f = find_by_path(children, path_raw);
 	if (f)
 		return f;
+	f = g_hash_table_lookup(tree->gone, path_raw);
+	if (f && f->parent == parent) {
+		/* The same name is back (deleted and recreated, or a
+		 * passing glitch): revive the folder, so that its next sync
+		 * compares UIDVALIDITY with what it had and drops old data
+		 * if the folder is new. */
+		g_hash_table_remove(tree->gone, path_raw);
+		f->gone = false;
+		copy = g_ptr_array_copy(children, NULL, NULL);
+		g_ptr_array_add(copy, f);
+		set_children(tree, parent, copy);
+		g_rw_lock_writer_lock(&tree->ids_lock);
+		g_hash_table_insert(tree->by_id, GUINT_TO_POINTER(f->id), f);
+		g_rw_lock_writer_unlock(&tree->ids_lock);
+		*added = true;
+		return f;
+	}
 	if (parent == tree->root && seglen == 5 &&
 	    g_ascii_strncasecmp(seg, "INBOX", 5) == 0)
 		name = g_strdup("INBOX");
@@ -138,7 +158,7 @@ static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 /* Add one LIST entry (and its parents). Under update_lock. Marks every
  * node on the path in seen. */
 static int add_entry(FsTree *tree, const CacheFolderEntry *e, GHashTable *seen,
-		     void (*changed)(FsFolder *, const char *, void *),
+		     void (*changed)(FsFolder *, FsFolder *, void *),
 		     void *data, GError **error)
 {
 	FsFolder *cur = tree->root;
@@ -160,7 +180,7 @@ static int add_entry(FsTree *tree, const CacheFolderEntry *e, GHashTable *seen,
 		if (!cur)
 			return -EIO;
 		if (added && changed)
-			changed(parent, cur->name, data);
+			changed(parent, cur, data);
 		g_hash_table_add(seen, cur);
 		if (!end)
 			break;
@@ -180,6 +200,7 @@ static void mark_gone(FsTree *tree, FsFolder *c)
 	GPtrArray *children = fs_folder_children(c);
 
 	c->gone = true;
+	g_hash_table_replace(tree->gone, c->path_raw, c);
 	g_rw_lock_writer_lock(&tree->ids_lock);
 	g_hash_table_remove(tree->by_id, GUINT_TO_POINTER(c->id));
 	g_rw_lock_writer_unlock(&tree->ids_lock);
@@ -189,7 +210,7 @@ static void mark_gone(FsTree *tree, FsFolder *c)
 
 /* Unlink every folder below f that is not in seen. Under update_lock. */
 static int prune(FsTree *tree, FsFolder *f, GHashTable *seen,
-		 void (*changed)(FsFolder *, const char *, void *), void *data)
+		 void (*changed)(FsFolder *, FsFolder *, void *), void *data)
 {
 	GPtrArray *children = fs_folder_children(f);
 	GPtrArray *keep = g_ptr_array_new();
@@ -205,7 +226,7 @@ static int prune(FsTree *tree, FsFolder *f, GHashTable *seen,
 		}
 		mark_gone(tree, c);
 		if (changed)
-			changed(f, c->name, data);
+			changed(f, c, data);
 		removed++;
 	}
 	if (removed)
@@ -216,7 +237,7 @@ static int prune(FsTree *tree, FsFolder *f, GHashTable *seen,
 }
 
 static int apply(FsTree *tree, GPtrArray *entries,
-		 void (*changed)(FsFolder *, const char *, void *), void *data,
+		 void (*changed)(FsFolder *, FsFolder *, void *), void *data,
 		 GError **error)
 {
 	g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
@@ -259,6 +280,7 @@ FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
 	g_mutex_init(&tree->gen_lock);
 	tree->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
 	tree->by_gen = g_hash_table_new(g_direct_hash, g_direct_equal);
+	tree->gone = g_hash_table_new(g_str_hash, g_str_equal);
 	tree->root = folder_new(tree, NULL, "", "");
 	g_mutex_lock(&tree->update_lock);
 	if (apply(tree, entries, NULL, NULL, error) < 0) {
@@ -271,22 +293,22 @@ FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
 }
 
 typedef struct {
-	void (*fn)(FsFolder *, const char *, void *);
+	void (*fn)(FsFolder *, FsFolder *, void *);
 	void *data;
 	int n;
 } ChangeSink;
 
-static void forward_change(FsFolder *parent, const char *name, void *data)
+static void forward_change(FsFolder *parent, FsFolder *child, void *data)
 {
 	ChangeSink *cs = data;
 
 	cs->n++;
 	if (cs->fn)
-		cs->fn(parent, name, cs->data);
+		cs->fn(parent, child, cs->data);
 }
 
 int fs_tree_update(FsTree *tree, GPtrArray *entries,
-		   void (*changed)(FsFolder *parent, const char *name,
+		   void (*changed)(FsFolder *parent, FsFolder *child,
 				   void *data),
 		   void *data)
 {
@@ -315,6 +337,7 @@ void fs_tree_free(FsTree *tree)
 	g_ptr_array_unref(tree->old_arrays);
 	g_hash_table_unref(tree->by_id);
 	g_hash_table_unref(tree->by_gen);
+	g_hash_table_unref(tree->gone);
 	g_mutex_clear(&tree->update_lock);
 	g_rw_lock_clear(&tree->ids_lock);
 	g_mutex_clear(&tree->gen_lock);

@@ -45,6 +45,9 @@ struct FsFolder {
 	GMutex lock;
 	GCond synced;         /* signalled when a sync finishes */
 	FsListing *listing;   /* NULL until loaded */
+	bool verified;        /* listing checked against the server during
+				 this mount (a persisted one is not, until
+				 its first sync) */
 	gint64 synced_at;     /* monotonic us of the last good sync, 0 never */
 	bool syncing;
 	bool dirty;           /* listing has sizes not yet saved */
@@ -61,11 +64,12 @@ void fs_tree_collect_folder(void *user_data, const char *name,
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error);
 
 /* Bring the tree in line with a new LIST result: folders that appeared
- * are added, those that vanished are marked gone and unlinked. Calls
- * changed(parent, name, data) for every directory entry that appeared or
- * vanished. Returns the number of changes. */
+ * are added (a vanished one whose name is back is revived), those that
+ * vanished are marked gone and unlinked. Calls changed(parent, child,
+ * data) for every directory entry that appeared or vanished. Returns the
+ * number of changes. */
 int fs_tree_update(FsTree *tree, GPtrArray *entries,
-		   void (*changed)(FsFolder *parent, const char *name,
+		   void (*changed)(FsFolder *parent, FsFolder *child,
 				   void *data),
 		   void *data);
 

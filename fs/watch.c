@@ -17,11 +17,13 @@
 #include <string.h>
 
 #include "fs/sync.h"
+#include "imap/mutf7.h"
 #include "imap/ops.h"
 
 #define IDLE_SLICE_MS 200 /* how soon an unmount stops the thread */
 #define IDLE_RESTART_US (G_USEC_PER_SEC * 25 * 60)
 #define RETRY_MAX_S 60
+#define NO_IDLE_RECHECK_S 3600
 
 struct FsWatch {
 	FsAccount *acct;
@@ -39,9 +41,17 @@ struct FsWatch {
 
 static void note(FsWatch *w, const char *folder, bool list, bool all)
 {
+	g_autofree char *encoded = NULL;
+
+	/* Some servers (Dovecot 2.3 with NOTIFY) name folders in UTF-8 in
+	 * STATUS, though LIST gave modified UTF-7: accept both. */
+	if (folder && g_utf8_validate(folder, -1, NULL))
+		encoded = imap_mutf7_encode(folder, strlen(folder));
 	g_mutex_lock(&w->lock);
 	if (folder)
 		g_hash_table_add(w->pending, g_strdup(folder));
+	if (encoded && strcmp(encoded, folder) != 0)
+		g_hash_table_add(w->pending, g_steal_pointer(&encoded));
 	w->pending_list |= list;
 	w->pending_all |= all;
 	g_cond_signal(&w->cond);
@@ -77,15 +87,18 @@ static int list_job(ImapConn *conn, const ImapMailboxState *st, void *data,
 	return imap_list_mailboxes(conn, fs_tree_collect_folder, data, error);
 }
 
-static void entry_changed(FsFolder *parent, const char *name, void *data)
+static void entry_changed(FsFolder *parent, FsFolder *child, void *data)
 {
 	FsAccount *acct = data;
 	fuse_ino_t dir = fs_tree_dir_ino(parent);
 
-	g_message("folder %s%s%s appeared or vanished on the server",
-		  parent->path_raw, *parent->path_raw ? "/" : "", name);
-	fs_inval_entry(acct->inval, dir, name);
+	g_message("folder %s %s on the server", child->path_raw,
+		  child->gone ? "vanished" : "appeared");
+	fs_inval_entry(acct->inval, dir, child->name);
 	fs_inval_inode(acct->inval, dir);
+	/* A name that comes back keeps its inode number: drop what the
+	 * kernel still has of the old directory's contents. */
+	fs_inval_inode(acct->inval, fs_tree_dir_ino(child));
 }
 
 static void refresh_folder_list(FsWatch *w)
@@ -115,6 +128,7 @@ static void refresh_folder_list(FsWatch *w)
 typedef struct {
 	FsWatch *w;
 	GHashTable *only; /* raw names, or NULL for every listed folder */
+	guint matched;    /* folders of only that exist */
 } SyncAll;
 
 static void sync_one(FsFolder *f, void *data)
@@ -126,6 +140,7 @@ static void sync_one(FsFolder *f, void *data)
 		return;
 	if (sa->only && !g_hash_table_contains(sa->only, f->raw))
 		return;
+	sa->matched++;
 	g_mutex_lock(&f->lock);
 	listed = f->listing != NULL;
 	g_mutex_unlock(&f->lock);
@@ -162,9 +177,16 @@ static gpointer refresh_main(gpointer data)
 		if (list)
 			refresh_folder_list(w);
 		{
-			SyncAll sa = {w, all ? NULL : pending};
+			SyncAll sa = {w, all ? NULL : pending, 0};
 
 			fs_tree_foreach(w->acct->tree, sync_one, &sa);
+			/* A name we cannot place (a server's own spelling of
+			 * it): better every listed folder than none. */
+			if (sa.only && g_hash_table_size(pending) > 0 &&
+			    sa.matched == 0) {
+				sa.only = NULL;
+				fs_tree_foreach(w->acct->tree, sync_one, &sa);
+			}
 		}
 		g_hash_table_unref(pending);
 		if (poll)
@@ -199,25 +221,27 @@ static int idle_event(void *user_data, ImapResponse *r)
 	return 0;
 }
 
+typedef enum { SESSION_FAILED, SESSION_IDLED, SESSION_NO_IDLE } Session;
+
 /* One session: connect, arm NOTIFY or EXAMINE INBOX, IDLE until broken or
- * stopping. Returns true when it got as far as IDLE. */
-static bool idle_session(FsWatch *w)
+ * stopping. */
+static Session idle_session(FsWatch *w)
 {
 	g_autoptr(GError) error = NULL;
 	ImapConn *conn = imap_conn_open(&w->account, &error);
-	bool idled = false;
+	Session result = SESSION_FAILED;
 	int rc;
 
 	if (!conn) {
 		g_debug("watcher: %s", error->message);
-		return false;
+		return SESSION_FAILED;
 	}
 	if (!imap_conn_has_cap(conn, "IDLE")) {
 		g_debug("watcher: server has no IDLE; polling every %" G_GINT64_FORMAT
 			" s",
 			w->poll_us / G_USEC_PER_SEC);
 		imap_conn_free(conn);
-		return false;
+		return SESSION_NO_IDLE;
 	}
 	if (imap_conn_has_cap(conn, "NOTIFY"))
 		rc = imap_conn_command(conn, idle_event, w, &error,
@@ -228,7 +252,7 @@ static bool idle_session(FsWatch *w)
 	if (rc < 0) {
 		g_debug("watcher: %s", error ? error->message : "failed");
 		imap_conn_free(conn);
-		return false;
+		return SESSION_FAILED;
 	}
 	/* Catch up with whatever happened while we were not listening. */
 	note(w, NULL, true, true);
@@ -238,7 +262,7 @@ static bool idle_session(FsWatch *w)
 		rc = imap_conn_idle_start(conn, &error);
 		if (rc < 0)
 			break;
-		idled = true;
+		result = SESSION_IDLED;
 		while (rc >= 0 && !stopping(w) &&
 		       g_get_monotonic_time() < restart)
 			rc = imap_conn_idle_wait(conn, IDLE_SLICE_MS, idle_event,
@@ -253,7 +277,7 @@ static bool idle_session(FsWatch *w)
 	if (error)
 		g_debug("watcher: %s", error->message);
 	imap_conn_free(conn);
-	return idled;
+	return result;
 }
 
 static gpointer idle_main(gpointer data)
@@ -262,18 +286,22 @@ static gpointer idle_main(gpointer data)
 	unsigned backoff = 1;
 
 	while (!stopping(w)) {
-		if (idle_session(w))
+		switch (idle_session(w)) {
+		case SESSION_IDLED:
 			backoff = 1;
-		else
+			break;
+		case SESSION_NO_IDLE:
+			/* Polling does the work; look again only rarely, in
+			 * case the server is upgraded while mounted. */
+			backoff = NO_IDLE_RECHECK_S;
+			break;
+		case SESSION_FAILED:
 			backoff = MIN(backoff * 2, RETRY_MAX_S);
+			break;
+		}
 		nap(w, backoff);
 	}
 	return NULL;
-}
-
-void fs_watch_request(FsWatch *w, const char *folder)
-{
-	note(w, folder, false, false);
 }
 
 FsWatch *fs_watch_new(FsAccount *acct, const ImapAccount *account,

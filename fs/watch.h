@@ -12,5 +12,3 @@ FsWatch *fs_watch_new(FsAccount *acct, const ImapAccount *account,
 		      unsigned poll_interval);
 void fs_watch_free(FsWatch *w);
 
-/* Ask for a resync of folder (raw name) in the background. */
-void fs_watch_request(FsWatch *w, const char *folder);
