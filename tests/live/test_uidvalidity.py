@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""test_uidvalidity: a folder is deleted and created again under the same
+name with other messages (a new UIDVALIDITY; UID 1 exists in both, with the
+same subject and size but other bytes). Once the mount shows the new
+listing, reading UID 1 gives the new bytes, never the old ones, and the old
+body is gone from the cache directory.
+
+1. While mounted (NOTIFY): the change shows within 5 s.
+2. While mounted, Dovecot without NOTIFY and IDLE, --poll-interval=5, and
+   the new folder has as many messages as the old one with the same names
+   and sizes (UIDNEXT and EXISTS do not move; only UIDVALIDITY tells):
+   within one poll interval plus 5 s, reading gives the new bytes.
+3. While unmounted, the same kind of change: a remount on the same cache
+   dir (whose index still has the old UIDVALIDITY) serves the new bytes at
+   once.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import livelib as L  # noqa: E402
+from livelib import h  # noqa: E402
+
+SUBJECT = "Same subject"
+FNAME = "1 %s.eml" % SUBJECT
+
+
+def version(tag, date):
+    # Same length for "old" and "new": only the bytes differ.
+    return h.make_message("uv-%s" % tag, SUBJECT, date,
+                          body="This is the %s body of UID 1.\n" % tag * 20)
+
+
+def two(tag, date):
+    return h.make_message("uv-%s2" % tag, "Old two", date,
+                          body="Message two, %s version.\n" % tag)
+
+
+def seed(admin, folder, date):
+    admin.create(folder)
+    admin.append(folder, version("old", date), date=date)
+    admin.append(folder, two("old", date), date=date)
+
+
+def recreate(admin, folder, date, same_shape=False):
+    """Delete and create folder. same_shape: two messages with the old
+    names and sizes; else three with other names for 2 and 3."""
+    admin.delete(folder)
+    admin.create(folder)
+    new = version("new", date)
+    uids = [admin.append(folder, new, date=date)]
+    if same_shape:
+        uids.append(admin.append(folder, two("new", date), date=date))
+    else:
+        uids += [admin.append(folder, L.message("uv-n2", "New two"),
+                              date=date),
+                 admin.append(folder, L.message("uv-n3", "New three"),
+                              date=date)]
+    return new, uids
+
+
+NOW = 1_700_000_000
+
+
+def same_shape(m, folder):
+    return L.ls(m.path(folder)) == [FNAME, "2 Old two.eml"]
+
+
+def check_after(t, tag, m, admin, folder, old, new, cache):
+    path = os.path.join(m.path(folder), FNAME)
+    rc, data, err, _ = h.cat(path)
+    t.check(rc == 0 and data == new, "[%s] UID 1 reads the new bytes" % tag,
+            "rc %s, %s" % (rc, "the OLD bytes" if data == old else
+                           "%d other bytes %s" % (len(data), err.strip())))
+    try:
+        size = os.stat(path).st_size
+    except OSError as e:
+        size = str(e)
+    t.equal(size, len(new), "[%s] UID 1 has the new size" % tag)
+    # A second read, from whatever the kernel and the daemon cached now.
+    rc, data2, err, _ = h.cat(path)
+    t.check(rc == 0 and data2 == new, "[%s] UID 1 reads the new bytes "
+            "again" % tag, "rc %s, %s" % (rc, "the OLD bytes" if data2 == old
+                                          else err.strip()))
+    t.equal(admin.body(folder, 1), new, "[%s] (the server has the new "
+            "bytes)" % tag)
+    t.equal(L.files_containing(cache, old), [],
+            "[%s] the old body is gone from the cache dir" % tag)
+    two_old, two_new = two("old", NOW), two("new", NOW)
+    t.equal(L.files_containing(cache, two_old), [],
+            "[%s] the old body of UID 2 is gone from the cache dir" % tag)
+    if same_shape(m, folder):
+        rc, data, err, _ = h.cat(os.path.join(m.path(folder),
+                                              "2 Old two.eml"))
+        t.check(rc == 0 and data == two_new, "[%s] UID 2 (same name and "
+                "size) reads the new bytes" % tag, "rc %s, %s" % (
+                    rc, "the OLD bytes" if data == two_old else err.strip()))
+    t.check(len(L.files_containing(cache, new)) == 1,
+            "[%s] the new body is in the cache dir" % tag)
+
+
+def body(t):
+    dc = L.LiveDovecot()
+    dc.start()
+    admin = L.Admin(dc)
+    h.add_cleanup(admin.close)
+    work = h.make_tempdir("imapfs-uidvalidity-")
+    old = version("old", NOW)
+    for folder in ("Box", "Shelf"):
+        seed(admin, folder, NOW)
+    t.equal(len(old), len(version("new", NOW)), "old and new UID 1 have "
+            "the same size")
+    t.equal(len(two("old", NOW)), len(two("new", NOW)), "old and new UID 2 "
+            "have the same size")
+    old_names = [FNAME, "2 Old two.eml"]
+
+    # 1. While mounted, NOTIFY.
+    cache = os.path.join(work, "cache1")
+    m = h.Mount(dc, cache_dir=cache).start()
+    L.keep_logs(dc, m, "uidvalidity")
+    box = m.path("Box")
+    t.equal(L.ls(box), old_names, "[notify] Box lists the old messages")
+    for p in (FNAME, "2 Old two.eml", FNAME):
+        rc, data, err, _ = h.cat(os.path.join(box, p))
+    t.check(rc == 0 and data == old, "[notify] UID 1 reads the old bytes",
+            err)
+    t.check(len(L.files_containing(cache, old)) == 1,
+            "[notify] the old body is in the cache dir")
+    v0 = admin.uidvalidity("Box")
+    new, uids = recreate(admin, "Box", NOW)
+    t.check(admin.uidvalidity("Box") != v0 and uids == [1, 2, 3],
+            "[notify] the server recreated Box: UIDVALIDITY %d -> %d, "
+            "UIDs %s" % (v0, admin.uidvalidity("Box"), uids))
+    want = [FNAME, "2 New two.eml", "3 New three.eml"]
+    ok, secs, names = L.wait_ls(box, lambda n: n == want, 5.0)
+    t.check(ok, "[notify] the new listing shows within 5 s (%.1fs)" % secs,
+            h.short(names))
+    check_after(t, "notify", m, admin, "Box", old, new, cache)
+    t.equal(m.unmount(), 0, "[notify] unmount, the daemon exits 0")
+
+    # 3. While unmounted (same shape), then a remount on the same cache dir.
+    cache = os.path.join(work, "cache3")
+    m = h.Mount(dc, cache_dir=cache).start()
+    shelf = m.path("Shelf")
+    t.equal(L.ls(shelf), old_names, "[remount] Shelf lists the old messages")
+    for p in (FNAME, "2 Old two.eml", FNAME):
+        rc, data, err, _ = h.cat(os.path.join(shelf, p))
+    t.check(rc == 0 and data == old, "[remount] UID 1 reads the old bytes",
+            err)
+    t.equal(m.unmount(), 0, "[remount] unmount, the daemon exits 0")
+    t.check(len(L.files_containing(cache, old)) == 1,
+            "[remount] the old body is in the cache dir")
+    new, uids = recreate(admin, "Shelf", NOW, same_shape=True)
+    t.equal(uids, [1, 2], "[remount] the server recreated Shelf with UIDs "
+            "1 and 2")
+    m = h.Mount(dc, cache_dir=cache).start()
+    L.keep_logs(dc, m, "uidvalidity-remount")
+    t.equal(L.ls(m.path("Shelf")), old_names, "[remount] Shelf lists the "
+            "same names")
+    check_after(t, "remount", m, admin, "Shelf", old, new, cache)
+    t.equal(m.unmount(), 0, "[remount] unmount, the daemon exits 0")
+    admin.close()
+    dc.stop()
+
+    # 2. While mounted, no NOTIFY, no IDLE, same shape: only the poll.
+    dc = L.LiveDovecot()
+    dc.start()
+    caps = dc.without_caps("NOTIFY", "IDLE")
+    t.check("NOTIFY" not in caps and "IDLE" not in caps,
+            "[poll] Dovecot offers neither NOTIFY nor IDLE")
+    admin = L.Admin(dc)
+    h.add_cleanup(admin.close)
+    seed(admin, "Box", NOW)
+    cache = os.path.join(work, "cache2")
+    m = h.Mount(dc, cache_dir=cache, args=["--poll-interval=5"]).start()
+    L.keep_logs(dc, m, "uidvalidity-poll")
+    box = m.path("Box")
+    t.equal(L.ls(box), old_names, "[poll] Box lists the old messages")
+    for p in (FNAME, "2 Old two.eml", FNAME):
+        rc, data, err, _ = h.cat(os.path.join(box, p))
+    t.check(rc == 0 and data == old, "[poll] UID 1 reads the old bytes", err)
+    new, uids = recreate(admin, "Box", NOW, same_shape=True)
+    t.equal(uids, [1, 2], "[poll] the server recreated Box with UIDs 1 "
+            "and 2")
+    path = os.path.join(box, FNAME)
+    ok = h.wait_for(lambda: h.cat(path)[1] == new, 10.0, interval=0.5)
+    t.check(ok, "[poll] within one poll interval plus 5 s, UID 1 reads the "
+            "new bytes")
+    check_after(t, "poll", m, admin, "Box", old, new, cache)
+    t.equal(m.unmount(), 0, "[poll] unmount, the daemon exits 0")
+
+
+if __name__ == "__main__":
+    h.Test("live: UIDVALIDITY change").run(body)
