@@ -131,6 +131,88 @@ def case_size_zero(t):
 
 
 # ---------------------------------------------------------------------------
+# Partial fetch of a head (a small first read of a large message)
+
+HEAD4 = rb"^UID FETCH 4 \(UID BODY\.PEEK\[\]<0\.65536>\)"
+
+
+def read_head(p, n=4096):
+    """A small first read with readahead off, as a file manager sniffing
+    the type does: the kernel asks for one page."""
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        return os.pread(fd, n, 0)
+    finally:
+        os.close(fd)
+
+
+def head_case(t, label, script):
+    acct = q.small_account(big=True)
+    box = inbox(acct)
+    msg = box.by_uid(4)
+    acct, srv, m = setup(acct)
+    p = q.message_path(m, "INBOX", 4)
+    t.require(p is not None, "%s: the file of UID 4 is listed" % label)
+    rule = srv.add_rule(HEAD4, lambda ctx: script(ctx, msg))
+    try:
+        head = read_head(p)
+        err = None
+    except OSError as e:
+        head, err = b"", e
+    t.require(rule.hits >= 1, "%s: the daemon asked for the head alone "
+              "(the quirk was played)" % label)
+    t.check(err is None and head == msg.body[:4096],
+            "%s: the first 4 KiB are the message's, whatever the head "
+            "answer" % label, "%r, %d bytes" % (err, len(head)))
+    rc, data, err, el = h.cat(p)
+    t.check(rc == 0 and data == msg.body, "%s: cat returns exactly the %d "
+            "bytes of the message" % (label, len(msg.body)),
+            "rc %s, %d bytes, %r" % (rc, len(data), err.strip()))
+    t.equal(os.stat(p).st_size, len(msg.body),
+            "%s: st_size is the message's" % label)
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_head_as_asked(t):
+    # The plain case: the server answers BODY[]<0> with 65536 bytes.
+    head_case(t, "head_as_asked", lambda ctx, msg: [
+        b"* 4 FETCH (UID 4 BODY[]<0> {65536}\r\n" + msg.body[:65536] +
+        b")\r\n{tag} OK UID FETCH completed\r\n"])
+
+
+def case_head_short(t):
+    # Fewer bytes than asked although the message is larger: not a head
+    # to trust, the whole body is fetched instead.
+    head_case(t, "head_short", lambda ctx, msg: [
+        b"* 4 FETCH (UID 4 BODY[]<0> {100}\r\n" + msg.body[:100] +
+        b")\r\n{tag} OK UID FETCH completed\r\n"])
+
+
+def case_head_long(t):
+    # More bytes than asked: a mislabelled answer, refused.
+    head_case(t, "head_long", lambda ctx, msg: [
+        b"* 4 FETCH (UID 4 BODY[]<0> {70000}\r\n" + msg.body[:70000] +
+        b")\r\n{tag} OK UID FETCH completed\r\n"])
+
+
+def case_head_mislabelled(t):
+    # An answer for another offset, and one without an offset: neither
+    # is the head that was asked for.
+    head_case(t, "head_mislabelled", lambda ctx, msg: [
+        b"* 4 FETCH (UID 4 BODY[]<5> {65536}\r\n" + msg.body[5:65541] +
+        b")\r\n* 4 FETCH (UID 4 BODY[] {65536}\r\n" + msg.body[:65536] +
+        b")\r\n{tag} OK UID FETCH completed\r\n"])
+
+
+def case_head_nil(t):
+    head_case(t, "head_nil", lambda ctx, msg: [
+        b"* 4 FETCH (UID 4 BODY[]<0> NIL)\r\n"
+        b"{tag} OK UID FETCH completed\r\n"])
+
+
+# ---------------------------------------------------------------------------
 # No usable body
 
 def no_body_case(t, label, script):
@@ -508,6 +590,8 @@ def case_slow_but_steady(t):
 
 CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
          case_size_larger_big, case_size_zero,
+         case_head_as_asked, case_head_short, case_head_long,
+         case_head_mislabelled, case_head_nil,
          case_body_nil, case_body_empty_quoted, case_body_empty_literal,
          case_body_ok_no_data, case_body_fetch_without_body,
          case_body_other_uid, case_literal_strings, case_untagged_in_fetch,
