@@ -222,13 +222,13 @@ def body(t, variant):
                                           "2 Alpha two.eml", "Sub"],
                 "Alpha lists exactly its messages and children at the end")
         s.finish(t, "all", variant)
-        t.equal(s.m.unmount(), 0, "unmount, the daemon exits 0")
+        L.unmount(t, s.m)
         return
     for tag, fn in SCENARIOS:
         s = Setup(t, variant, tag)
         fn(t, s, tag)
         s.finish(t, tag, variant)
-        t.equal(s.m.unmount(), 0, "[%s] unmount, the daemon exits 0" % tag)
+        L.unmount(t, s.m, tag)
         s.dc.stop()
 
 

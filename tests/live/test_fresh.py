@@ -65,7 +65,7 @@ def body(t):
             "connection did the work)" % (len(logins), time.monotonic() -
                                            t_sync))
     t.check(m.proc.poll() is None, "the daemon is still running")
-    t.equal(m.unmount(), 0, "unmount, the daemon exits 0")
+    L.unmount(t, m)
 
 
 if __name__ == "__main__":

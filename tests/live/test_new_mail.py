@@ -169,13 +169,25 @@ def body(t):
         t.check(ok, "%r: new mail shows within %.0f s (%.1fs)" % (
             f, LIVE, secs), h.short(names))
 
+    # Every message of a listed folder expunged: it lists empty.
+    L.ls(lists)
+    admin.expunge("Lists", "1:*")
+    ok, secs, names = L.wait_ls(lists, lambda n: n == [], LIVE)
+    t.check(ok, "Lists: all its mail expunged, it lists empty within "
+            "%.0f s (%.1fs)" % (LIVE, secs), h.short(names))
+    uid = admin.append("Lists", L.message("lists-again", "Lists again"))
+    ok, secs, names = L.wait_ls(lists, lambda n: L.uids_in(n) == {uid},
+                                LIVE)
+    t.check(ok, "Lists: then new mail in the empty folder shows within "
+            "%.0f s (%.1fs)" % (LIVE, secs), h.short(names))
+
     # The folder nobody listed still lists correctly on first use.
     admin.append("Quiet", L.message("quiet-2", "Quiet two"))
     t.equal(L.uids_in(L.ls(m.path("Quiet"))), {1, 2},
             "a folder listed for the first time shows all its mail")
 
     t.check(m.proc.poll() is None, "the daemon is still running")
-    t.equal(m.unmount(), 0, "unmount, the daemon exits 0")
+    L.unmount(t, m)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,17 @@ def body(t):
     t.check(any(c.startswith("UID SEARCH") for c in cmds),
             "expunges were found with UID SEARCH", h.short(cmds, 600))
 
+    # One appended and one expunged between two polls: MESSAGES does not
+    # move, only UIDNEXT does.
+    L.ls(inbox)
+    before = admin.uids("INBOX")
+    uid = admin.append("INBOX", L.message("inbox-swap", "Swapped in"))
+    admin.expunge("INBOX", [before[0]])
+    want = set(before[1:]) | {uid}
+    ok, secs, names = L.wait_ls(inbox, lambda n: L.uids_in(n) == want, LIVE)
+    t.check(ok, "one appended and one expunged (same count) show within "
+            "%.0f s (%.1fs)" % (LIVE, secs), h.short(names))
+
     everything = commands(m)
     full = [c for c in everything if c.startswith("UID FETCH 1:* ")]
     t.equal(len(full), 2, "only the first listing of each folder fetched "
@@ -105,7 +116,7 @@ def body(t):
                  c.startswith("NOTIFY")],
             "the daemon sent neither IDLE nor NOTIFY")
     t.check(m.proc.poll() is None, "the daemon is still running")
-    t.equal(m.unmount(), 0, "unmount, the daemon exits 0")
+    L.unmount(t, m)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,7 @@ class Session:
                       for ln in self.lines)
 
     def close(self, t):
-        t.equal(self.m.unmount(), 0, "[%s] unmount, the daemon exits 0"
-                % self.label)
+        L.unmount(t, self.m, self.label)
 
 
 def body(t):

@@ -91,7 +91,7 @@ def body(t):
     t.check(rc == 0 and data == admin.body("INBOX", 5),
             "the mail appended after the restart reads", err)
     t.check(m.proc.poll() is None, "the daemon is still running")
-    t.equal(m.unmount(), 0, "unmount, the daemon exits 0")
+    L.unmount(t, m)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def body(t):
     t.check(ok, "[notify] the new listing shows within 5 s (%.1fs)" % secs,
             h.short(names))
     check_after(t, "notify", m, admin, "Box", old, new, cache)
-    t.equal(m.unmount(), 0, "[notify] unmount, the daemon exits 0")
+    L.unmount(t, m, "notify")
 
     # 3. While unmounted (same shape), then a remount on the same cache dir.
     cache = os.path.join(work, "cache3")
@@ -148,7 +148,7 @@ def body(t):
         rc, data, err, _ = h.cat(os.path.join(shelf, p))
     t.check(rc == 0 and data == old, "[remount] UID 1 reads the old bytes",
             err)
-    t.equal(m.unmount(), 0, "[remount] unmount, the daemon exits 0")
+    L.unmount(t, m, "remount")
     t.check(len(L.files_containing(cache, old)) == 1,
             "[remount] the old body is in the cache dir")
     new, uids = recreate(admin, "Shelf", NOW, same_shape=True)
@@ -159,7 +159,7 @@ def body(t):
     t.equal(L.ls(m.path("Shelf")), old_names, "[remount] Shelf lists the "
             "same names")
     check_after(t, "remount", m, admin, "Shelf", old, new, cache)
-    t.equal(m.unmount(), 0, "[remount] unmount, the daemon exits 0")
+    L.unmount(t, m, "remount")
     admin.close()
     dc.stop()
 
@@ -188,7 +188,7 @@ def body(t):
     t.check(ok, "[poll] within one poll interval plus 5 s, UID 1 reads the "
             "new bytes")
     check_after(t, "poll", m, admin, "Box", old, new, cache)
-    t.equal(m.unmount(), 0, "[poll] unmount, the daemon exits 0")
+    L.unmount(t, m, "poll")
 
 
 if __name__ == "__main__":
