@@ -16,6 +16,7 @@
 #include "imap/ops.h"
 
 typedef struct {
+	char *folder;             /* raw server name */
 	CacheFolderIndex *old;    /* copy, may be NULL; read only */
 	CacheFolderIndex *result; /* new index, or NULL when unchanged */
 } SyncJob;
@@ -24,6 +25,7 @@ static void sync_job_free(gpointer data)
 {
 	SyncJob *job = data;
 
+	g_free(job->folder);
 	cache_folder_index_free(job->old);
 	cache_folder_index_free(job->result);
 	g_free(job);
@@ -120,15 +122,75 @@ static void keep_existing(GArray *out, const CacheFolderIndex *old,
 	}
 }
 
-static int sync_job_run(ImapConn *conn, const ImapMailboxState *st,
+/* Copy old into out but for the UIDs in gone (sorted; may be NULL). */
+static void keep_all_but(GArray *out, const CacheFolderIndex *old,
+			 const GArray *gone)
+{
+	guint j = 0, n = gone ? gone->len : 0;
+
+	for (guint i = 0; i < old->messages->len; i++) {
+		const CacheMessage *m =
+			&g_array_index(old->messages, CacheMessage, i);
+		CacheMessage copy;
+
+		while (j < n && g_array_index(gone, uint32_t, j) < m->uid)
+			j++;
+		if (j < n && g_array_index(gone, uint32_t, j) == m->uid)
+			continue;
+		copy = *m;
+		copy.name = g_strdup(m->name);
+		g_array_append_val(out, copy);
+	}
+}
+
+/* EXAMINE the folder anew: with QRESYNC from the old listing's MODSEQ
+ * when the connection has it (*vanished then lists what was expunged
+ * since), else with CONDSTORE when offered. */
+static int examine_for_sync(ImapConn *conn, SyncJob *job,
+			    ImapMailboxState *st, GArray **vanished,
+			    GError **error)
+{
+	const CacheFolderIndex *old = job->old;
+	int rc;
+
+	*vanished = NULL;
+	if (old && old->highestmodseq && imap_conn_qresync(conn)) {
+		GArray *v = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+
+		rc = imap_examine_qresync(conn, job->folder, old->uidvalidity,
+					  old->highestmodseq, st, v, error);
+		if (rc == 0 && st->uidvalidity == old->uidvalidity)
+			*vanished = v;
+		else
+			g_array_unref(v);
+	} else {
+		rc = imap_conn_examine_with(
+			conn, job->folder,
+			imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)"
+							      : NULL,
+			NULL, NULL, st, error);
+	}
+	/* NO to EXAMINE: the folder is gone or cannot be opened. */
+	if (rc < 0 && !imap_conn_is_broken(conn))
+		return -ENOENT;
+	return rc;
+}
+
+static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 			void *data, GError **error)
 {
 	SyncJob *job = data;
 	const CacheFolderIndex *old = job->old;
 	g_autoptr(GArray) fresh = new_message_array(0);
+	g_autoptr(GArray) vanished = NULL;
+	ImapMailboxState state = {0};
+	const ImapMailboxState *st = &state;
 	GArray *msgs;
 	int rc;
 
+	rc = examine_for_sync(conn, job, &state, &vanished, error);
+	if (rc < 0)
+		return rc;
 	if (!old || old->uidvalidity != st->uidvalidity) {
 		if (st->exists > 0) {
 			rc = imap_fetch_meta(conn, "1:*", collect_meta, fresh,
@@ -166,25 +228,20 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *st,
 	sort_unique(fresh);
 
 	msgs = new_message_array(old->messages->len + fresh->len);
-	if (old->messages->len + fresh->len != st->exists) {
-		/* Some messages went away: ask which UIDs remain. */
+	keep_all_but(msgs, old, vanished);
+	if (msgs->len + fresh->len != st->exists) {
+		/* Some messages went away (and QRESYNC did not say which, or
+		 * its answer does not add up): ask which UIDs remain. */
 		g_autoptr(GArray) uids = g_array_new(FALSE, FALSE,
 						     sizeof(uint32_t));
 
+		g_array_set_size(msgs, 0);
 		rc = imap_search_uids(conn, uids, error);
 		if (rc < 0) {
 			g_array_unref(msgs);
 			return rc;
 		}
 		keep_existing(msgs, old, uids);
-	} else {
-		for (guint i = 0; i < old->messages->len; i++) {
-			CacheMessage copy = g_array_index(old->messages,
-							  CacheMessage, i);
-
-			copy.name = g_strdup(copy.name);
-			g_array_append_val(msgs, copy);
-		}
 	}
 	for (guint i = 0; i < fresh->len; i++) {
 		CacheMessage *m = &g_array_index(fresh, CacheMessage, i);
@@ -305,12 +362,14 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 	}
 	f->syncing = true;
 	job = g_new0(SyncJob, 1);
+	job->folder = g_strdup(f->raw);
 	if (f->listing)
 		job->old = cache_folder_index_copy(f->listing->index);
 	g_mutex_unlock(&f->lock);
 
-	rc = imap_pool_run_fresh(acct->pool, f->raw, sync_job_run, job,
-			   sync_job_free, &error);
+	/* The job EXAMINEs by itself (with QRESYNC where it can). */
+	rc = imap_pool_run(acct->pool, NULL, sync_job_run, job, sync_job_free,
+			   &error);
 	if (rc == -ETIMEDOUT)
 		job = NULL; /* the pool frees it */
 

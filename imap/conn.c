@@ -46,6 +46,7 @@ struct ImapConn {
 	bool broken;
 	gint64 last_progress;
 	char *idle_tag;  /* tag of the IDLE command in progress */
+	bool qresync;    /* ENABLE QRESYNC succeeded */
 };
 
 G_DEFINE_QUARK(imap-error-quark, imap_error)
@@ -616,18 +617,29 @@ static int examine_untagged(void *user_data, ImapResponse *r)
 	return 0;
 }
 
-int imap_conn_examine(ImapConn *conn, const char *mailbox,
-		      ImapMailboxState *state, GError **error)
+typedef struct {
+	ImapMailboxState st;
+	ImapUntaggedFn extra;
+	void *extra_data;
+} ExamineCtx;
+
+static int examine_ctx_untagged(void *user_data, ImapResponse *r)
+{
+	ExamineCtx *ctx = user_data;
+
+	examine_untagged(&ctx->st, r);
+	return ctx->extra ? ctx->extra(ctx->extra_data, r) : 0;
+}
+
+int imap_conn_examine_with(ImapConn *conn, const char *mailbox,
+			   const char *params, ImapUntaggedFn fn,
+			   void *user_data, ImapMailboxState *state,
+			   GError **error)
 {
 	g_autofree char *quoted = NULL;
-	ImapMailboxState st = {0};
+	ExamineCtx ctx = {{0}, fn, user_data};
 	int rc;
 
-	if (conn->selected && strcmp(conn->selected, mailbox) == 0) {
-		if (state)
-			*state = conn->state;
-		return 0;
-	}
 	g_clear_pointer(&conn->selected, g_free);
 	quoted = imap_conn_quote(conn, mailbox);
 	if (!quoted) {
@@ -635,23 +647,51 @@ int imap_conn_examine(ImapConn *conn, const char *mailbox,
 			    "folder name cannot be sent to this server");
 		return -EINVAL;
 	}
-	rc = imap_conn_command(conn, examine_untagged, &st, error,
-			       imap_conn_has_cap(conn, "CONDSTORE")
-				       ? "EXAMINE %s (CONDSTORE)"
-				       : "EXAMINE %s",
-			       quoted);
+	rc = imap_conn_command(conn, examine_ctx_untagged, &ctx, error,
+			       "EXAMINE %s%s%s", quoted, params ? " " : "",
+			       params ? params : "");
 	if (rc < 0)
 		return rc;
-	if (st.uidvalidity == 0) {
+	if (ctx.st.uidvalidity == 0) {
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
 			    "%s sent no UIDVALIDITY for a folder",
 			    conn->account.host);
 		return -EPROTO;
 	}
 	conn->selected = g_strdup(mailbox);
-	conn->state = st;
+	conn->state = ctx.st;
 	if (state)
-		*state = st;
+		*state = ctx.st;
+	return 0;
+}
+
+int imap_conn_examine(ImapConn *conn, const char *mailbox,
+		      ImapMailboxState *state, GError **error)
+{
+	if (conn->selected && strcmp(conn->selected, mailbox) == 0) {
+		if (state)
+			*state = conn->state;
+		return 0;
+	}
+	return imap_conn_examine_with(
+		conn, mailbox,
+		imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)" : NULL,
+		NULL, NULL, state, error);
+}
+
+bool imap_conn_qresync(const ImapConn *conn)
+{
+	return conn->qresync;
+}
+
+static int enabled_untagged(void *user_data, ImapResponse *r)
+{
+	bool *on = user_data;
+
+	if (r->name && strcmp(r->name, "ENABLED") == 0)
+		for (size_t i = 0; i < r->args.len; i++)
+			if (imap_value_is_atom(&r->args.items[i], "QRESYNC"))
+				*on = true;
 	return 0;
 }
 
@@ -1051,6 +1091,10 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 		rc = imap_conn_command(conn, NULL, NULL, error, "CAPABILITY");
 	if (rc == 0 && imap_conn_has_cap(conn, "ID"))
 		send_id(conn);
+	/* Resync by QRESYNC where offered: one EXAMINE tells what vanished. */
+	if (rc == 0 && imap_conn_has_cap(conn, "QRESYNC"))
+		imap_conn_command(conn, enabled_untagged, &conn->qresync, NULL,
+				  "ENABLE QRESYNC");
 	if (rc == 0 && conn->broken)
 		rc = -EIO;
 	if (rc < 0) {

@@ -87,6 +87,14 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 /* EXAMINE mailbox (raw server name) unless it is already selected. */
 int imap_conn_examine(ImapConn *conn, const char *mailbox,
 		      ImapMailboxState *state, GError **error);
+/* EXAMINE mailbox now (also when selected), with params appended (such as
+ * "(QRESYNC (1 42))"); fn (may be NULL) sees every untagged response. */
+int imap_conn_examine_with(ImapConn *conn, const char *mailbox,
+			   const char *params, ImapUntaggedFn fn,
+			   void *user_data, ImapMailboxState *state,
+			   GError **error);
+/* True when ENABLE QRESYNC succeeded on this connection. */
+bool imap_conn_qresync(const ImapConn *conn);
 /* Raw name of the selected mailbox, or NULL. */
 const char *imap_conn_selected(const ImapConn *conn);
 /* Forget the selection (the next examine re-sends EXAMINE). */

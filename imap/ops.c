@@ -305,6 +305,55 @@ int imap_search_uids(ImapConn *conn, GArray *uids, GError **error)
 	return 0;
 }
 
+/* ---- QRESYNC ---- */
+
+typedef struct {
+	GArray *vanished;
+	int rc;
+} VanishedCtx;
+
+static int vanished_untagged(void *user_data, ImapResponse *r)
+{
+	VanishedCtx *ctx = user_data;
+	const ImapValue *set;
+	size_t i = 0;
+
+	if (!r->name || strcmp(r->name, "VANISHED") != 0 || ctx->rc < 0)
+		return 0;
+	/* "* VANISHED (EARLIER) 41,43:116" or "* VANISHED 405" */
+	if (r->args.len > 0 && r->args.items[0].type == IMAP_VALUE_LIST)
+		i = 1;
+	set = imap_list_get(&r->args, i);
+	if (!set || set->type != IMAP_VALUE_ATOM) {
+		ctx->rc = -EPROTO;
+		return 0;
+	}
+	ctx->rc = append_uid_set(ctx->vanished, set->str);
+	return 0;
+}
+
+int imap_examine_qresync(ImapConn *conn, const char *mailbox,
+			 uint32_t uidvalidity, uint64_t modseq,
+			 ImapMailboxState *state, GArray *vanished,
+			 GError **error)
+{
+	g_autofree char *params = g_strdup_printf(
+		"(QRESYNC (%u %" G_GUINT64_FORMAT "))", uidvalidity, modseq);
+	VanishedCtx ctx = {vanished, 0};
+	int rc;
+
+	rc = imap_conn_examine_with(conn, mailbox, params, vanished_untagged,
+				    &ctx, state, error);
+	if (rc == 0 && ctx.rc < 0) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
+			    "bad VANISHED answer from the server");
+		return ctx.rc;
+	}
+	if (rc == 0)
+		g_array_sort(vanished, cmp_u32);
+	return rc;
+}
+
 /* ---- FETCH bodies ---- */
 
 typedef struct {

@@ -42,6 +42,16 @@ int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
  * when offered, so that the answer stays compact). */
 int imap_search_uids(ImapConn *conn, GArray *uids, GError **error);
 
+/* EXAMINE mailbox with QRESYNC (RFC 7162) from a known (uidvalidity,
+ * modseq): UIDs expunged since then are appended to vanished (from
+ * VANISHED responses). The caller must check that state->uidvalidity is
+ * still uidvalidity: otherwise the server ignored the parameters. Needs
+ * imap_conn_qresync(conn). */
+int imap_examine_qresync(ImapConn *conn, const char *mailbox,
+			 uint32_t uidvalidity, uint64_t modseq,
+			 ImapMailboxState *state, GArray *vanished,
+			 GError **error);
+
 /* Called for each BODY[] of the answer; body is a STRING, a STREAM (the
  * callback may take its sink) or NIL. Return 0 or -errno. */
 typedef int (*ImapBodyFn)(void *user_data, uint32_t uid, ImapValue *body);

@@ -26,7 +26,6 @@ typedef struct {
 	void *data;
 	GDestroyNotify free_data;
 	bool background;
-	bool fresh;       /* re-EXAMINE even when selected */
 	bool done;
 	bool abandoned;
 	int rc;
@@ -228,8 +227,6 @@ static int run_job(Worker *w, Job *job, GError **error)
 		if (rc < 0)
 			return rc;
 		if (job->folder) {
-			if (job->fresh)
-				imap_conn_unselect(w->conn);
 			rc = imap_conn_examine(w->conn, job->folder, &state,
 					       error);
 			g_mutex_lock(&w->pool->lock);
@@ -242,6 +239,11 @@ static int run_job(Worker *w, Job *job, GError **error)
 		if (rc == 0)
 			rc = job->fn(w->conn, job->folder ? &state : NULL,
 				     job->data, error);
+		/* The job may have selected another folder itself. */
+		g_mutex_lock(&w->pool->lock);
+		g_free(w->selected);
+		w->selected = g_strdup(imap_conn_selected(w->conn));
+		g_mutex_unlock(&w->pool->lock);
 		/* A connection that the server closed under an idempotent
 		 * job (its idle timeout, a restart): retry once. Not after a
 		 * timeout: the caller's time is spent already. */
@@ -422,9 +424,8 @@ static bool fail_fast(ImapPool *pool)
 	return pool->down && g_get_monotonic_time() < pool->down_until;
 }
 
-static int pool_run(ImapPool *pool, const char *folder, bool fresh,
-		    ImapJobFn fn, void *data, GDestroyNotify free_data,
-		    GError **error)
+int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
+		  void *data, GDestroyNotify free_data, GError **error)
 {
 	gint64 timeout_us = (gint64)pool->account.timeout_ms * 1000;
 	Job *job;
@@ -440,7 +441,6 @@ static int pool_run(ImapPool *pool, const char *folder, bool fresh,
 		return stopping ? -ESHUTDOWN : -EIO;
 	}
 	job = job_new(folder, fn, data, free_data, false);
-	job->fresh = fresh;
 	g_atomic_int_inc(&job->refs); /* one for the queue, one for us */
 	g_queue_push_tail(&pool->fg, job);
 	wake_worker(pool, folder);
@@ -473,18 +473,6 @@ static int pool_run(ImapPool *pool, const char *folder, bool fresh,
 	g_mutex_unlock(&pool->lock);
 	job_unref(job);
 	return rc;
-}
-
-int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
-		  void *data, GDestroyNotify free_data, GError **error)
-{
-	return pool_run(pool, folder, false, fn, data, free_data, error);
-}
-
-int imap_pool_run_fresh(ImapPool *pool, const char *folder, ImapJobFn fn,
-			void *data, GDestroyNotify free_data, GError **error)
-{
-	return pool_run(pool, folder, true, fn, data, free_data, error);
 }
 
 void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,

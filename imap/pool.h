@@ -41,10 +41,6 @@ void imap_pool_free(ImapPool *pool);
 int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 		  void *data, GDestroyNotify free_data, GError **error);
 
-/* The same, but the folder is EXAMINEd anew even when the connection has
- * it selected, so that state is current (UIDNEXT, EXISTS). */
-int imap_pool_run_fresh(ImapPool *pool, const char *folder, ImapJobFn fn,
-			void *data, GDestroyNotify free_data, GError **error);
 
 /* Queue fn without waiting (prefetch). Low priority: it runs only when no
  * waited-for job is queued. The pool owns data and frees it with free_data

@@ -4,7 +4,11 @@
 folder shows within one poll interval plus 5 s, and the polls are
 incremental (seen in the -d log): a poll that finds nothing new fetches
 nothing, new mail is fetched alone (UID FETCH <old UIDNEXT>:*), and
-nothing is ever listed again from UID 1."""
+nothing is ever listed again from UID 1.
+
+    test_poll.py              expunges found through QRESYNC (VANISHED)
+    test_poll.py noqresync    a server without CONDSTORE and QRESYNC either:
+                              expunges found with UID SEARCH"""
 
 import errno
 import os
@@ -31,12 +35,17 @@ def log_len(m):
     return len(m.stderr_text().splitlines())
 
 
+NO_QRESYNC = sys.argv[1:2] == ["noqresync"]
+
+
 def body(t):
     dc = L.LiveDovecot()
     dc.start()
-    caps = dc.without_caps("NOTIFY", "IDLE")
-    t.check("NOTIFY" not in caps and "IDLE" not in caps,
-            "Dovecot offers neither NOTIFY nor IDLE", " ".join(caps))
+    drop = ["NOTIFY", "IDLE"] + (["QRESYNC", "CONDSTORE"] if NO_QRESYNC
+                                 else [])
+    caps = dc.without_caps(*drop)
+    t.check(not set(drop) & set(caps),
+            "Dovecot offers none of %s" % " ".join(drop), " ".join(caps))
     L.seed_imap(dc, [
         ("INBOX", [("inbox-%d" % i, "Inbox %d" % i) for i in range(1, 21)]),
         ("Lists", [("lists-%d" % i, "Lists %d" % i) for i in range(1, 6)])])
@@ -94,8 +103,17 @@ def body(t):
     t.check(e == errno.ENOENT, "an expunged message's path fails with "
             "ENOENT", "got %s" % L.errname(e))
     cmds = commands(m, mark)
-    t.check(any(c.startswith("UID SEARCH") for c in cmds),
-            "expunges were found with UID SEARCH", h.short(cmds, 600))
+    if NO_QRESYNC:
+        t.check(any(c.startswith("UID SEARCH") for c in cmds),
+                "expunges were found with UID SEARCH", h.short(cmds, 600))
+        t.check(not any("QRESYNC" in c or "CONDSTORE" in c for c in cmds),
+                "no QRESYNC or CONDSTORE was sent", h.short(cmds, 600))
+    else:
+        t.check(any(c.startswith("EXAMINE") and "QRESYNC" in c
+                    for c in cmds) and
+                not any(c.startswith("UID SEARCH") for c in cmds),
+                "expunges were found with QRESYNC alone (no UID SEARCH)",
+                h.short(cmds, 600))
 
     # One appended and one expunged between two polls: MESSAGES does not
     # move, only UIDNEXT does.
@@ -120,4 +138,5 @@ def body(t):
 
 
 if __name__ == "__main__":
-    h.Test("live: polling without IDLE and NOTIFY").run(body)
+    h.Test("live: polling without IDLE and NOTIFY%s" %
+           (", CONDSTORE and QRESYNC" if NO_QRESYNC else "")).run(body)
