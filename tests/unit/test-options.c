@@ -849,6 +849,14 @@ static void pty_start(struct pty_child *c, bool with_tty)
 	g_assert_cmpint(c->slave, >=, 0);
 	g_assert_cmpint(pipe(fds), ==, 0);
 	c->seen = g_string_new(NULL);
+	/* Echo is on before the child starts (checked here: once it runs, it
+	 * may turn echo off at any moment). */
+	{
+		struct termios t;
+
+		g_assert_cmpint(tcgetattr(c->slave, &t), ==, 0);
+		g_assert_true((t.c_lflag & ECHO) != 0);
+	}
 
 	c->pid = fork();
 	g_assert_cmpint(c->pid, >=, 0);
@@ -942,8 +950,7 @@ static void test_prompt(void)
 	g_autofree char *res = NULL;
 	int status;
 
-	pty_start(&c, true);
-	g_assert_true(slave_echo(&c));
+	pty_start(&c, true); /* checks that echo starts on */
 	pty_expect(&c, "Password for me@mail.example.org: ");
 	g_assert_false(slave_echo(&c)); /* off while asking */
 	g_assert_cmpint(write(c.master, SECRET "\n", strlen(SECRET) + 1), ==,
