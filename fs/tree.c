@@ -344,11 +344,6 @@ void fs_tree_free(FsTree *tree)
 	g_free(tree);
 }
 
-FsFolder *fs_tree_root(FsTree *tree)
-{
-	return tree->root;
-}
-
 static void visit(FsFolder *f, void (*fn)(FsFolder *, void *), void *data)
 {
 	GPtrArray *children = fs_folder_children(f);

@@ -77,7 +77,6 @@ int fs_tree_update(FsTree *tree, GPtrArray *entries,
 GPtrArray *fs_folder_children(const FsFolder *f);
 void fs_tree_free(FsTree *tree);
 
-FsFolder *fs_tree_root(FsTree *tree);
 /* Visit every folder (root first). */
 void fs_tree_foreach(FsTree *tree, void (*fn)(FsFolder *f, void *data),
 		     void *data);

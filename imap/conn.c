@@ -700,11 +700,6 @@ const char *imap_conn_selected(const ImapConn *conn)
 	return conn->selected;
 }
 
-void imap_conn_unselect(ImapConn *conn)
-{
-	g_clear_pointer(&conn->selected, g_free);
-}
-
 /* ---- connection set-up ---- */
 
 static int tcp_connect(ImapConn *conn, GError **error)

@@ -97,8 +97,6 @@ int imap_conn_examine_with(ImapConn *conn, const char *mailbox,
 bool imap_conn_qresync(const ImapConn *conn);
 /* Raw name of the selected mailbox, or NULL. */
 const char *imap_conn_selected(const ImapConn *conn);
-/* Forget the selection (the next examine re-sends EXAMINE). */
-void imap_conn_unselect(ImapConn *conn);
 
 /* Quote s as an IMAP quoted string, or as a non-synchronising literal
  * ("{N+}" CRLF bytes) when it holds CR, LF or 8-bit bytes and the server

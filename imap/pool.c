@@ -492,13 +492,3 @@ void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
 	wake_worker(pool, folder);
 	g_mutex_unlock(&pool->lock);
 }
-
-bool imap_pool_is_down(ImapPool *pool)
-{
-	bool down;
-
-	g_mutex_lock(&pool->lock);
-	down = fail_fast(pool);
-	g_mutex_unlock(&pool->lock);
-	return down;
-}

@@ -48,5 +48,3 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
 		      void *data, GDestroyNotify free_data);
 
-/* True while the server is considered unreachable. */
-bool imap_pool_is_down(ImapPool *pool);
