@@ -16,7 +16,8 @@ from livelib import h  # noqa: E402
 
 FRESH = 30.0
 # Commands of a connection's own life, not about a folder.
-SESSION = ("AUTHENTICATE", "LOGIN", "CAPABILITY", "ID ", "LOGOUT", "NOOP")
+SESSION = ("AUTHENTICATE", "LOGIN", "CAPABILITY", "ID ", "ENABLE ", "LOGOUT",
+           "NOOP")
 
 
 def commands(m, start=0):
