@@ -21,6 +21,8 @@
 
 #include <string.h>
 
+#include "cache/crc32.h"
+
 #define INDEX_MAGIC "IMFSIDX1"
 #define LIST_MAGIC "IMFSLST1"
 #define MAGIC_LEN 8
@@ -37,54 +39,6 @@
 #define FOLDER_FLAGS_KNOWN                                                     \
 	(CACHE_FOLDER_NOSELECT | CACHE_FOLDER_NOINFERIORS |                    \
 	 CACHE_FOLDER_NONEXISTENT)
-
-/* CRC-32 (IEEE 802.3, reflected), sliced by 8 so that a 100,000-message
- * index is checked in a few milliseconds. */
-static uint32_t crc_table[8][256];
-
-static void crc_init(void)
-{
-	static gsize done;
-
-	if (!g_once_init_enter(&done))
-		return;
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
-		crc_table[0][i] = c;
-	}
-	for (uint32_t i = 0; i < 256; i++)
-		for (int t = 1; t < 8; t++)
-			crc_table[t][i] =
-			    (crc_table[t - 1][i] >> 8) ^
-			    crc_table[0][crc_table[t - 1][i] & 0xff];
-	g_once_init_leave(&done, 1);
-}
-
-static uint32_t crc32_compute(const uint8_t *p, size_t len)
-{
-	uint32_t c = 0xFFFFFFFFu;
-
-	crc_init();
-	while (len >= 8) {
-		uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
-				   (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
-		uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
-			      (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-
-		c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-		    crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-		    crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
-		    crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
-		p += 8;
-		len -= 8;
-	}
-	while (len--)
-		c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c ^ 0xFFFFFFFFu;
-}
 
 /* Writer over a buffer whose size was computed beforehand. */
 typedef struct {
@@ -214,7 +168,7 @@ static bool check_envelope(const void *data, size_t len, const char *magic,
 		return false;
 	}
 	stored = load_u32(p + len - CRC_LEN);
-	if (crc32_compute(p, len - CRC_LEN) != stored) {
+	if (cache_crc32(p, len - CRC_LEN) != stored) {
 		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
 			    "%s: checksum mismatch", what);
 		return false;
@@ -227,7 +181,7 @@ static bool check_envelope(const void *data, size_t len, const char *magic,
 static GBytes *finish(uint8_t *buf, size_t len, Out *o)
 {
 	g_assert((size_t)(o->p - buf) == len - CRC_LEN);
-	put_u32(o, crc32_compute(buf, len - CRC_LEN));
+	put_u32(o, cache_crc32(buf, len - CRC_LEN));
 	return g_bytes_new_take(buf, len);
 }
 
