@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "cache/lru.h"
+#include "cache/pack.h"
 
 #define KEY_HASH_CHARS 16
 #define KEY_NAME_CHARS 40
@@ -54,6 +55,9 @@
 #define MAX_FOLDER_ID 0x7fffffffu /* ids stay below 2^31 */
 #define RENAME_TRIES 4
 #define TREE_DEPTH 3 /* folders/<key>/<uidvalidity>/<uid> */
+/* LRU entries of pack segments: folder number with this bit, the segment
+ * number as the uid (folder numbers stay far below it). */
+#define LRU_PACK_BIT 0x80000000u
 
 #define IDS_MAGIC "IMFSIDS1"
 #define IDS_MAGIC_LEN 8
@@ -90,6 +94,10 @@ struct CacheStore {
 	GHashTable *fnum_by_key;  /* folder key -> number + 1 */
 	GHashTable *fnum_by_name; /* raw folder name -> number + 1 */
 	gint tracking;		  /* lru != NULL, read without the lock */
+
+	GMutex packs_lock;
+	GHashTable *packs; /* "<folder key>/<uidvalidity>" -> CachePack* */
+	GHashTable *keys;  /* raw folder name -> folder key, a memo */
 };
 
 struct CacheBodyWriter {
@@ -701,6 +709,118 @@ static uint32_t folder_num_locked(CacheStore *store, const char *folder,
 	return num;
 }
 
+/* ---- packs of small bodies (cache/pack.h), under packs_lock ---- */
+
+static char *pack_name(const char *key, uint32_t uidvalidity)
+{
+	return g_strdup_printf("%s/%" G_GUINT32_FORMAT, key, uidvalidity);
+}
+
+/* make_key(folder), remembered: a SHA-256 per body read adds up. */
+static char *folder_key(CacheStore *store, const char *folder)
+{
+	char *key;
+
+	g_mutex_lock(&store->packs_lock);
+	key = g_hash_table_lookup(store->keys, folder);
+	if (!key) {
+		key = make_key(folder);
+		g_hash_table_insert(store->keys, g_strdup(folder), key);
+	}
+	key = g_strdup(key);
+	g_mutex_unlock(&store->packs_lock);
+	return key;
+}
+
+/* A reference to the pack of (key, uidvalidity), opened on first use. */
+static CachePack *get_pack(CacheStore *store, const char *key,
+			   uint32_t uidvalidity)
+{
+	g_autofree char *name = pack_name(key, uidvalidity);
+	g_autofree char *dir = NULL;
+	uint64_t max = CACHE_PACK_SEGMENT_MAX, bound;
+	CachePack *pack, *opened;
+
+	g_mutex_lock(&store->packs_lock);
+	pack = g_hash_table_lookup(store->packs, name);
+	if (pack)
+		cache_pack_ref(pack);
+	g_mutex_unlock(&store->packs_lock);
+	if (pack)
+		return pack;
+
+	/* With a bound, segments (the unit of eviction) stay a small part
+	 * of it. */
+	g_mutex_lock(&store->lru_lock);
+	bound = store->max_bytes;
+	g_mutex_unlock(&store->lru_lock);
+	if (bound)
+		max = MIN(max, bound / 16);
+	/* The scan runs without the lock; a racing opener's pack wins. */
+	dir = g_strdup_printf("%s/%s", store->folders_dir, name);
+	opened = cache_pack_open(dir, max);
+	g_mutex_lock(&store->packs_lock);
+	pack = g_hash_table_lookup(store->packs, name);
+	if (!pack) {
+		pack = opened;
+		opened = NULL;
+		g_hash_table_insert(store->packs, g_steal_pointer(&name),
+				    pack);
+	}
+	cache_pack_ref(pack);
+	g_mutex_unlock(&store->packs_lock);
+	cache_pack_unref(opened);
+	return pack;
+}
+
+/* Eviction of a segment (under lru_lock; packs_lock nests inside it). */
+static void drop_pack_segment(CacheStore *store, const char *key,
+			      uint32_t uidvalidity, uint32_t segment)
+{
+	g_autofree char *name = pack_name(key, uidvalidity);
+	CachePack *pack;
+
+	g_mutex_lock(&store->packs_lock);
+	pack = g_hash_table_lookup(store->packs, name);
+	if (pack)
+		cache_pack_drop_segment(pack, segment);
+	g_mutex_unlock(&store->packs_lock);
+	if (!pack) {
+		g_autofree char *path = g_strdup_printf(
+		    "%s/%s/" CACHE_PACK_PREFIX "%" G_GUINT32_FORMAT,
+		    store->folders_dir, name, segment);
+
+		if (unlink(path) < 0 && errno != ENOENT)
+			g_debug("cache: cannot evict %s: %s", path,
+				g_strerror(errno));
+	}
+}
+
+/* Forget the packs of key whose UIDVALIDITY is not keep (0: all): their
+ * directories were removed. */
+static void forget_packs(CacheStore *store, const char *key,
+			 uint32_t keep_uidvalidity)
+{
+	g_autofree char *prefix = g_strdup_printf("%s/", key);
+	GHashTableIter it;
+	gpointer k, v;
+
+	g_mutex_lock(&store->packs_lock);
+	g_hash_table_iter_init(&it, store->packs);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		guint64 uv;
+
+		if (!g_str_has_prefix(k, prefix) ||
+		    !g_ascii_string_to_unsigned((const char *)k +
+						    strlen(prefix),
+						10, 0, UINT32_MAX, &uv, NULL))
+			continue;
+		if (keep_uidvalidity == 0 || uv != keep_uidvalidity)
+			g_hash_table_iter_remove(&it);
+	}
+	g_mutex_unlock(&store->packs_lock);
+}
+
 /* Remove the least recently used unpinned bodies until at most target bytes
  * are tracked. Returns the bytes that left the accounting. */
 static uint64_t evict_locked(CacheStore *store, uint64_t target)
@@ -715,6 +835,17 @@ static uint64_t evict_locked(CacheStore *store, uint64_t target)
 		g_autofree char *path = NULL;
 
 		if (cache_lru_pinned(lru, e)) {
+			e = next;
+			continue;
+		}
+		if (k->folder & LRU_PACK_BIT) {
+			drop_pack_segment(
+			    store,
+			    g_ptr_array_index(store->fkeys,
+					      k->folder & ~LRU_PACK_BIT),
+			    k->uidvalidity, k->uid);
+			freed += cache_lru_size(lru, e);
+			cache_lru_remove(lru, e);
 			e = next;
 			continue;
 		}
@@ -840,7 +971,8 @@ typedef struct {
 	uint64_t size;
 	uint32_t folder; /* index into the scan's keys */
 	uint32_t uidvalidity;
-	uint32_t uid;
+	uint32_t uid;	  /* or the segment number of a pack */
+	bool pack;
 } ScanItem;
 
 /* A directory entry name that our own code writes for a UIDVALIDITY or
@@ -903,7 +1035,8 @@ typedef struct {
 
 typedef struct {
 	uint64_t ino;
-	uint32_t uid;
+	uint32_t uid; /* or segment number */
+	bool pack;
 } BodyName;
 
 static gint body_name_cmp(gconstpointer pa, gconstpointer pb)
@@ -929,10 +1062,11 @@ static int scan_bodies_in(Scan *scan, int fd)
 		return r;
 	}
 	while ((errno = 0, de = readdir(d))) {
-		BodyName b = {de->d_ino, 0};
+		BodyName b = {de->d_ino, 0, false};
 
 		if ((de->d_type == DT_REG || de->d_type == DT_UNKNOWN) &&
-		    parse_body_name(de->d_name, &b.uid))
+		    (parse_body_name(de->d_name, &b.uid) ||
+		     (b.pack = cache_pack_parse_name(de->d_name, &b.uid))))
 			g_array_append_val(names, b);
 	}
 	if (errno)
@@ -940,11 +1074,12 @@ static int scan_bodies_in(Scan *scan, int fd)
 	g_array_sort(names, body_name_cmp);
 	for (guint i = 0; r == 0 && i < names->len; i++) {
 		const BodyName *b = &g_array_index(names, BodyName, i);
-		char name[16];
+		char name[32];
 		ScanItem it;
 		struct stat st;
 
-		g_snprintf(name, sizeof(name), "%" G_GUINT32_FORMAT, b->uid);
+		g_snprintf(name, sizeof(name), "%s%" G_GUINT32_FORMAT,
+			   b->pack ? CACHE_PACK_PREFIX : "", b->uid);
 		if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT)
 				r = -errno;
@@ -958,6 +1093,7 @@ static int scan_bodies_in(Scan *scan, int fd)
 		it.folder = scan->folder;
 		it.uidvalidity = scan->uidvalidity;
 		it.uid = b->uid;
+		it.pack = b->pack;
 		g_array_append_val(scan->items, it);
 	}
 	closedir(d);
@@ -1006,6 +1142,8 @@ static gint scan_item_cmp(gconstpointer pa, gconstpointer pb)
 		return a->folder < b->folder ? 1 : -1;
 	if (a->uidvalidity != b->uidvalidity)
 		return a->uidvalidity < b->uidvalidity ? 1 : -1;
+	if (a->pack != b->pack)
+		return a->pack ? 1 : -1;
 	if (a->uid != b->uid)
 		return a->uid < b->uid ? 1 : -1;
 	return 0;
@@ -1039,7 +1177,7 @@ static void merge_scan_locked(CacheStore *store, Scan *scan)
 		if (nums[it->folder] == CACHE_LRU_NONE)
 			nums[it->folder] = key_num_locked(
 			    store, g_ptr_array_index(scan->keys, it->folder));
-		k.folder = nums[it->folder];
+		k.folder = nums[it->folder] | (it->pack ? LRU_PACK_BIT : 0);
 		if (cache_lru_find(store->lru, &k) != CACHE_LRU_NONE)
 			continue;
 		e = cache_lru_insert(store->lru, &k, false);
@@ -1130,11 +1268,15 @@ static void forget_folder(CacheStore *store, const char *folder,
 			  const char *key, uint32_t keep_uidvalidity)
 {
 	g_mutex_lock(&store->lru_lock);
-	if (store->lru)
-		cache_lru_drop_folder(store->lru,
-				      folder_num_locked(store, folder, key),
+	if (store->lru) {
+		uint32_t num = folder_num_locked(store, folder, key);
+
+		cache_lru_drop_folder(store->lru, num, keep_uidvalidity);
+		cache_lru_drop_folder(store->lru, num | LRU_PACK_BIT,
 				      keep_uidvalidity);
+	}
 	g_mutex_unlock(&store->lru_lock);
+	forget_packs(store, key, keep_uidvalidity);
 }
 
 /* ---- open and close ---- */
@@ -1195,6 +1337,12 @@ CacheStore *cache_store_open(const char *root, const char *account,
 	g_mutex_init(&store->ids_lock);
 	g_mutex_init(&store->limit_lock);
 	g_mutex_init(&store->lru_lock);
+	g_mutex_init(&store->packs_lock);
+	store->packs = g_hash_table_new_full(
+	    g_str_hash, g_str_equal, g_free,
+	    (GDestroyNotify)cache_pack_unref);
+	store->keys =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	store->lock_fd = -1;
 	store->ids_fd = -1;
 	/* g_build_filename() drops a trailing '/' of root. */
@@ -1249,6 +1397,9 @@ void cache_store_free(CacheStore *store)
 	g_hash_table_unref(store->ids);
 	g_ptr_array_unref(store->id_keys);
 	stop_tracking(store);
+	g_hash_table_unref(store->packs);
+	g_hash_table_unref(store->keys);
+	g_mutex_clear(&store->packs_lock);
 	g_mutex_clear(&store->ids_lock);
 	g_mutex_clear(&store->limit_lock);
 	g_mutex_clear(&store->lru_lock);
@@ -1286,6 +1437,172 @@ int cache_store_open_body(CacheStore *store, const char *folder,
 static bool disk_full(int r)
 {
 	return r == -ENOSPC || r == -EDQUOT;
+}
+
+static bool evict_for_space(CacheStore *store, uint64_t want);
+
+/* A segment of folder's pack was written or read: account its size (0:
+ * keep it) and make it the most recent; make room under the bound. */
+static void touch_segment(CacheStore *store, const char *folder,
+			  const char *key, uint32_t uidvalidity,
+			  uint32_t segment, uint64_t size)
+{
+	CacheLruKey k = {0, uidvalidity, segment};
+	uint32_t e;
+
+	if (!g_atomic_int_get(&store->tracking))
+		return;
+	g_mutex_lock(&store->lru_lock);
+	if (!store->lru)
+		goto out;
+	k.folder = folder_num_locked(store, folder, key) | LRU_PACK_BIT;
+	e = cache_lru_find(store->lru, &k);
+	if (e == CACHE_LRU_NONE && size == 0)
+		goto out; /* evicted meanwhile */
+	if (e == CACHE_LRU_NONE)
+		e = cache_lru_insert(store->lru, &k, true);
+	cache_lru_touch(store->lru, e);
+	if (size) {
+		cache_lru_set_size(store->lru, e, size);
+		/* Pinned: the body just written must survive its own
+		 * commit's eviction. */
+		cache_lru_pin(store->lru, e);
+		if (store->max_bytes &&
+		    cache_lru_bytes(store->lru) > store->max_bytes)
+			evict_locked(store, low_mark(store->max_bytes));
+		cache_lru_unpin(store->lru, e);
+	}
+out:
+	g_mutex_unlock(&store->lru_lock);
+}
+
+int cache_store_find_body(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t uid, CacheBody *body)
+{
+	g_autofree char *key = NULL;
+	CachePack *pack;
+	struct stat st;
+	uint32_t len, segment;
+	int fd, r;
+
+	g_return_val_if_fail(store && folder && body, -EINVAL);
+	body->fd = -1;
+	if (uidvalidity == 0 || uid == 0)
+		return -ENOENT;
+	/* The pack first: most bodies are small, and a miss there costs no
+	 * system call. Either copy is right: bodies never change. */
+	key = folder_key(store, folder);
+	pack = get_pack(store, key, uidvalidity);
+	r = cache_pack_find(pack, uid, &fd, &body->offset, &len, &segment);
+	cache_pack_unref(pack);
+	if (r == 0) {
+		body->fd = fd;
+		body->size = len;
+		touch_segment(store, folder, key, uidvalidity, segment, 0);
+		return 0;
+	}
+	fd = cache_store_open_body(store, folder, uidvalidity, uid);
+	if (fd >= 0) {
+		if (fstat(fd, &st) < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		body->fd = fd;
+		body->offset = 0;
+		body->size = (uint64_t)st.st_size;
+		cache_store_touch_body(store, folder, uidvalidity, uid);
+		return 0;
+	}
+	return fd;
+}
+
+int cache_store_read_body(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t uid, size_t max,
+			  GBytes **out)
+{
+	g_autofree char *key = NULL;
+	CachePack *pack;
+	CacheBody b;
+	uint32_t segment;
+	char *buf;
+	size_t done = 0;
+	int r;
+
+	g_return_val_if_fail(store && folder && out, -EINVAL);
+	if (uidvalidity == 0 || uid == 0)
+		return -ENOENT;
+	key = folder_key(store, folder);
+	pack = get_pack(store, key, uidvalidity);
+	r = cache_pack_read(pack, uid, max, out, &segment);
+	cache_pack_unref(pack);
+	if (r == 0) {
+		touch_segment(store, folder, key, uidvalidity, segment, 0);
+		return 0;
+	}
+	if (r != -ENOENT)
+		return r;
+	r = cache_store_find_body(store, folder, uidvalidity, uid, &b);
+	if (r < 0)
+		return r;
+	if (b.size > max) {
+		close(b.fd);
+		return -EFBIG;
+	}
+	buf = g_malloc(b.size);
+	while (done < b.size) {
+		ssize_t n = pread(b.fd, buf + done, b.size - done,
+				  (off_t)(b.offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	close(b.fd);
+	if (done < b.size) {
+		g_free(buf);
+		return -EIO;
+	}
+	*out = g_bytes_new_take(buf, b.size);
+	return 0;
+}
+
+int cache_store_put_body(CacheStore *store, const char *folder,
+			 uint32_t uidvalidity, uint32_t uid, const void *data,
+			 size_t len)
+{
+	g_autofree char *key = NULL;
+	CachePack *pack;
+	uint64_t size = 0;
+	uint32_t segment = 0;
+	int r;
+
+	g_return_val_if_fail(store && folder && data, -EINVAL);
+	if (uidvalidity == 0 || uid == 0 || len == 0 ||
+	    len > CACHE_PACK_BODY_MAX)
+		return -EINVAL;
+	g_mutex_lock(&store->lru_lock);
+	r = store->max_bytes && len + CACHE_PACK_RECORD_HEADER >
+				     store->max_bytes / 16
+		? -ENOSPC /* would not fit in a segment under the bound */
+		: 0;
+	g_mutex_unlock(&store->lru_lock);
+	if (r < 0)
+		return r;
+	key = folder_key(store, folder);
+	pack = get_pack(store, key, uidvalidity);
+	r = cache_pack_put(pack, uid, data, len, &segment, &size);
+	if (disk_full(r) && evict_for_space(store, len + 4096))
+		r = cache_pack_put(pack, uid, data, len, &segment, &size);
+	cache_pack_unref(pack);
+	if (disk_full(r))
+		return -ENOSPC;
+	if (r < 0)
+		return r;
+	touch_segment(store, folder, key, uidvalidity, segment, size);
+	return 0;
 }
 
 static int memfd_open(void)

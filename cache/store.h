@@ -2,6 +2,8 @@
  *
  * Layout under ROOT (mode 0700 directories, 0600 files):
  *   ROOT/<account-key>/folders/<folder-key>/<UIDVALIDITY>/<UID>   bodies
+ *   ROOT/<account-key>/folders/<folder-key>/<UIDVALIDITY>/pack-<N>
+ *                                               small bodies (cache/pack.h)
  *   ROOT/<account-key>/folders/<folder-key>/index                 CacheFolderIndex
  *   ROOT/<account-key>/folders.list                               folder list
  *   ROOT/<account-key>/ids                                        folder ids
@@ -39,10 +41,39 @@ void cache_store_free(CacheStore *store);
 /* Directory holding this account's cache (for messages and tests). */
 const char *cache_store_dir(const CacheStore *store);
 
-/* Open a cached body read-only. Returns an fd, or -ENOENT when not cached,
- * or another -errno. */
+/* Open a body stored in a file of its own (written by a CacheBodyWriter)
+ * read-only. Returns an fd, or -ENOENT when there is none, or another
+ * -errno. */
 int cache_store_open_body(CacheStore *store, const char *folder,
 			  uint32_t uidvalidity, uint32_t uid);
+
+/* A cached body: size bytes at offset of fd, which the caller closes. */
+typedef struct {
+	int fd;
+	uint64_t offset;
+	uint64_t size;
+} CacheBody;
+
+/* Find a cached body, in a file of its own or in the folder's pack of
+ * small bodies (cache/pack.h), and count it as used for the LRU order.
+ * 0, -ENOENT when not cached, or another -errno. */
+int cache_store_find_body(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t uid, CacheBody *body);
+
+/* The bytes of a cached body of at most max bytes (-EFBIG when longer),
+ * read and checked in one go; counts as used like cache_store_find_body().
+ * 0, -ENOENT when not cached, or another -errno. */
+int cache_store_read_body(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t uid, size_t max,
+			  GBytes **out);
+
+/* Store a small body (1..CACHE_PACK_BODY_MAX bytes) in the folder's pack:
+ * one append instead of a file created and renamed. 0, -ENOSPC when the
+ * disk is full even after evicting (or the body would not fit under the
+ * bound), or another -errno. */
+int cache_store_put_body(CacheStore *store, const char *folder,
+			 uint32_t uidvalidity, uint32_t uid, const void *data,
+			 size_t len);
 
 /* A new temp file for a body whose folder and UID may not be known yet.
  * When the disk is full (ENOSPC, EDQUOT) the writer starts in memory

@@ -359,32 +359,10 @@ def grep_problems(r, expected, allow_eio):
 
 
 def cache_body_files(cache_dir):
-    """[(folder key, uidvalidity, uid, path)] of the body files under
-    cache_dir (layout ROOT/<account>/folders/<key>/<UIDVALIDITY>/<UID>)."""
-    out = []
-    if not os.path.isdir(cache_dir):
-        return out
-    for acct in os.listdir(cache_dir):
-        fdir = os.path.join(cache_dir, acct, "folders")
-        if not os.path.isdir(fdir):
-            continue
-        for key in os.listdir(fdir):
-            kdir = os.path.join(fdir, key)
-            if not os.path.isdir(kdir):
-                continue
-            for uv in os.listdir(kdir):
-                uvdir = os.path.join(kdir, uv)
-                if not (uv.isdigit() and os.path.isdir(uvdir)):
-                    continue
-                try:
-                    entries = os.listdir(uvdir)
-                except FileNotFoundError:
-                    continue
-                for u in entries:
-                    p = os.path.join(uvdir, u)
-                    if u.isdigit() and os.path.isfile(p):
-                        out.append((key, int(uv), int(u), p))
-    return out
+    """[(folder key, uidvalidity, uid, where)] of the bodies under cache_dir
+    (files of their own and pack records; see h.cache_bodies)."""
+    return [(k, uv, uid, where) for (k, uv, uid), (where, data)
+            in sorted(h.cache_bodies(cache_dir).items())]
 
 
 def cache_temp_files(cache_dir):
@@ -398,23 +376,16 @@ def cache_temp_files(cache_dir):
     return out
 
 
-def _size(p):
-    try:
-        return os.path.getsize(p)
-    except FileNotFoundError:  # evicted meanwhile
-        return 0
-
-
 def cache_body_bytes(cache_dir):
-    return sum(_size(p) for _, _, _, p in cache_body_files(cache_dir))
+    return h.cache_body_disk_bytes(cache_dir)
 
 
 def check_cache(t, label, cache_dir, data, min_files=1):
     """Every body file under cache_dir is exactly the server's body of its
     (folder, UIDVALIDITY, UID). Returns the number of files."""
     problems = []
-    files = cache_body_files(cache_dir)
-    for key, uv, uid, p in files:
+    files = sorted(h.cache_bodies(cache_dir).items())
+    for (key, uv, uid), (p, got) in files:
         folder = data.by_key.get(key.split("-", 1)[0])
         if folder is None:
             problems.append("%s: no server folder has key %s" % (p, key))
@@ -424,10 +395,6 @@ def check_cache(t, label, cache_dir, data, min_files=1):
                 p, uv, data.uidvalidity.get(folder)))
             continue
         want = data.bodies.get((folder, uid))
-        try:
-            got = h.read_file(p)
-        except FileNotFoundError:
-            continue  # evicted since the listing
         if want is None:
             problems.append("%s: %s has no UID %d" % (p, folder, uid))
         elif got != want:

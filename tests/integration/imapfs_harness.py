@@ -45,6 +45,7 @@ import signal
 import socket
 import ssl
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1765,6 +1766,107 @@ def list_message_files(dirpath):
             uid = uid_of_name(e.name)
             out[uid if uid is not None else e.name] = e.name
     return out
+
+
+PACK_MAGIC = 0x31424D49  # "IMB1", cache/pack.h
+PACK_HEADER = 20
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        v = i
+        for _ in range(8):
+            v = (v >> 1) ^ 0x82F63B78 if v & 1 else v >> 1
+        t.append(v)
+    return t
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as cache/crc32.c computes it."""
+    v = 0xFFFFFFFF
+    t = _CRC32C
+    for b in data:
+        v = t[(v ^ b) & 0xFF] ^ (v >> 8)
+    return v ^ 0xFFFFFFFF
+
+
+def read_pack(path):
+    """[(uid, offset, data)] of the intact records of one pack segment
+    (cache/pack.h), in order; stops at the first torn or damaged one, as
+    the daemon does."""
+    out = []
+    try:
+        blob = read_file(path)
+    except FileNotFoundError:
+        return out
+    off = 0
+    while off + PACK_HEADER <= len(blob):
+        magic, uid, ln, crc, hcrc = struct.unpack_from("<5I", blob, off)
+        body = blob[off + PACK_HEADER: off + PACK_HEADER + ln]
+        if (magic != PACK_MAGIC or hcrc != crc32c(blob[off:off + 16])
+                or uid == 0 or ln == 0 or len(body) != ln
+                or crc32c(body) != crc):
+            break
+        out.append((uid, off + PACK_HEADER, body))
+        off += PACK_HEADER + ln
+    return out
+
+
+def cache_bodies(cache_dir):
+    """Every body in a cache dir (ROOT/<account>/folders/<key>/<UIDVALIDITY>/
+    then <UID> files and pack-<N> segments): {(key, uidvalidity, uid):
+    (where, data)}; a UID in several places keeps the daemon's choice (its
+    own file, else the last pack record)."""
+    out = {}
+    if not os.path.isdir(cache_dir):
+        return out
+    for acct in os.listdir(cache_dir):
+        fdir = os.path.join(cache_dir, acct, "folders")
+        if not os.path.isdir(fdir):
+            continue
+        for key in os.listdir(fdir):
+            kdir = os.path.join(fdir, key)
+            if not os.path.isdir(kdir):
+                continue
+            for uv in os.listdir(kdir):
+                uvdir = os.path.join(kdir, uv)
+                if not (uv.isdigit() and os.path.isdir(uvdir)):
+                    continue
+                try:
+                    entries = os.listdir(uvdir)
+                except FileNotFoundError:
+                    continue
+                packs = sorted(int(n[5:]) for n in entries
+                               if n.startswith("pack-") and n[5:].isdigit())
+                for n in packs:
+                    p = os.path.join(uvdir, "pack-%d" % n)
+                    for uid, off, data in read_pack(p):
+                        out[(key, int(uv), uid)] = ("%s@%d" % (p, off), data)
+                for u in entries:
+                    p = os.path.join(uvdir, u)
+                    if u.isdigit() and os.path.isfile(p):
+                        try:
+                            out[(key, int(uv), int(u))] = (p, read_file(p))
+                        except FileNotFoundError:
+                            pass
+    return out
+
+
+def cache_body_disk_bytes(cache_dir):
+    """Bytes of body files and pack segments on disk."""
+    total = 0
+    for root, dirs, files in os.walk(cache_dir):
+        for n in files:
+            if n.isdigit() or n.startswith("pack-"):
+                try:
+                    total += os.path.getsize(os.path.join(root, n))
+                except FileNotFoundError:
+                    pass
+    return total
 
 
 def read_file(path, chunk=1 << 20):

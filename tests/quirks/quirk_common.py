@@ -95,12 +95,11 @@ def message_path(m, folder_path, uid):
 
 
 def cached_bodies(cache_dir, uidvalidity, uid):
-    """Body files of (uidvalidity, uid) anywhere in the cache."""
-    out = []
-    for root, dirs, files in os.walk(cache_dir):
-        if os.path.basename(root) == str(uidvalidity) and str(uid) in files:
-            out.append(os.path.join(root, str(uid)))
-    return out
+    """Where (uidvalidity, uid) is cached (files or pack records), in any
+    folder."""
+    return sorted(where for (key, uv, u), (where, data)
+                  in h.cache_bodies(cache_dir).items()
+                  if uv == uidvalidity and u == uid)
 
 
 def temp_files(cache_dir):

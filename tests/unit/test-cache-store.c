@@ -1449,6 +1449,157 @@ static void test_disk_full_evicts(Fixture *f, gconstpointer data)
 	cache_store_free(s);
 }
 
+
+/* ---- small bodies in packs ---- */
+
+static GBytes *small_body(uint32_t uid)
+{
+	size_t len = 1 + (uid * 2654435761u) % 5000;
+	char *p = g_malloc(len);
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = (char)(' ' + (uid + i * 7) % 90);
+	return g_bytes_new_take(p, len);
+}
+
+static void assert_found_body(CacheStore *s, const char *folder, uint32_t uv,
+			      uint32_t uid, GBytes *want)
+{
+	g_autofree char *got = NULL;
+	CacheBody b;
+
+	g_assert_cmpint(cache_store_find_body(s, folder, uv, uid, &b), ==, 0);
+	g_assert_cmpuint(b.size, ==, g_bytes_get_size(want));
+	got = g_malloc(b.size);
+	g_assert_cmpint(pread(b.fd, got, b.size, (off_t)b.offset), ==,
+			(ssize_t)b.size);
+	g_assert_cmpmem(got, b.size, g_bytes_get_data(want, NULL), b.size);
+	close(b.fd);
+}
+
+static void put_small(CacheStore *s, const char *folder, uint32_t uv,
+		      uint32_t uid)
+{
+	g_autoptr(GBytes) b = small_body(uid);
+
+	g_assert_cmpint(cache_store_put_body(s, folder, uv, uid,
+					     g_bytes_get_data(b, NULL),
+					     g_bytes_get_size(b)),
+			==, 0);
+}
+
+static void test_pack_bodies(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	CacheBody b;
+
+	for (uint32_t uid = 2; uid <= 200; uid++)
+		put_small(s, uid % 2 ? "INBOX" : "Archive/2023", 9, uid);
+	/* A body in a file of its own (a large one) is found too. */
+	put_body(s, "INBOX", 9, 1, "own file");
+	for (uint32_t uid = 2; uid <= 200; uid++) {
+		g_autoptr(GBytes) want = small_body(uid);
+
+		assert_found_body(s, uid % 2 ? "INBOX" : "Archive/2023", 9,
+				  uid, want);
+		/* Not a file of its own. */
+		g_assert_cmpint(cache_store_open_body(
+				    s, uid % 2 ? "INBOX" : "Archive/2023", 9,
+				    uid),
+				==, -ENOENT);
+	}
+	g_assert_cmpint(cache_store_find_body(s, "INBOX", 9, 2, &b), ==,
+			-ENOENT); /* the other folder's */
+	g_assert_cmpint(cache_store_find_body(s, "INBOX", 8, 1, &b), ==,
+			-ENOENT);
+	g_assert_cmpint(cache_store_put_body(s, "INBOX", 0, 5, "x", 1), ==,
+			-EINVAL);
+	cache_store_free(s);
+
+	s = open_ok(f->root, ACCOUNT);
+	{
+		g_autoptr(GBytes) own = g_bytes_new_static("own file", 8);
+
+		assert_found_body(s, "INBOX", 9, 1, own);
+	}
+	for (uint32_t uid = 2; uid <= 200; uid++) {
+		g_autoptr(GBytes) want = small_body(uid);
+
+		assert_found_body(s, uid % 2 ? "INBOX" : "Archive/2023", 9,
+				  uid, want);
+	}
+	/* A new UIDVALIDITY drops the old pack, open or not. */
+	put_small(s, "INBOX", 10, 3);
+	g_assert_cmpint(cache_store_drop_folder(s, "INBOX", 10), ==, 0);
+	g_assert_cmpint(cache_store_find_body(s, "INBOX", 9, 3, &b), ==,
+			-ENOENT);
+	{
+		g_autoptr(GBytes) want = small_body(3);
+		g_autoptr(GBytes) other = small_body(4);
+
+		assert_found_body(s, "INBOX", 10, 3, want);
+		assert_found_body(s, "Archive/2023", 9, 4, other);
+	}
+	g_assert_cmpint(cache_store_drop_folder(s, "INBOX", 0), ==, 0);
+	g_assert_cmpint(cache_store_find_body(s, "INBOX", 10, 3, &b), ==,
+			-ENOENT);
+	put_small(s, "INBOX", 10, 3); /* the directory comes back */
+	cache_store_free(s);
+}
+
+static void test_pack_bound(Fixture *f, gconstpointer data)
+{
+	const uint64_t max = 400000;
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	guint n;
+
+	g_assert_cmpint(cache_store_set_limit(s, max), ==, 0);
+	for (uint32_t uid = 1; uid <= 600; uid++) {
+		const char *folder = uid % 3 ? "INBOX" : "Archive/2023";
+		g_autoptr(GBytes) want = small_body(uid);
+
+		put_small(s, folder, 3, uid);
+		/* The body just stored is never its own commit's victim. */
+		assert_found_body(s, folder, 3, uid, want);
+		g_assert_cmpuint(cache_store_body_bytes(s), <=, max);
+		if (uid % 50 == 0)
+			assert_tracked_matches_disk(s);
+	}
+	g_assert_cmpuint(cache_store_body_bytes(s), >=, max / 2);
+	/* Old segments went: their bodies are gone as a whole. */
+	{
+		CacheBody b;
+
+		g_assert_cmpint(cache_store_find_body(s, "INBOX", 3, 1, &b), ==,
+				-ENOENT);
+	}
+	g_assert_cmpuint(disk_body_bytes(s, &n), ==, cache_store_body_bytes(s));
+	cache_store_free(s);
+
+	/* A new mount finds the segments and accounts for them. */
+	s = open_ok(f->root, ACCOUNT);
+	g_assert_cmpint(cache_store_set_limit(s, max), ==, 0);
+	assert_tracked_matches_disk(s);
+	{
+		g_autoptr(GBytes) want = small_body(599);
+
+		assert_found_body(s, "INBOX", 3, 599, want);
+	}
+	/* A smaller bound evicts whole segments at once. */
+	g_assert_cmpint(cache_store_set_limit(s, max / 4), ==, 0);
+	g_assert_cmpuint(cache_store_body_bytes(s), <=, max / 4);
+	assert_tracked_matches_disk(s);
+	/* A body too large for a segment under the bound is refused. */
+	{
+		g_autofree char *big = g_malloc0(max / 4 / 16 + 1);
+
+		g_assert_cmpint(cache_store_put_body(s, "INBOX", 3, 9999, big,
+						     max / 4 / 16 + 1),
+				==, -ENOSPC);
+	}
+	cache_store_free(s);
+}
+
 #define ADD(name, func)                                                        \
 	g_test_add(name, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
 
@@ -1482,5 +1633,7 @@ int main(int argc, char **argv)
 	ADD("/cache-store/disk-full", test_disk_full);
 	ADD("/cache-store/disk-full-inodes", test_disk_full_inodes);
 	ADD("/cache-store/disk-full-evicts", test_disk_full_evicts);
+	ADD("/cache-store/pack-bodies", test_pack_bodies);
+	ADD("/cache-store/pack-bound", test_pack_bound);
 	return g_test_run();
 }
