@@ -9,6 +9,7 @@
 
 #include "cache/store.h"
 #include "fs/inval.h"
+#include "fs/push.h"
 #include "fs/tree.h"
 #include "imap/pool.h"
 
@@ -17,6 +18,7 @@ typedef struct {
 	ImapPool *pool;
 	FsTree *tree;
 	FsInval *inval;
+	FsPush *push;          /* bodies into the page cache ahead */
 	uid_t uid;
 	gid_t gid;
 	gint64 refresh_us;     /* a listing older than this is rechecked */
@@ -26,6 +28,7 @@ typedef struct {
 	bool xattr;            /* --xattr */
 	struct fuse_session *se;
 	struct FsWatch *watch; /* background refresh; NULL before the mount */
+	GThreadPool *verifier; /* checks persisted listings ahead of visits */
 
 	GMutex fetch_lock;     /* guards inflight, uncached and readers */
 	GHashTable *inflight;  /* "gen:uid" -> Inflight*, bodies being fetched */

@@ -10,10 +10,14 @@
  * its in-flight entry as soon as it is stored, so a reader waiting for
  * message 5 of a prefetched batch 5..20 goes on at once.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create */
+#endif
 #include "fs/fetch.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,6 +31,8 @@
 #define PREFETCH_MAX_BYTES (32u << 20)
 #define UNCACHED_MAX_BYTES (64u << 20)
 #define HEADS_MAX_BYTES (8u << 20)
+#define PUSH_AHEAD_MESSAGES 128
+#define PUSH_AHEAD_BYTES (8u << 20)
 
 /* ---- literal sink: parser -> cache temp file ---- */
 
@@ -156,21 +162,55 @@ static void uncached_put(FsAccount *acct, const char *key, int fd,
 	}
 }
 
-/* A dup of an uncached body's fd, or -1. */
-static int uncached_get(FsAccount *acct, uint32_t gen, uint32_t uid)
+/* An uncached body (a dup of its fd, which the caller closes): 0, or
+ * -ENOENT. */
+static int uncached_get(FsAccount *acct, uint32_t gen, uint32_t uid,
+			CacheBody *body)
 {
 	g_autofree char *key = body_key(gen, uid);
 	Uncached *u;
-	int fd = -1;
+	int rc = -ENOENT;
 
 	g_mutex_lock(&acct->fetch_lock);
 	u = g_hash_table_lookup(acct->uncached, key);
 	if (u) {
 		u->used = g_get_monotonic_time();
-		fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+		body->fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+		body->offset = 0;
+		body->size = u->size;
+		rc = body->fd < 0 ? -errno : 0;
 	}
 	g_mutex_unlock(&acct->fetch_lock);
-	return fd;
+	return rc;
+}
+
+/* The disk is full: keep a small body in memory, served from there. */
+static int uncached_put_bytes(FsAccount *acct, uint32_t gen, uint32_t uid,
+			      const char *data, size_t len)
+{
+	g_autofree char *key = body_key(gen, uid);
+	int fd = memfd_create("imapfs-body", MFD_CLOEXEC);
+	size_t done = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (done < len) {
+		ssize_t n = write(fd, data + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int r = n < 0 ? -errno : -EIO;
+
+			close(fd);
+			return r == -ENOSPC ? -ENOMEM : r;
+		}
+		done += (size_t)n;
+	}
+	g_mutex_lock(&acct->fetch_lock);
+	uncached_put(acct, key, fd, len);
+	g_mutex_unlock(&acct->fetch_lock);
+	return 0;
 }
 
 /* ---- one batch fetch on a pool thread ---- */
@@ -267,22 +307,39 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 		w = body->stream.sink;
 		body->stream.sink = NULL;
 	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
-		g_autoptr(GError) error = NULL;
+		/* Small bodies (the parser keeps literals up to 64 KiB in
+		 * memory) go to the folder's pack: no file to create. */
+		rc = cache_store_put_body(acct->store, folder,
+					  job->uidvalidity, uid, body->str,
+					  body->len);
+		if (rc == -ENOSPC) {
+			log_disk_full_once(acct);
+			rc = uncached_put_bytes(acct, job->gen, uid, body->str,
+						body->len);
+		} else if (rc < 0) {
+			g_warning("cannot cache a body of %s: %s", folder,
+				  g_strerror(-rc));
+			rc = uncached_put_bytes(acct, job->gen, uid, body->str,
+						body->len);
+		}
+		if (rc == 0) {
+			fs_sync_set_exact_size(acct, job->folder, job->gen,
+					       uid, body->len);
+			if (job->background) {
+				/* Prefetched for a sequential reader: into
+				 * the page cache too, so that it reads the
+				 * file without asking us. */
+				g_autoptr(GBytes) bytes =
+				    g_bytes_new(body->str, body->len);
 
-		w = cache_body_writer_new_at(acct->store, folder,
-					     job->uidvalidity, &error);
-		if (!w) {
-			g_warning("cannot cache a message body: %s",
-				  error->message);
-			job_finish_uid(job, (guint)idx, -EIO);
-			return 0;
+				fs_push_bytes(acct->push,
+					      fs_tree_message_ino(job->gen,
+								  uid),
+					      bytes);
+			}
 		}
-		rc = cache_body_writer_write(w, body->str, body->len);
-		if (rc < 0) {
-			cache_body_writer_abort(w);
-			job_finish_uid(job, (guint)idx, rc);
-			return 0;
-		}
+		job_finish_uid(job, (guint)idx, rc < 0 ? -EIO : 0);
+		return 0;
 	} else {
 		/* NIL or empty: the server has no body to give. Never
 		 * cache it as an empty file. */
@@ -497,6 +554,7 @@ typedef struct {
 	guint last_index;  /* listing position of the last first read */
 	guint streak;      /* consecutive sequential first reads */
 	guint queued_to;   /* prefetch queued up to this position */
+	guint pushed_to;   /* pushes queued up to this position */
 	bool deep;         /* the streak reads past the heads of messages */
 } ReadPattern;
 
@@ -517,13 +575,43 @@ static ReadPattern *read_pattern(FsAccount *acct, FsFolder *f, uint32_t gen)
 static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
 			uint32_t uid)
 {
-	int fd = cache_store_open_body(acct->store, f->raw, uidvalidity, uid);
+	CacheBody b;
 
-	if (fd >= 0) {
-		close(fd);
+	if (cache_store_find_body(acct->store, f->raw, uidvalidity, uid,
+				  &b) == 0) {
+		close(b.fd);
 		return true;
 	}
 	return false;
+}
+
+/* Under fetch_lock. A reader that starts a folder or goes on in order gets
+ * the cached bodies that follow pushed into the page cache (fs/push.h):
+ * cheap next to a round trip per file, so from the first read on, and far
+ * ahead. The pusher skips what is not cached. */
+static void push_ahead(FsAccount *acct, FsFolder *f, FsListing *l,
+		       ReadPattern *rp, guint pos)
+{
+	GArray *msgs = l->index->messages;
+	uint64_t budget = PUSH_AHEAD_BYTES;
+	guint from, to;
+
+	if (pos != 0 && rp->streak == 0)
+		return;
+	if (rp->pushed_to > pos + 1 + PUSH_AHEAD_MESSAGES / 2)
+		return;
+	from = MAX(pos + 1, rp->pushed_to);
+	to = MIN(msgs->len, pos + 1 + PUSH_AHEAD_MESSAGES);
+	for (guint i = from; i < to; i++) {
+		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
+
+		if (m->size > budget)
+			break;
+		budget -= m->size;
+		rp->pushed_to = i + 1;
+		fs_push_cached(acct->push, fs_tree_message_ino(l->gen, m->uid),
+			       f->raw, l->index->uidvalidity, m->uid);
+	}
 }
 
 /* Called on the first read of the message at position pos of listing l:
@@ -544,14 +632,17 @@ static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
 
 	g_mutex_lock(&acct->fetch_lock);
 	rp = read_pattern(acct, f, l->gen);
+	/* Sequential: just past the last read, or past what was prefetched
+	 * and pushed since (those files are read without asking us). */
 	if (rp->last_index != G_MAXUINT && pos > rp->last_index &&
-	    pos <= rp->last_index + 2) {
+	    pos <= MAX(rp->last_index, MAX(rp->queued_to, rp->pushed_to)) + 2) {
 		rp->streak++;
 	} else if (pos != rp->last_index) {
 		rp->streak = 0;
 		rp->deep = false;
 	}
 	rp->last_index = pos;
+	push_ahead(acct, f, l, rp, pos);
 	if (rp->streak < 2) {
 		g_mutex_unlock(&acct->fetch_lock);
 		return;
@@ -684,15 +775,13 @@ GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l,
 bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
 			uint32_t uid)
 {
+	CacheBody b;
+
 	if (body_cached(acct, f, l->index->uidvalidity, uid))
 		return true;
-	{
-		int fd = uncached_get(acct, l->gen, uid);
-
-		if (fd >= 0) {
-			close(fd);
-			return true;
-		}
+	if (uncached_get(acct, l->gen, uid, &b) == 0) {
+		close(b.fd);
+		return true;
 	}
 	return false;
 }
@@ -700,29 +789,26 @@ bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
 /* ---- entry point ---- */
 
 static int open_cached(FsAccount *acct, FsFolder *f, uint32_t gen,
-		       uint32_t uidvalidity, uint32_t uid)
+		       uint32_t uidvalidity, uint32_t uid, CacheBody *body)
 {
-	int fd = cache_store_open_body(acct->store, f->raw, uidvalidity, uid);
-	struct stat st;
+	int rc = cache_store_find_body(acct->store, f->raw, uidvalidity, uid,
+				       body);
 
-	if (fd >= 0) {
-		if (fstat(fd, &st) == 0 && st.st_size > 0) {
-			fs_sync_set_exact_size(acct, f, gen, uid,
-					       (uint64_t)st.st_size);
-			cache_store_touch_body(acct->store, f->raw, uidvalidity,
-					       uid);
-			return fd;
+	if (rc == 0) {
+		if (body->size > 0) {
+			fs_sync_set_exact_size(acct, f, gen, uid, body->size);
+			return 0;
 		}
-		close(fd); /* an empty body is never valid */
-	} else if (fd != -ENOENT) {
+		close(body->fd); /* an empty body is never valid */
+	} else if (rc != -ENOENT) {
 		g_message("cannot open cached %s UID %u: %s", f->raw, uid,
-			  g_strerror(-fd));
+			  g_strerror(-rc));
 	}
-	return uncached_get(acct, gen, uid);
+	return uncached_get(acct, gen, uid, body);
 }
 
 int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
-		  bool first_read)
+		  bool first_read, CacheBody *body)
 {
 	uint32_t gen = l->gen, uidvalidity = l->index->uidvalidity;
 	int rc = 0;
@@ -737,10 +823,8 @@ int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 							   CacheMessage, 0)));
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
-		int fd = open_cached(acct, f, gen, uidvalidity, uid);
-
-		if (fd >= 0)
-			return fd;
+		if (open_cached(acct, f, gen, uidvalidity, uid, body) == 0)
+			return 0;
 		rc = fetch_one(acct, f, gen, uidvalidity, uid);
 		if (rc < 0 && rc != -EAGAIN)
 			return rc;

@@ -12,14 +12,15 @@
  * files; its user data is the CacheStore. */
 extern const ImapLiteralSink fs_fetch_sink;
 
-/* An fd (O_RDONLY) on the complete body of message uid in listing l of
- * folder f, fetching it first when it is not cached; readers of the same
- * uncached message share one fetch. first_read (a read at offset 0) feeds
- * the sequential-read detector that starts prefetch. -errno on failure
- * (-EIO: server unreachable or no valid body; -ESTALE: the folder's
- * UIDVALIDITY changed). */
+/* The complete body of message uid in listing l of folder f (body->size
+ * bytes at body->offset of body->fd, which the caller closes), fetching it
+ * first when it is not cached; readers of the same uncached message share
+ * one fetch. first_read (a read at offset 0) feeds the sequential-read
+ * detector that starts prefetch. 0, or -errno on failure (-EIO: server
+ * unreachable or no valid body; -ESTALE: the folder's UIDVALIDITY
+ * changed). */
 int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
-		  bool first_read);
+		  bool first_read, CacheBody *body);
 
 /* Bytes of a large message's head fetched alone for a small first read. */
 #define FS_FETCH_HEAD_BYTES 65536

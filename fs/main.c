@@ -146,6 +146,7 @@ int main(int argc, char **argv)
 	acct.heads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					   (GDestroyNotify)g_bytes_unref);
 	acct.inval = fs_inval_new();
+	acct.push = fs_push_new(acct.store);
 
 	se = fuse_session_new(&opts.fuse_args, &fs_ops, sizeof(fs_ops), &acct);
 	if (!se) {
@@ -172,6 +173,8 @@ int main(int argc, char **argv)
 	acct.pool = imap_pool_new(&account, opts.connections,
 				  g_steal_pointer(&conn));
 	fs_inval_start(acct.inval, se);
+	fs_push_start(acct.push, se);
+	fs_sync_start_verifier(&acct);
 	watch = fs_watch_new(&acct, &account, opts.poll_interval);
 	acct.watch = watch;
 	g_message("mounted %s on %s", opts.url, opts.mountpoint);
@@ -190,7 +193,10 @@ int main(int argc, char **argv)
 
 	acct.watch = NULL;
 	fs_watch_free(g_steal_pointer(&watch));
+	fs_sync_stop_verifier(&acct);
 	fs_inval_free(g_steal_pointer(&acct.inval));
+	/* Before the session goes; pool jobs may still queue (in vain). */
+	fs_push_stop(acct.push);
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
@@ -201,6 +207,7 @@ out:
 	if (acct.tree)
 		fs_sync_save_dirty(&acct);
 	imap_pool_free(acct.pool);
+	fs_push_free(acct.push);
 	imap_conn_free(conn);
 	fs_inval_free(acct.inval);
 	fs_tree_free(acct.tree);

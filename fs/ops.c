@@ -117,17 +117,18 @@ static void settle_zero_size(FsAccount *acct, FsFolder *f, uint32_t gen,
 			     struct fuse_entry_param *e)
 {
 	FsListing *l;
-	int fd;
+	CacheBody body;
+	int rc;
 
 	if (e->attr.st_size != 0 || exact)
 		return;
 	l = fs_folder_get_listing(f);
 	if (!l)
 		return;
-	fd = fs_fetch_open(acct, f, l, uid, false);
+	rc = fs_fetch_open(acct, f, l, uid, false, &body);
 	fs_listing_unref(l);
-	if (fd >= 0) {
-		close(fd);
+	if (rc == 0) {
+		close(body.fd);
 		message_entry(acct, f, gen, uid, NULL, e, NULL);
 	}
 }
@@ -342,6 +343,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		fs_listing_unref(dh->listing);
 		dh->listing = now;
 		dh->children = fs_folder_children(dh->folder);
+		fs_sync_verify_children(acct, dh->folder);
 	}
 	for (size_t i = (size_t)off; dir_item(acct, dh, i, &name, &e); i++) {
 		size_t need;
@@ -410,7 +412,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	FsListing *l;
 	FsFolder *f;
 	uint32_t gen, uid;
-	int fd;
+	CacheBody body;
+	size_t want;
+	int rc;
 
 	if (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid) !=
 	    FS_INO_MESSAGE) {
@@ -446,13 +450,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (head)
 			g_bytes_unref(head); /* shorter than the hint said */
 	}
-	fd = fs_fetch_open(acct, f, l, uid, off == 0);
+	rc = fs_fetch_open(acct, f, l, uid, off == 0, &body);
 	g_mutex_lock(&f->lock);
 	size_after = m->size;
 	g_mutex_unlock(&f->lock);
 	fs_listing_unref(l);
-	if (fd < 0) {
-		fuse_reply_err(req, fd == -ESTALE ? ESTALE : EIO);
+	if (rc < 0) {
+		fuse_reply_err(req, rc == -ESTALE ? ESTALE : EIO);
 		return;
 	}
 	if (size_after > size_before) {
@@ -469,27 +473,34 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * rest (st_blocks) too. */
 		fs_inval_inode_later(acct->inval, ino, 200);
 	}
-	if (size <= SMALL_READ) {
+	/* The body may sit inside a pack: never read past its end. */
+	want = (uint64_t)off >= body.size
+		   ? 0
+		   : (size_t)MIN((uint64_t)size, body.size - (uint64_t)off);
+	if (want <= SMALL_READ) {
 		/* Most messages are small: one pread and one write cost
 		 * fewer system calls than splicing through a pipe. */
 		static __thread char buf[SMALL_READ];
-		ssize_t n;
+		ssize_t n = 0;
 
-		do
-			n = pread(fd, buf, size, off);
-		while (n < 0 && errno == EINTR);
-		close(fd);
+		while (want > 0 &&
+		       (n = pread(body.fd, buf, want,
+				  (off_t)(body.offset + (uint64_t)off))) < 0 &&
+		       errno == EINTR)
+			;
+		close(body.fd);
 		if (n < 0)
 			fuse_reply_err(req, EIO);
 		else
 			fuse_reply_buf(req, buf, (size_t)n);
 		return;
 	}
+	bv.buf[0].size = want;
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	bv.buf[0].fd = fd;
-	bv.buf[0].pos = off;
+	bv.buf[0].fd = body.fd;
+	bv.buf[0].pos = (off_t)(body.offset + (uint64_t)off);
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
-	close(fd);
+	close(body.fd);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -443,6 +443,53 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 	return changed ? 1 : 0;
 }
 
+static void verify_one(gpointer data, gpointer user_data)
+{
+	FsAccount *acct = user_data;
+	FsFolder *f = data;
+	bool want;
+
+	g_mutex_lock(&f->lock);
+	load_persisted(acct, f);
+	want = f->listing && !f->verified && !f->syncing;
+	g_mutex_unlock(&f->lock);
+	if (want)
+		fs_sync_folder(acct, f, FS_SYNC_IF_MISSING);
+}
+
+void fs_sync_start_verifier(FsAccount *acct)
+{
+	acct->verifier = g_thread_pool_new(verify_one, acct, 2, FALSE, NULL);
+}
+
+void fs_sync_stop_verifier(FsAccount *acct)
+{
+	if (acct->verifier)
+		g_thread_pool_free(g_steal_pointer(&acct->verifier), TRUE,
+				   TRUE);
+}
+
+void fs_sync_verify_children(FsAccount *acct, FsFolder *dir)
+{
+	GPtrArray *children = fs_folder_children(dir);
+
+	if (!acct->verifier)
+		return;
+	for (guint i = 0; i < children->len; i++) {
+		FsFolder *c = children->pdata[i];
+		bool queue;
+
+		if (!c->selectable)
+			continue;
+		g_mutex_lock(&c->lock);
+		queue = !c->verify_queued && !c->verified;
+		c->verify_queued = true;
+		g_mutex_unlock(&c->lock);
+		if (queue)
+			g_thread_pool_push(acct->verifier, c, NULL);
+	}
+}
+
 void fs_sync_set_exact_size(FsAccount *acct, FsFolder *f, uint32_t gen,
 			    uint32_t uid, uint64_t size)
 {

@@ -24,6 +24,16 @@ enum {
  * and the server cannot be reached. */
 int fs_sync_folder(FsAccount *acct, FsFolder *f, int when);
 
+/* Check the persisted listings of dir's subfolders against the server in
+ * the background (each folder once a mount), so that the first visit to
+ * each does not wait for its EXAMINE: grep -r and file managers go through
+ * folders one after another. Subfolders without a persisted listing are
+ * left alone: a cold listing is real work, done on the first visit. */
+void fs_sync_verify_children(FsAccount *acct, FsFolder *dir);
+/* The threads for it (2), started with the pool and stopped before it. */
+void fs_sync_start_verifier(FsAccount *acct);
+void fs_sync_stop_verifier(FsAccount *acct);
+
 /* Persist listings whose sizes were corrected since their last save. */
 void fs_sync_save_dirty(FsAccount *acct);
 

@@ -51,6 +51,7 @@ struct FsFolder {
 	gint64 synced_at;     /* monotonic us of the last good sync, 0 never */
 	bool syncing;
 	bool dirty;           /* listing has sizes not yet saved */
+	bool verify_queued;   /* a background check is queued or ran */
 };
 
 typedef struct FsTree FsTree;
