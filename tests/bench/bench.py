@@ -540,6 +540,18 @@ class Bench:
         self.info = []
         self.imapfs_args = list(args.imapfs_arg or [])
 
+    def discard(self, path):
+        """Move a tree out of the way; it is deleted when the benchmark
+        ends. Deleting thousands of files just before a measurement would
+        bill it: on ext4 without a journal, inodes freed in the last
+        minutes slow down every file and directory created after them
+        (recently_deleted() in the inode allocator), whoever creates them
+        (imapfs's cache, or mbsync's Maildir)."""
+        if os.path.lexists(path):
+            trash = os.path.join(self.work, "trash")
+            os.makedirs(trash, exist_ok=True)
+            os.rename(path, os.path.join(trash, "%d" % len(os.listdir(trash))))
+
     def fig(self, key):
         if key not in self.figures:
             self.figures[key] = Figure(key, *FIGURES[key])
@@ -657,7 +669,7 @@ class Bench:
     def run_mbsync(self, channel, subdir):
         """Fresh local copy of one channel; returns seconds."""
         target = os.path.join(self.mb_local, subdir)
-        shutil.rmtree(target, ignore_errors=True)
+        self.discard(target)
         el, r = timed([self.mbsync, "-c", self.mb_rc, "-q", channel],
                       timeout=3600)
         if r.returncode != 0:
@@ -697,7 +709,7 @@ class Bench:
 
     def fresh_cache(self, name):
         d = os.path.join(self.work, "cache-" + name)
-        shutil.rmtree(d, ignore_errors=True)
+        self.discard(d)
         return d
 
     def grep_mount(self, m):
@@ -819,7 +831,7 @@ class Bench:
             self.fig("resync_changed").add(changed, cold)
         finally:
             proxy.close()
-            shutil.rmtree(cache, ignore_errors=True)
+            self.discard(cache)
 
     def run_grep(self):
         # Baselines first, then imapfs, each fresh.
@@ -873,7 +885,7 @@ class Bench:
         if el_mb is not None:
             self.fig("cold_grep_mbsync").add(cold, el_mb)
         self.fig("warm_grep").add(warm, el_local)
-        shutil.rmtree(cache, ignore_errors=True)
+        self.discard(cache)
 
     def run_ls(self):
         el_b, tot = raw_pass(self.dc, [self.raw["L"]], LIST_ITEMS)
@@ -934,7 +946,7 @@ class Bench:
         budget = HWM_FIXED_KIB + self.l_count * HWM_PER_MSG_BYTES / KiB
         if hwm is not None:
             self.fig("hwm").add(hwm, budget)
-        shutil.rmtree(cache, ignore_errors=True)
+        self.discard(cache)
 
     def run_rss(self):
         cache = self.fresh_cache("rss")
@@ -986,7 +998,7 @@ class Bench:
         finally:
             self.unmount(m, "rss")
         self.fig("rss_growth").add(growth, size / KiB)
-        shutil.rmtree(cache, ignore_errors=True)
+        self.discard(cache)
 
     def run_bytes(self):
         proxy = CountingProxy(self.dc.imaps_port)
@@ -1038,7 +1050,7 @@ class Bench:
                 fmt_bytes(sum(sizes))))
         self.fig("bytes_ideal").add(used, ideal)
         self.fig("bytes_budget").add(used, budget)
-        shutil.rmtree(cache, ignore_errors=True)
+        self.discard(cache)
 
     # --- report ------------------------------------------------------------
 
