@@ -1819,8 +1819,9 @@ def read_pack(path):
 def cache_bodies(cache_dir):
     """Every body in a cache dir (ROOT/<account>/folders/<key>/<UIDVALIDITY>/
     then <UID> files and pack-<N> segments): {(key, uidvalidity, uid):
-    (where, data)}; a UID in several places keeps the daemon's choice (its
-    own file, else the last pack record)."""
+    (where, data)}, where is a path, or "path#offset" for a pack record.
+    A UID in several places keeps the daemon's choice (the last pack record,
+    else its own file)."""
     out = {}
     if not os.path.isdir(cache_dir):
         return out
@@ -1840,12 +1841,6 @@ def cache_bodies(cache_dir):
                     entries = os.listdir(uvdir)
                 except FileNotFoundError:
                     continue
-                packs = sorted(int(n[5:]) for n in entries
-                               if n.startswith("pack-") and n[5:].isdigit())
-                for n in packs:
-                    p = os.path.join(uvdir, "pack-%d" % n)
-                    for uid, off, data in read_pack(p):
-                        out[(key, int(uv), uid)] = ("%s@%d" % (p, off), data)
                 for u in entries:
                     p = os.path.join(uvdir, u)
                     if u.isdigit() and os.path.isfile(p):
@@ -1853,6 +1848,12 @@ def cache_bodies(cache_dir):
                             out[(key, int(uv), int(u))] = (p, read_file(p))
                         except FileNotFoundError:
                             pass
+                packs = sorted(int(n[5:]) for n in entries
+                               if n.startswith("pack-") and n[5:].isdigit())
+                for n in packs:
+                    p = os.path.join(uvdir, "pack-%d" % n)
+                    for uid, off, data in read_pack(p):
+                        out[(key, int(uv), uid)] = ("%s#%d" % (p, off), data)
     return out
 
 

@@ -280,7 +280,7 @@ def files_containing(root, data):
     """Regular files under root whose content equals data, and pack records
     of a cache dir at root (cache/pack.h) that hold it."""
     out = sorted(where for where, body in h.cache_bodies(root).values()
-                 if "@" in where and body == data)
+                 if "#" in where and body == data)
     for d, _, names in os.walk(root):
         for n in names:
             p = os.path.join(d, n)
