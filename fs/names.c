@@ -332,10 +332,26 @@ static const NamesRange names_space[] = {
 
 static bool names_in(gunichar c, const NamesRange *r, size_t n)
 {
+	/* No table has an ASCII entry: most subjects are checked no
+	 * further (a hundred thousand of them on a cold ls -l). */
+	if (c < 0x80)
+		return false;
 	for (size_t i = 0; i < n; i++)
 		if (c >= r[i].lo && c <= r[i].hi)
 			return true;
 	return false;
+}
+
+/* Characters that file managers or SMB shares choke on. */
+static bool names_troublesome(gunichar c)
+{
+	switch (c) {
+	case '/': case ':': case '\\': case '*': case '?': case '"':
+	case '<': case '>': case '|':
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* Decoded subject to the subject part of a file name: controls and white
@@ -369,7 +385,7 @@ static char *names_sanitise(const GString *in)
 			if (space)
 				g_string_append_c(out, ' ');
 			space = false;
-			if (c < 0x80 && strchr("/:\\*?\"<>|", (int)c))
+			if (c < 0x80 && names_troublesome(c))
 				g_string_append_c(out, '-');
 			else
 				g_string_append_len(out, p, clen);

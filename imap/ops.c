@@ -71,6 +71,30 @@ int imap_list_mailboxes(ImapConn *conn, ImapMailboxFn fn, void *user_data,
 
 /* ---- dates and headers ---- */
 
+/* Up to max decimal digits at *s (at least one); advances *s. */
+static bool take_number(const char **s, int max, int *out)
+{
+	int v = 0, n = 0;
+
+	while (n < max && g_ascii_isdigit((*s)[n])) {
+		v = v * 10 + ((*s)[n] - '0');
+		n++;
+	}
+	*s += n;
+	*out = v;
+	return n > 0;
+}
+
+static bool take_char(const char **s, char c)
+{
+	if (**s != c)
+		return false;
+	(*s)++;
+	return true;
+}
+
+/* "dd-Mon-yyyy hh:mm:ss +zzzz" (RFC 3501 date-time; the day may be
+ * space-padded), parsed by hand: a cold listing parses one per message. */
 bool imap_parse_internaldate(const char *s, int64_t *out)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
@@ -81,8 +105,22 @@ bool imap_parse_internaldate(const char *s, int64_t *out)
 
 	while (*s == ' ')
 		s++;
-	if (sscanf(s, "%d-%3c-%d %d:%d:%d %c%4d", &day, mname, &year, &hh, &mm,
-		   &ss, &sign, &zone) != 8)
+	if (!take_number(&s, 2, &day) || !take_char(&s, '-'))
+		return false;
+	for (int i = 0; i < 3; i++) {
+		if (!g_ascii_isalpha(s[i]))
+			return false;
+		mname[i] = s[i];
+	}
+	s += 3;
+	if (!take_char(&s, '-') || !take_number(&s, 4, &year) ||
+	    !take_char(&s, ' ') || !take_number(&s, 2, &hh) ||
+	    !take_char(&s, ':') || !take_number(&s, 2, &mm) ||
+	    !take_char(&s, ':') || !take_number(&s, 2, &ss) ||
+	    !take_char(&s, ' '))
+		return false;
+	sign = *s;
+	if ((sign != '+' && sign != '-') || (s++, !take_number(&s, 4, &zone)))
 		return false;
 	for (int i = 0; i < 12; i++)
 		if (g_ascii_strncasecmp(months + 3 * i, mname, 3) == 0)
