@@ -29,6 +29,7 @@ typedef struct {
 	struct fuse_session *se;
 	struct FsWatch *watch; /* background refresh; NULL before the mount */
 	GThreadPool *verifier; /* checks persisted listings ahead of visits */
+	GThreadPool *saver;    /* persists listings */
 
 	GMutex fetch_lock;     /* guards inflight, uncached and readers */
 	GHashTable *inflight;  /* "gen:uid" -> Inflight*, bodies being fetched */

@@ -11,6 +11,7 @@
 #include <glib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cache/store.h"
@@ -37,6 +38,20 @@ static void die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/* Every pack segment of the cache keeps an fd open while mounted: take
+ * all the fds the system allows (only poll() is used, never select()). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			g_debug("cannot raise the open file limit: %s",
+				g_strerror(errno));
+	}
 }
 
 static char *account_key(const FsOptions *o)
@@ -80,6 +95,7 @@ int main(int argc, char **argv)
 	/* A daemon that was just unmounted may still be exiting and hold
 	 * the cache: give it a few seconds. */
 	for (int tries = 0;; tries++) {
+		raise_fd_limit();
 		acct.store = cache_store_open(opts.cache_dir, key, &error);
 		if (acct.store || tries >= 50 ||
 		    !g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN))
@@ -174,7 +190,7 @@ int main(int argc, char **argv)
 				  g_steal_pointer(&conn));
 	fs_inval_start(acct.inval, se);
 	fs_push_start(acct.push, se);
-	fs_sync_start_verifier(&acct);
+	fs_sync_start_background(&acct);
 	watch = fs_watch_new(&acct, &account, opts.poll_interval);
 	acct.watch = watch;
 	g_message("mounted %s on %s", opts.url, opts.mountpoint);
@@ -193,7 +209,7 @@ int main(int argc, char **argv)
 
 	acct.watch = NULL;
 	fs_watch_free(g_steal_pointer(&watch));
-	fs_sync_stop_verifier(&acct);
+	fs_sync_stop_background(&acct);
 	fs_inval_free(g_steal_pointer(&acct.inval));
 	/* Before the session goes; pool jobs may still queue (in vain). */
 	fs_push_stop(acct.push);

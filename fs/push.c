@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define PUSH_MAX_QUEUED 1024
+#define PUSH_MAX_QUEUED_BYTES (16u << 20) /* of bodies held in items */
 #define PUSH_MAX_BODY (1u << 20) /* larger bodies are read the usual way */
 
 typedef struct {
@@ -30,6 +31,7 @@ struct FsPush {
 	struct fuse_session *se;
 	GThread *thread;
 	bool stopping;
+	size_t queued_bytes;
 	uint64_t pushed;
 	uint64_t skipped;
 };
@@ -99,6 +101,8 @@ static gpointer push_main(gpointer data)
 		if (push->stopping)
 			break;
 		it = g_queue_pop_head(&push->items);
+		if (it->bytes)
+			push->queued_bytes -= g_bytes_get_size(it->bytes);
 		g_mutex_unlock(&push->lock);
 		push_one(push, it);
 		item_free(it);
@@ -127,12 +131,16 @@ void fs_push_start(FsPush *push, struct fuse_session *se)
 
 static void enqueue(FsPush *push, Item *it)
 {
+	size_t bytes = it->bytes ? g_bytes_get_size(it->bytes) : 0;
+
 	g_mutex_lock(&push->lock);
-	if (push->stopping || push->items.length >= PUSH_MAX_QUEUED) {
+	if (push->stopping || push->items.length >= PUSH_MAX_QUEUED ||
+	    push->queued_bytes + bytes > PUSH_MAX_QUEUED_BYTES) {
 		g_mutex_unlock(&push->lock);
 		item_free(it);
 		return;
 	}
+	push->queued_bytes += bytes;
 	g_queue_push_tail(&push->items, it);
 	g_cond_signal(&push->cond);
 	g_mutex_unlock(&push->lock);
@@ -164,16 +172,6 @@ void fs_push_bytes(FsPush *push, fuse_ino_t ino, GBytes *bytes)
 	it->ino = ino;
 	it->bytes = g_bytes_ref(bytes);
 	enqueue(push, it);
-}
-
-uint64_t fs_push_count(FsPush *push)
-{
-	uint64_t n;
-
-	g_mutex_lock(&push->lock);
-	n = push->pushed;
-	g_mutex_unlock(&push->lock);
-	return n;
 }
 
 void fs_push_stop(FsPush *push)

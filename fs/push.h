@@ -25,8 +25,6 @@ void fs_push_cached(FsPush *push, fuse_ino_t ino, const char *folder,
 		    uint32_t uidvalidity, uint32_t uid);
 /* Push a body at hand (just fetched); takes a reference to bytes. */
 void fs_push_bytes(FsPush *push, fuse_ino_t ino, GBytes *bytes);
-/* Bodies pushed so far (for debugging and tests). */
-uint64_t fs_push_count(FsPush *push);
 /* Stop the thread (before the session ends); queued items are dropped and
  * later ones refused. */
 void fs_push_stop(FsPush *push);

@@ -331,6 +331,34 @@ static void forget_vanished(FsAccount *acct, FsFolder *f,
 	}
 }
 
+static void save_if_dirty(FsFolder *f, void *data)
+{
+	FsAccount *acct = data;
+	FsListing *l = NULL;
+
+	g_mutex_lock(&f->lock);
+	if (f->dirty && f->listing) {
+		l = fs_listing_ref(f->listing);
+		f->dirty = false;
+	}
+	g_mutex_unlock(&f->lock);
+	if (!l)
+		return;
+	/* Sizes may be corrected while saving; a later save catches up. */
+	g_mutex_lock(&f->lock);
+	CacheFolderIndex *copy = cache_folder_index_copy(l->index);
+	g_mutex_unlock(&f->lock);
+	if (cache_store_save_index(acct->store, f->raw, copy) < 0)
+		g_message("cannot save the listing of %s in the cache", f->raw);
+	cache_folder_index_free(copy);
+	fs_listing_unref(l);
+}
+
+static void save_job(gpointer data, gpointer user_data)
+{
+	save_if_dirty(data, user_data);
+}
+
 int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 {
 	g_autoptr(GError) error = NULL;
@@ -415,8 +443,6 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 		return -EIO;
 	}
 	fs_tree_register_gen(acct->tree, gen, f);
-	if (cache_store_save_index(acct->store, f->raw, result) < 0)
-		g_message("cannot save the listing of %s in the cache", f->raw);
 
 	g_mutex_lock(&f->lock);
 	old_listing = f->listing;
@@ -431,8 +457,14 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 					result->uidvalidity);
 	}
 	f->listing = fs_listing_new(gen, result);
-	f->dirty = false;
+	f->dirty = true;
 	g_mutex_unlock(&f->lock);
+	/* Persisted in the background: the reader waiting for this listing
+	 * need not wait for 100,000 entries to be written too. */
+	if (acct->saver)
+		g_thread_pool_push(acct->saver, f, NULL);
+	else
+		save_if_dirty(f, acct);
 	if (old_listing) {
 		if (changed)
 			forget_vanished(acct, f, old_listing->index, result);
@@ -457,16 +489,20 @@ static void verify_one(gpointer data, gpointer user_data)
 		fs_sync_folder(acct, f, FS_SYNC_IF_MISSING);
 }
 
-void fs_sync_start_verifier(FsAccount *acct)
+void fs_sync_start_background(FsAccount *acct)
 {
 	acct->verifier = g_thread_pool_new(verify_one, acct, 2, FALSE, NULL);
+	acct->saver = g_thread_pool_new(save_job, acct, 1, FALSE, NULL);
 }
 
-void fs_sync_stop_verifier(FsAccount *acct)
+void fs_sync_stop_background(FsAccount *acct)
 {
+	/* Checks still queued are dropped; saves are finished. */
 	if (acct->verifier)
 		g_thread_pool_free(g_steal_pointer(&acct->verifier), TRUE,
 				   TRUE);
+	if (acct->saver)
+		g_thread_pool_free(g_steal_pointer(&acct->saver), FALSE, TRUE);
 }
 
 void fs_sync_verify_children(FsAccount *acct, FsFolder *dir)
@@ -509,28 +545,6 @@ void fs_sync_set_exact_size(FsAccount *acct, FsFolder *f, uint32_t gen,
 		}
 	}
 	g_mutex_unlock(&f->lock);
-}
-
-static void save_if_dirty(FsFolder *f, void *data)
-{
-	FsAccount *acct = data;
-	FsListing *l = NULL;
-
-	g_mutex_lock(&f->lock);
-	if (f->dirty && f->listing) {
-		l = fs_listing_ref(f->listing);
-		f->dirty = false;
-	}
-	g_mutex_unlock(&f->lock);
-	if (!l)
-		return;
-	/* Sizes may be corrected while saving; a later save catches up. */
-	g_mutex_lock(&f->lock);
-	CacheFolderIndex *copy = cache_folder_index_copy(l->index);
-	g_mutex_unlock(&f->lock);
-	cache_store_save_index(acct->store, f->raw, copy);
-	cache_folder_index_free(copy);
-	fs_listing_unref(l);
 }
 
 void fs_sync_save_dirty(FsAccount *acct)

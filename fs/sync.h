@@ -30,9 +30,11 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when);
  * folders one after another. Subfolders without a persisted listing are
  * left alone: a cold listing is real work, done on the first visit. */
 void fs_sync_verify_children(FsAccount *acct, FsFolder *dir);
-/* The threads for it (2), started with the pool and stopped before it. */
-void fs_sync_start_verifier(FsAccount *acct);
-void fs_sync_stop_verifier(FsAccount *acct);
+/* Threads for those checks (2) and for persisting listings (1, so that a
+ * new listing never waits for its save), started with the pool and stopped
+ * before it. */
+void fs_sync_start_background(FsAccount *acct);
+void fs_sync_stop_background(FsAccount *acct);
 
 /* Persist listings whose sizes were corrected since their last save. */
 void fs_sync_save_dirty(FsAccount *acct);
