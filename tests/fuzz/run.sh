@@ -21,7 +21,7 @@ read -r -a glib <<<"$(pkg-config --cflags --libs glib-2.0)"
 declare -A sources=(
 	[parser]="imap/parser.c"
 	[names]="fs/names.c imap/mutf7.c"
-	[cache-index]="cache/index.c"
+	[cache-index]="cache/index.c cache/crc32.c"
 )
 
 status=0
