@@ -225,25 +225,20 @@ static int close_checked(int fd)
 	return 0;
 }
 
-/* Whole regular file; st describes the file that was read. */
-static int read_file(const char *path, GBytes **out, struct stat *st)
+/* Whole regular file behind fd (not closed), at most max bytes (-EFBIG
+ * beyond); st describes the file that was read. */
+static int read_fd(int fd, uint64_t max, GBytes **out, struct stat *st)
 {
 	GByteArray *buf;
 	size_t used = 0;
-	int fd, r = 0;
+	int r = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	if (fstat(fd, st) < 0)
 		return -errno;
-	if (fstat(fd, st) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	if (!S_ISREG(st->st_mode)) {
-		close(fd);
+	if (!S_ISREG(st->st_mode))
 		return -EINVAL;
-	}
+	if ((uint64_t)st->st_size > max)
+		return -EFBIG;
 	buf = g_byte_array_sized_new(
 	    (guint)MIN((uint64_t)st->st_size + 1, 64u << 20));
 	for (;;) {
@@ -263,7 +258,6 @@ static int read_file(const char *path, GBytes **out, struct stat *st)
 			break;
 		used += (size_t)n;
 	}
-	close(fd);
 	if (r < 0) {
 		g_byte_array_unref(buf);
 		return r;
@@ -271,6 +265,17 @@ static int read_file(const char *path, GBytes **out, struct stat *st)
 	g_byte_array_set_size(buf, (guint)used);
 	*out = g_byte_array_free_to_bytes(buf);
 	return 0;
+}
+
+static int read_file(const char *path, GBytes **out, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
+
+	if (fd < 0)
+		return -errno;
+	r = read_fd(fd, UINT64_MAX, out, st);
+	close(fd);
+	return r;
 }
 
 /* A file that failed to decode is removed, unless a writer has replaced it
@@ -732,13 +737,21 @@ static char *folder_key(CacheStore *store, const char *folder)
 	return key;
 }
 
+/* The size of a pack segment, the unit of eviction: with a bound, a small
+ * part of it. */
+static uint64_t segment_max(uint64_t bound)
+{
+	return bound ? MIN(CACHE_PACK_SEGMENT_MAX, bound / 16)
+		     : CACHE_PACK_SEGMENT_MAX;
+}
+
 /* A reference to the pack of (key, uidvalidity), opened on first use. */
 static CachePack *get_pack(CacheStore *store, const char *key,
 			   uint32_t uidvalidity)
 {
 	g_autofree char *name = pack_name(key, uidvalidity);
 	g_autofree char *dir = NULL;
-	uint64_t max = CACHE_PACK_SEGMENT_MAX, bound;
+	uint64_t bound;
 	CachePack *pack, *opened;
 
 	g_mutex_lock(&store->packs_lock);
@@ -749,16 +762,12 @@ static CachePack *get_pack(CacheStore *store, const char *key,
 	if (pack)
 		return pack;
 
-	/* With a bound, segments (the unit of eviction) stay a small part
-	 * of it. */
 	g_mutex_lock(&store->lru_lock);
 	bound = store->max_bytes;
 	g_mutex_unlock(&store->lru_lock);
-	if (bound)
-		max = MIN(max, bound / 16);
 	/* The scan runs without the lock; a racing opener's pack wins. */
 	dir = g_strdup_printf("%s/%s", store->folders_dir, name);
-	opened = cache_pack_open(dir, max);
+	opened = cache_pack_open(dir, segment_max(bound));
 	g_mutex_lock(&store->packs_lock);
 	pack = g_hash_table_lookup(store->packs, name);
 	if (!pack) {
@@ -1502,19 +1511,18 @@ int cache_store_find_body(CacheStore *store, const char *folder,
 		return 0;
 	}
 	fd = cache_store_open_body(store, folder, uidvalidity, uid);
-	if (fd >= 0) {
-		if (fstat(fd, &st) < 0) {
-			r = -errno;
-			close(fd);
-			return r;
-		}
-		body->fd = fd;
-		body->offset = 0;
-		body->size = (uint64_t)st.st_size;
-		cache_store_touch_body(store, folder, uidvalidity, uid);
-		return 0;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
 	}
-	return fd;
+	body->fd = fd;
+	body->offset = 0;
+	body->size = (uint64_t)st.st_size;
+	cache_store_touch_body(store, folder, uidvalidity, uid);
+	return 0;
 }
 
 int cache_store_read_body(CacheStore *store, const char *folder,
@@ -1523,11 +1531,9 @@ int cache_store_read_body(CacheStore *store, const char *folder,
 {
 	g_autofree char *key = NULL;
 	CachePack *pack;
-	CacheBody b;
+	struct stat st;
 	uint32_t segment;
-	char *buf;
-	size_t done = 0;
-	int r;
+	int fd, r;
 
 	g_return_val_if_fail(store && folder && out, -EINVAL);
 	if (uidvalidity == 0 || uid == 0)
@@ -1542,31 +1548,14 @@ int cache_store_read_body(CacheStore *store, const char *folder,
 	}
 	if (r != -ENOENT)
 		return r;
-	r = cache_store_find_body(store, folder, uidvalidity, uid, &b);
-	if (r < 0)
-		return r;
-	if (b.size > max) {
-		close(b.fd);
-		return -EFBIG;
-	}
-	buf = g_malloc(b.size);
-	while (done < b.size) {
-		ssize_t n = pread(b.fd, buf + done, b.size - done,
-				  (off_t)(b.offset + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	close(b.fd);
-	if (done < b.size) {
-		g_free(buf);
-		return -EIO;
-	}
-	*out = g_bytes_new_take(buf, b.size);
-	return 0;
+	fd = cache_store_open_body(store, folder, uidvalidity, uid);
+	if (fd < 0)
+		return fd;
+	r = read_fd(fd, max, out, &st);
+	close(fd);
+	if (r == 0)
+		cache_store_touch_body(store, folder, uidvalidity, uid);
+	return r;
 }
 
 int cache_store_put_body(CacheStore *store, const char *folder,
@@ -1585,7 +1574,7 @@ int cache_store_put_body(CacheStore *store, const char *folder,
 		return -EINVAL;
 	g_mutex_lock(&store->lru_lock);
 	r = store->max_bytes && len + CACHE_PACK_RECORD_HEADER >
-				     store->max_bytes / 16
+				     segment_max(store->max_bytes)
 		? -ENOSPC /* would not fit in a segment under the bound */
 		: 0;
 	g_mutex_unlock(&store->lru_lock);
@@ -1643,6 +1632,20 @@ static int copy_fd(int src, int dst, uint64_t len)
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+int cache_body_in_memory(const void *data, size_t len)
+{
+	int fd = memfd_open(), r;
+
+	if (fd < 0)
+		return fd;
+	r = write_all(fd, data, len);
+	if (r < 0) {
+		close(fd);
+		return memory_error(r);
+	}
+	return fd;
 }
 
 /* The disk is full: move the body written so far into a memfd and remove

@@ -10,14 +10,10 @@
  * its in-flight entry as soon as it is stored, so a reader waiting for
  * message 5 of a prefetched batch 5..20 goes on at once.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memfd_create */
-#endif
 #include "fs/fetch.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -189,24 +185,10 @@ static int uncached_put_bytes(FsAccount *acct, uint32_t gen, uint32_t uid,
 			      const char *data, size_t len)
 {
 	g_autofree char *key = body_key(gen, uid);
-	int fd = memfd_create("imapfs-body", MFD_CLOEXEC);
-	size_t done = 0;
+	int fd = cache_body_in_memory(data, len);
 
 	if (fd < 0)
-		return -errno;
-	while (done < len) {
-		ssize_t n = write(fd, data + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int r = n < 0 ? -errno : -EIO;
-
-			close(fd);
-			return r == -ENOSPC ? -ENOMEM : r;
-		}
-		done += (size_t)n;
-	}
+		return fd;
 	g_mutex_lock(&acct->fetch_lock);
 	uncached_put(acct, key, fd, len);
 	g_mutex_unlock(&acct->fetch_lock);
