@@ -109,7 +109,7 @@ class ServerData:
     def __init__(self, dc):
         with dc.client() as c:
             self.view = h.server_view(c)
-            self.bodies = {}
+            self.bodies = h.server_bodies(c, self.view)
             self.uidvalidity = {}
             for f in self.view["folders"]:
                 if not f["selectable"]:
@@ -119,8 +119,6 @@ class ServerData:
                 m = re.search(rb"UIDVALIDITY (\d+)", data[0] or b"")
                 if typ == "OK" and m:
                     self.uidvalidity[f["name"]] = int(m.group(1))
-                for uid, b in c.fetch_bodies(f["raw"]):
-                    self.bodies[(f["name"], uid)] = b
         self.raw = {f["name"]: f["raw"] for f in self.view["folders"]}
         self.by_key = {}
         for f in self.view["folders"]:

@@ -1395,6 +1395,17 @@ def server_view(client):
     return {"folders": folders, "messages": messages}
 
 
+def server_bodies(client, view):
+    """{(folder name, uid): BODY.PEEK[]} of every selectable folder of a
+    server_view()."""
+    bodies = {}
+    for f in view["folders"]:
+        if f["selectable"]:
+            for uid, b in client.fetch_bodies(f["raw"]):
+                bodies[(f["name"], uid)] = b
+    return bodies
+
+
 def diff_flags(before, after):
     problems = []
     for k in sorted(set(before) | set(after), key=str):

@@ -21,11 +21,7 @@ def body(t):
     with dc.client() as client:
         view = h.server_view(client)
         flags_before = client.flags_snapshot()
-        bodies = {}
-        for f in view["folders"]:
-            if f["selectable"]:
-                for uid, b in client.fetch_bodies(f["raw"]):
-                    bodies[(f["name"], uid)] = b
+        bodies = h.server_bodies(client, view)
     # One message is never read while the server is up.
     unread = [(x.folder, x.uid) for x in msgs if x.key == "budget"][0]
 

@@ -33,11 +33,7 @@ def body(t):
     h.add_cleanup(client.close)
     view = h.server_view(client)
     flags_before = client.flags_snapshot()
-    bodies = {}
-    for f in view["folders"]:
-        if f["selectable"]:
-            for uid, b in client.fetch_bodies(f["raw"]):
-                bodies[(f["name"], uid)] = b
+    bodies = h.server_bodies(client, view)
     total = sum(len(v) for v in view["messages"].values())
     h.log("# server: %d folders, %d messages" % (len(view["folders"]),
                                                  total))

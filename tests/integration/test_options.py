@@ -53,11 +53,7 @@ def body(t):
     with dc.client() as client:
         view = h.server_view(client)
         flags_before = client.flags_snapshot()
-        bodies = {}
-        for f in view["folders"]:
-            if f["selectable"]:
-                for uid, b in client.fetch_bodies(f["raw"]):
-                    bodies[(f["name"], uid)] = b
+        bodies = h.server_bodies(client, view)
     tmp = h.make_tempdir("imapfs-options-", 0o700)
     pwfile = os.path.join(tmp, "password")
     fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT, 0o600)
