@@ -294,13 +294,12 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 		rc = cache_store_put_body(acct->store, folder,
 					  job->uidvalidity, uid, body->str,
 					  body->len);
-		if (rc == -ENOSPC) {
-			log_disk_full_once(acct);
-			rc = uncached_put_bytes(acct, job->gen, uid, body->str,
-						body->len);
-		} else if (rc < 0) {
-			g_warning("cannot cache a body of %s: %s", folder,
-				  g_strerror(-rc));
+		if (rc < 0) {
+			if (rc == -ENOSPC)
+				log_disk_full_once(acct);
+			else
+				g_warning("cannot cache a body of %s: %s",
+					  folder, g_strerror(-rc));
 			rc = uncached_put_bytes(acct, job->gen, uid, body->str,
 						body->len);
 		}
