@@ -31,6 +31,10 @@ typedef struct {
 	GThreadPool *verifier; /* checks persisted listings ahead of visits */
 	GThreadPool *saver;    /* persists listings */
 
+	GMutex dirs_lock;      /* guards open_dirs */
+	GHashTable *open_dirs; /* directory handles the kernel holds, see
+				* fs_ops_release_dirs() */
+
 	GMutex fetch_lock;     /* guards inflight, uncached and readers */
 	GHashTable *inflight;  /* "gen:uid" -> Inflight*, bodies being fetched */
 	GHashTable *uncached;  /* "gen:uid" -> bodies kept off a full disk */

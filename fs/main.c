@@ -200,6 +200,8 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_idle_threads(loop, 8);
 	rc = fuse_session_loop_mt(se, loop);
 	fuse_loop_cfg_destroy(loop);
+	/* The loop has joined its workers: no handler runs from here on. */
+	fs_ops_release_dirs(&acct);
 	/* A positive result is the signal (SIGINT, SIGTERM, SIGHUP) that
 	 * asked us to stop: a clean exit like an unmount. */
 	ret = rc < 0 ? 1 : 0;

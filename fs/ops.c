@@ -142,8 +142,16 @@ static void reply_negative(fuse_req_t req)
 	fuse_reply_entry(req, &e);
 }
 
+static void dir_handle_free(void *data);
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	FsAccount *acct = userdata;
+
+	/* INIT comes before any other request, on one thread. */
+	g_mutex_init(&acct->dirs_lock);
+	acct->open_dirs = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+						dir_handle_free, NULL);
 	mount_time = time(NULL);
 	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
 		no_open_supported = true;
@@ -238,6 +246,35 @@ typedef struct {
 	FsListing *listing;  /* may be NULL */
 } DirHandle;
 
+static void dir_handle_free(void *data)
+{
+	DirHandle *dh = data;
+
+	fs_listing_unref(dh->listing);
+	g_free(dh);
+}
+
+void fs_ops_release_dirs(FsAccount *acct)
+{
+	guint left;
+
+	if (!acct->open_dirs)
+		return;
+	left = g_hash_table_size(acct->open_dirs);
+	if (left)
+		g_debug("%u directory handles were not released", left);
+	g_clear_pointer(&acct->open_dirs, g_hash_table_unref);
+	g_mutex_clear(&acct->dirs_lock);
+}
+
+static void release_dir(FsAccount *acct, DirHandle *dh)
+{
+	g_mutex_lock(&acct->dirs_lock);
+	g_hash_table_steal(acct->open_dirs, dh);
+	g_mutex_unlock(&acct->dirs_lock);
+	dir_handle_free(dh);
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -267,7 +304,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	 * changes found elsewhere are invalidated through fs/inval.c. */
 	fi->cache_readdir = 1;
 	fi->keep_cache = rc == 1 ? 0 : 1;
-	fuse_reply_open(req, fi);
+	g_mutex_lock(&acct->dirs_lock);
+	g_hash_table_add(acct->open_dirs, dh);
+	g_mutex_unlock(&acct->dirs_lock);
+	/* An opendir interrupted meanwhile never gets a RELEASEDIR. */
+	if (fuse_reply_open(req, fi) != 0)
+		release_dir(acct, dh);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -275,10 +317,8 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 {
 	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
 
-	if (dh) {
-		fs_listing_unref(dh->listing);
-		g_free(dh);
-	}
+	if (dh)
+		release_dir(acct_of(req), dh);
 	fuse_reply_err(req, 0);
 }
 

@@ -7,3 +7,10 @@
 #include "fs/account.h"
 
 extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Frees the directory handles the kernel never released. RELEASEDIR goes
+ * out in the background, and the kernel drops it when the connection ends
+ * first (an unmount right after a listing, a signal while a directory is
+ * open). Call once the session loop has returned: its workers are joined,
+ * so no handler can still use a handle. */
+void fs_ops_release_dirs(FsAccount *acct);
