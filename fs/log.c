@@ -21,26 +21,46 @@ static int syslog_level(GLogLevelFlags level)
 	return LOG_DEBUG;
 }
 
-static void emit(int prio, const char *msg)
+static void emit(int prio, const char *mark, const char *msg)
 {
 	if (log_syslog)
-		syslog(prio, "%s", msg);
+		syslog(prio, "%s%s", mark, msg);
 	else
-		fprintf(stderr, "imapfs: %s\n", msg);
+		fprintf(stderr, "imapfs: %s%s\n", mark, msg);
+}
+
+/* A critical is a bug (a failed g_return_if_fail, in imapfs or a
+ * library): mark it so that it stands out in a log and the tests can
+ * fail on it. */
+static const char *level_mark(GLogLevelFlags level)
+{
+	if (level & G_LOG_LEVEL_ERROR)
+		return "fatal error: ";
+	if (level & G_LOG_LEVEL_CRITICAL)
+		return "critical: ";
+	return "";
 }
 
 static GLogWriterOutput writer(GLogLevelFlags level, const GLogField *fields,
 			       gsize n_fields, gpointer user_data)
 {
-	const char *msg = NULL;
+	const char *msg = NULL, *domain = NULL;
+	g_autofree char *text = NULL;
 
 	if ((level & G_LOG_LEVEL_DEBUG) && !log_debug)
 		return G_LOG_WRITER_HANDLED;
-	for (gsize i = 0; i < n_fields; i++)
+	for (gsize i = 0; i < n_fields; i++) {
 		if (g_strcmp0(fields[i].key, "MESSAGE") == 0)
 			msg = fields[i].value;
-	if (msg)
-		emit(syslog_level(level), msg);
+		else if (g_strcmp0(fields[i].key, "GLIB_DOMAIN") == 0)
+			domain = fields[i].value;
+	}
+	if (!msg)
+		return G_LOG_WRITER_HANDLED;
+	/* Messages of libraries (GLib, GIO) name where they come from. */
+	if (domain && g_strcmp0(domain, G_LOG_DOMAIN) != 0)
+		msg = text = g_strdup_printf("%s: %s", domain, msg);
+	emit(syslog_level(level), level_mark(level), msg);
 	return G_LOG_WRITER_HANDLED;
 }
 
@@ -55,7 +75,7 @@ static void fuse_logger(enum fuse_log_level level, const char *fmt,
 	if (level >= FUSE_LOG_DEBUG && !log_debug)
 		return;
 	g_strchomp(msg);
-	emit((int)level, msg);
+	emit((int)level, "", msg);
 }
 
 void fs_log_init(bool debug)

@@ -235,6 +235,9 @@ class Test:
             if self.failures:
                 print_diagnostics()
             run_cleanups()
+        for report in _bug_reports:
+            self.check(False, "the daemon reported no bug", report)
+        del _bug_reports[:]
         if rc == SKIP and self.failures == 0:
             sys.exit(SKIP)
         log("# %s: %d checks, %d failed" % (self.name, self.checks,
@@ -1516,6 +1519,72 @@ def rss_kb(pid):
     return None
 
 
+# Every daemon a test starts writes sanitizer reports (ASan, LSan, UBSan) to
+# files of its own, so that they also reach us from a daemon that went to
+# the background, and UBSan stops at its first finding. Each report, and each
+# GLib critical on the daemon's stderr, fails the test that started it
+# (Test.run), whatever its checks said.
+SANITIZER_MARKS = ("runtime error:", "AddressSanitizer", "LeakSanitizer",
+                   "UndefinedBehaviorSanitizer")
+CRITICAL_RE = re.compile(r"^imapfs: (critical|fatal error): ")
+_bug_reports = []
+
+
+def sanitizer_env(env, prefix):
+    """env with the sanitizers' options set to report into prefix.PID."""
+    env = dict(env)
+    for var, extra in (("ASAN_OPTIONS", ""),
+                       ("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")):
+        parts = [env.get(var, ""), extra, "log_path=" + prefix]
+        env[var] = ":".join(p for p in parts if p)
+    return env
+
+
+class BugScan:
+    """Reads a daemon's stderr log and its sanitizer report files, and
+    hands out each bug report once."""
+
+    def __init__(self, log_path, sanitizer_prefix):
+        self.log_path = log_path
+        self.prefix = sanitizer_prefix
+        self.log_offset = 0
+        self.seen_files = set()
+
+    def new_reports(self):
+        found = []
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_offset)
+                data = f.read()
+        except OSError:
+            data = b""
+        # Only whole lines: the daemon may still be writing.
+        end = data.rfind(b"\n") + 1
+        self.log_offset += end
+        for line in data[:end].decode("utf-8", "replace").splitlines():
+            if CRITICAL_RE.match(line) or any(
+                    s in line for s in SANITIZER_MARKS):
+                found.append(line)
+        d, base = os.path.split(self.prefix)
+        try:
+            names = sorted(n for n in os.listdir(d)
+                           if n.startswith(base + "."))
+        except OSError:
+            names = []
+        for n in names:
+            path = os.path.join(d, n)
+            if path in self.seen_files:
+                continue
+            self.seen_files.add(path)
+            with open(path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            report = [ln for ln in lines if ln.strip()][:40]
+            if report:
+                found.append("sanitizer report %s:\n        %s" % (
+                    n, "\n        ".join(report)))
+        return found
+
+
 class MountResult:
     def __init__(self, rc, stderr, elapsed, mounted):
         self.rc = rc
@@ -1559,6 +1628,8 @@ class Mount:
         self.proc = None
         self.pid = None
         self.log_path = os.path.join(self.tmp, "imapfs.log")
+        self.sanitizer_prefix = os.path.join(self.tmp, "sanitizer")
+        self._bug_scan = BugScan(self.log_path, self.sanitizer_prefix)
         self._log = None
         self._cleanup = add_cleanup(self.cleanup)
         add_diagnostic(lambda: "--- imapfs stderr (%s), last lines:\n%s"
@@ -1584,7 +1655,12 @@ class Mount:
         if self.password_env and self.password is not None:
             env["IMAPFS_PASSWORD"] = self.password
         env.update(self.extra_env)
-        return env
+        return sanitizer_env(env, self.sanitizer_prefix)
+
+    def bug_reports(self):
+        """New lines of this daemon's output that report a bug: every
+        sanitizer report and every GLib critical since the last call."""
+        return self._bug_scan.new_reports()
 
     def stderr_text(self):
         try:
@@ -1696,6 +1772,9 @@ class Mount:
         if self._log:
             self._log.close()
             self._log = None
+        # The daemon has ended: what it reported now fails the test.
+        for line in self.bug_reports():
+            _bug_reports.append("%s: %s" % (self.mountpoint, line))
 
 
 def check_mount_failure(t, label, r, keywords, mountpoint):
@@ -2040,6 +2119,61 @@ def cmd_demo_stop(args, quiet=False):
     return 0
 
 
+BUGGY_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(int argc, char **argv)
+{
+	char *lost = malloc(24); /* never freed: LeakSanitizer */
+
+	strcpy(lost, "leak");
+	lost = NULL;
+	fprintf(stderr, "imapfs: critical: g_hash_table_insert: "
+		"assertion 'hash_table != NULL' failed\n");
+	if (argc > 1) /* signed overflow: UBSan, which stops here */
+		printf("%d\n", 2147483600 + argc * 100);
+	return 0;
+}
+"""
+
+
+def check_bug_scan(t):
+    """The bug scan catches what a sanitizer build reports: a real program
+    built with ASan and UBSan, run with the daemon's environment, leaks and
+    overflows; its reports and its GLib critical are found, and each only
+    once."""
+    cc = shutil.which("clang") or shutil.which("gcc")
+    if not cc:
+        t.check(False, "a C compiler for the bug scan selftest")
+        return
+    d = make_tempdir("imapfs-bugscan-")
+    src, exe = os.path.join(d, "buggy.c"), os.path.join(d, "buggy")
+    with open(src, "w") as f:
+        f.write(BUGGY_C)
+    r = run([cc, "-g", "-fsanitize=address,undefined", "-o", exe, src],
+            check=False)
+    if not t.check(r.returncode == 0, "the buggy program builds",
+                   r.stderr.decode()[-500:]):
+        return
+    log_path = os.path.join(d, "buggy.log")
+    scan = BugScan(log_path, os.path.join(d, "sanitizer"))
+    t.equal(scan.new_reports(), [], "bug scan: nothing before the run")
+    with open(log_path, "wb") as logf:
+        for argv in ([exe], [exe, "overflow"]):
+            subprocess.run(argv, env=sanitizer_env(os.environ, scan.prefix),
+                           stdout=subprocess.DEVNULL, stderr=logf,
+                           timeout=60)
+    found = scan.new_reports()
+    text = "\n".join(found)
+    t.check(any(CRITICAL_RE.match(x) for x in found),
+            "bug scan: the GLib critical is found", short(found, 600))
+    t.check("runtime error:" in text and "LeakSanitizer" in text,
+            "bug scan: the UBSan and LeakSanitizer reports are found",
+            short(found, 600))
+    t.equal(scan.new_reports(), [], "bug scan: each report only once")
+
+
 def cmd_selftest(args):
     """Check the harness without the daemon: Dovecot starts, seeding works,
     the client sees folders, messages, flags and dates, STARTTLS works,
@@ -2047,6 +2181,7 @@ def cmd_selftest(args):
     certificates are made."""
 
     def body(t):
+        check_bug_scan(t)
         dc = Dovecot()
         msgs = seed_core(dc)
         dc.start()
