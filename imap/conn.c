@@ -47,6 +47,7 @@ struct ImapConn {
 	gint64 last_progress;
 	char *idle_tag;  /* tag of the IDLE command in progress */
 	bool qresync;    /* ENABLE QRESYNC succeeded */
+	char *refusal;   /* text of the last NO, BAD or BYE */
 };
 
 G_DEFINE_QUARK(imap-error-quark, imap_error)
@@ -326,9 +327,73 @@ static char *new_tag(ImapConn *conn)
 	return g_strdup_printf("A%u", ++conn->next_tag);
 }
 
-static void fail_with_status(ImapConn *conn, const ImapResponse *r,
-			     const char *what, GError **error)
+/* The name of the command in line, for messages: its first word, and the
+ * second after UID or AUTHENTICATE ("UID FETCH", "AUTHENTICATE PLAIN").
+ * Arguments (credentials, mailbox names) never reach a message. */
+static char *command_name(const char *line)
 {
+	size_t n = strcspn(line, " ");
+
+	if ((n == 3 && g_ascii_strncasecmp(line, "UID", 3) == 0) ||
+	    (n == 12 && g_ascii_strncasecmp(line, "AUTHENTICATE", 12) == 0)) {
+		if (line[n] == ' ')
+			n += 1 + strcspn(line + n + 1, " ");
+	}
+	return g_strndup(line, n);
+}
+
+static void note_refusal(ImapConn *conn, const ImapResponse *r)
+{
+	g_free(conn->refusal);
+	conn->refusal = g_strdup(r->text && *r->text ? r->text : "");
+}
+
+const char *imap_conn_refusal_text(const ImapConn *conn)
+{
+	return conn->refusal ? conn->refusal : "";
+}
+
+int imap_refusal_errno(const ImapResponse *r)
+{
+	static const char *const denied[] = {"AUTHENTICATIONFAILED",
+					     "AUTHORIZATIONFAILED", "EXPIRED"};
+	static const char *const busy[] = {"UNAVAILABLE", "LIMIT", "INUSE"};
+
+	for (size_t i = 0; r->code && i < G_N_ELEMENTS(denied); i++)
+		if (strcmp(r->code, denied[i]) == 0)
+			return -EACCES;
+	for (size_t i = 0; r->code && i < G_N_ELEMENTS(busy); i++)
+		if (strcmp(r->code, busy[i]) == 0)
+			return -EAGAIN;
+	return -EIO;
+}
+
+bool imap_text_is_throttling(const char *code, const char *text)
+{
+	static const char *const words[] = {
+		"too many connections", "maximum number of connections",
+		"connection limit", "too many simultaneous", "try again later",
+	};
+	g_autofree char *lower = NULL;
+
+	if (code && (strcmp(code, "UNAVAILABLE") == 0 ||
+		     strcmp(code, "LIMIT") == 0 || strcmp(code, "INUSE") == 0))
+		return true;
+	if (!text)
+		return false;
+	lower = g_ascii_strdown(text, -1);
+	for (size_t i = 0; i < G_N_ELEMENTS(words); i++)
+		if (strstr(lower, words[i]))
+			return true;
+	return false;
+}
+
+static void fail_with_status(ImapConn *conn, const ImapResponse *r,
+			     const char *line, GError **error)
+{
+	g_autofree char *what = command_name(line);
+
+	note_refusal(conn, r);
 	if (error == NULL || *error != NULL)
 		return;
 	*error = g_error_new(IMAP_ERROR,
@@ -379,7 +444,7 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 				if (r->status == IMAP_STATUS_OK) {
 					statuses[i] = 0;
 				} else {
-					statuses[i] = -EIO;
+					statuses[i] = imap_refusal_errno(r);
 					fail_with_status(conn, r, lines[i],
 							 error);
 				}
@@ -388,7 +453,12 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 			}
 		} else if (r->kind == IMAP_RESPONSE_UNTAGGED) {
 			if (r->status == IMAP_STATUS_BYE) {
-				conn_fail(conn, error, IMAP_ERROR_CLOSED,
+				note_refusal(conn, r);
+				conn_fail(conn, error,
+					  imap_text_is_throttling(r->code,
+								  r->text)
+						  ? IMAP_ERROR_THROTTLED
+						  : IMAP_ERROR_CLOSED,
 					  "%s closed the connection: %s",
 					  conn->account.host, r->text);
 				imap_response_free(r);
@@ -429,9 +499,13 @@ int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 	rc = imap_conn_pipeline(conn, &line, 1, &status, fn, user_data, error);
 	if (rc < 0)
 		return rc;
-	if (status < 0 && error && *error == NULL)
+	if (status < 0 && error && *error == NULL) {
+		g_autofree char *what = command_name(line);
+
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
-			    "%s failed: %s", line, g_strerror(-status));
+			    "%s failed: %s", what, g_strerror(-status));
+	}
+	explicit_bzero(line, strlen(line)); /* may hold credentials */
 	return status;
 }
 
@@ -902,7 +976,11 @@ static int read_greeting(ImapConn *conn, bool *preauth, GError **error)
 	*preauth = false;
 	if (r->kind != IMAP_RESPONSE_UNTAGGED ||
 	    (r->status != IMAP_STATUS_OK && r->status != IMAP_STATUS_PREAUTH)) {
-		conn_fail(conn, error, IMAP_ERROR_CLOSED,
+		note_refusal(conn, r);
+		conn_fail(conn, error,
+			  imap_text_is_throttling(r->code, r->text)
+				  ? IMAP_ERROR_THROTTLED
+				  : IMAP_ERROR_CLOSED,
 			  "%s:%u refused the connection: %s", conn->account.host,
 			  conn->account.port,
 			  r->text && *r->text ? r->text : "no IMAP greeting");
@@ -983,9 +1061,11 @@ static int authenticate(ImapConn *conn, GError **error)
 				if (r->kind == IMAP_RESPONSE_TAGGED &&
 				    strcmp(r->tag, tag) == 0) {
 					if (r->status != IMAP_STATUS_OK) {
-						fail_with_status(conn, r,
-								 "login", error);
-						rc = -EACCES;
+						fail_with_status(
+							conn, r,
+							"AUTHENTICATE PLAIN",
+							error);
+						rc = imap_refusal_errno(r);
 					}
 					imap_response_free(r);
 					break;
@@ -1020,13 +1100,24 @@ static int authenticate(ImapConn *conn, GError **error)
 	if (rc < 0 && error && *error &&
 	    ((*error)->code == IMAP_ERROR_NO ||
 	     (*error)->code == IMAP_ERROR_BAD)) {
-		g_autofree char *why = g_strdup((*error)->message);
-		const char *reason = strstr(why, ": ");
+		/* Built from the server's own words, not from our message
+		 * (whose command line held the credentials once). */
+		const char *why = imap_conn_refusal_text(conn);
+		bool busy = rc == -EAGAIN ||
+			    imap_text_is_throttling(NULL, why);
 
 		g_clear_error(error);
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_AUTH,
-			    "authentication failed for %s at %s: %s", a->user,
-			    a->host, reason ? reason + 2 : why);
+		if (busy)
+			g_set_error(error, IMAP_ERROR, IMAP_ERROR_THROTTLED,
+				    "%s is busy and refused the login for "
+				    "now: %s",
+				    a->host, *why ? why : "(no reason given)");
+		else
+			g_set_error(error, IMAP_ERROR, IMAP_ERROR_AUTH,
+				    "authentication failed for %s at %s: %s",
+				    a->user, a->host,
+				    *why ? why : "(no reason given)");
+		rc = busy ? -EAGAIN : -EACCES;
 	}
 	return rc;
 }
@@ -1129,6 +1220,7 @@ void imap_conn_free(ImapConn *conn)
 	g_ptr_array_unref(conn->caps);
 	g_free(conn->selected);
 	g_free(conn->idle_tag);
+	g_free(conn->refusal);
 	g_free(conn->rbuf);
 	g_free(conn);
 }

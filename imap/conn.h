@@ -27,6 +27,7 @@ typedef enum {
 	IMAP_ERROR_CLOSED,   /* server closed the connection or sent BYE */
 	IMAP_ERROR_NO,       /* command answered NO */
 	IMAP_ERROR_BAD,      /* command answered BAD */
+	IMAP_ERROR_THROTTLED, /* too many connections, [UNAVAILABLE]: later */
 } ImapErrorCode;
 
 typedef struct {
@@ -71,14 +72,17 @@ typedef int (*ImapUntaggedFn)(void *user_data, ImapResponse *resp);
 
 /* Send one command line (printf-style, without tag and CRLF; the caller
  * quotes arguments with imap_conn_quote()) and read until its tagged answer.
- * Returns 0 on OK; -EIO with error set on NO/BAD (IMAP_ERROR_NO/BAD) or on
- * a broken connection. */
+ * Returns 0 on OK; on NO/BAD the errno of imap_refusal_errno() with error
+ * set (IMAP_ERROR_NO/BAD); -errno on a broken connection. Error messages
+ * name the command ("LOGIN", "UID FETCH"), never its arguments: the
+ * server's own words are in imap_conn_refusal_text(). */
 int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 		      GError **error, const char *fmt, ...)
 	G_GNUC_PRINTF(5, 6);
 
 /* Pipelining: send n command lines at once, then read until all n have
- * completed. statuses[i] gets 0 for OK or -EIO for NO/BAD. Returns 0 when
+ * completed. statuses[i] gets 0 for OK or imap_refusal_errno() for NO/BAD
+ * (the first refusal sets error). Returns 0 when
  * the connection survived (individual statuses may still be errors), or
  * -errno with error set when it broke. */
 int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
@@ -112,6 +116,18 @@ int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
 			void *user_data, GError **error);
 int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 			GError **error);
+
+/* The one mapping of a tagged NO or BAD to errno, by its response code:
+ * -EACCES for refused credentials ([AUTHENTICATIONFAILED],
+ * [AUTHORIZATIONFAILED], [EXPIRED]), -EAGAIN for a server that is busy or
+ * limits us ([UNAVAILABLE], [LIMIT], [INUSE]), -EIO otherwise. */
+int imap_refusal_errno(const ImapResponse *r);
+/* True for a BYE or NO text that says the server limits connections
+ * ("too many connections", "maximum number of connections"). */
+bool imap_text_is_throttling(const char *code, const char *text);
+/* What the server said with its last NO, BAD or BYE on this connection
+ * ("" when none): its own words, kept apart from our messages. */
+const char *imap_conn_refusal_text(const ImapConn *conn);
 
 /* Monotonic time (g_get_monotonic_time) of the last byte received. */
 gint64 imap_conn_last_progress(const ImapConn *conn);

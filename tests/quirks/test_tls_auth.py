@@ -23,6 +23,10 @@ during the mount, or in any file under the cache directory; a password file
 readable by others draws a warning:
   password_env_debug, password_login_debug, password_no_sasl_ir_starttls,
   password_file_modes, password_command
+A refused password is not in the error either, whatever it holds (": ",
+quotes, backslashes, spaces, non-ASCII), over LOGIN and over AUTHENTICATE
+PLAIN without SASL-IR; the error gives the server's reason:
+  password_refused_login, password_refused_plain
 """
 
 import os
@@ -38,6 +42,7 @@ h = q.h
 fk = q.fk
 
 TLS_WORDS = ("starttls", "tls")
+AUTH_WORDS = ("authentication", "password", "login")
 
 
 def no_secret_in_clear(t, label, srv):
@@ -457,6 +462,55 @@ def case_password_command(t):
                   password_env=False)
 
 
+REFUSED_PASSWORDS = ["x: SECRET-4711", 'q"uo\\te: ' + os.urandom(4).hex(),
+                     "sp ace s: " + os.urandom(4).hex(),
+                     "gr\u00fc\u00dfe: \u00e9t\u00e9 " + os.urandom(4).hex()]
+
+
+def refused_case(t, label, caps):
+    """Every password of REFUSED_PASSWORDS, refused by the server: the
+    mount fails naming the cause, and the password is nowhere."""
+    for i, secret in enumerate(REFUSED_PASSWORDS):
+        for debug in (False, True):
+            case = "%s #%d%s" % (label, i + 1, " with -d" if debug else "")
+            srv = fk.FakeImap(q.small_account())
+            srv.caps_pre = list(caps)
+            srv.start()
+            m = q.mount(srv, args=["-d"] if debug else [], timeout_s=10,
+                        password=secret)
+            r = m.attempt(timeout=40)
+            err = m.stderr_text()
+            if debug:
+                t.check(r.rc not in (None, 0) and not r.mounted,
+                        "%s: the mount fails" % case, err[-300:])
+            else:
+                h.check_mount_failure(t, case, r, AUTH_WORDS, m.mountpoint)
+                t.check(err.strip().endswith(": wrong"),
+                        "%s: the error ends with the server's reason" % case,
+                        err.strip()[-300:])
+            escaped = secret.replace("\\", "\\\\").replace('"', '\\"')
+            found = fk.find_secret(err.encode("utf-8", "surrogateescape"),
+                                   secret, None)
+            for form in (secret, escaped, secret.split(": ", 1)[1]):
+                if form in err:
+                    found = found or form
+            t.check(found is None, "%s: the refused password is not in "
+                    "stderr" % case, "found %r" % (found,))
+            t.equal(cache_secret_files(m.cache_dir, secret, None), [],
+                    "%s: no file under the cache directory holds it" % case)
+            m.cleanup()
+            srv.stop()
+
+
+def case_password_refused_login(t):
+    refused_case(t, "password_refused_login", ["IMAP4rev1", "LITERAL+"])
+
+
+def case_password_refused_plain(t):
+    refused_case(t, "password_refused_plain",
+                 ["IMAP4rev1", "AUTH=PLAIN", "LITERAL+"])
+
+
 CASES = [case_starttls_refused_no, case_starttls_refused_bad,
          case_starttls_not_advertised, case_starttls_no_handshake,
          case_preauth_imap, case_logindisabled_imaps,
@@ -465,7 +519,8 @@ CASES = [case_starttls_refused_no, case_starttls_refused_bad,
          case_cert_wronghost, case_cert_wronghost_starttls,
          case_cert_unknown_ca, case_password_env_debug,
          case_password_login_debug, case_password_no_sasl_ir_starttls,
-         case_password_file_modes, case_password_command]
+         case_password_file_modes, case_password_command,
+         case_password_refused_login, case_password_refused_plain]
 
 if __name__ == "__main__":
     q.run_cases("test_tls_auth", CASES)
