@@ -19,8 +19,10 @@ typedef struct {
 	FsTree *tree;
 	FsInval *inval;
 	FsPush *push;          /* bodies into the page cache ahead */
-	uid_t uid;
+	uid_t uid;             /* owner of every file (-o uid=) */
 	gid_t gid;
+	mode_t file_mode;      /* permission bits of messages (-o umask=) */
+	mode_t dir_mode;       /* and of directories */
 	gint64 refresh_us;     /* a listing older than this is rechecked */
 	gint64 timeout_us;     /* --timeout */
 

@@ -148,8 +148,12 @@ int main(int argc, char **argv)
 		die("%s", error->message);
 		goto out;
 	}
-	acct.uid = getuid();
-	acct.gid = getgid();
+	acct.uid = opts.uid;
+	acct.gid = opts.gid;
+	/* Mail is private: owner only unless -o umask= says otherwise. The
+	 * mount is read-only whatever the modes say. */
+	acct.file_mode = 0666 & ~opts.umask;
+	acct.dir_mode = 0777 & ~opts.umask;
 	acct.refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
 	acct.timeout_us = (gint64)opts.timeout * G_USEC_PER_SEC;
 	g_mutex_init(&acct.fetch_lock);

@@ -37,7 +37,7 @@ static void dir_attr(FsAccount *acct, const FsFolder *f, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_tree_dir_ino(f);
-	st->st_mode = S_IFDIR | 0555;
+	st->st_mode = S_IFDIR | acct->dir_mode;
 	st->st_nlink = 2 + fs_folder_children(f)->len;
 	st->st_uid = acct->uid;
 	st->st_gid = acct->gid;
@@ -51,7 +51,7 @@ static void message_attr(FsAccount *acct, uint32_t gen, const CacheMessage *m,
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_tree_message_ino(gen, m->uid);
-	st->st_mode = S_IFREG | 0444;
+	st->st_mode = S_IFREG | acct->file_mode;
 	st->st_nlink = 1;
 	st->st_uid = acct->uid;
 	st->st_gid = acct->gid;

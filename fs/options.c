@@ -23,6 +23,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_opt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <openssl/crypto.h>
 #include <poll.h>
 #include <signal.h>
@@ -53,6 +55,9 @@ enum opt_id {
 	OPT_CACHE_SIZE,
 	OPT_POLL_INTERVAL,
 	OPT_XATTR,
+	OPT_UMASK,
+	OPT_UID,
+	OPT_GID,
 };
 
 struct opt_spec {
@@ -72,6 +77,9 @@ static const struct opt_spec opt_specs[] = {
 	{"cache-size", OPT_CACHE_SIZE, true},
 	{"poll-interval", OPT_POLL_INTERVAL, true},
 	{"xattr", OPT_XATTR, false},
+	{"umask", OPT_UMASK, true},
+	{"uid", OPT_UID, true},
+	{"gid", OPT_GID, true},
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -146,6 +154,44 @@ static bool parse_uint(const char *s, unsigned min, unsigned max,
 		return false;
 	*out = (unsigned)v;
 	return true;
+}
+
+/* Octal, as mount(8) and umask(1) write it: "077", "0022", "7". */
+static bool parse_octal_mask(const char *s, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (!*s || strlen(s) > 4)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '7')
+			return false;
+		v = v * 8 + (unsigned)(*s - '0');
+	}
+	if (v > 0777)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* A user or group: a number, or a name of the system's. */
+static bool parse_owner(const char *s, bool group, unsigned *out)
+{
+	if (parse_uint(s, 0, G_MAXINT32, out))
+		return true;
+	if (group) {
+		struct group *gr = getgrnam(s);
+
+		if (gr)
+			*out = gr->gr_gid;
+		return gr != NULL;
+	} else {
+		struct passwd *pw = getpwnam(s);
+
+		if (pw)
+			*out = pw->pw_uid;
+		return pw != NULL;
+	}
 }
 
 /* A path option: "~/" expanded (fstab has no shell), made absolute because
@@ -257,6 +303,29 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_XATTR:
 		opts->xattr = true;
 		return 0;
+	case OPT_UMASK:
+		if (!parse_octal_mask(value, &opts->umask)) {
+			opts_error(error, "umask must be octal, 000 to 777, "
+					  "such as 077 or 022");
+			return -1;
+		}
+		return 0;
+	case OPT_UID:
+	case OPT_GID: {
+		bool group = spec->id == OPT_GID;
+		unsigned id;
+
+		if (!parse_owner(value, group, &id)) {
+			opts_error(error, "%s: no such %s: '%s'", spec->name,
+				   group ? "group" : "user", value);
+			return -1;
+		}
+		if (group)
+			opts->gid = (gid_t)id;
+		else
+			opts->uid = (uid_t)id;
+		return 0;
+	}
 	case OPT_CACHE_SIZE:
 		if (!parse_size(value, &opts->cache_size)) {
 			opts_error(error,
@@ -390,13 +459,23 @@ static void print_help(const char *argv0)
 	       "by default\n"
 	       "                             because it costs ls -l two "
 	       "round trips a file\n"
+	       "    --umask=NNN              permission bits to clear, octal "
+	       "(default: 077:\n"
+	       "                             messages 0600, folders 0700, "
+	       "owner only;\n"
+	       "                             022 gives 0644 and 0755)\n"
+	       "    --uid=USER --gid=GROUP   owner and group of every file, "
+	       "a number or\n"
+	       "                             a name (default: the mounting "
+	       "user's)\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
 	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
 	       "see mount.fuse3(8)). The mount is always ro,noatime,\n"
 	       "default_permissions; _netdev, nofail, noauto, auto, user,\n"
-	       "users, rw and defaults are ignored.\n"
+	       "users, rw and defaults are ignored. With allow_other, the\n"
+	       "modes above decide who else may read the mail.\n"
 	       "\n"
 	       "The password comes from, in this order: --password-command,\n"
 	       "--password-file, the IMAPFS_PASSWORD environment variable,\n"
@@ -802,6 +881,9 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	opts->connections = 4;
 	opts->timeout = 10;
 	opts->poll_interval = 60;
+	opts->umask = 077;
+	opts->uid = getuid();
+	opts->gid = getgid();
 	st.fuse_opts = g_ptr_array_new_with_free_func(g_free);
 
 	r = parse_argv(argc, argv, opts, &st, prog, error);

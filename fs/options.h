@@ -6,6 +6,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct {
 	char *url;             /* as given, never contains a password */
@@ -27,6 +28,9 @@ typedef struct {
 				   default 60 */
 	bool insecure;          /* skip certificate and host name checks */
 	bool xattr;             /* offer user.imapfs.* extended attributes */
+	unsigned umask;         /* -o umask=NNN, default 077: owner only */
+	uid_t uid;              /* -o uid=: owner of every file, default ours */
+	gid_t gid;              /* -o gid=: group, default ours */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
 

@@ -1992,9 +1992,9 @@ def compare_tree(t, mount, view):
     mode_problems = []
     for d in sorted(got_dirs | {"."}):
         st = os.lstat(os.path.join(mount.mountpoint, d))
-        if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o555:
+        if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o700:
             mode_problems.append("%s: mode %o" % (d, st.st_mode))
-    t.all_ok("every directory has mode 0555", mode_problems)
+    t.all_ok("every directory has mode 0700 (owner only)", mode_problems)
     for name, msgs in view["messages"].items():
         d = folder_path(mount, name)
         try:
@@ -2016,7 +2016,7 @@ def compare_tree(t, mount, view):
             st = os.lstat(p)
             md = msgs[uid]
             if not stat.S_ISREG(st.st_mode) or \
-                    stat.S_IMODE(st.st_mode) != 0o444:
+                    stat.S_IMODE(st.st_mode) != 0o600:
                 problems.append("%s: mode %o" % (p, st.st_mode))
             if st.st_size != md["size"]:
                 problems.append("%s: st_size %d, RFC822.SIZE %d" % (
@@ -2025,7 +2025,7 @@ def compare_tree(t, mount, view):
                 problems.append("%s: st_mtime %d, INTERNALDATE %d" % (
                     p, int(st.st_mtime), md["date"]))
             files[(name, uid)] = p
-    t.all_ok("every message is a file with mode 0444, st_size = "
+    t.all_ok("every message is a file with mode 0600, st_size = "
              "RFC822.SIZE, st_mtime = INTERNALDATE (%d files)" % len(files),
              problems)
     return files

@@ -3,10 +3,18 @@
 the environment), every long option as -o name=value (with dashes and with
 underscores), a percent-encoded user name, --connections=1, -d (debug log
 without the password), daemon mode (the launcher returns once the mount is
-up; fusermount3 -u ends the daemon) and SIGTERM / SIGINT in -f mode."""
+up; fusermount3 -u ends the daemon), SIGTERM / SIGINT in -f mode, and who
+may read the mail: with -o allow_other the user nobody gets EACCES on a
+listing and on a read (messages 0600, folders 0700); -o umask=022 lets the
+same reads through (0644, 0755), -o uid= and gid= set the owner, and a copy
+made with cp -r is a tree its owner can delete."""
 
 import os
+import pwd
+import shutil
 import signal
+import stat
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -166,9 +174,105 @@ def body(t):
                 "-f: %s unmounts" % name)
         m.cleanup()
 
+    check_modes(t, dc, view, bodies)
+
     with dc.client() as client:
         t.all_ok("flags of every message unchanged",
                  h.diff_flags(flags_before, client.flags_snapshot()))
+
+
+def as_nobody(argv):
+    """Run argv as the user nobody; (exit code, stderr)."""
+    r = subprocess.run(argv, user="nobody", group="nogroup",
+                       extra_groups=[], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=60)
+    return r.returncode, r.stderr.decode("utf-8", "replace").strip()
+
+
+def some_message(m, view):
+    for name, msgs in view["messages"].items():
+        if msgs:
+            d = h.folder_path(m, name)
+            files = h.list_message_files(d)
+            if files:
+                return d, os.path.join(d, sorted(files.values())[0])
+    raise h.TestFailure("no message file in the mount")
+
+
+def check_modes(t, dc, view, bodies):
+    nobody = pwd.getpwnam("nobody")
+
+    # The default, with allow_other: owner only.
+    m = mount_and_check(t, dc, view, bodies, "allow_other",
+                        args=["-o", "allow_other"])
+    if m:
+        d, f = some_message(m, view)
+        st_d, st_f = os.stat(d), os.stat(f)
+        t.equal((oct(stat.S_IMODE(st_f.st_mode)),
+                 oct(stat.S_IMODE(st_d.st_mode))), (oct(0o600), oct(0o700)),
+                "allow_other: messages 0600, folders 0700")
+        t.equal((st_f.st_uid, st_f.st_gid), (os.getuid(), os.getgid()),
+                "allow_other: owned by the mounting user")
+        rc, err = as_nobody(["ls", d])
+        t.check(rc != 0 and "Permission denied" in err,
+                "allow_other: nobody cannot list a folder", "exit %d: %s" %
+                (rc, err))
+        rc, err = as_nobody(["head", "-c", "100", f])
+        t.check(rc != 0 and "Permission denied" in err,
+                "allow_other: nobody cannot read a message",
+                "exit %d: %s" % (rc, err))
+        try:
+            with open(f, "ab"):
+                pass
+            t.check(False, "allow_other: writing still fails")
+        except OSError as e:
+            t.check(e.errno in (30,), "allow_other: writing still fails "
+                    "with EROFS", str(e))
+        # A copy is an ordinary tree its owner can change and delete.
+        # (cp -r keeps the modes: the owner must have write permission
+        # on the copied folders; root would not need it, so look.)
+        copy = os.path.join(h.make_tempdir("imapfs-copy-"), "copy")
+        subprocess.run(["cp", "-r", d, copy], check=True)
+        modes = {p: stat.S_IMODE(os.stat(os.path.join(r, p)).st_mode)
+                 for r, ds, fs in os.walk(copy) for p in ds + fs + ["."]}
+        t.check(all(mo & 0o200 for mo in modes.values()),
+                "a cp -r copy is writable by its owner (so it can be "
+                "deleted)", repr(sorted(set(map(oct, modes.values())))))
+        shutil.rmtree(copy)
+        t.equal(m.unmount(), 0, "allow_other: unmount, exit 0")
+        m.cleanup()
+
+    # umask=022: everyone may read.
+    m = mount_and_check(t, dc, view, bodies, "allow_other,umask=022",
+                        args=["-o", "allow_other,umask=022"])
+    if m:
+        d, f = some_message(m, view)
+        t.equal((oct(stat.S_IMODE(os.stat(f).st_mode)),
+                 oct(stat.S_IMODE(os.stat(d).st_mode))),
+                (oct(0o644), oct(0o755)),
+                "umask=022: messages 0644, folders 0755")
+        rc, err = as_nobody(["ls", d])
+        t.equal((rc, err), (0, ""), "umask=022: nobody lists a folder")
+        rc, err = as_nobody(["head", "-c", "100", f])
+        t.equal((rc, err), (0, ""), "umask=022: nobody reads a message")
+        t.equal(m.unmount(), 0, "umask=022: unmount, exit 0")
+        m.cleanup()
+
+    # uid= and gid=: nobody owns the files and reads them, with the
+    # default owner-only modes.
+    m = mount_and_check(t, dc, view, bodies, "uid=nobody",
+                        args=["-o", "allow_other,uid=nobody,gid=%d" %
+                              nobody.pw_gid])
+    if m:
+        d, f = some_message(m, view)
+        st = os.stat(f)
+        t.equal((st.st_uid, st.st_gid), (nobody.pw_uid, nobody.pw_gid),
+                "uid=nobody: the files belong to nobody")
+        rc, err = as_nobody(["head", "-c", "100", f])
+        t.equal((rc, err), (0, ""), "uid=nobody: nobody reads a message")
+        t.equal(m.unmount(), 0, "uid=nobody: unmount, exit 0")
+        m.cleanup()
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def compare_account(t, m, acct, label, read=True):
                 problems.append("%s: mtime %d, INTERNALDATE %d" % (
                     p, st.st_mtime, msg.date))
             if not stat.S_ISREG(st.st_mode) or \
-                    stat.S_IMODE(st.st_mode) != 0o444:
+                    stat.S_IMODE(st.st_mode) != 0o600:
                 problems.append("%s: mode %o" % (p, st.st_mode))
             if not read:
                 continue

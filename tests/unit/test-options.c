@@ -522,6 +522,49 @@ static void test_poll_and_xattr(void)
 		    NULL);
 }
 
+static void test_modes(void)
+{
+	static const char *const bad_umask[] = {"8", "0778", "1000", "",
+						"-22", "0x1f", "77777"};
+	FsOptions opts;
+	g_autofree char *joined = NULL;
+
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpuint(opts.umask, ==, 077);
+	g_assert_cmpuint(opts.uid, ==, getuid());
+	g_assert_cmpuint(opts.gid, ==, getgid());
+	fs_options_clear(&opts);
+	parse_ok(&opts, URL, mnt, "-o", "allow_other,umask=022,uid=65534,gid=0",
+		 NULL);
+	g_assert_cmpuint(opts.umask, ==, 022);
+	g_assert_cmpuint(opts.uid, ==, 65534);
+	g_assert_cmpuint(opts.gid, ==, 0);
+	/* Ours, not FUSE's: libfuse's low-level API refuses them. */
+	joined = joined_fuse_args(&opts);
+	g_assert_null(strstr(joined, "umask"));
+	g_assert_null(strstr(joined, "uid="));
+	g_assert_nonnull(strstr(joined, "allow_other"));
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--umask=7", "--uid=root", "--gid=root", URL, mnt,
+		 NULL);
+	g_assert_cmpuint(opts.umask, ==, 07);
+	g_assert_cmpuint(opts.uid, ==, 0);
+	g_assert_cmpuint(opts.gid, ==, 0);
+	fs_options_clear(&opts);
+	for (size_t i = 0; i < G_N_ELEMENTS(bad_umask); i++) {
+		g_autofree char *a = g_strconcat("--umask=", bad_umask[i],
+						 NULL);
+
+		parse_fails("umask must be octal, 000 to 777, such as 077 or "
+			    "022",
+			    a, URL, mnt, NULL);
+	}
+	parse_fails("uid: no such user: 'no-such-user-imapfs'",
+		    "--uid=no-such-user-imapfs", URL, mnt, NULL);
+	parse_fails("gid: no such group: 'no-such-group-imapfs'", URL, mnt,
+		    "-o", "gid=no-such-group-imapfs", NULL);
+}
+
 static void test_bounds(void)
 {
 	static const char *const bad_conn[] = {"0",  "65", "abc", "-1",
@@ -1057,6 +1100,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/no-password-in-fuse-args",
 			test_no_password_in_fuse_args);
 	g_test_add_func("/options/bounds", test_bounds);
+	g_test_add_func("/options/modes", test_modes);
 	g_test_add_func("/options/cache-size", test_cache_size);
 	g_test_add_func("/options/poll-and-xattr", test_poll_and_xattr);
 	g_test_add_func("/options/errors", test_errors);
