@@ -241,14 +241,23 @@ static void job_finish_uid(BodyJob *job, guint i, int rc)
 	g_mutex_unlock(&job->acct->fetch_lock);
 }
 
+static void forget_prefetch(FsAccount *acct, FsFolder *f, uint32_t gen);
+
 static void body_job_free(gpointer data)
 {
 	BodyJob *job = data;
+	bool unfinished = false;
 
 	/* Whatever was not stored fails now: its readers fetch it
 	 * themselves or report the error. */
-	for (guint i = 0; i < job->uids->len; i++)
+	for (guint i = 0; i < job->uids->len; i++) {
+		unfinished |= !g_array_index(job->done, gboolean, i);
 		job_finish_uid(job, i, -EIO);
+	}
+	/* A prefetch that failed (the server went away, the pool dropped
+	 * it) must not leave the reader's window looking full. */
+	if (job->background && unfinished)
+		forget_prefetch(job->acct, job->folder, job->gen);
 	g_array_unref(job->uids);
 	g_array_unref(job->done);
 	g_free(job);
@@ -515,7 +524,12 @@ static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
 	inflight_release(in);
 	g_mutex_unlock(&acct->fetch_lock);
 
-	if (rc < 0)
+	/* While the pool fails jobs at once it has said why, once: one line
+	 * per read would flood the log of a busy file manager. */
+	if (rc < 0 && g_error_matches(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED))
+		g_debug("cannot fetch %s UID %u: %s", f->raw, uid,
+			error->message);
+	else if (rc < 0)
 		g_message("cannot fetch %s UID %u: %s", f->raw, uid,
 			  error ? error->message : g_strerror(-rc));
 	if (rc == -ESTALE) {
@@ -551,6 +565,20 @@ static ReadPattern *read_pattern(FsAccount *acct, FsFolder *f, uint32_t gen)
 	if (rp->gen != gen)
 		*rp = (ReadPattern){.gen = gen, .last_index = G_MAXUINT};
 	return rp;
+}
+
+/* Prefetch state must not outlive the failure that ended it: without
+ * this, a folder read while the server was down was fetched one message
+ * per round trip afterwards, until the reader passed the old mark. */
+static void forget_prefetch(FsAccount *acct, FsFolder *f, uint32_t gen)
+{
+	ReadPattern *rp;
+
+	g_mutex_lock(&acct->fetch_lock);
+	rp = g_hash_table_lookup(acct->readers, f);
+	if (rp && rp->gen == gen)
+		rp->queued_to = 0;
+	g_mutex_unlock(&acct->fetch_lock);
 }
 
 static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
@@ -619,8 +647,12 @@ static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
 	    pos <= MAX(rp->last_index, MAX(rp->queued_to, rp->pushed_to)) + 2) {
 		rp->streak++;
 	} else if (pos != rp->last_index) {
+		/* A new pass (or a jump): what an earlier pass queued or
+		 * pushed says nothing about what lies ahead of this one. */
 		rp->streak = 0;
 		rp->deep = false;
+		rp->queued_to = 0;
+		rp->pushed_to = 0;
 	}
 	rp->last_index = pos;
 	push_ahead(acct, f, l, rp, pos);

@@ -7,6 +7,7 @@
  * after fuse_daemonize(), because fork() keeps only the calling thread.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fuse_lowlevel.h>
 #include <glib.h>
 #include <stdio.h>
@@ -52,6 +53,30 @@ static void raise_fd_limit(void)
 			g_debug("cannot raise the open file limit: %s",
 				g_strerror(errno));
 	}
+}
+
+static char *reread_password(void *data, GError **error)
+{
+	return fs_options_reread_password(data, error);
+}
+
+/* SIGHUP: log in again now if a refused password suspended logins.
+ * libfuse's handler would end the mount instead. */
+static ImapPool *volatile hup_pool;
+
+static void on_sighup(int sig)
+{
+	imap_pool_retry_login(hup_pool);
+}
+
+static int catch_sighup(void)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = on_sighup;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	return sigaction(SIGHUP, &sa, NULL);
 }
 
 static char *account_key(const FsOptions *o)
@@ -126,6 +151,10 @@ int main(int argc, char **argv)
 	account.timeout_ms = opts.timeout * 1000;
 	account.sink = &fs_fetch_sink;
 	account.sink_data = acct.store;
+	if (fs_options_can_reread_password(&opts)) {
+		account.reread_password = reread_password;
+		account.reread_data = &opts;
+	}
 	if (opts.insecure)
 		g_warning("--insecure: the server's certificate is not checked");
 
@@ -174,7 +203,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	acct.se = se;
-	if (fuse_set_signal_handlers(se) != 0) {
+	if (fuse_set_signal_handlers(se) != 0 || catch_sighup() != 0) {
 		die("cannot install signal handlers");
 		goto out;
 	}
@@ -192,10 +221,11 @@ int main(int argc, char **argv)
 
 	acct.pool = imap_pool_new(&account, opts.connections,
 				  g_steal_pointer(&conn));
+	hup_pool = acct.pool;
 	fs_inval_start(acct.inval, se);
 	fs_push_start(acct.push, se);
 	fs_sync_start_background(&acct);
-	watch = fs_watch_new(&acct, &account, opts.poll_interval);
+	watch = fs_watch_new(&acct, opts.poll_interval);
 	acct.watch = watch;
 	g_message("mounted %s on %s", opts.url, opts.mountpoint);
 
@@ -206,8 +236,8 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_destroy(loop);
 	/* The loop has joined its workers: no handler runs from here on. */
 	fs_ops_release_dirs(&acct);
-	/* A positive result is the signal (SIGINT, SIGTERM, SIGHUP) that
-	 * asked us to stop: a clean exit like an unmount. */
+	/* A positive result is the signal (SIGINT, SIGTERM) that asked us
+	 * to stop: a clean exit like an unmount. */
 	ret = rc < 0 ? 1 : 0;
 	if (rc < 0)
 		g_warning("FUSE session ended with an error: %s",
@@ -228,6 +258,7 @@ out:
 		fuse_session_destroy(se);
 	if (acct.tree)
 		fs_sync_save_dirty(&acct);
+	hup_pool = NULL;
 	imap_pool_free(acct.pool);
 	fs_push_free(acct.push);
 	imap_conn_free(conn);

@@ -439,9 +439,12 @@ static void print_help(const char *argv0)
 	       "~/.cache/imapfs)\n"
 	       "    --connections=N          connections to the server, "
 	       "1..64 (default: 4)\n"
-	       "    --timeout=SECONDS        limit for one network "
-	       "operation, 1..3600\n"
-	       "                             (default: 10)\n"
+	       "    --timeout=SECONDS        how long a read waits for a "
+	       "server that makes\n"
+	       "                             no progress, 1..3600 (default: "
+	       "10); a connection\n"
+	       "                             silent for half of it is "
+	       "replaced\n"
 	       "    --insecure               do not verify the server's "
 	       "certificate\n"
 	       "                             or host name\n"
@@ -1308,6 +1311,22 @@ char *fs_options_get_password(const FsOptions *opts, GError **error)
 		return password_finish(env, strlen(env), "IMAPFS_PASSWORD",
 				       error);
 	return password_from_tty(opts, error);
+}
+
+char *fs_options_reread_password(const FsOptions *opts, GError **error)
+{
+	if (opts->password_command)
+		return password_from_command(opts->password_command, error);
+	if (opts->password_file)
+		return password_from_file(opts->password_file, error);
+	opts_error(error, "the password came from the environment or a "
+			  "prompt and cannot be read again");
+	return NULL;
+}
+
+bool fs_options_can_reread_password(const FsOptions *opts)
+{
+	return opts->password_command || opts->password_file;
 }
 
 void fs_options_free_password(char *password)

@@ -54,5 +54,10 @@ void fs_options_clear(FsOptions *opts);
  * or a prompt on the terminal (echo off), in that order. Returns NULL with
  * error set when none can be had. Free with fs_options_free_password(). */
 char *fs_options_get_password(const FsOptions *opts, GError **error);
+/* The password again, for a mount whose password the server refused:
+ * from --password-command or --password-file only (never a prompt: the
+ * daemon may have no terminal). NULL with error set otherwise. */
+char *fs_options_reread_password(const FsOptions *opts, GError **error);
+bool fs_options_can_reread_password(const FsOptions *opts);
 /* Wipe and free. */
 void fs_options_free_password(char *password);

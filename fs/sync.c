@@ -417,6 +417,10 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 				"listing): %s",
 				f->raw,
 				error ? error->message : g_strerror(-rc));
+		else if (g_error_matches(error, IMAP_ERROR,
+					 IMAP_ERROR_SUSPENDED))
+			g_debug("cannot list folder %s: %s", f->raw,
+				error->message);
 		else
 			g_message("cannot list folder %s: %s", f->raw,
 				  error ? error->message : g_strerror(-rc));

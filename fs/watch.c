@@ -27,7 +27,6 @@
 
 struct FsWatch {
 	FsAccount *acct;
-	ImapAccount account;
 	gint64 poll_us;
 	GMutex lock;
 	GCond cond;
@@ -228,7 +227,9 @@ typedef enum { SESSION_FAILED, SESSION_IDLED, SESSION_NO_IDLE } Session;
 static Session idle_session(FsWatch *w)
 {
 	g_autoptr(GError) error = NULL;
-	ImapConn *conn = imap_conn_open(&w->account, &error);
+	/* By the pool's rules: a refused password suspends this login
+	 * too, and the pool knows the current secret. */
+	ImapConn *conn = imap_pool_connect(w->acct->pool, &error);
 	Session result = SESSION_FAILED;
 	int rc;
 
@@ -304,16 +305,11 @@ static gpointer idle_main(gpointer data)
 	return NULL;
 }
 
-FsWatch *fs_watch_new(FsAccount *acct, const ImapAccount *account,
-		      unsigned poll_interval)
+FsWatch *fs_watch_new(FsAccount *acct, unsigned poll_interval)
 {
 	FsWatch *w = g_new0(FsWatch, 1);
 
 	w->acct = acct;
-	w->account = *account;
-	/* Literals of the watcher never hold bodies; keep them in memory. */
-	w->account.sink = NULL;
-	w->account.sink_data = NULL;
 	w->poll_us = (gint64)poll_interval * G_USEC_PER_SEC;
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);

@@ -7,8 +7,7 @@
 
 typedef struct FsWatch FsWatch;
 
-/* Starts both threads. account is copied; its strings must outlive w. */
-FsWatch *fs_watch_new(FsAccount *acct, const ImapAccount *account,
-		      unsigned poll_interval);
+/* Starts both threads; the IDLE connection comes from acct->pool. */
+FsWatch *fs_watch_new(FsAccount *acct, unsigned poll_interval);
 void fs_watch_free(FsWatch *w);
 

@@ -91,9 +91,9 @@ static int wait_fd(ImapConn *conn, short events, GError **error)
 	while (rc < 0 && errno == EINTR);
 	if (rc == 0) {
 		conn_fail(conn, error, IMAP_ERROR_TIMEOUT,
-			  "%s:%u did not answer within %u s",
+			  "%s:%u did not answer within %.1f s",
 			  conn->account.host, conn->account.port,
-			  conn->account.timeout_ms / 1000);
+			  conn->account.timeout_ms / 1000.0);
 		return -ETIMEDOUT;
 	}
 	if (rc < 0) {
@@ -515,6 +515,11 @@ bool imap_conn_has_cap(const ImapConn *conn, const char *cap)
 		if (g_ascii_strcasecmp(conn->caps->pdata[i], cap) == 0)
 			return true;
 	return false;
+}
+
+void imap_conn_set_wait_limit(ImapConn *conn, unsigned ms)
+{
+	conn->account.timeout_ms = MAX(ms, 1u);
 }
 
 bool imap_conn_is_broken(const ImapConn *conn)

@@ -28,6 +28,8 @@ typedef enum {
 	IMAP_ERROR_NO,       /* command answered NO */
 	IMAP_ERROR_BAD,      /* command answered BAD */
 	IMAP_ERROR_THROTTLED, /* too many connections, [UNAVAILABLE]: later */
+	IMAP_ERROR_SUSPENDED, /* the pool did not try: the server is down or
+			       * refused the password, as it logged once */
 } ImapErrorCode;
 
 typedef struct {
@@ -41,6 +43,12 @@ typedef struct {
 	unsigned timeout_ms;    /* per network wait */
 	const ImapLiteralSink *sink; /* for literals over the inline limit */
 	void *sink_data;
+	/* Reads the password source again after the server refused the
+	 * password; NULL when it cannot be read again (a prompt). Returns a
+	 * secret to wipe and g_free, or NULL with error set. Used by the
+	 * pool only, which may call it from any of its threads. */
+	char *(*reread_password)(void *data, GError **error);
+	void *reread_data;
 } ImapAccount;
 
 typedef struct ImapConn ImapConn;
@@ -60,6 +68,9 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error);
 void imap_conn_free(ImapConn *conn);
 
 bool imap_conn_is_broken(const ImapConn *conn);
+/* From now on every network wait of conn ends after ms of silence (the
+ * account's timeout_ms until this is called). */
+void imap_conn_set_wait_limit(ImapConn *conn, unsigned ms);
 /* Capability as advertised after login, case-insensitive ("IDLE",
  * "AUTH=PLAIN", "QRESYNC"). */
 bool imap_conn_has_cap(const ImapConn *conn, const char *cap);

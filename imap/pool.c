@@ -1,14 +1,24 @@
 /* imap/pool.c: connection pool with one thread per connection.
  *
  * Locking: one mutex (pool->lock) guards the queues, the workers' idle and
- * selected fields, the down state and job completion. Network I/O never
- * happens under it. Each worker owns its connection; worker->conn is only
- * replaced by the worker itself, under the lock, so a waiting caller may
- * read the connection's progress clock under the lock.
+ * selected fields, the down, throttle and login states and job completion.
+ * Network I/O never happens under it. Each worker owns its connection;
+ * worker->conn is only replaced by the worker itself, under the lock, so a
+ * waiting caller may read the connection's progress clock under the lock.
+ * pool->open_lock serialises logins, so that a refused password costs one
+ * failed login, not one per connection; it is never taken under the lock.
  *
  * Jobs are reference counted: the queue/worker holds one reference and a
  * waiting caller another, so a caller that gives up (timeout) can leave
  * while the worker finishes; whoever drops the last reference frees it.
+ *
+ * Failure policy. A connection that stays silent for half the timeout
+ * under a command is stalled: the worker drops it and runs the job once
+ * more on a fresh connection, within what is left of the timeout. The
+ * server is down only when a fresh connection cannot be made: then jobs
+ * fail at once until a backoff has passed. A refused password suspends
+ * logins (see login_suspended()); a server that limits connections
+ * shrinks the pool for a while.
  */
 #include "imap/pool.h"
 
@@ -18,6 +28,12 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define KEEPALIVE_US (G_USEC_PER_SEC * 240)
+/* After a refused password: read the source again at most this often,
+ * and try the same secret again only after the long pause. */
+#define LOGIN_RECHECK_US (G_USEC_PER_SEC * 60)
+#define LOGIN_PAUSE_US (G_USEC_PER_SEC * 15 * 60)
+/* A pool shrunk by a server's connection limit grows back after this. */
+#define THROTTLE_HOLD_US (G_USEC_PER_SEC * 10 * 60)
 
 typedef struct {
 	gint refs;
@@ -31,6 +47,8 @@ typedef struct {
 	int rc;
 	GError *error;
 	gint64 queued_at;
+	struct Worker *runner; /* while running, under the lock */
+	gint64 started_at;     /* when a worker took it first */
 } Job;
 
 typedef struct Worker Worker;
@@ -48,6 +66,18 @@ struct ImapPool {
 	gint64 down_until;    /* monotonic us */
 	unsigned backoff_ms;
 	char *down_reason;
+	unsigned stall_ms;    /* silence under a command that drops a conn */
+
+	GMutex open_lock;     /* one login at a time */
+	char *password;       /* the secret logins use now */
+	bool login_suspended; /* the server refused it: see login_suspended() */
+	char *login_reason;   /* the message jobs fail with meanwhile */
+	gint64 refused_at;    /* when the suspension began */
+	gint64 rechecked_at;  /* when the source was last read again */
+	gint relogin_wanted;  /* atomic: SIGHUP asked to try again */
+
+	unsigned conn_limit;  /* workers that may hold a connection */
+	gint64 throttled_at;  /* 0: not shrunk */
 };
 
 struct Worker {
@@ -138,7 +168,7 @@ static void fail_queued(ImapPool *pool, const char *reason)
 	while ((job = g_queue_pop_head(&pool->fg))) {
 		complete_job(pool, job,
 			     -EIO,
-			     g_error_new(IMAP_ERROR, IMAP_ERROR_CONNECT, "%s",
+			     g_error_new(IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
 					 reason));
 		job_unref(job);
 	}
@@ -156,9 +186,9 @@ static void set_worker_conn(Worker *w, ImapConn *conn)
 	g_mutex_unlock(&w->pool->lock);
 }
 
-/* Under the lock: the server cannot be reached (a connection failed, or
- * one made no progress within the timeout). Until the backoff has passed,
- * jobs fail at once instead of each waiting for the timeout again. */
+/* Under the lock: a fresh connection could not be made. Until the
+ * backoff has passed, jobs fail at once instead of each waiting for the
+ * timeout again. */
 static void mark_down(ImapPool *pool, const char *reason)
 {
 	pool->backoff_ms = pool->backoff_ms
@@ -174,13 +204,288 @@ static void mark_down(ImapPool *pool, const char *reason)
 	fail_queued(pool, pool->down_reason);
 }
 
-/* Make sure w has a healthy connection. Called without the lock. */
-static int ensure_conn(Worker *w, GError **error)
+static unsigned live_conns(ImapPool *pool)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < pool->n_workers; i++)
+		n += pool->workers[i]->conn != NULL;
+	return n;
+}
+
+/* Under the lock: the server refused a connection for now ("too many
+ * connections", [UNAVAILABLE]). Not a password problem and not an
+ * outage of the network: keep the connections we have, open no more for
+ * a while, and back off before the next attempt. */
+static void mark_throttled(ImapPool *pool, const char *reason)
+{
+	unsigned live = live_conns(pool);
+
+	if (!pool->throttled_at || live < pool->conn_limit)
+		g_warning("%s limits connections: using %u of %u for now (%s)",
+			  pool->account.host, MAX(live, 1u), pool->n_workers,
+			  reason);
+	pool->conn_limit = MAX(live, 1u);
+	pool->throttled_at = g_get_monotonic_time();
+	if (live == 0) {
+		mark_down(pool, reason);
+	} else {
+		pool->backoff_ms = pool->backoff_ms
+					   ? MIN(pool->backoff_ms * 2,
+						 BACKOFF_MAX_MS)
+					   : BACKOFF_MIN_MS;
+	}
+}
+
+/* Under the lock: may this worker open a connection now? */
+static bool may_connect(ImapPool *pool, Worker *w)
+{
+	if (w->conn)
+		return true;
+	if (pool->throttled_at &&
+	    g_get_monotonic_time() - pool->throttled_at > THROTTLE_HOLD_US) {
+		pool->throttled_at = 0;
+		pool->conn_limit = pool->n_workers;
+	}
+	return live_conns(pool) < pool->conn_limit;
+}
+
+/* Under the lock. Logins are suspended after the server refused the
+ * password twice (the second time after reading the password source
+ * again): a provider locks an account that keeps failing. They resume
+ * when the source yields another secret (read again at most once a
+ * minute, when a job needs the server), on imap_pool_retry_login()
+ * (SIGHUP), or after a long pause. Returns true when a job must fail at
+ * once; false when a login may be tried (*recheck: read the source
+ * first, with the lock dropped). */
+static bool login_suspended(ImapPool *pool, bool *recheck)
+{
+	gint64 now = g_get_monotonic_time();
+
+	*recheck = false;
+	if (!pool->login_suspended)
+		return false;
+	if (g_atomic_int_get(&pool->relogin_wanted) ||
+	    now - pool->refused_at >= LOGIN_PAUSE_US) {
+		*recheck = true;
+		return false;
+	}
+	if (pool->account.reread_password &&
+	    now - pool->rechecked_at >= LOGIN_RECHECK_US) {
+		*recheck = true;
+		return false;
+	}
+	return true;
+}
+
+/* Without the lock: a fresh secret from the password source, or NULL. */
+static char *reread_password(ImapPool *pool)
+{
+	g_autoptr(GError) error = NULL;
+	char *pw;
+
+	if (!pool->account.reread_password)
+		return NULL;
+	pw = pool->account.reread_password(pool->account.reread_data, &error);
+	if (!pw)
+		g_warning("cannot read the password again: %s",
+			  error ? error->message : "no password");
+	return pw;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		g_free(s);
+	}
+}
+
+/* Under the lock: take pw (may be NULL) as the secret to log in with.
+ * Returns true when it differs from the one used so far. */
+static bool set_password(ImapPool *pool, char *pw)
+{
+	bool changed;
+
+	if (!pw)
+		return false;
+	changed = g_strcmp0(pw, pool->password) != 0;
+	free_secret(pool->password);
+	pool->password = pw;
+	return changed;
+}
+
+static void suspend_logins(ImapPool *pool, const char *why)
+{
+	bool first = !pool->login_suspended;
+	gint64 now = g_get_monotonic_time();
+
+	if (!first)
+		g_message("%s; still not logging in", why);
+	pool->login_suspended = true;
+	pool->refused_at = now;
+	pool->rechecked_at = now;
+	g_free(pool->login_reason);
+	pool->login_reason = g_strdup_printf(
+		"not logging in to %s: the server refused the password",
+		pool->account.host);
+	if (first)
+		g_warning("%s; imapfs will not log in again until the "
+			  "password changes%s, on SIGHUP (pkill -HUP imapfs), or "
+			  "in 15 minutes; cached messages stay readable",
+			  why,
+			  pool->account.reread_password
+				  ? " (the password source is read again "
+				    "every minute)"
+				  : "");
+	fail_queued(pool, pool->login_reason);
+}
+
+/* One login with the current secret, bounded by budget_ms for each
+ * network wait. Under open_lock, without the lock. */
+static ImapConn *open_once(ImapPool *pool, unsigned budget_ms,
+			   GError **error)
+{
+	ImapAccount account = pool->account;
+	char *pw;
+	ImapConn *conn;
+
+	g_mutex_lock(&pool->lock);
+	pw = g_strdup(pool->password);
+	g_mutex_unlock(&pool->lock);
+	account.password = pw;
+	account.timeout_ms = MAX(budget_ms, 1u);
+	conn = imap_conn_open(&account, error);
+	free_secret(pw);
+	if (conn)
+		imap_conn_set_wait_limit(conn, pool->stall_ms);
+	return conn;
+}
+
+/* A connection for w or for a caller of imap_pool_connect(), by the
+ * pool's rules: one login at a time, none while the server is known to
+ * be down or logins are suspended. Returns NULL with error set (-errno in
+ * *rc_out: -EIO down or unreachable, -EACCES password refused, -EAGAIN
+ * throttled). */
+static ImapConn *connect_by_rules(ImapPool *pool, unsigned budget_ms,
+				  int *rc_out, GError **error)
+{
+	ImapConn *conn = NULL;
+	bool recheck, probing = false;
+
+	g_mutex_lock(&pool->open_lock);
+	for (int tries = 0;; tries++) {
+		g_mutex_lock(&pool->lock);
+		if (login_suspended(pool, &recheck)) {
+			g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED,
+				    "%s", pool->login_reason);
+			*rc_out = -EACCES;
+			break;
+		}
+		if (recheck) {
+			bool forced = g_atomic_int_get(&pool->relogin_wanted) ||
+				      g_get_monotonic_time() -
+						      pool->refused_at >=
+					      LOGIN_PAUSE_US;
+			char *pw;
+			bool changed;
+
+			g_atomic_int_set(&pool->relogin_wanted, 0);
+			g_mutex_unlock(&pool->lock);
+			pw = reread_password(pool);
+			g_mutex_lock(&pool->lock);
+			pool->rechecked_at = g_get_monotonic_time();
+			changed = set_password(pool, pw);
+			if (!changed && !forced) {
+				g_set_error(error, IMAP_ERROR,
+					    IMAP_ERROR_SUSPENDED, "%s",
+					    pool->login_reason);
+				*rc_out = -EACCES;
+				break;
+			}
+			if (forced)
+				pool->refused_at = g_get_monotonic_time();
+			/* One login to test it; no second chance. */
+			probing = true;
+		}
+		if (pool->down && g_get_monotonic_time() < pool->down_until) {
+			g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED,
+				    "%s", pool->down_reason);
+			*rc_out = -EIO;
+			break;
+		}
+		g_mutex_unlock(&pool->lock);
+
+		g_clear_error(error);
+		conn = open_once(pool, budget_ms, error);
+
+		g_mutex_lock(&pool->lock);
+		if (conn) {
+			if (pool->down)
+				g_message("connection to %s restored",
+					  pool->account.host);
+			if (pool->login_suspended)
+				g_message("%s accepted the password again; "
+					  "logging in as usual",
+					  pool->account.host);
+			pool->down = false;
+			pool->backoff_ms = 0;
+			pool->login_suspended = false;
+			*rc_out = 0;
+			break;
+		}
+		if (g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_THROTTLED)) {
+			mark_throttled(pool, (*error)->message);
+			*rc_out = -EAGAIN;
+			break;
+		}
+		/* Servers answer late after a refused login (Dovecot's
+		 * penalty grows to 15 s): a timeout while testing a secret
+		 * right after a refusal is one more refusal, not an outage
+		 * to retry with backoff. */
+		if (!g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_AUTH) &&
+		    !((tries > 0 || probing) &&
+		      g_error_matches(*error, IMAP_ERROR,
+				      IMAP_ERROR_TIMEOUT))) {
+			mark_down(pool, (*error)->message);
+			*rc_out = -EIO;
+			break;
+		}
+		/* The password was refused. Once, read the source again: it
+		 * may hold a new secret by now. The same secret again would
+		 * only be refused again, and cost the account a failure. */
+		if (tries == 0 && !probing && !pool->login_suspended) {
+			char *pw;
+			bool changed;
+
+			g_mutex_unlock(&pool->lock);
+			pw = reread_password(pool);
+			g_mutex_lock(&pool->lock);
+			changed = set_password(pool, pw);
+			if (changed) {
+				g_message("%s; trying the password read again",
+					  (*error)->message);
+				g_mutex_unlock(&pool->lock);
+				continue;
+			}
+		}
+		suspend_logins(pool, (*error)->message);
+		*rc_out = -EACCES;
+		break;
+	}
+	g_mutex_unlock(&pool->lock);
+	g_mutex_unlock(&pool->open_lock);
+	return conn;
+}
+
+/* Make sure w has a healthy connection, opening one within budget_ms.
+ * Called without the lock. */
+static int ensure_conn(Worker *w, unsigned budget_ms, GError **error)
 {
 	ImapPool *pool = w->pool;
 	ImapConn *old = w->conn;
 	ImapConn *conn;
-	gint64 now;
+	int rc = 0;
 
 	if (old && !imap_conn_is_broken(old))
 		return 0;
@@ -188,32 +493,31 @@ static int ensure_conn(Worker *w, GError **error)
 		set_worker_conn(w, NULL);
 		imap_conn_free(old);
 	}
-	g_mutex_lock(&pool->lock);
-	now = g_get_monotonic_time();
-	if (pool->down && now < pool->down_until) {
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_CONNECT, "%s",
-			    pool->down_reason);
-		g_mutex_unlock(&pool->lock);
-		return -EIO;
-	}
-	g_mutex_unlock(&pool->lock);
-
-	conn = imap_conn_open(&pool->account, error);
-
-	g_mutex_lock(&pool->lock);
-	if (!conn) {
-		mark_down(pool, error && *error ? (*error)->message
-						: "server unreachable");
-		g_mutex_unlock(&pool->lock);
-		return -EIO;
-	}
-	if (pool->down)
-		g_message("connection to %s restored", pool->account.host);
-	pool->down = false;
-	pool->backoff_ms = 0;
-	w->conn = conn;
-	g_mutex_unlock(&pool->lock);
+	conn = connect_by_rules(pool, budget_ms, &rc, error);
+	if (!conn)
+		return rc < 0 ? rc : -EIO;
+	set_worker_conn(w, conn);
 	return 0;
+}
+
+static bool job_abandoned(ImapPool *pool, Job *job)
+{
+	bool gone;
+
+	g_mutex_lock(&pool->lock);
+	gone = job->abandoned;
+	g_mutex_unlock(&pool->lock);
+	return gone;
+}
+
+/* The job's time budget in ms from now: one timeout from its start. */
+static unsigned job_budget_ms(ImapPool *pool, Job *job)
+{
+	gint64 left = job->started_at +
+		      (gint64)pool->account.timeout_ms * 1000 -
+		      g_get_monotonic_time();
+
+	return (unsigned)CLAMP(left / 1000, 200, (gint64)G_MAXINT);
 }
 
 static int run_job(Worker *w, Job *job, GError **error)
@@ -223,7 +527,9 @@ static int run_job(Worker *w, Job *job, GError **error)
 		int rc;
 
 		g_clear_error(error);
-		rc = ensure_conn(w, error);
+		rc = ensure_conn(w, attempt == 0 ? w->pool->account.timeout_ms
+						 : job_budget_ms(w->pool, job),
+				 error);
 		if (rc < 0)
 			return rc;
 		if (job->folder) {
@@ -244,14 +550,19 @@ static int run_job(Worker *w, Job *job, GError **error)
 		g_free(w->selected);
 		w->selected = g_strdup(imap_conn_selected(w->conn));
 		g_mutex_unlock(&w->pool->lock);
-		/* A connection that the server closed under an idempotent
-		 * job (its idle timeout, a restart): retry once. Not after a
-		 * timeout: the caller's time is spent already. */
+		/* The connection broke under the job (closed by the server,
+		 * cut, or silent for stall_ms: stalled). Drop it and run the
+		 * job once more on a fresh one: jobs are idempotent, and the
+		 * other connections, or a new one, usually still work. */
 		if (rc < 0 && imap_conn_is_broken(w->conn) && attempt == 0 &&
-		    !(error && *error &&
-		      g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_TIMEOUT))) {
-			g_debug("connection broke, retrying: %s",
-				error && *error ? (*error)->message : "");
+		    !job_abandoned(w->pool, job)) {
+			ImapConn *dead = w->conn;
+
+			g_message("%s; trying again on a new connection",
+				  error && *error ? (*error)->message
+						  : "connection lost");
+			set_worker_conn(w, NULL);
+			imap_conn_free(dead);
 			continue;
 		}
 		return rc;
@@ -271,7 +582,9 @@ static gpointer worker_main(gpointer data)
 
 	g_mutex_lock(&pool->lock);
 	while (!pool->stopping) {
-		Job *job = take_job(pool, w);
+		/* Over a server's connection limit, leave the jobs to the
+		 * workers that have a connection. */
+		Job *job = may_connect(pool, w) ? take_job(pool, w) : NULL;
 		GError *error = NULL;
 		int rc;
 
@@ -295,15 +608,11 @@ static gpointer worker_main(gpointer data)
 			job_unref(job);
 			continue;
 		}
+		job->runner = w;
+		job->started_at = g_get_monotonic_time();
 		g_mutex_unlock(&pool->lock);
 
 		rc = run_job(w, job, &error);
-		if (rc < 0 && error &&
-		    g_error_matches(error, IMAP_ERROR, IMAP_ERROR_TIMEOUT)) {
-			g_mutex_lock(&pool->lock);
-			mark_down(pool, error->message);
-			g_mutex_unlock(&pool->lock);
-		}
 		if (w->conn && imap_conn_is_broken(w->conn)) {
 			/* Free it now: its parser may hold a half-written
 			 * temp file of a body. */
@@ -314,6 +623,17 @@ static gpointer worker_main(gpointer data)
 		}
 
 		g_mutex_lock(&pool->lock);
+		job->runner = NULL;
+		/* Refused a connection by the server's limit: the job is
+		 * not lost, a worker that has a connection takes it. */
+		if (rc == -EAGAIN && !w->conn && live_conns(pool) > 0 &&
+		    !job->abandoned && !pool->stopping) {
+			g_clear_error(&error);
+			g_queue_push_head(job->background ? &pool->bg
+							  : &pool->fg,
+					  job);
+			continue;
+		}
 		complete_job(pool, job, rc, error);
 		job_unref(job);
 	}
@@ -331,6 +651,13 @@ ImapPool *imap_pool_new(const ImapAccount *account, unsigned size,
 	ImapPool *pool = g_new0(ImapPool, 1);
 
 	pool->account = *account;
+	pool->password = g_strdup(account->password);
+	pool->account.password = NULL; /* logins copy pool->password */
+	/* Half the timeout: a stalled connection is replaced within the
+	 * other half, so a caller still waits at most one timeout. */
+	pool->stall_ms = MAX(account->timeout_ms / 2, 200u);
+	pool->conn_limit = MAX(size, 1u);
+	g_mutex_init(&pool->open_lock);
 	g_mutex_init(&pool->lock);
 	g_cond_init(&pool->done_cond);
 	g_queue_init(&pool->fg);
@@ -342,8 +669,10 @@ ImapPool *imap_pool_new(const ImapAccount *account, unsigned size,
 
 		w->pool = pool;
 		g_cond_init(&w->cond);
-		if (i == 0)
+		if (i == 0 && first_conn) {
 			w->conn = first_conn;
+			imap_conn_set_wait_limit(first_conn, pool->stall_ms);
+		}
 		pool->workers[i] = w;
 	}
 	for (unsigned i = 0; i < pool->n_workers; i++) {
@@ -384,8 +713,11 @@ void imap_pool_free(ImapPool *pool)
 	}
 	g_free(pool->workers);
 	g_free(pool->down_reason);
+	g_free(pool->login_reason);
+	free_secret(pool->password);
 	g_cond_clear(&pool->done_cond);
 	g_mutex_clear(&pool->lock);
+	g_mutex_clear(&pool->open_lock);
 	g_free(pool);
 }
 
@@ -418,27 +750,60 @@ static Job *job_new(const char *folder, ImapJobFn fn, void *data,
 	return job;
 }
 
-/* Under the lock: is the server known to be unreachable right now? */
-static bool fail_fast(ImapPool *pool)
+/* Under the lock: must a job fail at once, without waiting for the
+ * server? Returns 0, or -errno with error set: -ESHUTDOWN, -EIO (the
+ * server is known to be down), -EACCES (logins are suspended). */
+static int fail_fast(ImapPool *pool, GError **error)
 {
-	return pool->down && g_get_monotonic_time() < pool->down_until;
+	bool recheck;
+
+	if (pool->stopping) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_CONNECT,
+			    "shutting down");
+		return -ESHUTDOWN;
+	}
+	if (login_suspended(pool, &recheck)) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
+			    pool->login_reason);
+		return -EACCES;
+	}
+	if (pool->down && g_get_monotonic_time() < pool->down_until) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
+			    pool->down_reason);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Under the lock: the moment after which a caller stops waiting for job.
+ * Queued, it waits while any connection makes progress (a busy pool is
+ * not a dead one); running, while its own connection does. The worker's
+ * own limits (stall_ms, then the rest of the timeout for a fresh
+ * connection) end a stalled job first, so this is the last resort. */
+static gint64 job_deadline(ImapPool *pool, Job *job)
+{
+	gint64 timeout_us = (gint64)pool->account.timeout_ms * 1000;
+	gint64 last;
+
+	if (!job->runner)
+		return MAX(job->queued_at, pool_progress(pool)) + timeout_us;
+	last = job->started_at;
+	if (job->runner->conn)
+		last = MAX(last, imap_conn_last_progress(job->runner->conn));
+	return last + timeout_us + G_USEC_PER_SEC / 2;
 }
 
 int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 		  void *data, GDestroyNotify free_data, GError **error)
 {
-	gint64 timeout_us = (gint64)pool->account.timeout_ms * 1000;
 	Job *job;
 	int rc;
 
 	g_mutex_lock(&pool->lock);
-	if (pool->stopping || fail_fast(pool)) {
-		bool stopping = pool->stopping;
-
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_CONNECT, "%s",
-			    stopping ? "shutting down" : pool->down_reason);
+	rc = fail_fast(pool, error);
+	if (rc < 0) {
 		g_mutex_unlock(&pool->lock);
-		return stopping ? -ESHUTDOWN : -EIO;
+		return rc;
 	}
 	job = job_new(folder, fn, data, free_data, false);
 	g_atomic_int_inc(&job->refs); /* one for the queue, one for us */
@@ -446,8 +811,7 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 	wake_worker(pool, folder);
 
 	while (!job->done) {
-		gint64 last = MAX(job->queued_at, pool_progress(pool));
-		gint64 deadline = last + timeout_us;
+		gint64 deadline = job_deadline(pool, job);
 
 		if (g_get_monotonic_time() >= deadline) {
 			job->abandoned = true;
@@ -457,9 +821,6 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 				    "%s made no progress within %u s",
 				    pool->account.host,
 				    pool->account.timeout_ms / 1000);
-			if (!fail_fast(pool))
-				mark_down(pool, "the server made no progress "
-						"within the timeout");
 			g_mutex_unlock(&pool->lock);
 			job_unref(job);
 			return -ETIMEDOUT;
@@ -467,6 +828,11 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 		g_cond_wait_until(&pool->done_cond, &pool->lock, deadline);
 	}
 	rc = job->rc;
+	/* -ETIMEDOUT tells the caller that the pool kept data: a job that
+	 * ended by a timeout of its own hands data back like any failure
+	 * (it leaked, when the caller took it for the pool's). */
+	if (rc == -ETIMEDOUT)
+		rc = -EIO;
 	if (job->error)
 		g_propagate_error(error, g_steal_pointer(&job->error));
 	job->free_data = NULL; /* data is the caller's again */
@@ -475,13 +841,35 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 	return rc;
 }
 
+ImapConn *imap_pool_connect(ImapPool *pool, GError **error)
+{
+	ImapConn *conn;
+	int rc;
+
+	g_mutex_lock(&pool->lock);
+	rc = fail_fast(pool, error);
+	g_mutex_unlock(&pool->lock);
+	if (rc < 0)
+		return NULL;
+	conn = connect_by_rules(pool, pool->account.timeout_ms, &rc, error);
+	if (conn)
+		imap_conn_set_wait_limit(conn, pool->account.timeout_ms);
+	return conn;
+}
+
+void imap_pool_retry_login(ImapPool *pool)
+{
+	if (pool)
+		g_atomic_int_set(&pool->relogin_wanted, 1);
+}
+
 void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
 		      void *data, GDestroyNotify free_data)
 {
 	Job *job;
 
 	g_mutex_lock(&pool->lock);
-	if (pool->stopping || fail_fast(pool)) {
+	if (fail_fast(pool, NULL) < 0) {
 		g_mutex_unlock(&pool->lock);
 		if (free_data)
 			free_data(data);

@@ -4,10 +4,14 @@
  * A caller submits a job (a function to run on a logged-in connection,
  * with a folder EXAMINEd first when one is named) and waits for it. Jobs for
  * a folder go preferably to a connection that has it selected already.
- * Connections are opened lazily and reopened after a failure; while the
- * server cannot be reached, jobs fail at once with -EIO instead of waiting,
- * and the pool retries with backoff by itself. A caller never waits longer
- * than the timeout without the pool making progress.
+ * Connections are opened lazily, one login at a time. A connection that
+ * breaks or stays silent for half the timeout under a job is dropped and
+ * the job runs once more on a fresh one. While a fresh connection cannot
+ * be made, jobs fail at once with -EIO, and the pool retries with backoff
+ * by itself; while the server refuses the password, they fail at once
+ * with -EACCES and the pool logs in again only when the password changes
+ * (see imap_pool_retry_login()). A caller never waits longer than about
+ * one timeout without the pool making progress.
  */
 #pragma once
 
@@ -25,8 +29,10 @@ typedef struct ImapPool ImapPool;
 typedef int (*ImapJobFn)(ImapConn *conn, const ImapMailboxState *state,
 			 void *data, GError **error);
 
-/* account is copied, but the strings it points to must outlive the pool.
- * first_conn (may be NULL) is an already open connection to adopt. */
+/* account is copied, but the strings it points to must outlive the pool,
+ * except the password, which the pool copies (and replaces when
+ * account->reread_password gives a new one). first_conn (may be NULL) is
+ * an already open connection to adopt. */
 ImapPool *imap_pool_new(const ImapAccount *account, unsigned size,
 			ImapConn *first_conn);
 /* Stops the threads (jobs still queued fail with -ESHUTDOWN), logs out. */
@@ -48,3 +54,12 @@ int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
 void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
 		      void *data, GDestroyNotify free_data);
 
+
+/* A connection of the caller's own (the watcher's IDLE), opened by the
+ * pool's rules: the current password, one login at a time, nothing while
+ * the server is down or refuses the password. NULL with error set. */
+ImapConn *imap_pool_connect(ImapPool *pool, GError **error);
+
+/* Let logins that a refused password suspended be tried again now (the
+ * password source is read first). Async-signal-safe: for SIGHUP. */
+void imap_pool_retry_login(ImapPool *pool);

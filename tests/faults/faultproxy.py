@@ -16,6 +16,16 @@ Controls, all thread-safe, usable while connections are open:
                        'close' (FIN on both sides) or 'reset' (RST).
     stall()            stop forwarding on every connection, old and new,
                        without closing anything; resume() undoes it.
+    mix(seed, lo, hi, weights, hold, spacing, limit)
+                       each new connection draws its own fault from weights
+                       ({'none', 'close', 'reset', 'stall'} to relative
+                       weights) and meets it after randint(lo, hi) bytes
+                       from the server: a cut, a reset, or a stall of that
+                       connection alone for hold seconds (the others go on).
+                       Faults are spaced: one fires only once spacing bytes
+                       have gone to clients since the last, so that a retry
+                       on a fresh connection can succeed; at most limit of
+                       them in all.
     reset_all()        close every open connection with SO_LINGER 0 (RST).
     refuse()           the server is down: stop listening (connections are
                        refused) and reset the open ones.
@@ -24,7 +34,8 @@ Controls, all thread-safe, usable while connections are open:
     resume()           clear cut, stall and refuse (not throttle).
 
 Counters: bytes_c2s, bytes_s2c, connections (accepted), active(), cuts,
-resets (connections closed by a fault).
+resets (connections closed by a fault), stalls (single-connection stalls
+of mix()).
 
 As a command:
     faultproxy.py selftest      check the proxy against a local echo server
@@ -92,7 +103,9 @@ class _Conn:
         self.server = server
         self.budget = budget        # bytes left before the cut, or None
         self.direction = direction  # which bytes count toward the budget
-        self.mode = mode            # 'close' or 'reset'
+        self.mode = mode            # 'close', 'reset' or 'stall'
+        self.mixed = False          # the budget came from mix()
+        self.stalled_until = 0.0    # a stall of this connection alone
         self.lock = threading.Lock()
         self.closed = False
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -124,6 +137,9 @@ class _Conn:
         peers = {self.client: (self.server, "c2s"),
                  self.server: (self.client, "s2c")}
         while not self.closed:
+            if time.monotonic() < self.stalled_until:
+                time.sleep(0.02)
+                continue
             if p._stalled.is_set():
                 # Read nothing: data waits in the kernel buffers and TCP
                 # flow control holds the sender, but nothing is closed.
@@ -144,17 +160,34 @@ class _Conn:
                 with self.lock:
                     if self._counts(d):
                         if len(data) >= self.budget:
-                            data = data[:self.budget]
-                            cut = True
-                        self.budget -= len(data)
+                            if self.mixed and not p._mix_fire():
+                                # Too soon after the last fault: later.
+                                self.budget += p._mix_spacing()
+                            else:
+                                # A stall loses nothing: it holds what
+                                # comes after these bytes.
+                                if self.mode != "stall":
+                                    data = data[:self.budget]
+                                cut = True
+                        if self.budget is not None:
+                            self.budget -= len(data)
                 if data:
                     dst.sendall(data)
                     p._count(d, len(data))
                     rate = p._rate
                     if rate:
                         time.sleep(len(data) / rate)
+                if cut and self.mode == "stall":
+                    # This connection alone goes silent, then forwards
+                    # again if the client still wants it.
+                    with self.lock:
+                        self.budget = None
+                        self.stalled_until = time.monotonic() + p._mix_hold()
+                    p._count_fault("stalls")
+                    break
                 if cut:
-                    p._count_fault("cuts")
+                    p._count_fault("cuts" if self.mode == "close"
+                                   else "resets")
                     self.close(rst=self.mode == "reset")
                     return
 
@@ -176,12 +209,14 @@ class FaultProxy:
         self._unstalled.set()
         self._refusing = False
         self._cut = None  # (lo, hi, direction, mode, rng)
+        self._mix = None  # see mix()
         self._rate = None
         self.bytes_c2s = 0
         self.bytes_s2c = 0
         self.connections = 0
         self.cuts = 0
         self.resets = 0
+        self.stalls = 0
         self.log = []  # (monotonic time, event) for diagnostics
 
     # --- lifecycle ----------------------------------------------------
@@ -282,11 +317,20 @@ class FaultProxy:
                 _close(client, rst=True)
                 _close(server)
                 return
-            budget, direction, mode = None, "both", "close"
+            budget, direction, mode, mixed = None, "both", "close", False
             if self._cut is not None:
                 lo, hi, direction, mode, rng = self._cut
                 budget = rng.randint(lo, hi)
+            elif self._mix is not None and self._mix["left"] > 0:
+                mx = self._mix
+                mode = mx["rng"].choices(mx["modes"], mx["weights"])[0]
+                if mode != "none":
+                    budget = mx["rng"].randint(mx["lo"], mx["hi"])
+                    direction, mixed = "s2c", True
+                else:
+                    mode = "close"
             conn = _Conn(self, client, server, budget, direction, mode)
+            conn.mixed = mixed
             self._conns.add(conn)
             self.connections += 1
             self._event("accept #%d budget=%s" % (self.connections, budget))
@@ -327,7 +371,28 @@ class FaultProxy:
         with self._lock:
             return {"c2s": self.bytes_c2s, "s2c": self.bytes_s2c,
                     "connections": self.connections, "cuts": self.cuts,
-                    "resets": self.resets, "active": len(self._conns)}
+                    "resets": self.resets, "stalls": self.stalls,
+                    "active": len(self._conns)}
+
+    def _mix_fire(self):
+        """May a mix() fault fire now? Counts it when it may."""
+        with self._lock:
+            mx = self._mix
+            if mx is None or mx["left"] <= 0:
+                return False
+            if self.bytes_s2c - mx["last"] < mx["spacing"]:
+                return False
+            mx["left"] -= 1
+            mx["last"] = self.bytes_s2c
+            return True
+
+    def _mix_spacing(self):
+        with self._lock:
+            return self._mix["spacing"] if self._mix else 1 << 30
+
+    def _mix_hold(self):
+        with self._lock:
+            return self._mix["hold"] if self._mix else 0.0
 
     # --- controls ---------------------------------------------------------
 
@@ -353,6 +418,25 @@ class FaultProxy:
                     c.budget = rng.randint(lo, hi)
                     c.direction = direction
                     c.mode = mode
+
+    def mix(self, seed, lo, hi, weights, hold=5.0, spacing=0, limit=10):
+        """Per-connection faults for the new connections, see the module
+        doc."""
+        modes = sorted(weights)
+        for m in modes:
+            if m not in ("none", "close", "reset", "stall"):
+                raise ValueError("unknown fault %r" % m)
+        if not 0 <= lo <= hi:
+            raise ValueError("need 0 <= lo <= hi")
+        with self._lock:
+            self._mix = {"rng": random.Random(seed), "lo": lo, "hi": hi,
+                         "modes": modes,
+                         "weights": [weights[m] for m in modes],
+                         "hold": hold, "spacing": spacing, "left": limit,
+                         "last": self.bytes_s2c - spacing}
+            self._event("mix seed=%s %d..%d %r hold=%.1f spacing=%d "
+                        "limit=%d" % (seed, lo, hi, weights, hold, spacing,
+                                      limit))
 
     def stall(self):
         with self._lock:
@@ -389,9 +473,11 @@ class FaultProxy:
         stall, listening."""
         with self._lock:
             self._cut = None
+            self._mix = None
             for c in self._conns:
                 with c.lock:
                     c.budget = None
+                    c.stalled_until = 0.0
             was_refusing = self._refusing
             self._refusing = False
             self._stalled.clear()
@@ -588,6 +674,43 @@ def selftest():
             s.sendall(b"back")
             got, how = _recv_all(s, 4)
         check(got == b"back", "after resume the same port works again")
+
+        # mix(): a stall holds one connection alone and loses nothing;
+        # the connection opened next works meanwhile.
+        p.mix(seed=3, lo=1000, hi=1000, weights={"stall": 1}, hold=0.8,
+              spacing=0, limit=1)
+        a = socket.create_connection(("127.0.0.1", p.port), 5)
+        a.sendall(payload[:3000])
+        first, _ = _recv_all(a, 3000)  # crosses the 1000-byte budget
+        a.sendall(payload[3000:5000])
+        got_a, how_a = _recv_all(a, 2000, timeout=0.3)
+        b = socket.create_connection(("127.0.0.1", p.port), 5)
+        b.sendall(b"z" * 2000)
+        got_b, how_b = _recv_all(b, 2000)
+        check(got_a == b"" and how_a == "timeout" and
+              got_b == b"z" * 2000 and p.counters()["stalls"] == 1,
+              "mix stall: one connection silent (%d bytes, %s), the other "
+              "echoes (%d bytes)" % (len(got_a), how_a, len(got_b)))
+        rest, how = _recv_all(a, 2000)
+        check(first + rest == payload[:5000],
+              "mix stall: after the hold the same bytes arrive, none lost")
+        a.close()
+        b.close()
+        # Spacing: of two connections due at once, the second waits.
+        p.mix(seed=4, lo=100, hi=100, weights={"close": 1}, spacing=50000,
+              limit=5)
+        c1 = socket.create_connection(("127.0.0.1", p.port), 5)
+        c2 = socket.create_connection(("127.0.0.1", p.port), 5)
+        c1.sendall(b"q" * 500)
+        g1, h1 = _recv_all(c1, 500)
+        c2.sendall(b"r" * 500)
+        g2, h2 = _recv_all(c2, 500)
+        check(len(g1) == 100 and h1 == "eof" and g2 == b"r" * 500,
+              "mix spacing: one cut (%d bytes, %s), the next connection "
+              "goes on (%d bytes)" % (len(g1), h1, len(g2)))
+        c1.close()
+        c2.close()
+        p.resume()
 
         # Throttle: 200 kB at 1 MB/s takes at least 0.15 s.
         p.throttle(1_000_000)

@@ -650,6 +650,12 @@ class Dovecot:
         self.extra_users[name] = password
         self._write_passwd()
 
+    def set_password(self, password):
+        """Change the test user's password (Dovecot reads its passwd-file
+        again when it changes; sessions already open stay)."""
+        self.password = password
+        self._write_passwd()
+
     def _reconfigure(self):
         was_running = self.running()
         if was_running:

@@ -17,11 +17,15 @@ Cases (run one with: test_quirks.py CASE ...):
   bye_before_body_once, bye_after_body, bye_mid_literal,
   close_mid_literal_once, bye_in_listing   BYE or close in a fetch
   stall_mid_literal, slow_but_steady      silence versus slow progress
+  connection_limit                       a server that allows 3 connections
+                                          and says BYE [UNAVAILABLE] to more:
+                                          the pool shrinks, no read fails
 """
 
 import errno
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -588,6 +592,66 @@ def case_slow_but_steady(t):
     q.check_unmount(t, m, label)
 
 
+def case_connection_limit(t):
+    label = "connection_limit"
+    limit = 3
+    acct = q.small_account()
+    many = acct.add_folder("Many", attrs=["\\HasNoChildren"])
+    for i in range(120):
+        many.add(q.message("Many %d" % i, "Body of message %d\n" % i * 30,
+                           "many%d" % i), date=q.T0 + i)
+    srv = fk.FakeImap(acct)
+    refused = []
+
+    def greeting(ctx):
+        live = [c for c in ctx.server.conns if not c.closed.is_set()]
+        if len(live) > limit:
+            refused.append(ctx.conn.index)
+            return [b"* BYE [UNAVAILABLE] Too many connections from your "
+                    b"address\r\n", fk.CLOSE]
+        return ctx.default()
+    srv.add_rule(r"^\*GREETING$", greeting)
+    srv.start()
+    m = q.mount(srv, args=["--connections=8"]).start()
+    d = os.path.join(m.mountpoint, "Many")
+    names = sorted(os.listdir(d))
+    results = {}
+
+    def reader(k):
+        # Eight readers at once, each on its own stretch of the folder,
+        # want more connections than the server allows.
+        for n in names[k::8]:
+            results[n] = h.cat(os.path.join(d, n), timeout=60)
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    bad = ["%s: exit %s %s" % (n, r[0], r[2].strip())
+           for n, r in sorted(results.items()) if r[0] != 0]
+    want = {h.uid_of_name(n): many.by_uid(h.uid_of_name(n)).body
+            for n in names}
+    wrong = [n for n, r in results.items()
+             if r[0] == 0 and r[1] != want[h.uid_of_name(n)]]
+    h.log("#   %s: %d greetings refused" % (label, len(refused)))
+    t.check(len(refused) >= 1, "%s: the server refused connections over "
+            "its limit (%d)" % (label, len(refused)))
+    t.all_ok("%s: all %d reads by 8 readers succeeded, none got EIO" % (
+        label, len(names)), bad + wrong)
+    t.check(len(refused) <= 10, "%s: the pool shrank instead of "
+            "hammering the server (%d refused greetings)" % (label,
+                                                              len(refused)))
+    said = [x for x in m.stderr_text().splitlines()
+            if "limits connections" in x]
+    t.check(len(said) >= 1 and not any("authentication" in x.lower()
+                                      for x in m.stderr_text().splitlines()),
+            "%s: the daemon says the server limits connections, not that "
+            "the login failed" % label, repr(said[:3]))
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
 CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
          case_size_larger_big, case_size_zero,
          case_head_as_asked, case_head_short, case_head_long,
@@ -597,7 +661,8 @@ CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
          case_body_other_uid, case_literal_strings, case_untagged_in_fetch,
          case_bye_before_body_once, case_bye_after_body,
          case_bye_mid_literal, case_close_mid_literal_once,
-         case_bye_in_listing, case_stall_mid_literal, case_slow_but_steady]
+         case_bye_in_listing, case_stall_mid_literal, case_slow_but_steady,
+         case_connection_limit]
 
 if __name__ == "__main__":
     q.run_cases("test_quirks", CASES)
