@@ -5,6 +5,25 @@
  * before the mount, in the foreground, so a failure prints one line and
  * leaves no mount behind. Threads (pool, invalidation) are started only
  * after fuse_daemonize(), because fork() keeps only the calling thread.
+ *
+ * Shutdown runs in one order, and each step joins its threads before the
+ * next begins, so nothing runs when main() returns:
+ *  1. the FUSE loop returns once its workers are joined; the directory
+ *     handles the kernel never released are freed;
+ *  2. the watcher's IDLE and refresh threads stop;
+ *  3. the background pools finish queued listing saves (checks are
+ *     dropped);
+ *  4. the invalidation and push threads stop: they talk to the kernel
+ *     through the session, which goes next;
+ *  5. unmount, session destroyed (op_destroy saves dirty listings when no
+ *     DESTROY came, after a signal);
+ *  6. listings still dirty are saved; the IMAP pool stops: queued jobs
+ *     fail with ESHUTDOWN, running ones end (bounded by the timeout),
+ *     its threads are joined, and prefetch jobs free their data, which
+ *     may still touch the tree, the cache and the push queue (which
+ *     drops what comes after its stop);
+ *  7. the tree, the tables and the cache are freed.
+ * tests/integration/test_shutdown.py stops mounts at every stage of work.
  */
 #include <errno.h>
 #include <signal.h>
