@@ -252,9 +252,21 @@ static int writable_segment(CachePack *pack, uint64_t len, uint32_t *number,
 		return -EFBIG;
 	if (g_mkdir_with_parents(pack->dir, 0700) < 0)
 		return -errno;
-	path = segment_path(pack, pack->last + 1);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-		  0600);
+	/* A segment that exists already was made by someone this pack
+	 * does not know of (seen once under load, cause not found yet):
+	 * skip past it instead of failing every put from now on. */
+	for (;;) {
+		path = segment_path(pack, pack->last + 1);
+		fd = open(path,
+			  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			  0600);
+		if (fd >= 0 || errno != EEXIST || pack->last + 1 >= MAX_SEGMENT)
+			break;
+		g_debug("cache: pack segment %s exists already; using the next",
+			path);
+		g_clear_pointer(&path, g_free);
+		pack->last++;
+	}
 	if (fd < 0)
 		return -errno;
 	s = g_new(Segment, 1);

@@ -364,6 +364,32 @@ static void test_names(Fixture *f, gconstpointer data)
 	g_assert_false(cache_pack_parse_name("12", &n));
 }
 
+/* Two packs on one directory, neither knowing of the other's segment:
+ * the second skips past it instead of failing every put with EEXIST. */
+static void test_segment_taken(Fixture *f, gconstpointer data)
+{
+	CachePack *a = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	CachePack *b = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	g_autofree char *seg2 = segment(f, 2);
+	struct stat st;
+
+	put_ok(a, 1, 0);
+	put_ok(b, 2, 0);
+	put_ok(b, 3, 0);
+	assert_found(a, 1, 0);
+	assert_found(b, 2, 0);
+	assert_found(b, 3, 0);
+	g_assert_cmpint(stat(seg2, &st), ==, 0);
+	cache_pack_unref(a);
+	cache_pack_unref(b);
+	/* Reopened, the scan finds all three in their two segments. */
+	a = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	g_assert_cmpuint(cache_pack_count(a), ==, 3);
+	for (uint32_t uid = 1; uid <= 3; uid++)
+		assert_found(a, uid, 0);
+	cache_pack_unref(a);
+}
+
 #define ADD(name, func)                                                        \
 	g_test_add(name, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
 
@@ -376,6 +402,7 @@ int main(int argc, char **argv)
 	ADD("/cache-pack/damaged-body", test_damaged_body);
 	ADD("/cache-pack/last-copy-wins", test_last_copy_wins);
 	ADD("/cache-pack/threads", test_threads);
+	ADD("/cache-pack/segment-taken", test_segment_taken);
 	ADD("/cache-pack/names", test_names);
 	ADD("/cache-pack/crc", test_crc);
 	return g_test_run();
