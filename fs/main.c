@@ -13,9 +13,11 @@
  *  2. the watcher's IDLE and refresh threads stop;
  *  3. the background pools finish queued listing saves (checks are
  *     dropped);
- *  4. the invalidation and push threads stop: they talk to the kernel
- *     through the session, which goes next;
- *  5. unmount, session destroyed (op_destroy saves dirty listings when no
+ *  4. unmount, which closes the session's fd and so ends the requests
+ *     the kernel still had in flight; then the invalidation and push
+ *     threads stop (before, they could wait forever for a page such a
+ *     request held locked);
+ *  5. the session is destroyed (op_destroy saves dirty listings when no
  *     DESTROY came, after a signal);
  *  6. listings still dirty are saved; the IMAP pool stops: queued jobs
  *     fail with ESHUTDOWN, running ones end (bounded by the timeout),
@@ -265,11 +267,16 @@ int main(int argc, char **argv)
 	acct.watch = NULL;
 	fs_watch_free(g_steal_pointer(&watch));
 	fs_sync_stop_background(&acct);
-	fs_inval_free(g_steal_pointer(&acct.inval));
-	/* Before the session goes; pool jobs may still queue (in vain). */
-	fs_push_stop(acct.push);
 out_unmount:
+	/* This closes the session's fd, which ends the requests the kernel
+	 * still has in flight (no worker answers them any more). Only then
+	 * stop the threads that notify the kernel: a store or an
+	 * invalidation waits for a page that such a request holds locked,
+	 * and joining them before hung the shutdown. The session itself
+	 * lives on until fuse_session_destroy(). */
 	fuse_session_unmount(se);
+	fs_inval_free(g_steal_pointer(&acct.inval));
+	fs_push_stop(acct.push);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:

@@ -169,14 +169,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 static void op_destroy(void *userdata)
 {
-	FsAccount *acct = userdata;
-
-	/* The kernel is unmounting: after this reply it drops the page
-	 * cache, and a NOTIFY_STORE of the push thread racing with that
-	 * hung the unmount (the thread waited for a page lock in the
-	 * kernel, fusermount for the thread). Stop pushing first. */
-	fs_push_stop(acct->push);
-	fs_sync_save_dirty(acct);
+	fs_sync_save_dirty(userdata);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
