@@ -189,11 +189,16 @@ static void set_worker_conn(Worker *w, ImapConn *conn)
 /* Under the lock: a fresh connection could not be made. Until the
  * backoff has passed, jobs fail at once instead of each waiting for the
  * timeout again. */
-static void mark_down(ImapPool *pool, const char *reason)
+static void grow_backoff(ImapPool *pool)
 {
 	pool->backoff_ms = pool->backoff_ms
 				   ? MIN(pool->backoff_ms * 2, BACKOFF_MAX_MS)
 				   : BACKOFF_MIN_MS;
+}
+
+static void mark_down(ImapPool *pool, const char *reason)
+{
+	grow_backoff(pool);
 	pool->down = true;
 	pool->down_until =
 		g_get_monotonic_time() + (gint64)pool->backoff_ms * 1000;
@@ -227,14 +232,10 @@ static void mark_throttled(ImapPool *pool, const char *reason)
 			  reason);
 	pool->conn_limit = MAX(live, 1u);
 	pool->throttled_at = g_get_monotonic_time();
-	if (live == 0) {
+	if (live == 0)
 		mark_down(pool, reason);
-	} else {
-		pool->backoff_ms = pool->backoff_ms
-					   ? MIN(pool->backoff_ms * 2,
-						 BACKOFF_MAX_MS)
-					   : BACKOFF_MIN_MS;
-	}
+	else
+		grow_backoff(pool);
 }
 
 /* Under the lock: may this worker open a connection now? */
