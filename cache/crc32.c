@@ -70,8 +70,8 @@ uint32_t cache_crc32(const void *p, size_t len)
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <string.h>
 
-__attribute__((target("sse4.2"))) static uint32_t
-crc32c_sse42(const uint8_t *p, size_t len)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(const uint8_t *p,
+							       size_t len)
 {
 	uint64_t v = 0xFFFFFFFFu;
 

@@ -347,7 +347,7 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	}
 	messages = message_array_new(count);
 	for (uint32_t i = 0; i < count; i++) {
-		CacheMessage m = {0};
+		CacheMessage m = { 0 };
 		uint64_t date;
 		uint8_t flags;
 

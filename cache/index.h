@@ -10,7 +10,8 @@
 
 typedef struct {
 	uint32_t uid;
-	bool size_exact;      /* size is the BODY[] literal length, not RFC822.SIZE */
+	bool
+	    size_exact; /* size is the BODY[] literal length, not RFC822.SIZE */
 	uint64_t size;
 	int64_t internaldate; /* seconds since the epoch, UTC */
 	char *name;           /* file name shown in the mount (owned) */
@@ -31,9 +32,9 @@ enum {
 };
 
 typedef struct {
-	char *name;       /* raw server name (modified UTF-7), owned */
-	char delimiter;   /* '\0' when the server said NIL */
-	uint32_t flags;   /* CACHE_FOLDER_* */
+	char *name;     /* raw server name (modified UTF-7), owned */
+	char delimiter; /* '\0' when the server said NIL */
+	uint32_t flags; /* CACHE_FOLDER_* */
 } CacheFolderEntry;
 
 CacheFolderIndex *cache_folder_index_new(void);

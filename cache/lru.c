@@ -224,7 +224,7 @@ uint32_t cache_lru_insert(CacheLru *lru, const CacheLruKey *key, bool newest)
 	if (lru->count >= lru->nbuckets)
 		grow_buckets(lru);
 	e = alloc_entry(lru);
-	lru->ents[e] = (LruEntry){.key = *key};
+	lru->ents[e] = (LruEntry){ .key = *key };
 	bucket_add(lru, e);
 	list_add(lru, e, newest);
 	lru->count++;

@@ -20,7 +20,7 @@ typedef struct CacheLru CacheLru;
 typedef struct {
 	uint32_t folder;
 	uint32_t uidvalidity; /* not 0 */
-	uint32_t uid;	      /* not 0 */
+	uint32_t uid;         /* not 0 */
 } CacheLruKey;
 
 CacheLru *cache_lru_new(void);

@@ -41,7 +41,7 @@ struct CachePack {
 	GMutex lock;
 	GHashTable *segments; /* segment number -> Segment* */
 	GHashTable *records;  /* uid -> Record* */
-	uint32_t last;	      /* highest segment number seen */
+	uint32_t last;        /* highest segment number seen */
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -109,8 +109,7 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 }
 
 static void remember(CachePack *pack, uint32_t uid, uint32_t segment,
-		     uint64_t offset, uint32_t len, uint32_t crc,
-		     bool verified)
+		     uint64_t offset, uint32_t len, uint32_t crc, bool verified)
 {
 	Record *r = g_new(Record, 1);
 
@@ -236,10 +235,10 @@ void cache_pack_unref(CachePack *pack)
 static int writable_segment(CachePack *pack, uint64_t len, uint32_t *number,
 			    Segment **out)
 {
-	Segment *s = pack->last ? g_hash_table_lookup(pack->segments,
-						      GUINT_TO_POINTER(
-							  pack->last))
-				: NULL;
+	Segment *s = pack->last
+			 ? g_hash_table_lookup(pack->segments,
+					       GUINT_TO_POINTER(pack->last))
+			 : NULL;
 	g_autofree char *path = NULL;
 	int fd;
 
@@ -279,8 +278,8 @@ static int writable_segment(CachePack *pack, uint64_t len, uint32_t *number,
 	return 0;
 }
 
-int cache_pack_put(CachePack *pack, uint32_t uid, const void *data,
-		   size_t len, uint32_t *segment, uint64_t *segment_size)
+int cache_pack_put(CachePack *pack, uint32_t uid, const void *data, size_t len,
+		   uint32_t *segment, uint64_t *segment_size)
 {
 	uint8_t h[CACHE_PACK_RECORD_HEADER];
 	struct iovec iov[2];

@@ -42,8 +42,8 @@ void cache_pack_unref(CachePack *pack);
 /* Append the body of uid (1..CACHE_PACK_BODY_MAX bytes). 0 with *segment
  * and *segment_size (the segment written and its size now), or -errno:
  * -ENOSPC or -EDQUOT when the disk is full (nothing of the record stays). */
-int cache_pack_put(CachePack *pack, uint32_t uid, const void *data,
-		   size_t len, uint32_t *segment, uint64_t *segment_size);
+int cache_pack_put(CachePack *pack, uint32_t uid, const void *data, size_t len,
+		   uint32_t *segment, uint64_t *segment_size);
 
 /* Where the body of uid is: len bytes at *offset of *fd, a new fd on its
  * segment that the caller closes; *segment names that segment. -ENOENT

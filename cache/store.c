@@ -71,9 +71,9 @@ typedef struct {
 } IdKey;
 
 struct CacheStore {
-	char *dir;	   /* ROOT/<account-key> */
+	char *dir;         /* ROOT/<account-key> */
 	char *folders_dir; /* dir/folders */
-	char *tmp_dir;	   /* dir/tmp */
+	char *tmp_dir;     /* dir/tmp */
 	char *ids_path;
 	char *list_path;
 	int lock_fd;
@@ -82,18 +82,18 @@ struct CacheStore {
 	GHashTable *ids;    /* IdKey* -> id, keys owned by id_keys */
 	GPtrArray *id_keys; /* IdKey*, id_keys[i] has id i + 1 */
 	guint ids_saved;    /* leading id_keys already in the file */
-	int ids_fd;	    /* O_APPEND fd, -1 when a rewrite is due */
-	off_t ids_size;	    /* bytes of whole records in the file */
+	int ids_fd;         /* O_APPEND fd, -1 when a rewrite is due */
+	off_t ids_size;     /* bytes of whole records in the file */
 	bool ids_warned;
 
 	GMutex limit_lock;
 	GMutex lru_lock;
-	CacheLru *lru;		  /* NULL: no bound, nothing tracked */
-	uint64_t max_bytes;	  /* 0 with lru: tracking during a scan */
-	GPtrArray *fkeys;	  /* folder number -> folder key */
+	CacheLru *lru;            /* NULL: no bound, nothing tracked */
+	uint64_t max_bytes;       /* 0 with lru: tracking during a scan */
+	GPtrArray *fkeys;         /* folder number -> folder key */
 	GHashTable *fnum_by_key;  /* folder key -> number + 1 */
 	GHashTable *fnum_by_name; /* raw folder name -> number + 1 */
-	gint tracking;		  /* lru != NULL, read without the lock */
+	gint tracking;            /* lru != NULL, read without the lock */
 
 	GMutex packs_lock;
 	GHashTable *packs; /* "<folder key>/<uidvalidity>" -> CachePack* */
@@ -102,11 +102,11 @@ struct CacheStore {
 
 struct CacheBodyWriter {
 	CacheStore *store;
-	int fd;		     /* temp file, or memfd in memory mode */
-	char *tmp_path;	     /* NULL in memory mode */
-	uint64_t size;	     /* bytes written to fd */
+	int fd;              /* temp file, or memfd in memory mode */
+	char *tmp_path;      /* NULL in memory mode */
+	uint64_t size;       /* bytes written to fd */
 	uint64_t evict_mark; /* size at the last eviction for space */
-	int error;	     /* first write error, sticky */
+	int error;           /* first write error, sticky */
 };
 
 static void remove_stale_temps(const char *folders_dir);
@@ -475,8 +475,8 @@ static uint32_t fnv1a(const uint8_t *p, size_t len)
 
 static void put_le32(GByteArray *b, uint32_t v)
 {
-	uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
-			 (uint8_t)(v >> 24)};
+	uint8_t le[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
+			  (uint8_t)(v >> 24) };
 
 	g_byte_array_append(b, le, 4);
 }
@@ -625,7 +625,7 @@ static int load_ids(CacheStore *store)
 int cache_store_folder_id(CacheStore *store, const char *folder,
 			  uint32_t uidvalidity, uint32_t *id)
 {
-	IdKey probe = {uidvalidity, (char *)folder};
+	IdKey probe = { uidvalidity, (char *)folder };
 	gpointer value;
 	int r;
 
@@ -773,8 +773,7 @@ static CachePack *get_pack(CacheStore *store, const char *key,
 	if (!pack) {
 		pack = opened;
 		opened = NULL;
-		g_hash_table_insert(store->packs, g_steal_pointer(&name),
-				    pack);
+		g_hash_table_insert(store->packs, g_steal_pointer(&name), pack);
 	}
 	cache_pack_ref(pack);
 	g_mutex_unlock(&store->packs_lock);
@@ -906,7 +905,7 @@ static int reserve_body(CacheStore *store, const char *folder, const char *key,
 			uint32_t uidvalidity, uint32_t uid, uint64_t size,
 			bool *reserved)
 {
-	CacheLruKey k = {0, uidvalidity, uid};
+	CacheLruKey k = { 0, uidvalidity, uid };
 	uint32_t e;
 	int r = 0;
 
@@ -936,7 +935,7 @@ static void finish_body(CacheStore *store, const char *folder, const char *key,
 			uint32_t uidvalidity, uint32_t uid, uint64_t size,
 			bool reserved, bool stored, const char *final)
 {
-	CacheLruKey k = {0, uidvalidity, uid};
+	CacheLruKey k = { 0, uidvalidity, uid };
 	struct stat st;
 	bool exists = false;
 	uint32_t e;
@@ -980,7 +979,7 @@ typedef struct {
 	uint64_t size;
 	uint32_t folder; /* index into the scan's keys */
 	uint32_t uidvalidity;
-	uint32_t uid;	  /* or the segment number of a pack */
+	uint32_t uid; /* or the segment number of a pack */
 	bool pack;
 } ScanItem;
 
@@ -1038,7 +1037,7 @@ static int scan_dir(int fd,
 
 typedef struct {
 	GPtrArray *keys; /* folder keys found */
-	GArray *items;	 /* ScanItem */
+	GArray *items;   /* ScanItem */
 	uint32_t folder, uidvalidity;
 } Scan;
 
@@ -1071,7 +1070,7 @@ static int scan_bodies_in(Scan *scan, int fd)
 		return r;
 	}
 	while ((errno = 0, de = readdir(d))) {
-		BodyName b = {de->d_ino, 0, false};
+		BodyName b = { de->d_ino, 0, false };
 
 		if ((de->d_type == DT_REG || de->d_type == DT_UNKNOWN) &&
 		    (parse_body_name(de->d_name, &b.uid) ||
@@ -1180,7 +1179,7 @@ static void merge_scan_locked(CacheStore *store, Scan *scan)
 	g_array_sort(scan->items, scan_item_cmp);
 	for (guint i = 0; i < scan->items->len; i++) {
 		const ScanItem *it = &g_array_index(scan->items, ScanItem, i);
-		CacheLruKey k = {0, it->uidvalidity, it->uid};
+		CacheLruKey k = { 0, it->uidvalidity, it->uid };
 		uint32_t e;
 
 		if (nums[it->folder] == CACHE_LRU_NONE)
@@ -1196,7 +1195,7 @@ static void merge_scan_locked(CacheStore *store, Scan *scan)
 
 int cache_store_set_limit(CacheStore *store, uint64_t max_bytes)
 {
-	Scan scan = {0};
+	Scan scan = { 0 };
 	bool scanned;
 	int r;
 
@@ -1245,7 +1244,7 @@ out:
 void cache_store_touch_body(CacheStore *store, const char *folder,
 			    uint32_t uidvalidity, uint32_t uid)
 {
-	CacheLruKey k = {0, uidvalidity, uid};
+	CacheLruKey k = { 0, uidvalidity, uid };
 	uint32_t e;
 
 	if (!store || !folder || !g_atomic_int_get(&store->tracking))
@@ -1347,9 +1346,8 @@ CacheStore *cache_store_open(const char *root, const char *account,
 	g_mutex_init(&store->limit_lock);
 	g_mutex_init(&store->lru_lock);
 	g_mutex_init(&store->packs_lock);
-	store->packs = g_hash_table_new_full(
-	    g_str_hash, g_str_equal, g_free,
-	    (GDestroyNotify)cache_pack_unref);
+	store->packs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					     (GDestroyNotify)cache_pack_unref);
 	store->keys =
 	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	store->lock_fd = -1;
@@ -1456,7 +1454,7 @@ static void touch_segment(CacheStore *store, const char *folder,
 			  const char *key, uint32_t uidvalidity,
 			  uint32_t segment, uint64_t size)
 {
-	CacheLruKey k = {0, uidvalidity, segment};
+	CacheLruKey k = { 0, uidvalidity, segment };
 	uint32_t e;
 
 	if (!g_atomic_int_get(&store->tracking))
@@ -1574,7 +1572,7 @@ int cache_store_put_body(CacheStore *store, const char *folder,
 		return -EINVAL;
 	g_mutex_lock(&store->lru_lock);
 	r = store->max_bytes && len + CACHE_PACK_RECORD_HEADER >
-				     segment_max(store->max_bytes)
+				    segment_max(store->max_bytes)
 		? -ENOSPC /* would not fit in a segment under the bound */
 		: 0;
 	g_mutex_unlock(&store->lru_lock);
@@ -1683,8 +1681,8 @@ static void remove_stale_temps(const char *folders_dir)
 	if (!fdirs)
 		return;
 	while ((fname = g_dir_read_name(fdirs))) {
-		g_autofree char *fpath = g_build_filename(folders_dir, fname,
-							  NULL);
+		g_autofree char *fpath =
+		    g_build_filename(folders_dir, fname, NULL);
 		GDir *uvdirs = g_dir_open(fpath, 0, NULL);
 		const char *uvname;
 
@@ -1692,7 +1690,7 @@ static void remove_stale_temps(const char *folders_dir)
 			continue;
 		while ((uvname = g_dir_read_name(uvdirs))) {
 			g_autofree char *uvpath =
-				g_build_filename(fpath, uvname, NULL);
+			    g_build_filename(fpath, uvname, NULL);
 			GDir *bodies = g_dir_open(uvpath, 0, NULL);
 			const char *bname;
 
@@ -1701,7 +1699,7 @@ static void remove_stale_temps(const char *folders_dir)
 			while ((bname = g_dir_read_name(bodies))) {
 				if (g_str_has_prefix(bname, STALE_PREFIX)) {
 					g_autofree char *b = g_build_filename(
-						uvpath, bname, NULL);
+					    uvpath, bname, NULL);
 					unlink(b);
 				}
 			}
@@ -1712,17 +1710,16 @@ static void remove_stale_temps(const char *folders_dir)
 	g_dir_close(fdirs);
 }
 
-CacheBodyWriter *cache_body_writer_new_at(CacheStore *store,
-					  const char *folder,
+CacheBodyWriter *cache_body_writer_new_at(CacheStore *store, const char *folder,
 					  uint32_t uidvalidity, GError **error)
 {
 	g_autofree char *key = make_key(folder);
-	g_autofree char *fdir = g_strdup_printf("%s/%s", store->folders_dir,
-						 key);
-	g_autofree char *uvdir = g_strdup_printf(
-		"%s/%" G_GUINT32_FORMAT, fdir, uidvalidity);
-	g_autofree char *tmpl = g_strdup_printf("%s/" STALE_PREFIX "XXXXXX",
-						 uvdir);
+	g_autofree char *fdir =
+	    g_strdup_printf("%s/%s", store->folders_dir, key);
+	g_autofree char *uvdir =
+	    g_strdup_printf("%s/%" G_GUINT32_FORMAT, fdir, uidvalidity);
+	g_autofree char *tmpl =
+	    g_strdup_printf("%s/" STALE_PREFIX "XXXXXX", uvdir);
 	CacheBodyWriter *w;
 	int fd;
 

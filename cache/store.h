@@ -4,7 +4,7 @@
  *   ROOT/<account-key>/folders/<folder-key>/<UIDVALIDITY>/<UID>   bodies
  *   ROOT/<account-key>/folders/<folder-key>/<UIDVALIDITY>/pack-<N>
  *                                               small bodies (cache/pack.h)
- *   ROOT/<account-key>/folders/<folder-key>/index                 CacheFolderIndex
+ *   ROOT/<account-key>/folders/<folder-key>/index CacheFolderIndex
  *   ROOT/<account-key>/folders.list                               folder list
  *   ROOT/<account-key>/ids                                        folder ids
  *   ROOT/<account-key>/tmp/                                       temp files
@@ -84,8 +84,7 @@ CacheBodyWriter *cache_body_writer_new(CacheStore *store, GError **error);
  * directory (on ext4 several times cheaper than across directories).
  * Falls back to cache_body_writer_new() when that directory cannot be
  * used. A crash may leave such a temp file; the next open removes it. */
-CacheBodyWriter *cache_body_writer_new_at(CacheStore *store,
-					  const char *folder,
+CacheBodyWriter *cache_body_writer_new_at(CacheStore *store, const char *folder,
 					  uint32_t uidvalidity, GError **error);
 /* 0 or -errno. A full disk is not an error: what was written so far moves
  * to memory and writing goes on there (after one try at evicting old

@@ -18,16 +18,16 @@ typedef struct {
 	ImapPool *pool;
 	FsTree *tree;
 	FsInval *inval;
-	FsPush *push;          /* bodies into the page cache ahead */
-	uid_t uid;             /* owner of every file (-o uid=) */
+	FsPush *push; /* bodies into the page cache ahead */
+	uid_t uid;    /* owner of every file (-o uid=) */
 	gid_t gid;
-	mode_t file_mode;      /* permission bits of messages (-o umask=) */
-	mode_t dir_mode;       /* and of directories */
-	gint64 refresh_us;     /* a listing older than this is rechecked */
-	gint64 timeout_us;     /* --timeout */
+	mode_t file_mode;  /* permission bits of messages (-o umask=) */
+	mode_t dir_mode;   /* and of directories */
+	gint64 refresh_us; /* a listing older than this is rechecked */
+	gint64 timeout_us; /* --timeout */
 
-	uint64_t cache_limit;  /* --cache-size, 0 for none */
-	bool xattr;            /* --xattr */
+	uint64_t cache_limit; /* --cache-size, 0 for none */
+	bool xattr;           /* --xattr */
 	struct fuse_session *se;
 	struct FsWatch *watch; /* background refresh; NULL before the mount */
 	GThreadPool *verifier; /* checks persisted listings ahead of visits */
@@ -37,11 +37,11 @@ typedef struct {
 	GHashTable *open_dirs; /* directory handles the kernel holds, see
 				* fs_ops_release_dirs() */
 
-	GMutex fetch_lock;     /* guards inflight, uncached and readers */
-	GHashTable *inflight;  /* "gen:uid" -> Inflight*, bodies being fetched */
-	GHashTable *uncached;  /* "gen:uid" -> bodies kept off a full disk */
-	GHashTable *readers;   /* FsFolder* -> read pattern, for prefetch */
-	GHashTable *heads;     /* "gen:uid" -> GBytes, heads of large bodies */
+	GMutex fetch_lock;    /* guards inflight, uncached and readers */
+	GHashTable *inflight; /* "gen:uid" -> Inflight*, bodies being fetched */
+	GHashTable *uncached; /* "gen:uid" -> bodies kept off a full disk */
+	GHashTable *readers;  /* FsFolder* -> read pattern, for prefetch */
+	GHashTable *heads;    /* "gen:uid" -> GBytes, heads of large bodies */
 	gsize heads_bytes;
 	gint64 disk_full_logged_at; /* under fetch_lock; 0: never */
 } FsAccount;

@@ -42,8 +42,7 @@ static void *sink_begin(void *user_data, uint64_t size)
 	return w;
 }
 
-static int sink_write(void *user_data, void *sink, const void *buf,
-		      size_t len)
+static int sink_write(void *user_data, void *sink, const void *buf, size_t len)
 {
 	return cache_body_writer_write(sink, buf, len);
 }
@@ -90,8 +89,7 @@ static void inflight_release(Inflight *in)
 
 /* Under fetch_lock: mark in done with rc, take it out of the table and
  * wake its waiters. */
-static void inflight_end(FsAccount *acct, const char *key, Inflight *in,
-			 int rc)
+static void inflight_end(FsAccount *acct, const char *key, Inflight *in, int rc)
 {
 	g_hash_table_remove(acct->inflight, key); /* frees the key only */
 	in->done = true;
@@ -102,8 +100,8 @@ static void inflight_end(FsAccount *acct, const char *key, Inflight *in,
 
 /* Under fetch_lock: owner finished key. An entry that a waiter took over
  * since (see wait_inflight) belongs to someone else and is left alone. */
-static void inflight_finish(FsAccount *acct, const char *key,
-			    const void *owner, int rc)
+static void inflight_finish(FsAccount *acct, const char *key, const void *owner,
+			    int rc)
 {
 	Inflight *in = g_hash_table_lookup(acct->inflight, key);
 
@@ -202,8 +200,8 @@ typedef struct {
 	FsFolder *folder;
 	uint32_t gen;
 	uint32_t uidvalidity;
-	GArray *uids;      /* uint32_t, ascending */
-	GArray *done;      /* gboolean per uid: stored (or failed) already */
+	GArray *uids; /* uint32_t, ascending */
+	GArray *done; /* gboolean per uid: stored (or failed) already */
 	bool background;
 } BodyJob;
 
@@ -300,9 +298,8 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
 		/* Small bodies (the parser keeps literals up to 64 KiB in
 		 * memory) go to the folder's pack: no file to create. */
-		rc = cache_store_put_body(acct->store, folder,
-					  job->uidvalidity, uid, body->str,
-					  body->len);
+		rc = cache_store_put_body(acct->store, folder, job->uidvalidity,
+					  uid, body->str, body->len);
 		if (rc < 0) {
 			if (rc == -ENOSPC)
 				log_disk_full_once(acct);
@@ -313,8 +310,8 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 						body->len);
 		}
 		if (rc == 0) {
-			fs_sync_set_exact_size(acct, job->folder, job->gen,
-					       uid, body->len);
+			fs_sync_set_exact_size(acct, job->folder, job->gen, uid,
+					       body->len);
 			if (job->background) {
 				/* Prefetched for a sequential reader: into
 				 * the page cache too, so that it reads the
@@ -322,10 +319,9 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 				g_autoptr(GBytes) bytes =
 				    g_bytes_new(body->str, body->len);
 
-				fs_push_bytes(acct->push,
-					      fs_tree_message_ino(job->gen,
-								  uid),
-					      bytes);
+				fs_push_bytes(
+				    acct->push,
+				    fs_tree_message_ino(job->gen, uid), bytes);
 			}
 		}
 		job_finish_uid(job, (guint)idx, rc < 0 ? -EIO : 0);
@@ -334,7 +330,8 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 		/* NIL or empty: the server has no body to give. Never
 		 * cache it as an empty file. */
 		g_message("%s UID %u: server returned %s for BODY[]", folder,
-			  uid, body->type == IMAP_VALUE_NIL ? "NIL" : "no data");
+			  uid,
+			  body->type == IMAP_VALUE_NIL ? "NIL" : "no data");
 		job_finish_uid(job, (guint)idx, -EIO);
 		return 0;
 	}
@@ -374,7 +371,8 @@ static char *uid_set(const GArray *uids)
 		uint32_t a = g_array_index(uids, uint32_t, i), b = a;
 		guint j = i + 1;
 
-		while (j < uids->len && g_array_index(uids, uint32_t, j) == b + 1)
+		while (j < uids->len &&
+		       g_array_index(uids, uint32_t, j) == b + 1)
 			b = g_array_index(uids, uint32_t, j++);
 		if (s->len)
 			g_string_append_c(s, ',');
@@ -387,8 +385,8 @@ static char *uid_set(const GArray *uids)
 	return g_string_free(s, FALSE);
 }
 
-static int body_job_run(ImapConn *conn, const ImapMailboxState *st,
-			void *data, GError **error)
+static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
+			GError **error)
 {
 	BodyJob *job = data;
 	g_autofree char *set = uid_set(job->uids);
@@ -509,8 +507,8 @@ static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
 	in->users++;
 	g_mutex_unlock(&acct->fetch_lock);
 
-	rc = imap_pool_run(acct->pool, f->raw, body_job_run, job,
-			   body_job_free, &error);
+	rc = imap_pool_run(acct->pool, f->raw, body_job_run, job, body_job_free,
+			   &error);
 	if (rc != -ETIMEDOUT)
 		body_job_free(job); /* finishes the uid if still open */
 
@@ -546,11 +544,11 @@ static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
 
 typedef struct {
 	uint32_t gen;
-	guint last_index;  /* listing position of the last first read */
-	guint streak;      /* consecutive sequential first reads */
-	guint queued_to;   /* prefetch queued up to this position */
-	guint pushed_to;   /* pushes queued up to this position */
-	bool deep;         /* the streak reads past the heads of messages */
+	guint last_index; /* listing position of the last first read */
+	guint streak;     /* consecutive sequential first reads */
+	guint queued_to;  /* prefetch queued up to this position */
+	guint pushed_to;  /* pushes queued up to this position */
+	bool deep;        /* the streak reads past the heads of messages */
 } ReadPattern;
 
 /* Under fetch_lock. */
@@ -563,7 +561,7 @@ static ReadPattern *read_pattern(FsAccount *acct, FsFolder *f, uint32_t gen)
 		g_hash_table_insert(acct->readers, f, rp);
 	}
 	if (rp->gen != gen)
-		*rp = (ReadPattern){.gen = gen, .last_index = G_MAXUINT};
+		*rp = (ReadPattern){ .gen = gen, .last_index = G_MAXUINT };
 	return rp;
 }
 
@@ -586,8 +584,8 @@ static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
 {
 	CacheBody b;
 
-	if (cache_store_find_body(acct->store, f->raw, uidvalidity, uid,
-				  &b) == 0) {
+	if (cache_store_find_body(acct->store, f->raw, uidvalidity, uid, &b) ==
+	    0) {
 		close(b.fd);
 		return true;
 	}
@@ -723,8 +721,8 @@ static void head_job_free(gpointer data)
 	g_free(job);
 }
 
-static int head_job_run(ImapConn *conn, const ImapMailboxState *st,
-			void *data, GError **error)
+static int head_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
+			GError **error)
 {
 	HeadJob *job = data;
 
@@ -741,8 +739,7 @@ void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off)
 	g_mutex_unlock(&acct->fetch_lock);
 }
 
-GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l,
-		      uint32_t uid)
+GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid)
 {
 	g_autofree char *key = body_key(l->gen, uid);
 	g_autoptr(GError) error = NULL;
@@ -804,8 +801,8 @@ bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
 static int open_cached(FsAccount *acct, FsFolder *f, uint32_t gen,
 		       uint32_t uidvalidity, uint32_t uid, CacheBody *body)
 {
-	int rc = cache_store_find_body(acct->store, f->raw, uidvalidity, uid,
-				       body);
+	int rc =
+	    cache_store_find_body(acct->store, f->raw, uidvalidity, uid, body);
 
 	if (rc == 0) {
 		if (body->size > 0) {
@@ -830,10 +827,10 @@ int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 		CacheMessage *m = cache_folder_index_find(l->index, uid);
 
 		if (m)
-			maybe_prefetch(acct, f, l,
-				       (guint)(m - &g_array_index(
-							   l->index->messages,
-							   CacheMessage, 0)));
+			maybe_prefetch(
+			    acct, f, l,
+			    (guint)(m - &g_array_index(l->index->messages,
+						       CacheMessage, 0)));
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
 		if (open_cached(acct, f, gen, uidvalidity, uid, body) == 0)

@@ -28,8 +28,7 @@ int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 /* The first FS_FETCH_HEAD_BYTES of message uid (fewer only if the server
  * sent fewer), fetched with BODY.PEEK[]<0.N> and kept in a small memory
  * table; NULL when that failed (the caller fetches the whole body). */
-GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l,
-		      uint32_t uid);
+GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid);
 /* A read at off of folder f: reads past the heads let prefetch take
  * large bodies too. */
 void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off);

@@ -13,9 +13,9 @@
 #include <string.h>
 
 typedef struct {
-	fuse_ino_t ino;     /* inode, or the parent for an entry */
-	char *name;         /* NULL for an inode invalidation */
-	gint64 due;         /* monotonic us; not sent before */
+	fuse_ino_t ino; /* inode, or the parent for an entry */
+	char *name;     /* NULL for an inode invalidation */
+	gint64 due;     /* monotonic us; not sent before */
 } Item;
 
 struct FsInval {
@@ -55,7 +55,7 @@ static gpointer inval_main(gpointer data)
 		g_mutex_unlock(&inval->lock);
 		if (it->name)
 			rc = fuse_lowlevel_notify_inval_entry(
-				inval->se, it->ino, it->name, strlen(it->name));
+			    inval->se, it->ino, it->name, strlen(it->name));
 		else
 			/* Attributes and, for a directory, its cached
 			 * listing; message bodies never change. */

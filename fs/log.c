@@ -64,11 +64,10 @@ static GLogWriterOutput writer(GLogLevelFlags level, const GLogField *fields,
 	return G_LOG_WRITER_HANDLED;
 }
 
-static void fuse_logger(enum fuse_log_level level, const char *fmt,
-			va_list ap) G_GNUC_PRINTF(2, 0);
+static void fuse_logger(enum fuse_log_level level, const char *fmt, va_list ap)
+    G_GNUC_PRINTF(2, 0);
 
-static void fuse_logger(enum fuse_log_level level, const char *fmt,
-			va_list ap)
+static void fuse_logger(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
 

@@ -92,7 +92,7 @@ static void on_sighup(int sig)
 
 static int catch_sighup(void)
 {
-	struct sigaction sa = {0};
+	struct sigaction sa = { 0 };
 
 	sa.sa_handler = on_sighup;
 	sigemptyset(&sa.sa_mask);
@@ -102,21 +102,22 @@ static int catch_sighup(void)
 
 static char *account_key(const FsOptions *o)
 {
-	return g_strdup_printf("%s://%s@%s:%u", o->implicit_tls ? "imaps" : "imap",
-			       o->user, o->host, o->port);
+	return g_strdup_printf("%s://%s@%s:%u",
+			       o->implicit_tls ? "imaps" : "imap", o->user,
+			       o->host, o->port);
 }
 
 int main(int argc, char **argv)
 {
 	g_autoptr(GError) error = NULL;
-	FsOptions opts = {0};
-	FsAccount acct = {0};
+	FsOptions opts = { 0 };
+	FsAccount acct = { 0 };
 	char *password = NULL;
 	g_autofree char *key = NULL;
 	g_autoptr(GPtrArray) folders = NULL;
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop = NULL;
-	ImapAccount account = {0};
+	ImapAccount account = { 0 };
 	ImapConn *conn = NULL;
 	FsWatch *watch = NULL;
 	int ret = 1;
@@ -177,7 +178,8 @@ int main(int argc, char **argv)
 		account.reread_data = &opts;
 	}
 	if (opts.insecure)
-		g_warning("--insecure: the server's certificate is not checked");
+		g_warning(
+		    "--insecure: the server's certificate is not checked");
 
 	conn = imap_conn_open(&account, &error);
 	if (!conn) {
@@ -185,9 +187,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	folders = g_ptr_array_new_with_free_func(
-		(GDestroyNotify)cache_folder_entry_free);
-	if (imap_list_mailboxes(conn, fs_tree_collect_folder, folders,
-				&error) < 0) {
+	    (GDestroyNotify)cache_folder_entry_free);
+	if (imap_list_mailboxes(conn, fs_tree_collect_folder, folders, &error) <
+	    0) {
 		die("cannot list folders: %s", error->message);
 		goto out;
 	}
@@ -207,12 +209,12 @@ int main(int argc, char **argv)
 	acct.refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
 	acct.timeout_us = (gint64)opts.timeout * G_USEC_PER_SEC;
 	g_mutex_init(&acct.fetch_lock);
-	acct.inflight = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-					      NULL);
+	acct.inflight =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	acct.uncached = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					      fs_fetch_uncached_free);
-	acct.readers = g_hash_table_new_full(g_direct_hash, g_direct_equal,
-					     NULL, g_free);
+	acct.readers =
+	    g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
 	acct.heads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					   (GDestroyNotify)g_bytes_unref);
 	acct.inval = fs_inval_new();
@@ -240,8 +242,8 @@ int main(int argc, char **argv)
 	if (!opts.foreground)
 		fs_log_to_syslog();
 
-	acct.pool = imap_pool_new(&account, opts.connections,
-				  g_steal_pointer(&conn));
+	acct.pool =
+	    imap_pool_new(&account, opts.connections, g_steal_pointer(&conn));
 	hup_pool = acct.pool;
 	fs_inval_start(acct.inval, se);
 	fs_push_start(acct.push, se);

@@ -90,14 +90,14 @@ static void names_append_charset(GString *out, const char *charset,
 {
 	/* Labels that are UTF-8 or ASCII in name only are too often wrong to
 	 * trust; latin1 labels are read as windows-1252 as mail readers do. */
-	static const char *const raw_names[] = {"utf-8",    "utf8",
-						"us-ascii", "ascii",
-						"unknown-8bit", "x-unknown",
-						NULL};
+	static const char *const raw_names[] = {
+		"utf-8",        "utf8",      "us-ascii", "ascii",
+		"unknown-8bit", "x-unknown", NULL
+	};
 	static const char *const cp1252_names[] = {
-		"iso-8859-1", "iso8859-1", "iso_8859-1", "latin1",
-		"l1",         "cp819",     "windows-1252", "cp1252",
-		NULL};
+		"iso-8859-1", "iso8859-1",    "iso_8859-1", "latin1", "l1",
+		"cp819",      "windows-1252", "cp1252",     NULL
+	};
 	g_autofree char *conv = NULL;
 	gsize written = 0;
 
@@ -243,8 +243,7 @@ static size_t names_parse_word(const char *p, size_t n,
 static bool names_is_lwsp(const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' &&
-		    p[i] != '\n')
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
 			return false;
 	return true;
 }
@@ -314,20 +313,20 @@ typedef struct {
 /* General category Cf (format) in Unicode 15.0: bidi overrides and
  * isolates, zero-width characters, soft hyphen, BOM, tags. */
 static const NamesRange names_format[] = {
-	{0x00ad, 0x00ad},   {0x0600, 0x0605},   {0x061c, 0x061c},
-	{0x06dd, 0x06dd},   {0x070f, 0x070f},   {0x0890, 0x0891},
-	{0x08e2, 0x08e2},   {0x180e, 0x180e},   {0x200b, 0x200f},
-	{0x202a, 0x202e},   {0x2060, 0x2064},   {0x2066, 0x206f},
-	{0xfeff, 0xfeff},   {0xfff9, 0xfffb},   {0x110bd, 0x110bd},
-	{0x110cd, 0x110cd}, {0x13430, 0x1343f}, {0x1bca0, 0x1bca3},
-	{0x1d173, 0x1d17a}, {0xe0001, 0xe0001}, {0xe0020, 0xe007f},
+	{ 0x00ad, 0x00ad },   { 0x0600, 0x0605 },   { 0x061c, 0x061c },
+	{ 0x06dd, 0x06dd },   { 0x070f, 0x070f },   { 0x0890, 0x0891 },
+	{ 0x08e2, 0x08e2 },   { 0x180e, 0x180e },   { 0x200b, 0x200f },
+	{ 0x202a, 0x202e },   { 0x2060, 0x2064 },   { 0x2066, 0x206f },
+	{ 0xfeff, 0xfeff },   { 0xfff9, 0xfffb },   { 0x110bd, 0x110bd },
+	{ 0x110cd, 0x110cd }, { 0x13430, 0x1343f }, { 0x1bca0, 0x1bca3 },
+	{ 0x1d173, 0x1d17a }, { 0xe0001, 0xe0001 }, { 0xe0020, 0xe007f },
 };
 
 /* Zs, Zl, Zp: white space (U+0020 itself handled by the caller). */
 static const NamesRange names_space[] = {
-	{0x00a0, 0x00a0}, {0x1680, 0x1680}, {0x2000, 0x200a},
-	{0x2028, 0x2029}, {0x202f, 0x202f}, {0x205f, 0x205f},
-	{0x3000, 0x3000},
+	{ 0x00a0, 0x00a0 }, { 0x1680, 0x1680 }, { 0x2000, 0x200a },
+	{ 0x2028, 0x2029 }, { 0x202f, 0x202f }, { 0x205f, 0x205f },
+	{ 0x3000, 0x3000 },
 };
 
 static bool names_in(gunichar c, const NamesRange *r, size_t n)
@@ -346,8 +345,15 @@ static bool names_in(gunichar c, const NamesRange *r, size_t n)
 static bool names_troublesome(gunichar c)
 {
 	switch (c) {
-	case '/': case ':': case '\\': case '*': case '?': case '"':
-	case '<': case '>': case '|':
+	case '/':
+	case ':':
+	case '\\':
+	case '*':
+	case '?':
+	case '"':
+	case '<':
+	case '>':
+	case '|':
 		return true;
 	default:
 		return false;

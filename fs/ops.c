@@ -135,7 +135,7 @@ static void settle_zero_size(FsAccount *acct, FsFolder *f, uint32_t gen,
 
 static void reply_negative(fuse_req_t req)
 {
-	struct fuse_entry_param e = {0};
+	struct fuse_entry_param e = { 0 };
 
 	e.ino = 0; /* a cached negative entry */
 	e.entry_timeout = NEGATIVE_TIMEOUT;
@@ -389,9 +389,9 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		size_t need;
 
 		if (plus)
-			need = fuse_add_direntry_plus(req, buf + used,
-						      size - used, name, &e,
-						      (off_t)(i + 1));
+			need =
+			    fuse_add_direntry_plus(req, buf + used, size - used,
+						   name, &e, (off_t)(i + 1));
 		else
 			need = fuse_add_direntry(req, buf + used, size - used,
 						 name, &e.attr, (off_t)(i + 1));
@@ -545,7 +545,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct statvfs sv = {0};
+	struct statvfs sv = { 0 };
 
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
@@ -635,8 +635,9 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		}
 		reply_xattr(req, "", 0, size);
 		return;
-	default:
+	case FS_INO_NONE:
 		fuse_reply_err(req, ENOENT);
+		return;
 	}
 }
 

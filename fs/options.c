@@ -41,7 +41,7 @@
 /* Room for a long OAuth token; a longer first line is refused. */
 #define OPTIONS_PASSWORD_MAX 16384
 
-#define OPTIONS_URL_FORMS                                                     \
+#define OPTIONS_URL_FORMS                                                      \
 	"expected imaps://USER@HOST[:PORT] or imap://USER@HOST[:PORT]"
 
 enum opt_id {
@@ -67,31 +67,34 @@ struct opt_spec {
 };
 
 static const struct opt_spec opt_specs[] = {
-	{"password-command", OPT_PASSWORD_COMMAND, true},
-	{"password-file", OPT_PASSWORD_FILE, true},
-	{"cafile", OPT_CAFILE, true},
-	{"cache-dir", OPT_CACHE_DIR, true},
-	{"connections", OPT_CONNECTIONS, true},
-	{"timeout", OPT_TIMEOUT, true},
-	{"insecure", OPT_INSECURE, false},
-	{"cache-size", OPT_CACHE_SIZE, true},
-	{"poll-interval", OPT_POLL_INTERVAL, true},
-	{"xattr", OPT_XATTR, false},
-	{"umask", OPT_UMASK, true},
-	{"uid", OPT_UID, true},
-	{"gid", OPT_GID, true},
+	{ "password-command", OPT_PASSWORD_COMMAND, true },
+	{ "password-file", OPT_PASSWORD_FILE, true },
+	{ "cafile", OPT_CAFILE, true },
+	{ "cache-dir", OPT_CACHE_DIR, true },
+	{ "connections", OPT_CONNECTIONS, true },
+	{ "timeout", OPT_TIMEOUT, true },
+	{ "insecure", OPT_INSECURE, false },
+	{ "cache-size", OPT_CACHE_SIZE, true },
+	{ "poll-interval", OPT_POLL_INTERVAL, true },
+	{ "xattr", OPT_XATTR, false },
+	{ "umask", OPT_UMASK, true },
+	{ "uid", OPT_UID, true },
+	{ "gid", OPT_GID, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
  * that mean nothing here; "rw" must not undo our "ro". */
 static const char *const dropped_opts[] = {
-	"_netdev", "nofail", "noauto", "auto", "user", "nouser", "users",
-	"owner", "group", "defaults", "rw", "ro",
+	"_netdev", "nofail", "noauto", "auto",     "user", "nouser",
+	"users",   "owner",  "group",  "defaults", "rw",   "ro",
 };
 
 /* Prefixes of options that are fstab annotations or that we always set. */
 static const char *const dropped_prefixes[] = {
-	"x-", "comment=", "fsname=", "subtype=",
+	"x-",
+	"comment=",
+	"fsname=",
+	"subtype=",
 };
 
 struct parse_state {
@@ -101,7 +104,7 @@ struct parse_state {
 };
 
 static void opts_error(GError **error, const char *fmt, ...)
-	G_GNUC_PRINTF(2, 3);
+    G_GNUC_PRINTF(2, 3);
 
 static void opts_error(GError **error, const char *fmt, ...)
 {
@@ -136,8 +139,7 @@ static const struct opt_spec *opt_lookup(const char *name, size_t len)
 }
 
 /* Strict decimal: digits only, no sign, no overflow. */
-static bool parse_uint(const char *s, unsigned min, unsigned max,
-		       unsigned *out)
+static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
 	unsigned long v = 0;
 
@@ -500,8 +502,8 @@ static void print_version(void)
 	       "%s\n"
 	       "GLib %u.%u.%u\n",
 	       IMAPFS_VERSION, fuse_pkgversion(),
-	       OpenSSL_version(OPENSSL_VERSION),
-	       glib_major_version, glib_minor_version, glib_micro_version);
+	       OpenSSL_version(OPENSSL_VERSION), glib_major_version,
+	       glib_minor_version, glib_micro_version);
 }
 
 /* Percent-decode USER. Control characters would let a user name break an
@@ -601,9 +603,8 @@ static char *parse_url(FsOptions *opts, const char *url, GError **error)
 	rest = rest ? rest + 3 : url;
 	at = strrchr(rest, '@');
 	if (at && memchr(rest, ':', (size_t)(at - rest))) {
-		opts_error(error,
-			   "the URL must not contain a password: use "
-			   "--password-command or --password-file");
+		opts_error(error, "the URL must not contain a password: use "
+				  "--password-command or --password-file");
 		return NULL;
 	}
 
@@ -624,8 +625,7 @@ static char *parse_url(FsOptions *opts, const char *url, GError **error)
 
 	if (!at || at == rest) {
 		opts_error(error, "invalid URL '%s': missing USER (%s)",
-			   shown_url,
-			   OPTIONS_URL_FORMS);
+			   shown_url, OPTIONS_URL_FORMS);
 		return NULL;
 	}
 	for (p = rest; p + 6 <= at; p++) {
@@ -637,8 +637,7 @@ static char *parse_url(FsOptions *opts, const char *url, GError **error)
 			return NULL;
 		}
 	}
-	opts->user = decode_user(rest, (size_t)(at - rest), shown_url,
-				 error);
+	opts->user = decode_user(rest, (size_t)(at - rest), shown_url, error);
 	if (!opts->user)
 		return NULL;
 
@@ -646,11 +645,9 @@ static char *parse_url(FsOptions *opts, const char *url, GError **error)
 	if (*host == '[') {
 		const char *close = strchr(host, ']');
 
-		if (!close ||
-		    !(opts->host = parse_ipv6(host + 1,
-					      (size_t)(close - host - 1)))) {
-			opts_error(error,
-				   "invalid URL '%s': bad IPv6 address",
+		if (!close || !(opts->host = parse_ipv6(
+				    host + 1, (size_t)(close - host - 1)))) {
+			opts_error(error, "invalid URL '%s': bad IPv6 address",
 				   shown_url);
 			return NULL;
 		}
@@ -697,17 +694,17 @@ static char *parse_url(FsOptions *opts, const char *url, GError **error)
 		return NULL;
 	}
 
-	g_autofree char *user = g_uri_escape_string(opts->user, "!$&'()*+=",
-						    FALSE);
+	g_autofree char *user =
+	    g_uri_escape_string(opts->user, "!$&'()*+=", FALSE);
 	g_autofree char *zone_host = NULL;
 	const char *shown = opts->host;
 
 	if (strchr(opts->host, ':')) {
 		g_auto(GStrv) parts = g_strsplit(opts->host, "%", 2);
 
-		zone_host = parts[1] ? g_strdup_printf("[%s%%25%s]", parts[0],
-						       parts[1])
-				     : g_strdup_printf("[%s]", parts[0]);
+		zone_host =
+		    parts[1] ? g_strdup_printf("[%s%%25%s]", parts[0], parts[1])
+			     : g_strdup_printf("[%s]", parts[0]);
 		shown = zone_host;
 	}
 	return g_strdup_printf("%s://%s@%s:%u",
@@ -876,7 +873,7 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 {
 	const char *prog = argc > 0 && argv[0] ? argv[0] : "imapfs";
-	struct parse_state st = {0};
+	struct parse_state st = { 0 };
 	g_autofree char *fsname = NULL;
 	int r;
 
@@ -910,8 +907,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (opts->cafile && access(opts->cafile, R_OK) < 0) {
 		int e = errno;
 
-		opts_error(error, "cafile %s: %s", opts->cafile,
-			   g_strerror(e));
+		opts_error(error, "cafile %s: %s", opts->cafile, g_strerror(e));
 		goto out;
 	}
 	if (!opts->cache_dir)
@@ -962,9 +958,9 @@ static ssize_t read_first_line(int fd, char *buf, bool drain, int exit_fd)
 		ssize_t got;
 
 		if (exit_fd >= 0 && !exited) {
-			struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
-						{.fd = exit_fd,
-						 .events = POLLIN}};
+			struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN },
+						 { .fd = exit_fd,
+						   .events = POLLIN } };
 
 			int pr = poll(pfd, 2, -1);
 
@@ -1045,7 +1041,7 @@ static char *password_finish(const char *line, size_t len, const char *source,
 
 static char *password_from_command(const char *cmd, GError **error)
 {
-	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	g_autoptr(GError) err = NULL;
 	char *buf, *pw = NULL;
 	GPid pid;
@@ -1053,11 +1049,10 @@ static char *password_from_command(const char *cmd, GError **error)
 	bool early, our_sigpipe;
 	ssize_t len;
 
-	if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL,
-				      G_SPAWN_DO_NOT_REAP_CHILD |
-					      G_SPAWN_CHILD_INHERITS_STDIN,
-				      NULL, NULL, &pid, NULL, &out_fd, NULL,
-				      &err)) {
+	if (!g_spawn_async_with_pipes(
+		NULL, (char **)argv, NULL,
+		G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CHILD_INHERITS_STDIN, NULL,
+		NULL, &pid, NULL, &out_fd, NULL, &err)) {
 		opts_error(error, "password command '%s': %s", cmd,
 			   err->message);
 		return NULL;
@@ -1081,10 +1076,10 @@ static char *password_from_command(const char *cmd, GError **error)
 		}
 	}
 	g_spawn_close_pid(pid);
-	our_sigpipe = early && len != 0 &&
-		      ((WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE) ||
-		       (WIFEXITED(status) &&
-			WEXITSTATUS(status) == 128 + SIGPIPE));
+	our_sigpipe =
+	    early && len != 0 &&
+	    ((WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE) ||
+	     (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGPIPE));
 
 	if (wait_err)
 		opts_error(error, "password command '%s': waitpid: %s", cmd,
@@ -1154,7 +1149,7 @@ static char *password_from_file(const char *path, GError **error)
 
 /* Signals that would otherwise leave the terminal without echo. */
 static const int prompt_signals[] = {
-	SIGALRM, SIGHUP, SIGINT, SIGPIPE, SIGQUIT,
+	SIGALRM, SIGHUP,  SIGINT,  SIGPIPE, SIGQUIT,
 	SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU,
 };
 
@@ -1171,7 +1166,7 @@ static void prompt_on_signal(int signo)
  * the check and the wait. */
 static ssize_t prompt_once(int fd, const char *prompt, char *buf, int *signo)
 {
-	struct sigaction sa = {0}, old_sa[G_N_ELEMENTS(prompt_signals)];
+	struct sigaction sa = { 0 }, old_sa[G_N_ELEMENTS(prompt_signals)];
 	struct termios saved, quiet;
 	sigset_t block, old_mask, wait_mask;
 	size_t n = 0;
@@ -1209,7 +1204,7 @@ static ssize_t prompt_once(int fd, const char *prompt, char *buf, int *signo)
 	for (size_t i = 0; i < G_N_ELEMENTS(prompt_signals); i++)
 		sigdelset(&wait_mask, prompt_signals[i]);
 	while (!eol) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		char c;
 		ssize_t got;
 
@@ -1271,14 +1266,14 @@ static char *password_from_tty(const FsOptions *opts, GError **error)
 			   "IMAPFS_PASSWORD");
 		return NULL;
 	}
-	prompt = g_strdup_printf("Password for %s@%s: ", opts->user,
-				 opts->host);
+	prompt =
+	    g_strdup_printf("Password for %s@%s: ", opts->user, opts->host);
 	buf = g_malloc(OPTIONS_PASSWORD_MAX);
 	for (;;) {
 		len = prompt_once(fd, prompt, buf, &signo);
 		/* Back from a stop (Ctrl-Z): ask again. */
-		if (len == -EINTR && (signo == SIGTSTP || signo == SIGTTIN ||
-				      signo == SIGTTOU))
+		if (len == -EINTR &&
+		    (signo == SIGTSTP || signo == SIGTTIN || signo == SIGTTOU))
 			continue;
 		break;
 	}

@@ -9,23 +9,23 @@
 #include <sys/types.h>
 
 typedef struct {
-	char *url;             /* as given, never contains a password */
-	bool implicit_tls;     /* imaps:// (port 993) vs imap:// + STARTTLS (143) */
-	char *user;            /* percent-decoded */
-	char *host;            /* without brackets for IPv6 literals */
+	char *url;         /* as given, never contains a password */
+	bool implicit_tls; /* imaps:// (port 993) vs imap:// + STARTTLS (143) */
+	char *user;        /* percent-decoded */
+	char *host;        /* without brackets for IPv6 literals */
 	uint16_t port;
-	char *mountpoint;      /* absolute path */
+	char *mountpoint; /* absolute path */
 
 	char *password_command; /* run with /bin/sh -c; first line of stdout */
 	char *password_file;    /* first line of the file */
 	char *cafile;
-	char *cache_dir;        /* resolved: --cache-dir or $XDG_CACHE_HOME/imapfs
-				   or ~/.cache/imapfs */
-	unsigned connections;   /* pool size, 1..64, default 4 */
-	unsigned timeout;       /* seconds for one network operation, default 10 */
-	uint64_t cache_size;    /* bytes of bodies kept; 0 = no bound */
-	unsigned poll_interval; /* seconds between checks for new mail, 5..86400,
-				   default 60 */
+	char *cache_dir;      /* resolved: --cache-dir or $XDG_CACHE_HOME/imapfs
+				 or ~/.cache/imapfs */
+	unsigned connections; /* pool size, 1..64, default 4 */
+	unsigned timeout;    /* seconds for one network operation, default 10 */
+	uint64_t cache_size; /* bytes of bodies kept; 0 = no bound */
+	unsigned poll_interval; /* seconds between checks for new
+				   mail, 5..86400, default 60 */
 	bool insecure;          /* skip certificate and host name checks */
 	bool xattr;             /* offer user.imapfs.* extended attributes */
 	unsigned umask;         /* -o umask=NNN, default 077: owner only */

@@ -61,8 +61,8 @@ static GBytes *read_cached(FsPush *push, const Item *it)
 
 static void push_one(FsPush *push, Item *it)
 {
-	GBytes *bytes = it->bytes ? g_bytes_ref(it->bytes)
-				  : read_cached(push, it);
+	GBytes *bytes =
+	    it->bytes ? g_bytes_ref(it->bytes) : read_cached(push, it);
 	struct fuse_bufvec bv;
 	int rc;
 

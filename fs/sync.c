@@ -79,9 +79,9 @@ static void sort_unique(GArray *msgs)
 static CacheFolderIndex *index_from(const ImapMailboxState *st, GArray *msgs)
 {
 	CacheFolderIndex *idx = cache_folder_index_new();
-	uint32_t last = msgs->len
-		? g_array_index(msgs, CacheMessage, msgs->len - 1).uid
-		: 0;
+	uint32_t last =
+	    msgs->len ? g_array_index(msgs, CacheMessage, msgs->len - 1).uid
+		      : 0;
 
 	g_array_unref(idx->messages);
 	idx->messages = msgs;
@@ -94,8 +94,8 @@ static CacheFolderIndex *index_from(const ImapMailboxState *st, GArray *msgs)
 
 static GArray *new_message_array(guint reserve)
 {
-	GArray *a = g_array_sized_new(FALSE, TRUE, sizeof(CacheMessage),
-				      reserve);
+	GArray *a =
+	    g_array_sized_new(FALSE, TRUE, sizeof(CacheMessage), reserve);
 
 	g_array_set_clear_func(a, message_clear);
 	return a;
@@ -109,11 +109,13 @@ static void keep_existing(GArray *out, const CacheFolderIndex *old,
 
 	for (guint i = 0; i < old->messages->len; i++) {
 		const CacheMessage *m =
-			&g_array_index(old->messages, CacheMessage, i);
+		    &g_array_index(old->messages, CacheMessage, i);
 
-		while (j < uids->len && g_array_index(uids, uint32_t, j) < m->uid)
+		while (j < uids->len &&
+		       g_array_index(uids, uint32_t, j) < m->uid)
 			j++;
-		if (j < uids->len && g_array_index(uids, uint32_t, j) == m->uid) {
+		if (j < uids->len &&
+		    g_array_index(uids, uint32_t, j) == m->uid) {
 			CacheMessage copy = *m;
 
 			copy.name = g_strdup(m->name);
@@ -130,7 +132,7 @@ static void keep_all_but(GArray *out, const CacheFolderIndex *old,
 
 	for (guint i = 0; i < old->messages->len; i++) {
 		const CacheMessage *m =
-			&g_array_index(old->messages, CacheMessage, i);
+		    &g_array_index(old->messages, CacheMessage, i);
 		CacheMessage copy;
 
 		while (j < n && g_array_index(gone, uint32_t, j) < m->uid)
@@ -146,9 +148,8 @@ static void keep_all_but(GArray *out, const CacheFolderIndex *old,
 /* EXAMINE the folder anew: with QRESYNC from the old listing's MODSEQ
  * when the connection has it (*vanished then lists what was expunged
  * since), else with CONDSTORE when offered. */
-static int examine_for_sync(ImapConn *conn, SyncJob *job,
-			    ImapMailboxState *st, GArray **vanished,
-			    GError **error)
+static int examine_for_sync(ImapConn *conn, SyncJob *job, ImapMailboxState *st,
+			    GArray **vanished, GError **error)
 {
 	const CacheFolderIndex *old = job->old;
 	int rc;
@@ -165,10 +166,9 @@ static int examine_for_sync(ImapConn *conn, SyncJob *job,
 			g_array_unref(v);
 	} else {
 		rc = imap_conn_examine_with(
-			conn, job->folder,
-			imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)"
-							      : NULL,
-			NULL, NULL, st, error);
+		    conn, job->folder,
+		    imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)" : NULL,
+		    NULL, NULL, st, error);
 	}
 	/* NO to EXAMINE: the folder is gone or cannot be opened. */
 	if (rc < 0 && !imap_conn_is_broken(conn))
@@ -183,7 +183,7 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 	const CacheFolderIndex *old = job->old;
 	g_autoptr(GArray) fresh = new_message_array(0);
 	g_autoptr(GArray) vanished = NULL;
-	ImapMailboxState state = {0};
+	ImapMailboxState state = { 0 };
 	const ImapMailboxState *st = &state;
 	GArray *msgs;
 	int rc;
@@ -204,9 +204,10 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 	}
 
 	uint32_t last = old->messages->len
-		? g_array_index(old->messages, CacheMessage,
-				old->messages->len - 1).uid
-		: 0;
+			    ? g_array_index(old->messages, CacheMessage,
+					    old->messages->len - 1)
+				  .uid
+			    : 0;
 	if (st->uidnext != 0 && st->uidnext == old->uidnext &&
 	    st->exists == old->exists && st->exists == old->messages->len)
 		return 0; /* nothing arrived, nothing left */
@@ -232,8 +233,8 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 	if (msgs->len + fresh->len != st->exists) {
 		/* Some messages went away (and QRESYNC did not say which, or
 		 * its answer does not add up): ask which UIDs remain. */
-		g_autoptr(GArray) uids = g_array_new(FALSE, FALSE,
-						     sizeof(uint32_t));
+		g_autoptr(GArray) uids =
+		    g_array_new(FALSE, FALSE, sizeof(uint32_t));
 
 		g_array_set_size(msgs, 0);
 		rc = imap_search_uids(conn, uids, error);
@@ -266,8 +267,8 @@ static void load_persisted(FsAccount *acct, FsFolder *f)
 	idx = cache_store_load_index(acct->store, f->raw);
 	if (!idx)
 		return;
-	if (cache_store_folder_id(acct->store, f->raw, idx->uidvalidity,
-				  &gen) < 0) {
+	if (cache_store_folder_id(acct->store, f->raw, idx->uidvalidity, &gen) <
+	    0) {
 		cache_folder_index_free(idx);
 		return;
 	}
@@ -285,7 +286,8 @@ static bool needs_sync(FsAccount *acct, FsFolder *f, int when)
 		return f->listing == NULL || !f->verified;
 	case FS_SYNC_IF_STALE:
 		return !f->verified || f->synced_at == 0 ||
-		       g_get_monotonic_time() - f->synced_at >= acct->refresh_us;
+		       g_get_monotonic_time() - f->synced_at >=
+			   acct->refresh_us;
 	default:
 		return true;
 	}
@@ -315,16 +317,17 @@ static void forget_vanished(FsAccount *acct, FsFolder *f,
 
 	for (guint i = 0; i < old->messages->len; i++) {
 		const CacheMessage *m =
-			&g_array_index(old->messages, CacheMessage, i);
+		    &g_array_index(old->messages, CacheMessage, i);
 
 		if (!all) {
-			while (j < now->messages->len &&
-			       g_array_index(now->messages, CacheMessage, j)
-					       .uid < m->uid)
+			while (
+			    j < now->messages->len &&
+			    g_array_index(now->messages, CacheMessage, j).uid <
+				m->uid)
 				j++;
 			if (j < now->messages->len &&
 			    g_array_index(now->messages, CacheMessage, j).uid ==
-				    m->uid)
+				m->uid)
 				continue;
 		}
 		fs_inval_entry(acct->inval, dir, m->name);
@@ -451,8 +454,8 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 	g_mutex_lock(&f->lock);
 	old_listing = f->listing;
 	changed = !old_listing || !same_messages(old_listing->index, result);
-	if (old_listing && old_listing->index->uidvalidity !=
-				   result->uidvalidity) {
+	if (old_listing &&
+	    old_listing->index->uidvalidity != result->uidvalidity) {
 		g_message("folder %s was recreated on the server (UIDVALIDITY "
 			  "%u -> %u): dropping its cache",
 			  f->raw, old_listing->index->uidvalidity,

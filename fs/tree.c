@@ -22,12 +22,12 @@ struct FsTree {
 	GPtrArray *old_arrays; /* replaced children arrays, for freeing */
 	GMutex update_lock;
 	GRWLock ids_lock;
-	GHashTable *by_id;     /* id -> FsFolder*, live directories */
+	GHashTable *by_id; /* id -> FsFolder*, live directories */
 	GMutex gen_lock;
-	GHashTable *by_gen;    /* gen -> FsFolder* */
-	GHashTable *gone;      /* path_raw -> FsFolder*, vanished folders, for
-				  revival when the name comes back; under
-				  update_lock */
+	GHashTable *by_gen; /* gen -> FsFolder* */
+	GHashTable *gone;   /* path_raw -> FsFolder*, vanished folders, for
+			       revival when the name comes back; under
+			       update_lock */
 };
 
 static FsFolder *folder_new(FsTree *tree, FsFolder *parent, const char *name,
@@ -131,8 +131,8 @@ static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 		name = fs_name_for_folder(seg, seglen);
 	/* Two server names may decode to the same text. */
 	if (fs_folder_child(parent, name)) {
-		char *other = fs_name_disambiguate(name, path_raw,
-						   strlen(path_raw));
+		char *other =
+		    fs_name_disambiguate(name, path_raw, strlen(path_raw));
 		g_free(name);
 		name = other;
 	}
@@ -171,12 +171,11 @@ static int add_entry(FsTree *tree, const CacheFolderEntry *e, GHashTable *seen,
 		const char *end = e->delimiter ? strchr(p, e->delimiter) : NULL;
 		size_t seglen = end ? (size_t)(end - p) : strlen(p);
 		g_autofree char *prefix =
-			g_strndup(name, (size_t)(p - name) + seglen);
+		    g_strndup(name, (size_t)(p - name) + seglen);
 		FsFolder *parent = cur;
 		bool added = false;
 
-		cur = child_for(tree, parent, p, seglen, prefix, &added,
-				error);
+		cur = child_for(tree, parent, p, seglen, prefix, &added, error);
 		if (!cur)
 			return -EIO;
 		if (added && changed)
@@ -252,8 +251,8 @@ static int apply(FsTree *tree, GPtrArray *entries,
 	return n;
 }
 
-void fs_tree_collect_folder(void *user_data, const char *name,
-			    char delimiter, unsigned flags)
+void fs_tree_collect_folder(void *user_data, const char *name, char delimiter,
+			    unsigned flags)
 {
 	GPtrArray *entries = user_data;
 	uint32_t cflags = 0;
@@ -264,7 +263,8 @@ void fs_tree_collect_folder(void *user_data, const char *name,
 		cflags |= CACHE_FOLDER_NOINFERIORS;
 	if (flags & IMAP_MAILBOX_NONEXISTENT)
 		cflags |= CACHE_FOLDER_NONEXISTENT;
-	g_ptr_array_add(entries, cache_folder_entry_new(name, delimiter, cflags));
+	g_ptr_array_add(entries,
+			cache_folder_entry_new(name, delimiter, cflags));
 }
 
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
@@ -273,8 +273,8 @@ FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
 
 	tree->store = store;
 	tree->all = g_ptr_array_new();
-	tree->old_arrays = g_ptr_array_new_with_free_func(
-		(GDestroyNotify)g_ptr_array_unref);
+	tree->old_arrays =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
 	g_mutex_init(&tree->update_lock);
 	g_rw_lock_init(&tree->ids_lock);
 	g_mutex_init(&tree->gen_lock);
@@ -313,7 +313,7 @@ int fs_tree_update(FsTree *tree, GPtrArray *entries,
 		   void *data)
 {
 	g_autoptr(GError) error = NULL;
-	ChangeSink cs = {changed, data, 0};
+	ChangeSink cs = { changed, data, 0 };
 	int rc;
 
 	g_mutex_lock(&tree->update_lock);

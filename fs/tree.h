@@ -22,44 +22,44 @@
  * a new one. */
 typedef struct {
 	gint refs;
-	uint32_t gen;             /* id of (folder, UIDVALIDITY) */
-	CacheFolderIndex *index;  /* owned */
+	uint32_t gen;            /* id of (folder, UIDVALIDITY) */
+	CacheFolderIndex *index; /* owned */
 } FsListing;
 
 typedef struct FsFolder FsFolder;
 struct FsFolder {
-	uint32_t id;          /* 0 for the root */
-	char *raw;            /* full server name; NULL for the root and for
-				 levels that exist only as a path prefix
-				 and are not selectable */
-	char *path_raw;       /* raw path prefix (id key), "" for the root */
-	char *name;           /* display name of this level */
+	uint32_t id;    /* 0 for the root */
+	char *raw;      /* full server name; NULL for the root and for
+			   levels that exist only as a path prefix
+			   and are not selectable */
+	char *path_raw; /* raw path prefix (id key), "" for the root */
+	char *name;     /* display name of this level */
 	FsFolder *parent;
-	GPtrArray *children;  /* FsFolder*, sorted by name; replaced whole
-				 (copy on write) when folders come and go:
-				 read it with fs_folder_children() */
+	GPtrArray *children; /* FsFolder*, sorted by name; replaced whole
+				(copy on write) when folders come and go:
+				read it with fs_folder_children() */
 	bool selectable;
-	bool gone;            /* deleted on the server */
+	bool gone; /* deleted on the server */
 
 	/* Guarded by lock: */
 	GMutex lock;
-	GCond synced;         /* signalled when a sync finishes */
-	FsListing *listing;   /* NULL until loaded */
-	bool verified;        /* listing checked against the server during
-				 this mount (a persisted one is not, until
-				 its first sync) */
-	gint64 synced_at;     /* monotonic us of the last good sync, 0 never */
+	GCond synced;       /* signalled when a sync finishes */
+	FsListing *listing; /* NULL until loaded */
+	bool verified;      /* listing checked against the server during
+			       this mount (a persisted one is not, until
+			       its first sync) */
+	gint64 synced_at;   /* monotonic us of the last good sync, 0 never */
 	bool syncing;
-	bool dirty;           /* listing has sizes not yet saved */
-	bool verify_queued;   /* a background check is queued or ran */
+	bool dirty;         /* listing has sizes not yet saved */
+	bool verify_queued; /* a background check is queued or ran */
 };
 
 typedef struct FsTree FsTree;
 
 /* An ImapMailboxFn for imap_list_mailboxes(): appends a CacheFolderEntry
  * to the GPtrArray user_data. */
-void fs_tree_collect_folder(void *user_data, const char *name,
-			    char delimiter, unsigned flags);
+void fs_tree_collect_folder(void *user_data, const char *name, char delimiter,
+			    unsigned flags);
 
 /* Build from the LIST result (CacheFolderEntry*). */
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error);

@@ -30,9 +30,9 @@ struct FsWatch {
 	gint64 poll_us;
 	GMutex lock;
 	GCond cond;
-	GHashTable *pending;  /* raw folder names to resync */
-	bool pending_all;     /* resync everything (after a reconnect) */
-	bool pending_list;    /* re-read the folder list */
+	GHashTable *pending; /* raw folder names to resync */
+	bool pending_all;    /* resync everything (after a reconnect) */
+	bool pending_list;   /* re-read the folder list */
 	bool stopping;
 	GThread *idle_thread;
 	GThread *refresh_thread;
@@ -104,7 +104,7 @@ static void refresh_folder_list(FsWatch *w)
 {
 	g_autoptr(GError) error = NULL;
 	GPtrArray *entries = g_ptr_array_new_with_free_func(
-		(GDestroyNotify)cache_folder_entry_free);
+	    (GDestroyNotify)cache_folder_entry_free);
 	int rc;
 
 	rc = imap_pool_run(w->acct->pool, NULL, list_job, entries,
@@ -176,7 +176,7 @@ static gpointer refresh_main(gpointer data)
 		if (list)
 			refresh_folder_list(w);
 		{
-			SyncAll sa = {w, all ? NULL : pending, 0};
+			SyncAll sa = { w, all ? NULL : pending, 0 };
 
 			fs_tree_foreach(w->acct->tree, sync_one, &sa);
 			/* A name we cannot place (a server's own spelling of
@@ -238,8 +238,8 @@ static Session idle_session(FsWatch *w)
 		return SESSION_FAILED;
 	}
 	if (!imap_conn_has_cap(conn, "IDLE")) {
-		g_debug("watcher: server has no IDLE; polling every %" G_GINT64_FORMAT
-			" s",
+		g_debug("watcher: server has no IDLE; polling every "
+			"%" G_GINT64_FORMAT " s",
 			w->poll_us / G_USEC_PER_SEC);
 		imap_conn_free(conn);
 		return SESSION_NO_IDLE;
@@ -266,8 +266,8 @@ static Session idle_session(FsWatch *w)
 		result = SESSION_IDLED;
 		while (rc >= 0 && !stopping(w) &&
 		       g_get_monotonic_time() < restart)
-			rc = imap_conn_idle_wait(conn, IDLE_SLICE_MS, idle_event,
-						 w, &error);
+			rc = imap_conn_idle_wait(conn, IDLE_SLICE_MS,
+						 idle_event, w, &error);
 		if (rc < 0)
 			break;
 		/* Servers drop IDLE after 30 minutes: re-arm before. */
@@ -313,8 +313,8 @@ FsWatch *fs_watch_new(FsAccount *acct, unsigned poll_interval)
 	w->poll_us = (gint64)poll_interval * G_USEC_PER_SEC;
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);
-	w->pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-					   NULL);
+	w->pending =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	w->refresh_thread = g_thread_new("refresh", refresh_main, w);
 	w->idle_thread = g_thread_new("idle", idle_main, w);
 	return w;

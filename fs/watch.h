@@ -10,4 +10,3 @@ typedef struct FsWatch FsWatch;
 /* Starts both threads; the IDLE connection comes from acct->pool. */
 FsWatch *fs_watch_new(FsAccount *acct, unsigned poll_interval);
 void fs_watch_free(FsWatch *w);
-

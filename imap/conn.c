@@ -36,7 +36,7 @@ struct ImapConn {
 	SSL *ssl;
 	ImapParser *parser;
 
-	char *rbuf;      /* received, not yet parsed: rbuf[rpos..rlen) */
+	char *rbuf; /* received, not yet parsed: rbuf[rpos..rlen) */
 	size_t rpos, rlen;
 
 	unsigned next_tag;
@@ -45,12 +45,12 @@ struct ImapConn {
 	ImapMailboxState state;
 	bool broken;
 	gint64 last_progress;
-	char *idle_tag;  /* tag of the IDLE command in progress */
-	bool qresync;    /* ENABLE QRESYNC succeeded */
-	char *refusal;   /* text of the last NO, BAD or BYE */
+	char *idle_tag; /* tag of the IDLE command in progress */
+	bool qresync;   /* ENABLE QRESYNC succeeded */
+	char *refusal;  /* text of the last NO, BAD or BYE */
 };
 
-G_DEFINE_QUARK(imap-error-quark, imap_error)
+G_DEFINE_QUARK(imap - error - quark, imap_error)
 
 static void conn_fail(ImapConn *conn, GError **error, ImapErrorCode code,
 		      const char *fmt, ...) G_GNUC_PRINTF(4, 5);
@@ -83,7 +83,7 @@ static const char *ssl_error_text(void)
 
 static int wait_fd(ImapConn *conn, short events, GError **error)
 {
-	struct pollfd pfd = {.fd = conn->fd, .events = events};
+	struct pollfd pfd = { .fd = conn->fd, .events = events };
 	int rc;
 
 	do
@@ -208,8 +208,8 @@ static int transport_read(ImapConn *conn, GError **error)
 				continue;
 			}
 		} else {
-			ssize_t k = recv(conn->fd, conn->rbuf + conn->rlen,
-					 room, 0);
+			ssize_t k =
+			    recv(conn->fd, conn->rbuf + conn->rlen, room, 0);
 
 			if (k == 0) {
 				conn_fail(conn, error, IMAP_ERROR_CLOSED,
@@ -282,10 +282,9 @@ static int next_response(ImapConn *conn, ImapResponse **out, GError **error)
 		int rc;
 
 		if (conn->rpos < conn->rlen) {
-			rc = imap_parser_feed(conn->parser,
-					      conn->rbuf + conn->rpos,
-					      conn->rlen - conn->rpos, &used,
-					      out);
+			rc = imap_parser_feed(
+			    conn->parser, conn->rbuf + conn->rpos,
+			    conn->rlen - conn->rpos, &used, out);
 			conn->rpos += used;
 			if (rc < 0) {
 				conn_fail(conn, error, IMAP_ERROR_PROTOCOL,
@@ -355,9 +354,10 @@ const char *imap_conn_refusal_text(const ImapConn *conn)
 
 int imap_refusal_errno(const ImapResponse *r)
 {
-	static const char *const denied[] = {"AUTHENTICATIONFAILED",
-					     "AUTHORIZATIONFAILED", "EXPIRED"};
-	static const char *const busy[] = {"UNAVAILABLE", "LIMIT", "INUSE"};
+	static const char *const denied[] = { "AUTHENTICATIONFAILED",
+					      "AUTHORIZATIONFAILED",
+					      "EXPIRED" };
+	static const char *const busy[] = { "UNAVAILABLE", "LIMIT", "INUSE" };
 
 	for (size_t i = 0; r->code && i < G_N_ELEMENTS(denied); i++)
 		if (strcmp(r->code, denied[i]) == 0)
@@ -372,7 +372,8 @@ bool imap_text_is_throttling(const char *code, const char *text)
 {
 	static const char *const words[] = {
 		"too many connections", "maximum number of connections",
-		"connection limit", "too many simultaneous", "try again later",
+		"connection limit",     "too many simultaneous",
+		"try again later",
 	};
 	g_autofree char *lower = NULL;
 
@@ -396,11 +397,11 @@ static void fail_with_status(ImapConn *conn, const ImapResponse *r,
 	note_refusal(conn, r);
 	if (error == NULL || *error != NULL)
 		return;
-	*error = g_error_new(IMAP_ERROR,
-			     r->status == IMAP_STATUS_NO ? IMAP_ERROR_NO
-							 : IMAP_ERROR_BAD,
-			     "%s refused by %s: %s", what, conn->account.host,
-			     r->text && *r->text ? r->text : "(no reason given)");
+	*error = g_error_new(
+	    IMAP_ERROR,
+	    r->status == IMAP_STATUS_NO ? IMAP_ERROR_NO : IMAP_ERROR_BAD,
+	    "%s refused by %s: %s", what, conn->account.host,
+	    r->text && *r->text ? r->text : "(no reason given)");
 }
 
 int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
@@ -454,13 +455,13 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 		} else if (r->kind == IMAP_RESPONSE_UNTAGGED) {
 			if (r->status == IMAP_STATUS_BYE) {
 				note_refusal(conn, r);
-				conn_fail(conn, error,
-					  imap_text_is_throttling(r->code,
-								  r->text)
-						  ? IMAP_ERROR_THROTTLED
-						  : IMAP_ERROR_CLOSED,
-					  "%s closed the connection: %s",
-					  conn->account.host, r->text);
+				conn_fail(
+				    conn, error,
+				    imap_text_is_throttling(r->code, r->text)
+					? IMAP_ERROR_THROTTLED
+					: IMAP_ERROR_CLOSED,
+				    "%s closed the connection: %s",
+				    conn->account.host, r->text);
 				imap_response_free(r);
 				return -ECONNRESET;
 			}
@@ -592,7 +593,7 @@ int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
 	int got = 0;
 
 	for (;;) {
-		struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
+		struct pollfd pfd = { .fd = conn->fd, .events = POLLIN };
 		int rc;
 
 		/* Hand out every complete response already buffered. */
@@ -600,10 +601,9 @@ int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
 			ImapResponse *r = NULL;
 			size_t used = 0;
 
-			rc = imap_parser_feed(conn->parser,
-					      conn->rbuf + conn->rpos,
-					      conn->rlen - conn->rpos, &used,
-					      &r);
+			rc = imap_parser_feed(
+			    conn->parser, conn->rbuf + conn->rpos,
+			    conn->rlen - conn->rpos, &used, &r);
 			conn->rpos += used;
 			if (rc < 0) {
 				conn_fail(conn, error, IMAP_ERROR_PROTOCOL,
@@ -716,7 +716,7 @@ int imap_conn_examine_with(ImapConn *conn, const char *mailbox,
 			   GError **error)
 {
 	g_autofree char *quoted = NULL;
-	ExamineCtx ctx = {{0}, fn, user_data};
+	ExamineCtx ctx = { { 0 }, fn, user_data };
 	int rc;
 
 	g_clear_pointer(&conn->selected, g_free);
@@ -753,9 +753,9 @@ int imap_conn_examine(ImapConn *conn, const char *mailbox,
 		return 0;
 	}
 	return imap_conn_examine_with(
-		conn, mailbox,
-		imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)" : NULL,
-		NULL, NULL, state, error);
+	    conn, mailbox,
+	    imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)" : NULL, NULL,
+	    NULL, state, error);
 }
 
 bool imap_conn_qresync(const ImapConn *conn)
@@ -783,9 +783,9 @@ const char *imap_conn_selected(const ImapConn *conn)
 
 static int tcp_connect(ImapConn *conn, GError **error)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_family = AF_UNSPEC,
-				 .ai_flags = AI_ADDRCONFIG};
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_family = AF_UNSPEC,
+				  .ai_flags = AI_ADDRCONFIG };
 	struct addrinfo *res = NULL;
 	char port[8];
 	int last_errno = ECONNREFUSED;
@@ -818,7 +818,7 @@ static int tcp_connect(ImapConn *conn, GError **error)
 			close(fd);
 			continue;
 		}
-		pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
+		pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
 		do
 			rc = poll(&pfd, 1, (int)conn->account.timeout_ms);
 		while (rc < 0 && errno == EINTR);
@@ -841,9 +841,9 @@ static int tcp_connect(ImapConn *conn, GError **error)
 		return 0;
 	}
 	freeaddrinfo(res);
-	conn_fail(conn, error, IMAP_ERROR_CONNECT, "cannot connect to %s:%u: %s",
-		  conn->account.host, conn->account.port,
-		  g_strerror(last_errno));
+	conn_fail(conn, error, IMAP_ERROR_CONNECT,
+		  "cannot connect to %s:%u: %s", conn->account.host,
+		  conn->account.port, g_strerror(last_errno));
 	return -last_errno;
 }
 
@@ -924,7 +924,7 @@ static int tls_start(ImapConn *conn, GError **error)
 		X509_VERIFY_PARAM *param = SSL_get0_param(conn->ssl);
 
 		X509_VERIFY_PARAM_set_hostflags(
-			param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		    param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 		if (host_is_ip(a->host))
 			rc = X509_VERIFY_PARAM_set1_ip_asc(param, a->host);
 		else
@@ -984,10 +984,10 @@ static int read_greeting(ImapConn *conn, bool *preauth, GError **error)
 		note_refusal(conn, r);
 		conn_fail(conn, error,
 			  imap_text_is_throttling(r->code, r->text)
-				  ? IMAP_ERROR_THROTTLED
-				  : IMAP_ERROR_CLOSED,
-			  "%s:%u refused the connection: %s", conn->account.host,
-			  conn->account.port,
+			      ? IMAP_ERROR_THROTTLED
+			      : IMAP_ERROR_CLOSED,
+			  "%s:%u refused the connection: %s",
+			  conn->account.host, conn->account.port,
 			  r->text && *r->text ? r->text : "no IMAP greeting");
 		imap_response_free(r);
 		return -ECONNREFUSED;
@@ -1056,7 +1056,7 @@ static int authenticate(ImapConn *conn, GError **error)
 					break;
 				if (r->kind == IMAP_RESPONSE_CONTINUATION) {
 					g_autofree char *l =
-						g_strdup_printf("%s\r\n", b64);
+					    g_strdup_printf("%s\r\n", b64);
 					imap_response_free(r);
 					rc = transport_write(conn, l, strlen(l),
 							     error);
@@ -1067,9 +1067,9 @@ static int authenticate(ImapConn *conn, GError **error)
 				    strcmp(r->tag, tag) == 0) {
 					if (r->status != IMAP_STATUS_OK) {
 						fail_with_status(
-							conn, r,
-							"AUTHENTICATE PLAIN",
-							error);
+						    conn, r,
+						    "AUTHENTICATE PLAIN",
+						    error);
 						rc = imap_refusal_errno(r);
 					}
 					imap_response_free(r);
@@ -1085,10 +1085,11 @@ static int authenticate(ImapConn *conn, GError **error)
 		g_autofree char *qp = imap_conn_quote(conn, a->password);
 
 		if (!qu || !qp) {
-			g_set_error(error, IMAP_ERROR, IMAP_ERROR_AUTH,
-				    "%s offers only LOGIN, which cannot send this "
-				    "user name or password",
-				    a->host);
+			g_set_error(
+			    error, IMAP_ERROR, IMAP_ERROR_AUTH,
+			    "%s offers only LOGIN, which cannot send this "
+			    "user name or password",
+			    a->host);
 			rc = -EINVAL;
 		} else {
 			rc = imap_conn_command(conn, NULL, NULL, error,
@@ -1108,8 +1109,7 @@ static int authenticate(ImapConn *conn, GError **error)
 		/* Built from the server's own words, not from our message
 		 * (whose command line held the credentials once). */
 		const char *why = imap_conn_refusal_text(conn);
-		bool busy = rc == -EAGAIN ||
-			    imap_text_is_throttling(NULL, why);
+		bool busy = rc == -EAGAIN || imap_text_is_throttling(NULL, why);
 
 		g_clear_error(error);
 		if (busy)
@@ -1147,8 +1147,8 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	conn->rbuf = g_malloc(RECV_CHUNK);
 	conn->caps = g_ptr_array_new_with_free_func(g_free);
 	imap_parser_limits_default(&limits);
-	conn->parser = imap_parser_new(&limits, account->sink,
-				       account->sink_data);
+	conn->parser =
+	    imap_parser_new(&limits, account->sink, account->sink_data);
 
 	rc = tcp_connect(conn, error);
 	if (rc == 0 && account->implicit_tls)
@@ -1157,10 +1157,11 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 		rc = read_greeting(conn, &preauth, error);
 	if (rc == 0 && !account->implicit_tls) {
 		if (preauth) {
-			conn_fail(conn, error, IMAP_ERROR_TLS,
-				  "%s sent PREAUTH before STARTTLS; refusing an "
-				  "unencrypted session",
-				  account->host);
+			conn_fail(
+			    conn, error, IMAP_ERROR_TLS,
+			    "%s sent PREAUTH before STARTTLS; refusing an "
+			    "unencrypted session",
+			    account->host);
 			rc = -EPROTO;
 		}
 		if (rc == 0 && conn->caps->len == 0)

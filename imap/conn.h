@@ -18,15 +18,15 @@
 GQuark imap_error_quark(void);
 
 typedef enum {
-	IMAP_ERROR_CONNECT,  /* name resolution, TCP connect */
-	IMAP_ERROR_TLS,      /* handshake, STARTTLS refused or missing */
-	IMAP_ERROR_CERT,     /* certificate or host name verification */
-	IMAP_ERROR_AUTH,     /* credentials refused, no usable mechanism */
-	IMAP_ERROR_PROTOCOL, /* syntax, limits, unexpected answers */
-	IMAP_ERROR_TIMEOUT,  /* no progress within the timeout */
-	IMAP_ERROR_CLOSED,   /* server closed the connection or sent BYE */
-	IMAP_ERROR_NO,       /* command answered NO */
-	IMAP_ERROR_BAD,      /* command answered BAD */
+	IMAP_ERROR_CONNECT,   /* name resolution, TCP connect */
+	IMAP_ERROR_TLS,       /* handshake, STARTTLS refused or missing */
+	IMAP_ERROR_CERT,      /* certificate or host name verification */
+	IMAP_ERROR_AUTH,      /* credentials refused, no usable mechanism */
+	IMAP_ERROR_PROTOCOL,  /* syntax, limits, unexpected answers */
+	IMAP_ERROR_TIMEOUT,   /* no progress within the timeout */
+	IMAP_ERROR_CLOSED,    /* server closed the connection or sent BYE */
+	IMAP_ERROR_NO,        /* command answered NO */
+	IMAP_ERROR_BAD,       /* command answered BAD */
 	IMAP_ERROR_THROTTLED, /* too many connections, [UNAVAILABLE]: later */
 	IMAP_ERROR_SUSPENDED, /* the pool did not try: the server is down or
 			       * refused the password, as it logged once */
@@ -35,12 +35,12 @@ typedef enum {
 typedef struct {
 	const char *host;
 	uint16_t port;
-	bool implicit_tls;      /* else STARTTLS, which must succeed */
+	bool implicit_tls; /* else STARTTLS, which must succeed */
 	const char *user;
 	const char *password;
-	const char *cafile;     /* NULL: system trust store */
-	bool insecure;          /* skip certificate and host checks */
-	unsigned timeout_ms;    /* per network wait */
+	const char *cafile;          /* NULL: system trust store */
+	bool insecure;               /* skip certificate and host checks */
+	unsigned timeout_ms;         /* per network wait */
 	const ImapLiteralSink *sink; /* for literals over the inline limit */
 	void *sink_data;
 	/* Reads the password source again after the server refused the
@@ -56,7 +56,7 @@ typedef struct ImapConn ImapConn;
 /* State of the mailbox selected by imap_conn_examine(). */
 typedef struct {
 	uint32_t uidvalidity;
-	uint32_t uidnext;       /* 0 when the server did not say */
+	uint32_t uidnext; /* 0 when the server did not say */
 	uint32_t exists;
 	uint64_t highestmodseq; /* 0 without CONDSTORE */
 } ImapMailboxState;
@@ -88,8 +88,7 @@ typedef int (*ImapUntaggedFn)(void *user_data, ImapResponse *resp);
  * name the command ("LOGIN", "UID FETCH"), never its arguments: the
  * server's own words are in imap_conn_refusal_text(). */
 int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
-		      GError **error, const char *fmt, ...)
-	G_GNUC_PRINTF(5, 6);
+		      GError **error, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
 
 /* Pipelining: send n command lines at once, then read until all n have
  * completed. statuses[i] gets 0 for OK or imap_refusal_errno() for NO/BAD

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 static const char mutf7_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 /* Value of a modified base64 character, or -1. */
 static int mutf7_b64_value(unsigned char c)
@@ -68,8 +68,8 @@ static int mutf7_decode_run(const unsigned char *in, size_t n, GString *out)
 			if (u < 0xdc00 || u > 0xdfff)
 				return -EINVAL;
 			g_string_append_unichar(
-				out, 0x10000 + ((high - 0xd800) << 10) +
-					     (u - 0xdc00));
+			    out,
+			    0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00));
 			high = 0;
 		} else if (u >= 0xd800 && u <= 0xdbff) {
 			high = u;

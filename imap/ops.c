@@ -43,8 +43,8 @@ static int list_untagged(void *user_data, ImapResponse *r)
 		if (imap_value_is_atom(a, "\\Noselect"))
 			flags |= IMAP_MAILBOX_NOSELECT;
 		else if (imap_value_is_atom(a, "\\NonExistent"))
-			flags |= IMAP_MAILBOX_NOSELECT |
-				 IMAP_MAILBOX_NONEXISTENT;
+			flags |=
+			    IMAP_MAILBOX_NOSELECT | IMAP_MAILBOX_NONEXISTENT;
 		else if (imap_value_is_atom(a, "\\Noinferiors"))
 			flags |= IMAP_MAILBOX_NOINFERIORS;
 	}
@@ -63,7 +63,7 @@ static int list_untagged(void *user_data, ImapResponse *r)
 int imap_list_mailboxes(ImapConn *conn, ImapMailboxFn fn, void *user_data,
 			GError **error)
 {
-	ListCtx ctx = {fn, user_data};
+	ListCtx ctx = { fn, user_data };
 
 	return imap_conn_command(conn, list_untagged, &ctx, error,
 				 "LIST \"\" \"*\"");
@@ -99,7 +99,7 @@ bool imap_parse_internaldate(const char *s, int64_t *out)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
 	int day, year, hh, mm, ss, zone, mon = -1;
-	char mname[4] = {0}, sign;
+	char mname[4] = { 0 }, sign;
 	int64_t days;
 	int y, m;
 
@@ -140,8 +140,9 @@ bool imap_parse_internaldate(const char *s, int64_t *out)
 
 		days = era * 146097 + doe - 719468;
 	}
-	*out = days * 86400 + hh * 3600 + mm * 60 + ss -
-	       (sign == '+' ? 1 : -1) * ((zone / 100) * 3600 + (zone % 100) * 60);
+	*out =
+	    days * 86400 + hh * 3600 + mm * 60 + ss -
+	    (sign == '+' ? 1 : -1) * ((zone / 100) * 3600 + (zone % 100) * 60);
 	return true;
 }
 
@@ -165,7 +166,8 @@ char *imap_extract_subject(const char *block, size_t len, size_t *out_len)
 				if (le > q && le[-1] == '\r')
 					le--;
 				g_string_append_len(v, q, le - q);
-				if (next >= end || (*next != ' ' && *next != '\t'))
+				if (next >= end ||
+				    (*next != ' ' && *next != '\t'))
 					break;
 				/* Unfold: the line break goes, the
 				 * whitespace that follows stays. */
@@ -194,7 +196,7 @@ static int meta_untagged(void *user_data, ImapResponse *r)
 {
 	MetaCtx *ctx = user_data;
 	const ImapValue *list, *v;
-	ImapMessageMeta m = {0};
+	ImapMessageMeta m = { 0 };
 	g_autofree char *subject = NULL;
 	uint64_t n;
 	const char *s;
@@ -220,12 +222,13 @@ static int meta_untagged(void *user_data, ImapResponse *r)
 		const char *block;
 
 		if (key->type != IMAP_VALUE_ATOM ||
-		    g_ascii_strncasecmp(key->str, "BODY[HEADER.FIELDS", 18) != 0)
+		    g_ascii_strncasecmp(key->str, "BODY[HEADER.FIELDS", 18) !=
+			0)
 			continue;
 		block = imap_value_get_string(&list->items[i + 1], &blen);
 		if (block)
-			subject = imap_extract_subject(block, blen,
-						       &m.subject_len);
+			subject =
+			    imap_extract_subject(block, blen, &m.subject_len);
 		break;
 	}
 	m.subject = subject;
@@ -236,7 +239,7 @@ static int meta_untagged(void *user_data, ImapResponse *r)
 int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
 		    void *user_data, GError **error)
 {
-	MetaCtx ctx = {fn, user_data};
+	MetaCtx ctx = { fn, user_data };
 
 	return imap_conn_command(conn, meta_untagged, &ctx, error,
 				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
@@ -309,8 +312,8 @@ static int search_untagged(void *user_data, ImapResponse *r)
 
 			if (!imap_value_is_atom(&r->args.items[i], "ALL"))
 				continue;
-			set = imap_value_get_string(&r->args.items[i + 1],
-						    NULL);
+			set =
+			    imap_value_get_string(&r->args.items[i + 1], NULL);
 			if (!set)
 				return -EPROTO;
 			return append_uid_set(uids, set);
@@ -376,8 +379,8 @@ int imap_examine_qresync(ImapConn *conn, const char *mailbox,
 			 GError **error)
 {
 	g_autofree char *params = g_strdup_printf(
-		"(QRESYNC (%u %" G_GUINT64_FORMAT "))", uidvalidity, modseq);
-	VanishedCtx ctx = {vanished, 0};
+	    "(QRESYNC (%u %" G_GUINT64_FORMAT "))", uidvalidity, modseq);
+	VanishedCtx ctx = { vanished, 0 };
 	int rc;
 
 	rc = imap_conn_examine_with(conn, mailbox, params, vanished_untagged,
@@ -430,7 +433,7 @@ static int body_untagged(void *user_data, ImapResponse *r)
 int imap_fetch_bodies(ImapConn *conn, const char *uid_set, ImapBodyFn fn,
 		      void *user_data, GError **error)
 {
-	BodyCtx ctx = {fn, user_data, 0};
+	BodyCtx ctx = { fn, user_data, 0 };
 	int rc;
 
 	rc = imap_conn_command(conn, body_untagged, &ctx, error,
@@ -474,12 +477,12 @@ static int head_untagged(void *user_data, ImapResponse *r)
 int imap_fetch_head(ImapConn *conn, uint32_t uid, uint32_t len, GBytes **out,
 		    GError **error)
 {
-	HeadCtx ctx = {uid, NULL};
+	HeadCtx ctx = { uid, NULL };
 	int rc;
 
-	rc = imap_conn_command(conn, head_untagged, &ctx, error,
-			       "UID FETCH %u (UID BODY.PEEK[]<0.%u>)", uid,
-			       len);
+	rc =
+	    imap_conn_command(conn, head_untagged, &ctx, error,
+			      "UID FETCH %u (UID BODY.PEEK[]<0.%u>)", uid, len);
 	if (rc == 0 && (!ctx.head || g_bytes_get_size(ctx.head) > len)) {
 		/* Missing, or longer than asked: a mislabelled answer. */
 		g_clear_pointer(&ctx.head, g_bytes_unref);

@@ -16,8 +16,8 @@ enum {
 };
 
 /* name is the raw server name (modified UTF-7), delimiter '\0' for NIL. */
-typedef void (*ImapMailboxFn)(void *user_data, const char *name,
-			      char delimiter, unsigned flags);
+typedef void (*ImapMailboxFn)(void *user_data, const char *name, char delimiter,
+			      unsigned flags);
 
 /* LIST "" "*". */
 int imap_list_mailboxes(ImapConn *conn, ImapMailboxFn fn, void *user_data,
@@ -25,9 +25,9 @@ int imap_list_mailboxes(ImapConn *conn, ImapMailboxFn fn, void *user_data,
 
 typedef struct {
 	uint32_t uid;
-	uint64_t size;          /* RFC822.SIZE: a hint */
-	int64_t internaldate;   /* seconds since the epoch */
-	const char *subject;    /* unfolded raw Subject value or NULL */
+	uint64_t size;        /* RFC822.SIZE: a hint */
+	int64_t internaldate; /* seconds since the epoch */
+	const char *subject;  /* unfolded raw Subject value or NULL */
 	size_t subject_len;
 } ImapMessageMeta;
 

@@ -22,19 +22,19 @@
 #include <glib.h>
 
 enum {
-	ST_START,	 /* first byte of a response */
-	ST_UNTAGGED_SP,	 /* after "*" */
-	ST_TAG,		 /* in the tag of a tagged response */
-	ST_STATUS_WORD,	 /* OK/NO/BAD after the tag */
-	ST_WORD,	 /* after "* ": a number or the name */
-	ST_NAME,	 /* the name after "* 23 " */
+	ST_START,        /* first byte of a response */
+	ST_UNTAGGED_SP,  /* after "*" */
+	ST_TAG,          /* in the tag of a tagged response */
+	ST_STATUS_WORD,  /* OK/NO/BAD after the tag */
+	ST_WORD,         /* after "* ": a number or the name */
+	ST_NAME,         /* the name after "* 23 " */
 	ST_STATUS_TEXT0, /* after "OK ": "[" opens a code, else text */
-	ST_CODE_NAME,	 /* after "[" */
-	ST_CODE_SKIP,	 /* unparseable code arguments: skip to "]" */
-	ST_CODE_END,	 /* after "]": one optional SP, then text */
-	ST_CONT,	 /* after "+": one optional SP, then text */
-	ST_TEXT,	 /* rest of line, verbatim */
-	ST_VALUES,	 /* between values */
+	ST_CODE_NAME,    /* after "[" */
+	ST_CODE_SKIP,    /* unparseable code arguments: skip to "]" */
+	ST_CODE_END,     /* after "]": one optional SP, then text */
+	ST_CONT,         /* after "+": one optional SP, then text */
+	ST_TEXT,         /* rest of line, verbatim */
+	ST_VALUES,       /* between values */
 	ST_ATOM,
 	ST_SECTION, /* inside "[...]" of an atom */
 	ST_SECTION_QUOTED,
@@ -119,12 +119,12 @@ struct ImapParser {
 	int err;
 	const char *errmsg;
 
-	RespBox *resp;	       /* response under construction */
+	RespBox *resp;         /* response under construction */
 	size_t line_bytes;     /* bytes outside literals, this response */
-	size_t items;	       /* values, this response */
+	size_t items;          /* values, this response */
 	uint64_t inline_bytes; /* in-memory literal bytes, this response */
 	unsigned streams;      /* literals sent to the sink, this response */
-	bool in_code;	       /* parsing the arguments of "[CODE ...]" */
+	bool in_code;          /* parsing the arguments of "[CODE ...]" */
 
 	Frame *frames; /* frames[0] is args or code_args */
 	size_t nframes;
@@ -138,7 +138,7 @@ struct ImapParser {
 	unsigned lit_digits;
 	uint64_t lit_size;
 	uint64_t lit_pos;
-	char *lit_buf;	/* in-memory literal being filled */
+	char *lit_buf;  /* in-memory literal being filled */
 	void *lit_sink; /* streamed literal being written */
 };
 
@@ -323,7 +323,7 @@ static void add_value(ImapParser *p, const ImapValue *v)
 static ImapValue take_frame(ImapParser *p, unsigned d)
 {
 	Frame *f = &p->frames[d];
-	ImapValue v = {.type = IMAP_VALUE_LIST, .len = f->len};
+	ImapValue v = { .type = IMAP_VALUE_LIST, .len = f->len };
 
 	if (f->len)
 		v.items = g_memdup2(f->items, f->len * sizeof(ImapValue));
@@ -368,7 +368,7 @@ static void pop_list(ImapParser *p)
 
 static void finish_atom(ImapParser *p)
 {
-	ImapValue v = {.type = IMAP_VALUE_ATOM};
+	ImapValue v = { .type = IMAP_VALUE_ATOM };
 
 	if (p->tok_len == 3 && g_ascii_strncasecmp(p->tok, "NIL", 3) == 0) {
 		v.type = IMAP_VALUE_NIL;
@@ -383,7 +383,7 @@ static void finish_atom(ImapParser *p)
 
 static void finish_quoted(ImapParser *p)
 {
-	ImapValue v = {.type = IMAP_VALUE_STRING, .len = p->tok_len};
+	ImapValue v = { .type = IMAP_VALUE_STRING, .len = p->tok_len };
 
 	v.str = tok_dup(p);
 	add_value(p, &v);
@@ -393,7 +393,7 @@ static void finish_quoted(ImapParser *p)
 
 static void finish_literal(ImapParser *p)
 {
-	ImapValue v = {.literal = true};
+	ImapValue v = { .literal = true };
 
 	if (p->lit_buf) {
 		v.type = IMAP_VALUE_STRING;

@@ -17,8 +17,10 @@
 #include <stdint.h>
 
 typedef enum {
-	IMAP_VALUE_ATOM,   /* atom or number; brackets kept: "BODY[]<0>", "\\Seen" */
-	IMAP_VALUE_STRING, /* quoted string or in-memory literal (may hold NULs) */
+	IMAP_VALUE_ATOM, /* atom or number; brackets kept: "BODY[]<0>", "\\Seen"
+			  */
+	IMAP_VALUE_STRING, /* quoted string or in-memory literal (may hold NULs)
+			    */
 	IMAP_VALUE_NIL,
 	IMAP_VALUE_LIST,   /* parenthesised list */
 	IMAP_VALUE_STREAM, /* literal streamed to the sink */
@@ -27,14 +29,15 @@ typedef enum {
 typedef struct ImapValue ImapValue;
 struct ImapValue {
 	ImapValueType type;
-	bool literal;  /* STRING or STREAM that arrived as {N} or ~{N} */
-	size_t len;    /* ATOM/STRING: bytes (without the added NUL); LIST: items */
+	bool literal; /* STRING or STREAM that arrived as {N} or ~{N} */
+	size_t
+	    len; /* ATOM/STRING: bytes (without the added NUL); LIST: items */
 	union {
-		char *str;         /* ATOM/STRING: len bytes plus a NUL */
-		ImapValue *items;  /* LIST: array of len values */
+		char *str;        /* ATOM/STRING: len bytes plus a NUL */
+		ImapValue *items; /* LIST: array of len values */
 		struct {
-			void *sink;        /* from ImapLiteralSink.begin; the owner may
-					      take it and set this to NULL */
+			void *sink; /* from ImapLiteralSink.begin; the owner may
+				       take it and set this to NULL */
 			uint64_t size;
 		} stream;
 	};
@@ -47,7 +50,7 @@ typedef enum {
 } ImapResponseKind;
 
 typedef enum {
-	IMAP_STATUS_NONE,  /* untagged data such as "* 3 EXISTS" */
+	IMAP_STATUS_NONE, /* untagged data such as "* 3 EXISTS" */
 	IMAP_STATUS_OK,
 	IMAP_STATUS_NO,
 	IMAP_STATUS_BAD,
@@ -57,35 +60,38 @@ typedef enum {
 
 typedef struct {
 	ImapResponseKind kind;
-	char *tag;          /* TAGGED only, else NULL */
+	char *tag; /* TAGGED only, else NULL */
 
 	/* Status responses (tagged always; untagged OK/NO/BAD/PREAUTH/BYE) */
 	ImapStatus status;
-	char *code;         /* upper-cased response code ("UIDVALIDITY",
-			       "CAPABILITY", "READ-ONLY") or NULL */
+	char *code;          /* upper-cased response code ("UIDVALIDITY",
+				"CAPABILITY", "READ-ONLY") or NULL */
 	ImapValue code_args; /* LIST of the values after the code inside [ ]
 				(len 0 when none); "[PERMANENTFLAGS (\\Seen)]"
 				gives one LIST item */
-	char *text;         /* human-readable rest of line, "" when absent;
-			       also the text of a CONTINUATION */
+	char *text;          /* human-readable rest of line, "" when absent;
+				also the text of a CONTINUATION */
 
 	/* Untagged data ("* 23 EXISTS", "* 4 FETCH (...)", "* LIST ...") */
 	bool has_number;
-	uint64_t number;    /* the leading number, when has_number */
-	char *name;         /* upper-cased: "EXISTS", "FETCH", "LIST",
-			       "CAPABILITY", "SEARCH", "STATUS", ... */
-	ImapValue args;     /* LIST of everything after name (len 0 if none) */
+	uint64_t number; /* the leading number, when has_number */
+	char *name;      /* upper-cased: "EXISTS", "FETCH", "LIST",
+			    "CAPABILITY", "SEARCH", "STATUS", ... */
+	ImapValue args;  /* LIST of everything after name (len 0 if none) */
 } ImapResponse;
 
 /* Literals streamed to the sink in one response, at most. */
 #define IMAP_PARSER_MAX_STREAMS 4
 
 typedef struct {
-	size_t max_line;            /* bytes of one response outside literals; default 1 MiB */
-	size_t inline_literal_max;  /* larger literals go to the sink; default 64 KiB */
-	uint64_t max_literal;       /* largest literal accepted at all; default 4 GiB */
-	unsigned max_depth;         /* list nesting; default 32 */
-	size_t max_items;           /* values in one response; default 1,000,000 */
+	size_t max_line; /* bytes of one response outside literals; default 1
+			    MiB */
+	size_t inline_literal_max; /* larger literals go to the sink; default 64
+				      KiB */
+	uint64_t
+	    max_literal;    /* largest literal accepted at all; default 4 GiB */
+	unsigned max_depth; /* list nesting; default 32 */
+	size_t max_items;   /* values in one response; default 1,000,000 */
 } ImapParserLimits;
 
 /* Where large literals go. All callbacks get the parser's user_data. */
@@ -96,7 +102,8 @@ typedef struct {
 	/* Append bytes. Return 0 or -errno (the parse then fails with it). */
 	int (*write)(void *user_data, void *sink, const void *buf, size_t len);
 	/* Release a sink: called by imap_response_free() for each STREAM value
-	 * whose sink was not taken, and by reset/free for a half-written one. */
+	 * whose sink was not taken, and by reset/free for a half-written one.
+	 */
 	void (*discard)(void *user_data, void *sink);
 } ImapLiteralSink;
 

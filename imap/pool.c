@@ -57,16 +57,16 @@ struct ImapPool {
 	ImapAccount account;
 	GMutex lock;
 	GCond done_cond;
-	GQueue fg;            /* Job*, waited for */
-	GQueue bg;            /* Job*, prefetch */
+	GQueue fg; /* Job*, waited for */
+	GQueue bg; /* Job*, prefetch */
 	Worker **workers;
 	unsigned n_workers;
 	bool stopping;
 	bool down;
-	gint64 down_until;    /* monotonic us */
+	gint64 down_until; /* monotonic us */
 	unsigned backoff_ms;
 	char *down_reason;
-	unsigned stall_ms;    /* silence under a command that drops a conn */
+	unsigned stall_ms; /* silence under a command that drops a conn */
 
 	GMutex open_lock;     /* one login at a time */
 	char *password;       /* the secret logins use now */
@@ -76,8 +76,8 @@ struct ImapPool {
 	gint64 rechecked_at;  /* when the source was last read again */
 	gint relogin_wanted;  /* atomic: SIGHUP asked to try again */
 
-	unsigned conn_limit;  /* workers that may hold a connection */
-	gint64 throttled_at;  /* 0: not shrunk */
+	unsigned conn_limit; /* workers that may hold a connection */
+	gint64 throttled_at; /* 0: not shrunk */
 };
 
 struct Worker {
@@ -85,7 +85,7 @@ struct Worker {
 	GThread *thread;
 	GCond cond;
 	ImapConn *conn;
-	char *selected;       /* copy of the conn's selection, for matching */
+	char *selected; /* copy of the conn's selection, for matching */
 	bool idle;
 	bool woken;
 };
@@ -110,7 +110,7 @@ static bool same_folder(const char *a, const char *b)
  * oldest. Background jobs only when nothing is waited for. */
 static Job *take_job(ImapPool *pool, Worker *w)
 {
-	GQueue *queues[] = {&pool->fg, &pool->bg};
+	GQueue *queues[] = { &pool->fg, &pool->bg };
 
 	for (unsigned q = 0; q < 2; q++) {
 		for (GList *l = queues[q]->head; l; l = l->next) {
@@ -166,8 +166,7 @@ static void fail_queued(ImapPool *pool, const char *reason)
 	Job *job;
 
 	while ((job = g_queue_pop_head(&pool->fg))) {
-		complete_job(pool, job,
-			     -EIO,
+		complete_job(pool, job, -EIO,
 			     g_error_new(IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
 					 reason));
 		job_unref(job);
@@ -192,8 +191,8 @@ static void set_worker_conn(Worker *w, ImapConn *conn)
 static void grow_backoff(ImapPool *pool)
 {
 	pool->backoff_ms = pool->backoff_ms
-				   ? MIN(pool->backoff_ms * 2, BACKOFF_MAX_MS)
-				   : BACKOFF_MIN_MS;
+			       ? MIN(pool->backoff_ms * 2, BACKOFF_MAX_MS)
+			       : BACKOFF_MIN_MS;
 }
 
 static void mark_down(ImapPool *pool, const char *reason)
@@ -201,7 +200,7 @@ static void mark_down(ImapPool *pool, const char *reason)
 	grow_backoff(pool);
 	pool->down = true;
 	pool->down_until =
-		g_get_monotonic_time() + (gint64)pool->backoff_ms * 1000;
+	    g_get_monotonic_time() + (gint64)pool->backoff_ms * 1000;
 	g_free(pool->down_reason);
 	pool->down_reason = g_strdup(reason);
 	g_warning("server unreachable, retrying in %.1f s: %s",
@@ -328,24 +327,24 @@ static void suspend_logins(ImapPool *pool, const char *why)
 	pool->rechecked_at = now;
 	g_free(pool->login_reason);
 	pool->login_reason = g_strdup_printf(
-		"not logging in to %s: the server refused the password",
-		pool->account.host);
+	    "not logging in to %s: the server refused the password",
+	    pool->account.host);
 	if (first)
-		g_warning("%s; imapfs will not log in again until the "
-			  "password changes%s, on SIGHUP (pkill -HUP imapfs), or "
-			  "in 15 minutes; cached messages stay readable",
-			  why,
-			  pool->account.reread_password
-				  ? " (the password source is read again "
-				    "every minute)"
-				  : "");
+		g_warning(
+		    "%s; imapfs will not log in again until the "
+		    "password changes%s, on SIGHUP (pkill -HUP imapfs), or "
+		    "in 15 minutes; cached messages stay readable",
+		    why,
+		    pool->account.reread_password
+			? " (the password source is read again "
+			  "every minute)"
+			: "");
 	fail_queued(pool, pool->login_reason);
 }
 
 /* One login with the current secret, bounded by budget_ms for each
  * network wait. Under open_lock, without the lock. */
-static ImapConn *open_once(ImapPool *pool, unsigned budget_ms,
-			   GError **error)
+static ImapConn *open_once(ImapPool *pool, unsigned budget_ms, GError **error)
 {
 	ImapAccount account = pool->account;
 	char *pw;
@@ -384,10 +383,10 @@ static ImapConn *connect_by_rules(ImapPool *pool, unsigned budget_ms,
 			break;
 		}
 		if (recheck) {
-			bool forced = g_atomic_int_get(&pool->relogin_wanted) ||
-				      g_get_monotonic_time() -
-						      pool->refused_at >=
-					      LOGIN_PAUSE_US;
+			bool forced =
+			    g_atomic_int_get(&pool->relogin_wanted) ||
+			    g_get_monotonic_time() - pool->refused_at >=
+				LOGIN_PAUSE_US;
 			char *pw;
 			bool changed;
 
@@ -524,12 +523,13 @@ static unsigned job_budget_ms(ImapPool *pool, Job *job)
 static int run_job(Worker *w, Job *job, GError **error)
 {
 	for (int attempt = 0;; attempt++) {
-		ImapMailboxState state = {0};
+		ImapMailboxState state = { 0 };
 		int rc;
 
 		g_clear_error(error);
-		rc = ensure_conn(w, attempt == 0 ? w->pool->account.timeout_ms
-						 : job_budget_ms(w->pool, job),
+		rc = ensure_conn(w,
+				 attempt == 0 ? w->pool->account.timeout_ms
+					      : job_budget_ms(w->pool, job),
 				 error);
 		if (rc < 0)
 			return rc;
@@ -595,8 +595,8 @@ static gpointer worker_main(gpointer data)
 
 			w->idle = true;
 			w->woken = false;
-			timed_out = !g_cond_wait_until(&w->cond, &pool->lock,
-						       until);
+			timed_out =
+			    !g_cond_wait_until(&w->cond, &pool->lock, until);
 			w->idle = false;
 			if (timed_out && !pool->stopping && w->conn) {
 				g_mutex_unlock(&pool->lock);
@@ -630,9 +630,8 @@ static gpointer worker_main(gpointer data)
 		if (rc == -EAGAIN && !w->conn && live_conns(pool) > 0 &&
 		    !job->abandoned && !pool->stopping) {
 			g_clear_error(&error);
-			g_queue_push_head(job->background ? &pool->bg
-							  : &pool->fg,
-					  job);
+			g_queue_push_head(
+			    job->background ? &pool->bg : &pool->fg, job);
 			continue;
 		}
 		complete_job(pool, job, rc, error);
@@ -680,7 +679,7 @@ ImapPool *imap_pool_new(const ImapAccount *account, unsigned size,
 		g_autofree char *name = g_strdup_printf("imap-%u", i);
 
 		pool->workers[i]->thread =
-			g_thread_new(name, worker_main, pool->workers[i]);
+		    g_thread_new(name, worker_main, pool->workers[i]);
 	}
 	return pool;
 }
@@ -794,8 +793,8 @@ static gint64 job_deadline(ImapPool *pool, Job *job)
 	return last + timeout_us + G_USEC_PER_SEC / 2;
 }
 
-int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
-		  void *data, GDestroyNotify free_data, GError **error)
+int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn, void *data,
+		  GDestroyNotify free_data, GError **error)
 {
 	Job *job;
 	int rc;

@@ -44,16 +44,14 @@ void imap_pool_free(ImapPool *pool);
  * When the pool made no progress within the timeout the caller stops
  * waiting: -ETIMEDOUT, and the pool keeps data and frees it with free_data
  * (may be NULL) once the job is over. */
-int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn,
-		  void *data, GDestroyNotify free_data, GError **error);
-
+int imap_pool_run(ImapPool *pool, const char *folder, ImapJobFn fn, void *data,
+		  GDestroyNotify free_data, GError **error);
 
 /* Queue fn without waiting (prefetch). Low priority: it runs only when no
  * waited-for job is queued. The pool owns data and frees it with free_data
  * (also when the job is dropped). */
 void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
 		      void *data, GDestroyNotify free_data);
-
 
 /* A connection of the caller's own (the watcher's IDLE), opened by the
  * pool's rules: the current password, one login at a time, nothing while

@@ -9,7 +9,7 @@ packages=(
 	build-essential gcc clang meson ninja-build pkg-config
 	libfuse3-dev fuse3 libglib2.0-dev libssl-dev
 	dovecot-imapd openssl attr isync python3
-	libclang-rt-14-dev
+	libclang-rt-14-dev clang-format
 )
 
 missing=()

@@ -97,6 +97,14 @@ if ! bash scripts/install-deps.sh </dev/null; then
 	problems+=("install-deps.sh failed")
 fi
 
+say "style: clang-format over every C file (scripts/check-format.sh)"
+if bash scripts/check-format.sh; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+	problems+=("C files not formatted: run scripts/check-format.sh --fix")
+fi
+
 mult=${IMAPFS_TEST_TIMEOUT_MULTIPLIER:-1}
 
 say "gcc build (warnings are errors)"

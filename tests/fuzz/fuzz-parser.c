@@ -53,9 +53,9 @@ static void cs_discard(void *user_data, void *sink)
 }
 
 static const ImapLiteralSink count_sink = {
-    .begin = cs_begin,
-    .write = cs_write,
-    .discard = cs_discard,
+	.begin = cs_begin,
+	.write = cs_write,
+	.discard = cs_discard,
 };
 
 static void dump_value(GString *g, const ImapValue *v)

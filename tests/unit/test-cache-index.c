@@ -41,7 +41,7 @@ static void set_le32(uint8_t *p, uint32_t v)
 static void add_msg(CacheFolderIndex *idx, uint32_t uid, bool exact,
 		    uint64_t size, int64_t date, const char *name)
 {
-	CacheMessage m = {uid, exact, size, date, g_strdup(name)};
+	CacheMessage m = { uid, exact, size, date, g_strdup(name) };
 
 	g_array_append_val(idx->messages, m);
 }
@@ -141,7 +141,7 @@ static void test_one(void)
 	p = g_bytes_get_data(enc, &len);
 	g_assert_cmpuint(len, ==, 40 + 25 + strlen(name));
 	g_assert_cmpuint(le32(p + 36), ==, UINT32_MAX); /* uid */
-	g_assert_cmpuint(p[40], ==, 1);			/* size_exact */
+	g_assert_cmpuint(p[40], ==, 1);                 /* size_exact */
 	g_assert_cmpuint(le32(p + 57), ==, strlen(name));
 	g_assert_cmpmem(p + 61, strlen(name), name, strlen(name));
 	cache_folder_index_free(idx);
@@ -243,7 +243,7 @@ static void test_null_name(void)
 	CacheFolderIndex *idx = cache_folder_index_new();
 	g_autoptr(GBytes) enc = NULL;
 	CacheFolderIndex *dec;
-	CacheMessage m = {5, false, 1, 1, NULL};
+	CacheMessage m = { 5, false, 1, 1, NULL };
 
 	g_array_append_val(idx->messages, m);
 	enc = cache_folder_index_encode(idx);
@@ -298,7 +298,7 @@ static void check_damage(DecodeFunc decode, GBytes *enc)
 {
 	size_t len;
 	const uint8_t *orig = g_bytes_get_data(enc, &len);
-	static const uint8_t xors[] = {0x01, 0x02, 0x10, 0x80, 0xff};
+	static const uint8_t xors[] = { 0x01, 0x02, 0x10, 0x80, 0xff };
 
 	for (size_t cut = 0; cut < len; cut++) {
 		uint8_t *p = g_memdup2(orig, MAX(cut, 1));

@@ -151,11 +151,10 @@ static void test_segments(Fixture *f, gconstpointer data)
 		g_autoptr(GBytes) b = body_of(uid, 0);
 		uint64_t size;
 
-		g_assert_cmpint(cache_pack_put(pack, uid,
-					       g_bytes_get_data(b, NULL),
-					       g_bytes_get_size(b), &last_seg,
-					       &size),
-				==, 0);
+		g_assert_cmpint(
+		    cache_pack_put(pack, uid, g_bytes_get_data(b, NULL),
+				   g_bytes_get_size(b), &last_seg, &size),
+		    ==, 0);
 		g_assert_cmpuint(size, <=, 64 * 1024);
 	}
 	g_assert_cmpuint(last_seg, >, 3);
@@ -200,7 +199,8 @@ static void test_torn_tail(Fixture *f, gconstpointer data)
 	{
 		/* A valid header of UID 11 whose 16 bytes of body never all
 		 * made it to the disk. */
-		uint8_t h[CACHE_PACK_RECORD_HEADER] = {'I', 'M', 'B', '1', 11};
+		uint8_t h[CACHE_PACK_RECORD_HEADER] = { 'I', 'M', 'B', '1',
+							11 };
 		uint32_t hc;
 
 		h[8] = 16;
@@ -218,8 +218,8 @@ static void test_torn_tail(Fixture *f, gconstpointer data)
 		assert_found(pack, uid, 0);
 	assert_missing(pack, 11);
 	g_assert_cmpint(cache_pack_put(pack, 11, g_bytes_get_data(b, NULL),
-				       g_bytes_get_size(b), &(uint32_t){0},
-				       &(uint64_t){0}),
+				       g_bytes_get_size(b), &(uint32_t){ 0 },
+				       &(uint64_t){ 0 }),
 			==, 0);
 	cache_pack_unref(pack);
 	pack = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
@@ -248,7 +248,8 @@ static void test_damaged_body(Fixture *f, gconstpointer data)
 	{
 		char c;
 
-		g_assert_cmpint(pread(fd, &c, 1, (off_t)(off + len / 2)), ==, 1);
+		g_assert_cmpint(pread(fd, &c, 1, (off_t)(off + len / 2)), ==,
+				1);
 		c ^= 0x20;
 		g_assert_cmpint(pwrite(fd, &c, 1, (off_t)(off + len / 2)), ==,
 				1);

@@ -457,7 +457,7 @@ static void test_threads(Fixture *f, gconstpointer data)
 	CacheStore *s = open_ok(f->root, ACCOUNT);
 	IdThread t[8];
 	GThread *th[8];
-	bool seen[201] = {false};
+	bool seen[201] = { false };
 
 	for (int i = 0; i < 8; i++) {
 		t[i].store = s;
@@ -682,7 +682,7 @@ static void test_index_files(Fixture *f, gconstpointer data)
 	g_autoptr(GPtrArray) back = NULL;
 	CacheFolderIndex *idx = cache_folder_index_new();
 	CacheFolderIndex *got;
-	CacheMessage m = {12, true, 345, 1700000000, g_strdup("12 Hi.eml")};
+	CacheMessage m = { 12, true, 345, 1700000000, g_strdup("12 Hi.eml") };
 	g_autofree char *raw = NULL;
 	gsize raw_len;
 
@@ -1001,7 +1001,7 @@ static void set_mtime(CacheStore *s, const char *folder, uint32_t uv,
 		      uint32_t uid, time_t when)
 {
 	g_autofree char *path = body_path(s, folder, uv, uid);
-	struct timespec ts[2] = {{when, 0}, {when, 0}};
+	struct timespec ts[2] = { { when, 0 }, { when, 0 } };
 
 	g_assert_cmpint(utimensat(AT_FDCWD, path, ts, 0), ==, 0);
 }
@@ -1012,7 +1012,9 @@ static void test_limit_existing(Fixture *f, gconstpointer data)
 	g_autofree char *fdir = NULL, *stray = NULL, *zero = NULL;
 	g_autofree char *link = NULL, *notnum = NULL;
 	/* uid: mtime; A=1 oldest, then D=4, C=3, E=5, B=2. */
-	const time_t when[] = {0, 1000000, 5000000, 3000000, 2000000, 4000000};
+	const time_t when[] = {
+		0, 1000000, 5000000, 3000000, 2000000, 4000000
+	};
 
 	for (uint32_t uid = 1; uid <= 5; uid++) {
 		g_assert_cmpint(
@@ -1449,7 +1451,6 @@ static void test_disk_full_evicts(Fixture *f, gconstpointer data)
 	cache_store_free(s);
 }
 
-
 /* ---- small bodies in packs ---- */
 
 static GBytes *small_body(uint32_t uid)
@@ -1500,13 +1501,13 @@ static void test_pack_bodies(Fixture *f, gconstpointer data)
 	for (uint32_t uid = 2; uid <= 200; uid++) {
 		g_autoptr(GBytes) want = small_body(uid);
 
-		assert_found_body(s, uid % 2 ? "INBOX" : "Archive/2023", 9,
-				  uid, want);
+		assert_found_body(s, uid % 2 ? "INBOX" : "Archive/2023", 9, uid,
+				  want);
 		/* Not a file of its own. */
-		g_assert_cmpint(cache_store_open_body(
-				    s, uid % 2 ? "INBOX" : "Archive/2023", 9,
-				    uid),
-				==, -ENOENT);
+		g_assert_cmpint(
+		    cache_store_open_body(s, uid % 2 ? "INBOX" : "Archive/2023",
+					  9, uid),
+		    ==, -ENOENT);
 	}
 	g_assert_cmpint(cache_store_find_body(s, "INBOX", 9, 2, &b), ==,
 			-ENOENT); /* the other folder's */
@@ -1525,8 +1526,8 @@ static void test_pack_bodies(Fixture *f, gconstpointer data)
 	for (uint32_t uid = 2; uid <= 200; uid++) {
 		g_autoptr(GBytes) want = small_body(uid);
 
-		assert_found_body(s, uid % 2 ? "INBOX" : "Archive/2023", 9,
-				  uid, want);
+		assert_found_body(s, uid % 2 ? "INBOX" : "Archive/2023", 9, uid,
+				  want);
 	}
 	/* A new UIDVALIDITY drops the old pack, open or not. */
 	put_small(s, "INBOX", 10, 3);

@@ -9,21 +9,30 @@ static void test_internaldate(void)
 {
 	int64_t t = 0;
 
-	g_assert_true(imap_parse_internaldate("17-Jul-1996 02:44:25 -0700", &t));
+	g_assert_true(
+	    imap_parse_internaldate("17-Jul-1996 02:44:25 -0700", &t));
 	g_assert_cmpint(t, ==, 837596665);
-	g_assert_true(imap_parse_internaldate(" 1-Jan-1970 00:00:00 +0000", &t));
+	g_assert_true(
+	    imap_parse_internaldate(" 1-Jan-1970 00:00:00 +0000", &t));
 	g_assert_cmpint(t, ==, 0);
-	g_assert_true(imap_parse_internaldate("29-Feb-2024 23:59:59 +0130", &t));
+	g_assert_true(
+	    imap_parse_internaldate("29-Feb-2024 23:59:59 +0130", &t));
 	g_assert_cmpint(t, ==, 1709251199 - 5400);
-	g_assert_true(imap_parse_internaldate("01-mar-2000 12:00:00 +0000", &t));
+	g_assert_true(
+	    imap_parse_internaldate("01-mar-2000 12:00:00 +0000", &t));
 	g_assert_cmpint(t, ==, 951912000);
 
 	g_assert_false(imap_parse_internaldate("", &t));
-	g_assert_false(imap_parse_internaldate("17-Jux-1996 02:44:25 -0700", &t));
-	g_assert_false(imap_parse_internaldate("17-Jul-1996 24:44:25 -0700", &t));
-	g_assert_false(imap_parse_internaldate("17-Jul-1996 02:44:25 0700", &t));
-	g_assert_false(imap_parse_internaldate("32-Jul-1996 02:44:25 -0700", &t));
-	g_assert_false(imap_parse_internaldate("17-Jul-1996 02:44:25 -0760", &t));
+	g_assert_false(
+	    imap_parse_internaldate("17-Jux-1996 02:44:25 -0700", &t));
+	g_assert_false(
+	    imap_parse_internaldate("17-Jul-1996 24:44:25 -0700", &t));
+	g_assert_false(
+	    imap_parse_internaldate("17-Jul-1996 02:44:25 0700", &t));
+	g_assert_false(
+	    imap_parse_internaldate("32-Jul-1996 02:44:25 -0700", &t));
+	g_assert_false(
+	    imap_parse_internaldate("17-Jul-1996 02:44:25 -0760", &t));
 }
 
 static void check_subject(const char *block, const char *want)

@@ -11,35 +11,36 @@ typedef struct {
 } Pair;
 
 static const Pair pairs[] = {
-	{"", ""},
-	{"INBOX", "INBOX"},
-	{"Entw&APw-rfe", "Entw\xc3\xbcrfe"},
-	{"&ZeVnLIqe-", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
-	{"~peter/mail/&U,BTFw-/&ZeVnLIqe-",
-	 "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
-	 "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
-	{"&-", "&"},
-	{"&-&-", "&&"},
-	{"a&-b&-", "a&b&"},
-	{"&AOQ-&-", "\xc3\xa4&"},
-	{"&AOQ--", "\xc3\xa4-"},
-	{"-&AOQ-", "-\xc3\xa4"},
-	{"&AOQA9g-", "\xc3\xa4\xc3\xb6"},
-	{"&AOQA9gD8-", "\xc3\xa4\xc3\xb6\xc3\xbc"},
+	{ "", "" },
+	{ "INBOX", "INBOX" },
+	{ "Entw&APw-rfe", "Entw\xc3\xbcrfe" },
+	{ "&ZeVnLIqe-", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
+	{ "~peter/mail/&U,BTFw-/&ZeVnLIqe-",
+	  "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
+	  "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
+	{ "&-", "&" },
+	{ "&-&-", "&&" },
+	{ "a&-b&-", "a&b&" },
+	{ "&AOQ-&-", "\xc3\xa4&" },
+	{ "&AOQ--", "\xc3\xa4-" },
+	{ "-&AOQ-", "-\xc3\xa4" },
+	{ "&AOQA9g-", "\xc3\xa4\xc3\xb6" },
+	{ "&AOQA9gD8-", "\xc3\xa4\xc3\xb6\xc3\xbc" },
 	/* U+1F600 as the surrogate pair D83D DE00 */
-	{"&2D3eAA-", "\xf0\x9f\x98\x80"},
-	{"a&2D3eAA-b", "a\xf0\x9f\x98\x80" "b"},
-	{"&ZeVnLNg93gCKng-",
-	 "\xe6\x97\xa5\xe6\x9c\xac\xf0\x9f\x98\x80\xe8\xaa\x9e"},
-	{"&2,,f,w-", "\xf4\x8f\xbf\xbf"},   /* U+10FFFF */
-	{"&,,8-", "\xef\xbf\xbf"},          /* U+FFFF */
-	{"a&AAE-b", "a\001b"},           /* controls are encoded */
-	{"&AIA-", "\xc2\x80"},
-	{"&AH8-", "\x7f"},
-	{"Sent Items", "Sent Items"},
-	{"[Gmail]/&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-",
-	 "[Gmail]/\xd0\x9e\xd1\x82\xd0\xbf\xd1\x80\xd0\xb0\xd0\xb2\xd0\xbb"
-	 "\xd0\xb5\xd0\xbd\xd0\xbd\xd1\x8b\xd0\xb5"},
+	{ "&2D3eAA-", "\xf0\x9f\x98\x80" },
+	{ "a&2D3eAA-b", "a\xf0\x9f\x98\x80"
+			"b" },
+	{ "&ZeVnLNg93gCKng-",
+	  "\xe6\x97\xa5\xe6\x9c\xac\xf0\x9f\x98\x80\xe8\xaa\x9e" },
+	{ "&2,,f,w-", "\xf4\x8f\xbf\xbf" }, /* U+10FFFF */
+	{ "&,,8-", "\xef\xbf\xbf" },        /* U+FFFF */
+	{ "a&AAE-b", "a\001b" },            /* controls are encoded */
+	{ "&AIA-", "\xc2\x80" },
+	{ "&AH8-", "\x7f" },
+	{ "Sent Items", "Sent Items" },
+	{ "[Gmail]/&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-",
+	  "[Gmail]/\xd0\x9e\xd1\x82\xd0\xbf\xd1\x80\xd0\xb0\xd0\xb2\xd0\xbb"
+	  "\xd0\xb5\xd0\xbd\xd0\xbd\xd1\x8b\xd0\xb5" },
 };
 
 static void test_known_pairs(void)
@@ -47,9 +48,9 @@ static void test_known_pairs(void)
 	for (size_t i = 0; i < G_N_ELEMENTS(pairs); i++) {
 		const Pair *p = &pairs[i];
 		g_autofree char *dec =
-			imap_mutf7_decode(p->mutf7, strlen(p->mutf7));
+		    imap_mutf7_decode(p->mutf7, strlen(p->mutf7));
 		g_autofree char *enc =
-			imap_mutf7_encode(p->utf8, strlen(p->utf8));
+		    imap_mutf7_encode(p->utf8, strlen(p->utf8));
 
 		g_assert_nonnull(dec);
 		g_assert_cmpstr(dec, ==, p->utf8);
@@ -74,41 +75,41 @@ static void test_length_respected(void)
 }
 
 static const char *const bad_mutf7[] = {
-	"&",            /* unterminated shift */
-	"&AOQ",         /* unterminated shift */
-	"abc&AOQ",      /* unterminated shift */
-	"&-&",          /* unterminated after the escape */
+	"&",               /* unterminated shift */
+	"&AOQ",            /* unterminated shift */
+	"abc&AOQ",         /* unterminated shift */
+	"&-&",             /* unterminated after the escape */
 	"Entw\xc3\xbcrfe", /* raw 8-bit */
-	"\x80",         /* raw 8-bit */
-	"a\001b",    /* raw control character */
-	"a\tb",         /* raw tab */
-	"a\x7f",        /* raw DEL */
-	"&AGE-",        /* 'a' encoded */
-	"&ACY-",        /* '&' encoded */
-	"&ACA-",        /* ' ' encoded */
-	"&AH4-",        /* '~' encoded */
-	"&AOQAYQ-",     /* 'a' encoded after a valid unit */
-	"&AOR-",        /* non-zero padding bits */
-	"&AOQA9h-",     /* non-zero padding bits */
-	"&AOQA-",       /* 8 bits left over: a needless character */
-	"&AOQA9gD-",    /* 8 bits left over */
-	"&A-",          /* 6 bits, no whole unit */
-	"&AO-",         /* 12 bits, no whole unit */
-	"&AOQ_-",       /* '_' is not modified base64 */
-	"&AOQ/-",       /* '/' belongs to plain base64, not here */
-	"&AOQ=-",       /* no padding in modified base64 */
-	"&AO Q-",       /* space inside the shift */
-	"&AO\xc3\xa4Q-", /* 8-bit inside the shift */
-	"&&-",          /* '&' inside the shift */
-	"&2D0-",        /* lone high surrogate */
-	"&3gA-",        /* lone low surrogate */
-	"&3gDYPQ-",     /* low then high */
-	"&2D0A5A-",     /* high then a BMP character */
-	"&2D3YPd4A-",   /* high, high, low */
-	"&2D0-&3gA-",   /* pair split over two shifts */
-	"&AOQ-&APY-",   /* null shift between runs: RFC 3501 forbids */
-	"&AAA-",        /* U+0000 */
-	"&AOQAAA-",     /* U+0000 after a valid unit */
+	"\x80",            /* raw 8-bit */
+	"a\001b",          /* raw control character */
+	"a\tb",            /* raw tab */
+	"a\x7f",           /* raw DEL */
+	"&AGE-",           /* 'a' encoded */
+	"&ACY-",           /* '&' encoded */
+	"&ACA-",           /* ' ' encoded */
+	"&AH4-",           /* '~' encoded */
+	"&AOQAYQ-",        /* 'a' encoded after a valid unit */
+	"&AOR-",           /* non-zero padding bits */
+	"&AOQA9h-",        /* non-zero padding bits */
+	"&AOQA-",          /* 8 bits left over: a needless character */
+	"&AOQA9gD-",       /* 8 bits left over */
+	"&A-",             /* 6 bits, no whole unit */
+	"&AO-",            /* 12 bits, no whole unit */
+	"&AOQ_-",          /* '_' is not modified base64 */
+	"&AOQ/-",          /* '/' belongs to plain base64, not here */
+	"&AOQ=-",          /* no padding in modified base64 */
+	"&AO Q-",          /* space inside the shift */
+	"&AO\xc3\xa4Q-",   /* 8-bit inside the shift */
+	"&&-",             /* '&' inside the shift */
+	"&2D0-",           /* lone high surrogate */
+	"&3gA-",           /* lone low surrogate */
+	"&3gDYPQ-",        /* low then high */
+	"&2D0A5A-",        /* high then a BMP character */
+	"&2D3YPd4A-",      /* high, high, low */
+	"&2D0-&3gA-",      /* pair split over two shifts */
+	"&AOQ-&APY-",      /* null shift between runs: RFC 3501 forbids */
+	"&AAA-",           /* U+0000 */
+	"&AOQAAA-",        /* U+0000 after a valid unit */
 };
 
 static void test_invalid_decode(void)
@@ -128,10 +129,11 @@ static void test_invalid_decode(void)
 static void test_invalid_encode(void)
 {
 	static const char *const bad[] = {
-		"\xff",             "\xc3",         "a\xc3",
-		"\xc0\xaf",         "\xe0\x80\xaf", "\xed\xa0\x80",
-		"\xed\xbf\xbf",     "\xf4\x90\x80\x80", "\x80",
-		"Entw\xfcrfe",
+		"\xff",         "\xc3",
+		"a\xc3",        "\xc0\xaf",
+		"\xe0\x80\xaf", "\xed\xa0\x80",
+		"\xed\xbf\xbf", "\xf4\x90\x80\x80",
+		"\x80",         "Entw\xfcrfe",
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++)
@@ -143,9 +145,9 @@ static void test_invalid_encode(void)
 static void append_random_char(GString *s, GRand *r)
 {
 	static const gunichar pool[] = {
-		'a', '&', '-', ' ', '~', '/', 0x01, 0x7f, 0x80, 0xe4, 0x3000,
-		0x65e5, 0xd7ff, 0xe000, 0xfffd, 0xffff, 0x10000, 0x1f600,
-		0x10ffff,
+		'a',    '&',    '-',     ' ',     '~',      '/',    0x01,
+		0x7f,   0x80,   0xe4,    0x3000,  0x65e5,   0xd7ff, 0xe000,
+		0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff,
 	};
 	gunichar c;
 
@@ -201,8 +203,8 @@ static void test_random_mutf7(void)
 		int k = g_rand_int_range(r, 0, (int)sizeof(buf));
 
 		for (int j = 0; j < k; j++)
-			buf[j] = alpha[g_rand_int_range(r, 0,
-							sizeof(alpha) - 1)];
+			buf[j] =
+			    alpha[g_rand_int_range(r, 0, sizeof(alpha) - 1)];
 		g_autofree char *dec = imap_mutf7_decode(buf, (size_t)k);
 		if (!dec)
 			continue;

@@ -121,33 +121,33 @@ static void test_url_good(void)
 		unsigned port;
 		const char *fsname;
 	} cases[] = {
-		{"imaps://me@mail.example.org", true, "me", "mail.example.org",
-		 993, "imaps://me@mail.example.org:993"},
-		{"IMAP://me@Mail.Example.ORG:1143/", false, "me",
-		 "mail.example.org", 1143, "imap://me@mail.example.org:1143"},
-		{"imap://u@192.0.2.1", false, "u", "192.0.2.1", 143,
-		 "imap://u@192.0.2.1:143"},
-		{"ImApS://u@h:65535", true, "u", "h", 65535,
-		 "imaps://u@h:65535"},
-		{"imaps://u@h:1", true, "u", "h", 1, "imaps://u@h:1"},
-		{"imaps://me%40example.org@mail.example.org", true,
-		 "me@example.org", "mail.example.org", 993,
-		 "imaps://me%40example.org@mail.example.org:993"},
+		{ "imaps://me@mail.example.org", true, "me", "mail.example.org",
+		  993, "imaps://me@mail.example.org:993" },
+		{ "IMAP://me@Mail.Example.ORG:1143/", false, "me",
+		  "mail.example.org", 1143, "imap://me@mail.example.org:1143" },
+		{ "imap://u@192.0.2.1", false, "u", "192.0.2.1", 143,
+		  "imap://u@192.0.2.1:143" },
+		{ "ImApS://u@h:65535", true, "u", "h", 65535,
+		  "imaps://u@h:65535" },
+		{ "imaps://u@h:1", true, "u", "h", 1, "imaps://u@h:1" },
+		{ "imaps://me%40example.org@mail.example.org", true,
+		  "me@example.org", "mail.example.org", 993,
+		  "imaps://me%40example.org@mail.example.org:993" },
 		/* An unencoded '@' in USER: the last '@' ends USER. */
-		{"imaps://me@example.org@mail.example.org", true,
-		 "me@example.org", "mail.example.org", 993,
-		 "imaps://me%40example.org@mail.example.org:993"},
+		{ "imaps://me@example.org@mail.example.org", true,
+		  "me@example.org", "mail.example.org", 993,
+		  "imaps://me%40example.org@mail.example.org:993" },
 		/* No raw ',' may reach fsname. */
-		{"imaps://a%2cb%20c@h", true, "a,b c", "h", 993,
-		 "imaps://a%2Cb%20c@h:993"},
-		{"imaps://DOM\\user@h", true, "DOM\\user", "h", 993,
-		 "imaps://DOM%5Cuser@h:993"},
-		{"imaps://u@[::1]:10993", true, "u", "::1", 10993,
-		 "imaps://u@[::1]:10993"},
-		{"imaps://u@[2001:DB8::1]", true, "u", "2001:db8::1", 993,
-		 "imaps://u@[2001:db8::1]:993"},
-		{"imap://u@[fe80::1%25eth0]/", false, "u", "fe80::1%eth0", 143,
-		 "imap://u@[fe80::1%25eth0]:143"},
+		{ "imaps://a%2cb%20c@h", true, "a,b c", "h", 993,
+		  "imaps://a%2Cb%20c@h:993" },
+		{ "imaps://DOM\\user@h", true, "DOM\\user", "h", 993,
+		  "imaps://DOM%5Cuser@h:993" },
+		{ "imaps://u@[::1]:10993", true, "u", "::1", 10993,
+		  "imaps://u@[::1]:10993" },
+		{ "imaps://u@[2001:DB8::1]", true, "u", "2001:db8::1", 993,
+		  "imaps://u@[2001:db8::1]:993" },
+		{ "imap://u@[fe80::1%25eth0]/", false, "u", "fe80::1%eth0", 143,
+		  "imap://u@[fe80::1%25eth0]:143" },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -174,65 +174,65 @@ static void test_url_bad(void)
 		const char *url;
 		const char *why; /* after "invalid URL 'URL': " */
 	} cases[] = {
-		{"x", "expected imaps://USER@HOST[:PORT] or "
-		      "imap://USER@HOST[:PORT]"},
-		{"http://me@h", "expected imaps://USER@HOST[:PORT] or "
-				"imap://USER@HOST[:PORT]"},
-		{"imapx://me@h", "expected imaps://USER@HOST[:PORT] or "
-				 "imap://USER@HOST[:PORT]"},
-		{"imaps://mail.example.org",
-		 "missing USER (expected imaps://USER@HOST[:PORT] or "
-		 "imap://USER@HOST[:PORT])"},
-		{"imaps://@mail.example.org",
-		 "missing USER (expected imaps://USER@HOST[:PORT] or "
-		 "imap://USER@HOST[:PORT])"},
-		{"imaps://me@", "missing HOST (expected "
-				"imaps://USER@HOST[:PORT] or "
-				"imap://USER@HOST[:PORT])"},
-		{"imaps://me@:993", "missing HOST (expected "
-				    "imaps://USER@HOST[:PORT] or "
-				    "imap://USER@HOST[:PORT])"},
-		{"imaps://me@h/INBOX", "nothing may follow HOST[:PORT] "
-				       "(expected imaps://USER@HOST[:PORT] or "
-				       "imap://USER@HOST[:PORT])"},
-		{"imaps://me@h:993/INBOX", "nothing may follow HOST[:PORT] "
-					   "(expected imaps://USER@HOST[:PORT]"
-					   " or imap://USER@HOST[:PORT])"},
-		{"imaps://me@h?x=1", "nothing may follow HOST[:PORT] "
-				     "(expected imaps://USER@HOST[:PORT] or "
-				     "imap://USER@HOST[:PORT])"},
-		{"imaps://me@h//", "nothing may follow HOST[:PORT] "
-				   "(expected imaps://USER@HOST[:PORT] or "
-				   "imap://USER@HOST[:PORT])"},
-		{"imaps://me@h:0", "port must be between 1 and 65535"},
-		{"imaps://me@h:65536", "port must be between 1 and 65535"},
-		{"imaps://me@h:99999999999",
-		 "port must be between 1 and 65535"},
-		{"imaps://me@h:", "port must be between 1 and 65535"},
-		{"imaps://me@h:x1", "port must be between 1 and 65535"},
-		{"imaps://me@h:-1", "port must be between 1 and 65535"},
-		{"imaps://me@h h", "bad character in HOST"},
-		{"imaps://me@h\n", "bad character in HOST"},
-		{"imaps://me@h,x", "bad character in HOST"},
-		{"imaps://me@[::1", "bad IPv6 address"},
-		{"imaps://me@[zz::1]", "bad IPv6 address"},
-		{"imaps://me@[192.0.2.1]", "bad IPv6 address"},
-		{"imaps://me@[::1]x", "bad character in HOST"},
-		{"imaps://me%4@h", "bad percent-encoding in USER"},
-		{"imaps://me%@h", "bad percent-encoding in USER"},
-		{"imaps://me%zz@h", "bad percent-encoding in USER"},
-		{"imaps://me%0D%0Ax@h", "control character in USER"},
-		{"imaps://me%00@h", "control character in USER"},
-		{"imaps://me;AUTH=*@h", "';AUTH=' is not supported"},
-		{"imaps://a b@h", "expected imaps://USER@HOST[:PORT] or "
-				  "imap://USER@HOST[:PORT]"},
+		{ "x", "expected imaps://USER@HOST[:PORT] or "
+		       "imap://USER@HOST[:PORT]" },
+		{ "http://me@h", "expected imaps://USER@HOST[:PORT] or "
+				 "imap://USER@HOST[:PORT]" },
+		{ "imapx://me@h", "expected imaps://USER@HOST[:PORT] or "
+				  "imap://USER@HOST[:PORT]" },
+		{ "imaps://mail.example.org",
+		  "missing USER (expected imaps://USER@HOST[:PORT] or "
+		  "imap://USER@HOST[:PORT])" },
+		{ "imaps://@mail.example.org",
+		  "missing USER (expected imaps://USER@HOST[:PORT] or "
+		  "imap://USER@HOST[:PORT])" },
+		{ "imaps://me@", "missing HOST (expected "
+				 "imaps://USER@HOST[:PORT] or "
+				 "imap://USER@HOST[:PORT])" },
+		{ "imaps://me@:993", "missing HOST (expected "
+				     "imaps://USER@HOST[:PORT] or "
+				     "imap://USER@HOST[:PORT])" },
+		{ "imaps://me@h/INBOX", "nothing may follow HOST[:PORT] "
+					"(expected imaps://USER@HOST[:PORT] or "
+					"imap://USER@HOST[:PORT])" },
+		{ "imaps://me@h:993/INBOX", "nothing may follow HOST[:PORT] "
+					    "(expected imaps://USER@HOST[:PORT]"
+					    " or imap://USER@HOST[:PORT])" },
+		{ "imaps://me@h?x=1", "nothing may follow HOST[:PORT] "
+				      "(expected imaps://USER@HOST[:PORT] or "
+				      "imap://USER@HOST[:PORT])" },
+		{ "imaps://me@h//", "nothing may follow HOST[:PORT] "
+				    "(expected imaps://USER@HOST[:PORT] or "
+				    "imap://USER@HOST[:PORT])" },
+		{ "imaps://me@h:0", "port must be between 1 and 65535" },
+		{ "imaps://me@h:65536", "port must be between 1 and 65535" },
+		{ "imaps://me@h:99999999999",
+		  "port must be between 1 and 65535" },
+		{ "imaps://me@h:", "port must be between 1 and 65535" },
+		{ "imaps://me@h:x1", "port must be between 1 and 65535" },
+		{ "imaps://me@h:-1", "port must be between 1 and 65535" },
+		{ "imaps://me@h h", "bad character in HOST" },
+		{ "imaps://me@h\n", "bad character in HOST" },
+		{ "imaps://me@h,x", "bad character in HOST" },
+		{ "imaps://me@[::1", "bad IPv6 address" },
+		{ "imaps://me@[zz::1]", "bad IPv6 address" },
+		{ "imaps://me@[192.0.2.1]", "bad IPv6 address" },
+		{ "imaps://me@[::1]x", "bad character in HOST" },
+		{ "imaps://me%4@h", "bad percent-encoding in USER" },
+		{ "imaps://me%@h", "bad percent-encoding in USER" },
+		{ "imaps://me%zz@h", "bad percent-encoding in USER" },
+		{ "imaps://me%0D%0Ax@h", "control character in USER" },
+		{ "imaps://me%00@h", "control character in USER" },
+		{ "imaps://me;AUTH=*@h", "';AUTH=' is not supported" },
+		{ "imaps://a b@h", "expected imaps://USER@HOST[:PORT] or "
+				   "imap://USER@HOST[:PORT]" },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
 		/* Messages are one line: control characters are escaped. */
 		g_autofree char *shown = g_strescape(cases[i].url, NULL);
-		g_autofree char *msg = g_strdup_printf(
-			"invalid URL '%s': %s", shown, cases[i].why);
+		g_autofree char *msg = g_strdup_printf("invalid URL '%s': %s",
+						       shown, cases[i].why);
 
 		parse_fails(msg, cases[i].url, mnt, NULL);
 	}
@@ -258,19 +258,19 @@ static void test_url_password(void)
 static void test_option_forms(void)
 {
 	static const char *const forms[][4] = {
-		{"--password-file=/p", URL, NULL, NULL},
-		{"--password-file", "/p", URL, NULL},
-		{"--password_file=/p", URL, NULL, NULL},
-		{"-o", "password_file=/p", URL, NULL},
-		{"-o", "password-file=/p", URL, NULL},
-		{"-opassword_file=/p", URL, NULL, NULL},
-		{URL, "MNT", "-o", "password_file=/p"},
-		{URL, "MNT", "--password-file", "/p"},
-		{URL, "MNT", "-o", "rw,password_file=/p,_netdev"},
+		{ "--password-file=/p", URL, NULL, NULL },
+		{ "--password-file", "/p", URL, NULL },
+		{ "--password_file=/p", URL, NULL, NULL },
+		{ "-o", "password_file=/p", URL, NULL },
+		{ "-o", "password-file=/p", URL, NULL },
+		{ "-opassword_file=/p", URL, NULL, NULL },
+		{ URL, "MNT", "-o", "password_file=/p" },
+		{ URL, "MNT", "--password-file", "/p" },
+		{ URL, "MNT", "-o", "rw,password_file=/p,_netdev" },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(forms); i++) {
-		const char *argv[7] = {"imapfs"};
+		const char *argv[7] = { "imapfs" };
 		int argc = 1;
 		bool have_mnt = false;
 		FsOptions opts;
@@ -278,15 +278,14 @@ static void test_option_forms(void)
 
 		for (int j = 0; j < 4 && forms[i][j]; j++) {
 			have_mnt |= strcmp(forms[i][j], "MNT") == 0;
-			argv[argc++] = strcmp(forms[i][j], "MNT") == 0
-					       ? mnt
-					       : forms[i][j];
+			argv[argc++] =
+			    strcmp(forms[i][j], "MNT") == 0 ? mnt : forms[i][j];
 		}
 		if (!have_mnt)
 			argv[argc++] = mnt;
-		g_assert_cmpint(fs_options_parse(argc, (char **)argv, &opts,
-						 &error),
-				==, FS_OPTIONS_RUN);
+		g_assert_cmpint(
+		    fs_options_parse(argc, (char **)argv, &opts, &error), ==,
+		    FS_OPTIONS_RUN);
 		g_assert_no_error(error);
 		g_assert_cmpstr(opts.password_file, ==, "/p");
 		g_assert_cmpstr(opts.url, ==, URL);
@@ -321,8 +320,8 @@ static void test_option_values(void)
 	 * fuse_opt escapes a comma inside a value. */
 	parse_ok(&opts, URL, mnt, "-o",
 		 "connections=16,timeout=3600,insecure,cache_dir=rel/cache",
-		 "-o", ca_opt, "-o", "password_command=printf a\\,b",
-		 "-o", "password_file=pw.txt", NULL);
+		 "-o", ca_opt, "-o", "password_command=printf a\\,b", "-o",
+		 "password_file=pw.txt", NULL);
 	g_assert_cmpuint(opts.connections, ==, 16);
 	g_assert_cmpuint(opts.timeout, ==, 3600);
 	g_assert_true(opts.insecure);
@@ -457,26 +456,32 @@ static void test_cache_size(void)
 		const char *arg;
 		uint64_t want;
 	} good[] = {
-		{"0", 0},
-		{"4096", 4096},
-		{"500K", 500ull << 10},
-		{"500k", 500ull << 10},
-		{"64M", 64ull << 20},
-		{"64MiB", 64ull << 20},
-		{"2G", 2ull << 30},
-		{"2GB", 2ull << 30},
-		{"1T", 1ull << 40},
+		{ "0", 0 },
+		{ "4096", 4096 },
+		{ "500K", 500ull << 10 },
+		{ "500k", 500ull << 10 },
+		{ "64M", 64ull << 20 },
+		{ "64MiB", 64ull << 20 },
+		{ "2G", 2ull << 30 },
+		{ "2GB", 2ull << 30 },
+		{ "1T", 1ull << 40 },
 	};
-	static const char *const bad[] = {"", "M", "-1", "1.5G", "2X", "2GiBs",
-					  " 2G", "99999999999999999999",
-					  "17179869184T"};
+	static const char *const bad[] = { "",
+					   "M",
+					   "-1",
+					   "1.5G",
+					   "2X",
+					   "2GiBs",
+					   " 2G",
+					   "99999999999999999999",
+					   "17179869184T" };
 	FsOptions opts;
 
 	for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
-		g_autofree char *a = g_strconcat("--cache-size=", good[i].arg,
-						 NULL);
-		g_autofree char *o = g_strconcat("cache_size=", good[i].arg,
-						 NULL);
+		g_autofree char *a =
+		    g_strconcat("--cache-size=", good[i].arg, NULL);
+		g_autofree char *o =
+		    g_strconcat("cache_size=", good[i].arg, NULL);
 
 		parse_ok(&opts, a, URL, mnt, NULL);
 		g_assert_cmpuint(opts.cache_size, ==, good[i].want);
@@ -514,8 +519,7 @@ static void test_poll_and_xattr(void)
 	g_assert_true(opts.xattr);
 	fs_options_clear(&opts);
 	parse_fails("--poll-interval must be between 5 and 86400 seconds",
-		    "--poll-interval=4",
-		    URL, mnt, NULL);
+		    "--poll-interval=4", URL, mnt, NULL);
 	parse_fails("--poll-interval must be between 5 and 86400 seconds",
 		    "--poll-interval=86401", URL, mnt, NULL);
 	parse_fails("option 'xattr' takes no value", URL, mnt, "-o", "xattr=1",
@@ -524,8 +528,8 @@ static void test_poll_and_xattr(void)
 
 static void test_modes(void)
 {
-	static const char *const bad_umask[] = {"8", "0778", "1000", "",
-						"-22", "0x1f", "77777"};
+	static const char *const bad_umask[] = { "8",   "0778", "1000", "",
+						 "-22", "0x1f", "77777" };
 	FsOptions opts;
 	g_autofree char *joined = NULL;
 
@@ -552,8 +556,8 @@ static void test_modes(void)
 	g_assert_cmpuint(opts.gid, ==, 0);
 	fs_options_clear(&opts);
 	for (size_t i = 0; i < G_N_ELEMENTS(bad_umask); i++) {
-		g_autofree char *a = g_strconcat("--umask=", bad_umask[i],
-						 NULL);
+		g_autofree char *a =
+		    g_strconcat("--umask=", bad_umask[i], NULL);
 
 		parse_fails("umask must be octal, 000 to 777, such as 077 or "
 			    "022",
@@ -567,17 +571,19 @@ static void test_modes(void)
 
 static void test_bounds(void)
 {
-	static const char *const bad_conn[] = {"0",  "65", "abc", "-1",
-					       "4x", "",   " 4",  "+4",
-					       "99999999999999999999"};
-	static const char *const bad_timeout[] = {"0", "3601", "1.5", ""};
+	static const char *const bad_conn[] = {
+		"0",  "65", "abc",
+		"-1", "4x", "",
+		" 4", "+4", "99999999999999999999"
+	};
+	static const char *const bad_timeout[] = { "0", "3601", "1.5", "" };
 	FsOptions opts;
 
 	for (size_t i = 0; i < G_N_ELEMENTS(bad_conn); i++) {
-		g_autofree char *a = g_strconcat("--connections=", bad_conn[i],
-						 NULL);
-		g_autofree char *o = g_strconcat("connections=", bad_conn[i],
-						 NULL);
+		g_autofree char *a =
+		    g_strconcat("--connections=", bad_conn[i], NULL);
+		g_autofree char *o =
+		    g_strconcat("connections=", bad_conn[i], NULL);
 
 		parse_fails("--connections must be between 1 and 64", a, URL,
 			    mnt, NULL);
@@ -585,11 +591,11 @@ static void test_bounds(void)
 			    "-o", o, NULL);
 	}
 	for (size_t i = 0; i < G_N_ELEMENTS(bad_timeout); i++) {
-		g_autofree char *a = g_strconcat("--timeout=", bad_timeout[i],
-						 NULL);
+		g_autofree char *a =
+		    g_strconcat("--timeout=", bad_timeout[i], NULL);
 
-		parse_fails("--timeout must be between 1 and 3600", a, URL,
-			    mnt, NULL);
+		parse_fails("--timeout must be between 1 and 3600", a, URL, mnt,
+			    NULL);
 	}
 	parse_ok(&opts, "--connections=1", "--timeout=1", URL, mnt, NULL);
 	g_assert_cmpuint(opts.connections, ==, 1);
@@ -606,9 +612,9 @@ static void test_errors(void)
 	g_autofree char *missing = tmp_path("no-such-dir");
 	g_autofree char *file = write_file("plain-file", "", 0644);
 	g_autofree char *msg_missing = g_strdup_printf(
-		"mountpoint %s: No such file or directory", missing);
-	g_autofree char *msg_file = g_strdup_printf(
-		"mountpoint %s: Not a directory", file);
+	    "mountpoint %s: No such file or directory", missing);
+	g_autofree char *msg_file =
+	    g_strdup_printf("mountpoint %s: Not a directory", file);
 
 	parse_fails("missing URL", NULL);
 	parse_fails("missing URL", "-f", NULL);
@@ -621,10 +627,10 @@ static void test_errors(void)
 	parse_fails("unknown option '-s'", "-s", URL, mnt, NULL);
 	parse_fails("option '--cafile' needs a value", URL, mnt, "--cafile",
 		    NULL);
-	parse_fails("option '--insecure' takes no value", "--insecure=yes",
-		    URL, mnt, NULL);
-	parse_fails("option 'insecure' takes no value", "-o", "insecure=1",
-		    URL, mnt, NULL);
+	parse_fails("option '--insecure' takes no value", "--insecure=yes", URL,
+		    mnt, NULL);
+	parse_fails("option 'insecure' takes no value", "-o", "insecure=1", URL,
+		    mnt, NULL);
 	parse_fails("option 'password_file' needs a value", "-o",
 		    "password_file", URL, mnt, NULL);
 	parse_fails("option '-o' needs a value", URL, mnt, "-o", NULL);
@@ -647,9 +653,9 @@ static void test_help(void)
 	if (g_test_subprocess()) {
 		FsOptions opts;
 		GError *error = NULL;
-		char *argv[] = {(char *)"/usr/bin/imapfs",
-				(char *)"--cache-dir=/c", (char *)"--help",
-				(char *)"--bogus", NULL};
+		char *argv[] = { (char *)"/usr/bin/imapfs",
+				 (char *)"--cache-dir=/c", (char *)"--help",
+				 (char *)"--bogus", NULL };
 
 		g_assert_cmpint(fs_options_parse(4, argv, &opts, &error), ==,
 				FS_OPTIONS_EXIT_OK);
@@ -680,7 +686,7 @@ static void test_version(void)
 	if (g_test_subprocess()) {
 		FsOptions opts;
 		GError *error = NULL;
-		char *argv[] = {(char *)"imapfs", (char *)"-V", NULL};
+		char *argv[] = { (char *)"imapfs", (char *)"-V", NULL };
 
 		g_assert_cmpint(fs_options_parse(2, argv, &opts, &error), ==,
 				FS_OPTIONS_EXIT_OK);
@@ -727,7 +733,7 @@ static void assert_password_error(const FsOptions *opts, const char *msg)
 
 static void test_password_order(void)
 {
-	FsOptions opts = {0};
+	FsOptions opts = { 0 };
 
 	opts.password_command = g_strdup("printf 'from-command\\n'");
 	opts.password_file = write_file("pw-order", "from-file\n", 0600);
@@ -750,7 +756,7 @@ static void test_password_command(void)
 {
 	g_autofree char *pidfile = tmp_path("background.pid");
 	g_autofree char *bg = NULL;
-	FsOptions opts = {0};
+	FsOptions opts = { 0 };
 	GError *error = NULL;
 	char *pw;
 
@@ -762,12 +768,12 @@ static void test_password_command(void)
 	/* Much more output than a pipe holds: read to the end, keep line 1. */
 	g_free(opts.password_command);
 	opts.password_command =
-		g_strdup("printf 'pw\\n'; head -c 1000000 /dev/zero");
+	    g_strdup("printf 'pw\\n'; head -c 1000000 /dev/zero");
 	assert_password(&opts, "pw");
 	/* A process left behind holding stdout must not make us wait. */
 	g_free(opts.password_command);
 	opts.password_command = g_strdup_printf(
-		"printf 'early\\n'; sleep 600 & echo $! > %s", pidfile);
+	    "printf 'early\\n'; sleep 600 & echo $! > %s", pidfile);
 	assert_password(&opts, "early");
 	g_assert_true(g_file_get_contents(pidfile, &bg, NULL, NULL));
 	g_assert_cmpint(kill((pid_t)atoi(bg), SIGKILL), ==, 0);
@@ -797,7 +803,7 @@ static void test_password_command(void)
 				     "killed by signal 9");
 	g_free(opts.password_command);
 	opts.password_command =
-		g_strdup("head -c 20000 /dev/zero | tr '\\0' x");
+	    g_strdup("head -c 20000 /dev/zero | tr '\\0' x");
 	assert_password_error(&opts,
 			      "password command 'head -c 20000 /dev/zero | "
 			      "tr '\\0' x': first line is longer than 16383 "
@@ -807,7 +813,7 @@ static void test_password_command(void)
 
 static void test_password_file(void)
 {
-	FsOptions opts = {0};
+	FsOptions opts = { 0 };
 	g_autofree char *msg = NULL;
 
 	opts.password_file = write_file("pw-crlf", "pw\r\nsecond\n", 0600);
@@ -835,13 +841,13 @@ static void test_password_file_mode(void)
 		int mode;
 		bool warn;
 	} modes[] = {
-		{0600, false}, {0400, false}, {0700, false},
-		{0644, true},  {0640, true},  {0620, true},
-		{0604, true},  {0602, true},
+		{ 0600, false }, { 0400, false }, { 0700, false },
+		{ 0644, true },  { 0640, true },  { 0620, true },
+		{ 0604, true },  { 0602, true },
 	};
 
 	if (g_test_subprocess()) {
-		FsOptions opts = {0};
+		FsOptions opts = { 0 };
 		const char *m = g_getenv("TEST_MODE");
 		int mode = (int)strtol(m, NULL, 8);
 
@@ -858,8 +864,8 @@ static void test_password_file_mode(void)
 		g_test_trap_assert_passed();
 		if (modes[i].warn)
 			g_test_trap_assert_stderr(
-				"imapfs: warning: password file /*/pw-mode "
-				"is accessible by other users\n");
+			    "imapfs: warning: password file /*/pw-mode "
+			    "is accessible by other users\n");
 		else
 			g_test_trap_assert_stderr("");
 	}
@@ -871,8 +877,8 @@ static void test_password_file_mode(void)
 struct pty_child {
 	pid_t pid;
 	int master;
-	int slave;  /* kept open here so the terminal outlives the child */
-	int result; /* pipe: what the child got */
+	int slave;     /* kept open here so the terminal outlives the child */
+	int result;    /* pipe: what the child got */
 	GString *seen; /* everything the child wrote to the terminal */
 };
 
@@ -904,7 +910,7 @@ static void pty_start(struct pty_child *c, bool with_tty)
 	c->pid = fork();
 	g_assert_cmpint(c->pid, >=, 0);
 	if (c->pid == 0) {
-		FsOptions opts = {0};
+		FsOptions opts = { 0 };
 		GError *error = NULL;
 		g_autofree char *out = NULL;
 		char *pw;
@@ -933,7 +939,7 @@ static void pty_start(struct pty_child *c, bool with_tty)
 
 static bool wait_readable(int fd)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
 	return poll(&pfd, 1, 20000) == 1; /* a hang guard, not a timing */
 }
@@ -1066,7 +1072,7 @@ static void remove_tree(const char *path)
 	if (dir) {
 		while ((name = g_dir_read_name(dir))) {
 			g_autofree char *sub =
-				g_build_filename(path, name, NULL);
+			    g_build_filename(path, name, NULL);
 
 			remove_tree(sub);
 		}

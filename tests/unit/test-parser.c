@@ -22,7 +22,7 @@ typedef struct {
 	int begins;
 	int live; /* begun and not yet discarded or taken */
 	int discards;
-	bool refuse;	 /* begin returns NULL */
+	bool refuse;     /* begin returns NULL */
 	int write_error; /* write returns this when non-zero */
 } TestCtx;
 
@@ -69,9 +69,9 @@ static void ts_discard(void *user_data, void *sink)
 }
 
 static const ImapLiteralSink test_sink = {
-    .begin = ts_begin,
-    .write = ts_write,
-    .discard = ts_discard,
+	.begin = ts_begin,
+	.write = ts_write,
+	.discard = ts_discard,
 };
 
 /* ---- canonical dump of a response ---- */
@@ -144,8 +144,8 @@ static void dump_value(GString *g, const ImapValue *v)
 
 static const char *status_name(ImapStatus st)
 {
-	static const char *names[] = {"NONE", "OK",	 "NO",
-				      "BAD",  "PREAUTH", "BYE"};
+	static const char *names[] = { "NONE", "OK",      "NO",
+				       "BAD",  "PREAUTH", "BYE" };
 
 	g_assert_cmpuint(st, <, G_N_ELEMENTS(names));
 	return names[st];
@@ -315,7 +315,7 @@ static char *run_split(const char *in, size_t len, int mode, guint32 seed,
 static void check_lim(const char *in, size_t len, const ImapParserLimits *lim,
 		      const char *expected)
 {
-	TestCtx ctx = {0};
+	TestCtx ctx = { 0 };
 	g_autofree char *whole = run_split(in, len, SPLIT_WHOLE, 0, lim, &ctx);
 	g_autofree char *bytes = NULL;
 
@@ -581,7 +581,7 @@ static void test_stream(void)
 static void test_stream_take(void)
 {
 	ImapParserLimits lim = small_inline(2);
-	TestCtx ctx = {0};
+	TestCtx ctx = { 0 };
 	ImapParser *p = imap_parser_new(&lim, &test_sink, &ctx);
 	static const char in[] =
 	    "* 1 FETCH (BODY[] {3}\r\nabc X {3}\r\ndef)\r\n";
@@ -623,7 +623,7 @@ static void test_inline_boundary(void)
 static void test_empty_literal(void)
 {
 	ImapParserLimits lim = small_inline(0);
-	TestCtx ctx = {0};
+	TestCtx ctx = { 0 };
 	ImapParser *p = imap_parser_new(&lim, NULL, &ctx);
 	static const char in[] = "* X {0}\r\n\r\n";
 	ImapResponse *r = NULL;
@@ -662,7 +662,7 @@ static void test_no_sink(void)
 static void test_sink_refuses(void)
 {
 	ImapParserLimits lim = small_inline(4);
-	TestCtx ctx = {.refuse = true};
+	TestCtx ctx = { .refuse = true };
 	ImapParser *p = imap_parser_new(&lim, &test_sink, &ctx);
 	static const char in[] = "* 1 FETCH (BODY[] {5}\r\nhello)\r\n";
 	ImapResponse *r = NULL;
@@ -678,7 +678,7 @@ static void test_sink_refuses(void)
 static void test_sink_write_error(void)
 {
 	ImapParserLimits lim = small_inline(4);
-	TestCtx ctx = {.write_error = -EIO};
+	TestCtx ctx = { .write_error = -EIO };
 	ImapParser *p = imap_parser_new(&lim, &test_sink, &ctx);
 	static const char in[] = "* 1 FETCH (BODY[] {5}\r\nhello)\r\n";
 	ImapResponse *r = NULL;
@@ -707,7 +707,7 @@ static void test_stream_then_error(void)
 static void test_reset_discards(void)
 {
 	ImapParserLimits lim = small_inline(4);
-	TestCtx ctx = {0};
+	TestCtx ctx = { 0 };
 	ImapParser *p = imap_parser_new(&lim, &test_sink, &ctx);
 	static const char in[] = "* 1 FETCH (A {5}\r\nhello B {100}\r\nabc";
 	ImapResponse *r = NULL;
@@ -850,7 +850,7 @@ static void test_line_limit_exact(void)
 
 static void test_literal_huge(void)
 {
-	TestCtx ctx = {0};
+	TestCtx ctx = { 0 };
 	ImapParserLimits lim;
 
 	/* 2^63: over the 4 GiB default at the tenth digit, before "}" */
@@ -1012,7 +1012,7 @@ static void test_garbage(void)
 	/* clang-format on */
 
 	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
-		TestCtx ctx = {0};
+		TestCtx ctx = { 0 };
 		g_autofree char *whole = run_split(bad[i].in, bad[i].len,
 						   SPLIT_WHOLE, 0, NULL, &ctx);
 		g_autofree char *bytes = run_split(bad[i].in, bad[i].len,
