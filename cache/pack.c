@@ -20,6 +20,7 @@
 
 #define RECORD_MAGIC 0x31424D49u /* "IMB1" little-endian */
 #define MAX_SEGMENT 0x7fffffffu
+#define CREATE_TRIES 4
 
 typedef struct {
 	int fd;
@@ -42,6 +43,7 @@ struct CachePack {
 	GHashTable *segments; /* segment number -> Segment* */
 	GHashTable *records;  /* uid -> Record* */
 	uint32_t last;        /* highest segment number seen */
+	bool retired;         /* its directory went: no more appends */
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -185,6 +187,9 @@ static void scan(CachePack *pack)
 		struct stat st;
 		Segment *s;
 
+		/* Even a segment that cannot be opened (out of fds, say)
+		 * holds its number: new segments go past it. */
+		pack->last = MAX(pack->last, n);
 		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			if (fd >= 0)
 				close(fd);
@@ -194,7 +199,6 @@ static void scan(CachePack *pack)
 		s->fd = fd;
 		s->size = (uint64_t)st.st_size;
 		g_hash_table_insert(pack->segments, GUINT_TO_POINTER(n), s);
-		pack->last = MAX(pack->last, n);
 		scan_segment(pack, n, s);
 	}
 }
@@ -249,16 +253,27 @@ static int writable_segment(CachePack *pack, uint64_t len, uint32_t *number,
 	}
 	if (pack->last >= MAX_SEGMENT)
 		return -EFBIG;
-	if (g_mkdir_with_parents(pack->dir, 0700) < 0)
-		return -errno;
 	/* A segment that exists already was made by someone this pack
-	 * does not know of (seen once under load, cause not found yet):
-	 * skip past it instead of failing every put from now on. */
-	for (;;) {
-		path = segment_path(pack, pack->last + 1);
-		fd = open(path,
-			  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-			  0600);
+	 * does not know of (seen once under load; a scan that could not
+	 * open a segment, or a pack racing a drop of its directory, both
+	 * fixed since): skip past it instead of failing every put from now
+	 * on. ENOENT: a drop removed the directory between the mkdir and
+	 * the create; make it again, a bounded number of times. */
+	for (int tries = 0;;) {
+		fd = g_mkdir_with_parents(pack->dir, 0700);
+		if (fd == 0) {
+			path = segment_path(pack, pack->last + 1);
+			fd = open(path,
+				  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
+				      O_NOFOLLOW,
+				  0600);
+		}
+		if (fd < 0 && errno == ENOENT && ++tries < CREATE_TRIES) {
+			g_clear_pointer(&path, g_free);
+			continue;
+		}
+		if (fd < 0 && !path)
+			break; /* mkdir failed */
 		if (fd >= 0 || errno != EEXIST || pack->last + 1 >= MAX_SEGMENT)
 			break;
 		g_debug("cache: pack segment %s exists already; using the next",
@@ -300,7 +315,8 @@ int cache_pack_put(CachePack *pack, uint32_t uid, const void *data, size_t len,
 	total = CACHE_PACK_RECORD_HEADER + len;
 
 	g_mutex_lock(&pack->lock);
-	r = writable_segment(pack, total, &number, &s);
+	r = pack->retired ? -ESTALE
+			  : writable_segment(pack, total, &number, &s);
 	if (r < 0)
 		goto out;
 	start = s->size;
@@ -438,6 +454,15 @@ void cache_pack_drop_segment(CachePack *pack, uint32_t segment)
 	g_hash_table_foreach_remove(pack->records, in_segment,
 				    GUINT_TO_POINTER(segment));
 	g_hash_table_remove(pack->segments, GUINT_TO_POINTER(segment));
+	g_mutex_unlock(&pack->lock);
+}
+
+void cache_pack_retire(CachePack *pack)
+{
+	g_mutex_lock(&pack->lock);
+	pack->retired = true;
+	g_hash_table_remove_all(pack->records);
+	g_hash_table_remove_all(pack->segments);
 	g_mutex_unlock(&pack->lock);
 }
 

@@ -41,7 +41,8 @@ void cache_pack_unref(CachePack *pack);
 
 /* Append the body of uid (1..CACHE_PACK_BODY_MAX bytes). 0 with *segment
  * and *segment_size (the segment written and its size now), or -errno:
- * -ENOSPC or -EDQUOT when the disk is full (nothing of the record stays). */
+ * -ENOSPC or -EDQUOT when the disk is full (nothing of the record stays),
+ * -ESTALE once the pack is retired. */
 int cache_pack_put(CachePack *pack, uint32_t uid, const void *data, size_t len,
 		   uint32_t *segment, uint64_t *segment_size);
 
@@ -61,6 +62,12 @@ int cache_pack_read(CachePack *pack, uint32_t uid, size_t max, GBytes **out,
 /* Remove segment's file and forget its records (eviction). Readers holding
  * an fd on it keep reading it. */
 void cache_pack_drop_segment(CachePack *pack, uint32_t segment);
+
+/* The pack's directory was removed (cache_store_drop_folder()): forget
+ * every record, close the segments, and refuse appends from now on
+ * (-ESTALE), so that a holder of a reference taken before the removal
+ * never creates a segment next to those of the pack that replaces it. */
+void cache_pack_retire(CachePack *pack);
 
 /* Records currently known (for tests and messages). */
 unsigned cache_pack_count(CachePack *pack);

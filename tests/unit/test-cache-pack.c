@@ -391,6 +391,69 @@ static void test_segment_taken(Fixture *f, gconstpointer data)
 	cache_pack_unref(a);
 }
 
+/* A retired pack (its directory was dropped) forgets its records and
+ * refuses appends, so a reference held across the drop creates no segment
+ * next to those of the pack that replaces it. */
+static void test_retired(Fixture *f, gconstpointer data)
+{
+	CachePack *old = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", f->dir);
+	g_autofree char *seg1 = segment(f, 1);
+	g_autofree char *seg2 = segment(f, 2);
+	CachePack *fresh;
+	uint32_t seg = 0;
+	uint64_t size = 0;
+	struct stat st;
+
+	put_ok(old, 1, 0);
+	g_assert_cmpint(system(cmd), ==, 0); /* the drop */
+	cache_pack_retire(old);
+	assert_missing(old, 1);
+	g_assert_cmpuint(cache_pack_count(old), ==, 0);
+	fresh = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	put_ok(fresh, 2, 0);
+	g_assert_cmpint(cache_pack_put(old, 3, "x", 1, &seg, &size), ==,
+			-ESTALE);
+	put_ok(fresh, 4, 0);
+	assert_found(fresh, 2, 0);
+	assert_found(fresh, 4, 0);
+	g_assert_cmpint(stat(seg1, &st), ==, 0);
+	g_assert_cmpint(stat(seg2, &st), ==, -1);
+	cache_pack_unref(old);
+	cache_pack_unref(fresh);
+}
+
+static guint taken_messages;
+
+static void count_taken(const gchar *domain, GLogLevelFlags level,
+			const gchar *message, gpointer data)
+{
+	if (strstr(message, "exists already"))
+		taken_messages++;
+}
+
+/* A segment the scan cannot open still holds its number: a new segment
+ * goes past it at once, not through a failed O_EXCL create. */
+static void test_unopenable_segment(Fixture *f, gconstpointer data)
+{
+	g_autofree char *seg1 = segment(f, 1);
+	g_autofree char *seg2 = segment(f, 2);
+	CachePack *pack;
+	guint handler;
+	struct stat st;
+
+	g_assert_cmpint(g_mkdir_with_parents(seg1, 0700), ==, 0);
+	handler = g_log_set_handler(G_LOG_DOMAIN, G_LOG_LEVEL_DEBUG,
+				    count_taken, NULL);
+	pack = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	put_ok(pack, 1, 0);
+	g_log_remove_handler(G_LOG_DOMAIN, handler);
+	g_assert_cmpuint(taken_messages, ==, 0);
+	g_assert_cmpint(stat(seg2, &st), ==, 0);
+	assert_found(pack, 1, 0);
+	cache_pack_unref(pack);
+}
+
 #define ADD(name, func)                                                        \
 	g_test_add(name, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
 
@@ -404,6 +467,8 @@ int main(int argc, char **argv)
 	ADD("/cache-pack/last-copy-wins", test_last_copy_wins);
 	ADD("/cache-pack/threads", test_threads);
 	ADD("/cache-pack/segment-taken", test_segment_taken);
+	ADD("/cache-pack/retired", test_retired);
+	ADD("/cache-pack/unopenable-segment", test_unopenable_segment);
 	ADD("/cache-pack/names", test_names);
 	ADD("/cache-pack/crc", test_crc);
 	return g_test_run();
