@@ -389,6 +389,19 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	return index;
 }
 
+bool cache_folder_index_peek(const void *data, size_t len,
+			     uint32_t *uidvalidity)
+{
+	const uint8_t *p = data;
+
+	if (!data || len < MAGIC_LEN + 4 + 4 ||
+	    memcmp(p, INDEX_MAGIC, MAGIC_LEN) != 0 ||
+	    load_u32(p + MAGIC_LEN) != FORMAT_VERSION)
+		return false;
+	*uidvalidity = load_u32(p + MAGIC_LEN + 4);
+	return true;
+}
+
 CacheFolderEntry *cache_folder_entry_new(const char *name, char delimiter,
 					 uint32_t flags)
 {

@@ -48,6 +48,13 @@ CacheMessage *cache_folder_index_find(const CacheFolderIndex *index,
 GBytes *cache_folder_index_encode(const CacheFolderIndex *index);
 CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 					    GError **error);
+/* The UIDVALIDITY of an encoded index from its first
+ * CACHE_FOLDER_INDEX_PEEK_LEN bytes (magic and version checked, nothing
+ * else: the checksum needs the whole buffer). False when those bytes are
+ * not the start of an index of this version. */
+#define CACHE_FOLDER_INDEX_PEEK_LEN 16
+bool cache_folder_index_peek(const void *data, size_t len,
+			     uint32_t *uidvalidity);
 
 CacheFolderEntry *cache_folder_entry_new(const char *name, char delimiter,
 					 uint32_t flags);
