@@ -112,11 +112,12 @@ int cache_body_writer_commit_fd(CacheBodyWriter *w, const char *folder,
 /* Remove the temp file and free w. NULL is allowed. */
 void cache_body_writer_abort(CacheBodyWriter *w);
 
-/* An anonymous memory file (memfd, close-on-exec) holding the len bytes at
- * data, for a body the disk cannot take; served like the fd of
- * cache_body_writer_commit_fd(). The fd, or -errno (-ENOMEM, never
- * -ENOSPC, for a memory file that cannot grow). */
-int cache_body_in_memory(const void *data, size_t len);
+/* A new anonymous memory file (memfd, close-on-exec) holding a copy of the
+ * len bytes at data, for a body the disk cannot take; served like the fd
+ * of cache_body_writer_commit_fd(). Returns the fd, which the caller
+ * closes (its offset is at the end: read it with pread()), or -errno
+ * (-ENOMEM, never -ENOSPC, for a memory file that cannot grow). */
+int cache_memfile_from_bytes(const void *data, size_t len);
 
 /* Bound the bytes of message bodies kept (0: no bound, the default).
  * Existing bodies are scanned (their sizes and mtimes give the initial LRU

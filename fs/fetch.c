@@ -183,7 +183,7 @@ static int uncached_put_bytes(FsAccount *acct, uint32_t gen, uint32_t uid,
 			      const char *data, size_t len)
 {
 	g_autofree char *key = body_key(gen, uid);
-	int fd = cache_body_in_memory(data, len);
+	int fd = cache_memfile_from_bytes(data, len);
 
 	if (fd < 0)
 		return fd;

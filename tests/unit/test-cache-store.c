@@ -1548,6 +1548,65 @@ static void test_pack_bodies(Fixture *f, gconstpointer data)
 	cache_store_free(s);
 }
 
+typedef struct {
+	CacheStore *store;
+	uint32_t first;
+	gint *stop;
+} PackPutter;
+
+static gpointer pack_put_thread(gpointer data)
+{
+	PackPutter *t = data;
+
+	for (uint32_t uid = t->first; !g_atomic_int_get(t->stop); uid += 2) {
+		g_autoptr(GBytes) b = small_body(uid);
+
+		/* Never EEXIST: one pack per directory, even across drops. */
+		g_assert_cmpint(cache_store_put_body(t->store, "INBOX", 5, uid,
+						     g_bytes_get_data(b, NULL),
+						     g_bytes_get_size(b)),
+				==, 0);
+	}
+	return NULL;
+}
+
+/* Drops of a folder racing with puts of small bodies to the UIDVALIDITY
+ * being dropped (a fetch that started before the folder was recreated):
+ * every put succeeds, and a pack opened after a drop starts afresh. */
+static void test_pack_drop_race(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	g_autofree char *fkey = expected_key("INBOX");
+	g_autofree char *uv5 =
+	    g_build_filename(cache_store_dir(s), "folders", fkey, "5", NULL);
+	g_autofree char *tmp = tmp_dir(s);
+	gint stop = 0;
+	PackPutter p[2] = { { s, 1, &stop }, { s, 2, &stop } };
+	GThread *th[2];
+	CacheBody b;
+
+	for (int i = 0; i < 2; i++)
+		th[i] = g_thread_new("putter", pack_put_thread, &p[i]);
+	for (int i = 0; i < 200; i++)
+		g_assert_cmpint(
+		    cache_store_drop_folder(s, "INBOX", i % 2 ? 6 : 0), ==, 0);
+	g_atomic_int_set(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		g_thread_join(th[i]);
+	g_assert_cmpuint(count_entries(tmp), ==, 0);
+	g_assert_cmpint(cache_store_drop_folder(s, "INBOX", 0), ==, 0);
+	assert_absent(uv5);
+	g_assert_cmpint(cache_store_find_body(s, "INBOX", 5, 1, &b), ==,
+			-ENOENT);
+	put_small(s, "INBOX", 5, 7);
+	{
+		g_autoptr(GBytes) want = small_body(7);
+
+		assert_found_body(s, "INBOX", 5, 7, want);
+	}
+	cache_store_free(s);
+}
+
 static void test_pack_bound(Fixture *f, gconstpointer data)
 {
 	const uint64_t max = 400000;
@@ -1636,5 +1695,6 @@ int main(int argc, char **argv)
 	ADD("/cache-store/disk-full-evicts", test_disk_full_evicts);
 	ADD("/cache-store/pack-bodies", test_pack_bodies);
 	ADD("/cache-store/pack-bound", test_pack_bound);
+	ADD("/cache-store/pack-drop-race", test_pack_drop_race);
 	return g_test_run();
 }
