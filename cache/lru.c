@@ -315,3 +315,27 @@ void cache_lru_drop_folder(CacheLru *lru, uint32_t folder,
 			cache_lru_remove(lru, e);
 	}
 }
+
+uint64_t cache_lru_evict(CacheLru *lru, uint64_t target, CacheLruEvictFn fn,
+			 void *data)
+{
+	uint64_t freed = 0;
+	uint32_t e = lru->oldest;
+
+	while (e != CACHE_LRU_NONE && lru->bytes > target) {
+		uint32_t next = lru->ents[e].next;
+
+		if (lru->ents[e].pins == 0) {
+			fn(&lru->ents[e].key, lru->ents[e].size, data);
+			freed += lru->ents[e].size;
+			cache_lru_remove(lru, e);
+		}
+		e = next;
+	}
+	return freed;
+}
+
+uint64_t cache_lru_low_mark(uint64_t max)
+{
+	return max - max / 10;
+}

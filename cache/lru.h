@@ -59,3 +59,16 @@ uint32_t cache_lru_newer(const CacheLru *lru, uint32_t e);
  * (0 removes all of them). O(entries). */
 void cache_lru_drop_folder(CacheLru *lru, uint32_t folder,
 			   uint32_t keep_uidvalidity);
+
+/* Called for each entry that cache_lru_evict() removes, before it goes:
+ * remove what it stands for (with the caller's lock held). */
+typedef void (*CacheLruEvictFn)(const CacheLruKey *key, uint64_t size,
+				void *data);
+/* From the least recently used on, hand every unpinned entry to fn and
+ * remove it, until at most target bytes remain (pinned entries stay, even
+ * when that leaves more). Returns the bytes removed. */
+uint64_t cache_lru_evict(CacheLru *lru, uint64_t target, CacheLruEvictFn fn,
+			 void *data);
+/* The low-water mark of a bound of max bytes, 90% of it: eviction goes
+ * down to there, so that it is not needed on every commit. */
+uint64_t cache_lru_low_mark(uint64_t max);

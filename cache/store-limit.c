@@ -85,55 +85,34 @@ static uint32_t folder_num_locked(CacheStore *store, const char *folder,
 	return num;
 }
 
+/* An evicted entry's file goes. Readers holding it open keep reading it;
+ * a file that is already gone only leaves the accounting. */
+static void evict_one(const CacheLruKey *k, uint64_t size, void *data)
+{
+	CacheStore *store = data;
+	g_autofree char *path = NULL;
+
+	if (k->folder & LRU_PACK_BIT) {
+		store_drop_pack_segment(
+		    store,
+		    g_ptr_array_index(store->fkeys, k->folder & ~LRU_PACK_BIT),
+		    k->uidvalidity, k->uid);
+		return;
+	}
+	path = g_strdup_printf(
+	    "%s/%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
+	    store->folders_dir,
+	    (const char *)g_ptr_array_index(store->fkeys, k->folder),
+	    k->uidvalidity, k->uid);
+	if (unlink(path) < 0 && errno != ENOENT)
+		g_debug("cache: cannot evict %s: %s", path, g_strerror(errno));
+}
+
 /* Remove the least recently used unpinned bodies until at most target bytes
  * are tracked. Returns the bytes that left the accounting. */
 static uint64_t evict_locked(CacheStore *store, uint64_t target)
 {
-	CacheLru *lru = store->lru;
-	uint64_t freed = 0;
-	uint32_t e = cache_lru_oldest(lru);
-
-	while (e != CACHE_LRU_NONE && cache_lru_bytes(lru) > target) {
-		uint32_t next = cache_lru_newer(lru, e);
-		const CacheLruKey *k = cache_lru_key(lru, e);
-		g_autofree char *path = NULL;
-
-		if (cache_lru_pinned(lru, e)) {
-			e = next;
-			continue;
-		}
-		if (k->folder & LRU_PACK_BIT) {
-			store_drop_pack_segment(
-			    store,
-			    g_ptr_array_index(store->fkeys,
-					      k->folder & ~LRU_PACK_BIT),
-			    k->uidvalidity, k->uid);
-			freed += cache_lru_size(lru, e);
-			cache_lru_remove(lru, e);
-			e = next;
-			continue;
-		}
-		path = g_strdup_printf(
-		    "%s/%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
-		    store->folders_dir,
-		    (const char *)g_ptr_array_index(store->fkeys, k->folder),
-		    k->uidvalidity, k->uid);
-		/* Readers holding the file open keep reading it. A file that
-		 * is already gone only leaves the accounting. */
-		if (unlink(path) < 0 && errno != ENOENT)
-			g_debug("cache: cannot evict %s: %s", path,
-				g_strerror(errno));
-		freed += cache_lru_size(lru, e);
-		cache_lru_remove(lru, e);
-		e = next;
-	}
-	return freed;
-}
-
-/* Commits evict down to here, so that eviction is not needed per commit. */
-static uint64_t low_mark(uint64_t max)
-{
-	return max - max / 10;
+	return cache_lru_evict(store->lru, target, evict_one, store);
 }
 
 /* The disk is full: evict at least want bytes (and a tenth of the cache)
@@ -180,7 +159,7 @@ int store_reserve_body(CacheStore *store, const char *folder, const char *key,
 	cache_lru_pin(store->lru, e);
 	*reserved = true;
 	if (store->max_bytes && cache_lru_bytes(store->lru) > store->max_bytes)
-		evict_locked(store, low_mark(store->max_bytes));
+		evict_locked(store, cache_lru_low_mark(store->max_bytes));
 out:
 	g_mutex_unlock(&store->lru_lock);
 	return r;
@@ -543,7 +522,8 @@ void store_touch_segment(CacheStore *store, const char *folder, const char *key,
 		cache_lru_pin(store->lru, e);
 		if (store->max_bytes &&
 		    cache_lru_bytes(store->lru) > store->max_bytes)
-			evict_locked(store, low_mark(store->max_bytes));
+			evict_locked(store,
+				     cache_lru_low_mark(store->max_bytes));
 		cache_lru_unpin(store->lru, e);
 	}
 out:
