@@ -11,8 +11,7 @@ static CacheLruKey key(uint32_t folder, uint32_t uidvalidity, uint32_t uid)
 	return k;
 }
 
-static uint32_t add(CacheLru *lru, uint32_t folder, uint32_t uid,
-		    uint64_t size)
+static uint32_t add(CacheLru *lru, uint32_t folder, uint32_t uid, uint64_t size)
 {
 	CacheLruKey k = key(folder, 7, uid);
 	uint32_t e = cache_lru_insert(lru, &k, true);
@@ -137,7 +136,8 @@ static void test_evict(void)
 	g_assert_cmpuint(cache_lru_evict(lru, cache_lru_low_mark(500),
 					 record_victim, victims),
 			 ==, 600);
-	g_assert_cmpstr(victims->str, ==, "3:100 4:100 5:100 6:100 7:100 8:100");
+	g_assert_cmpstr(victims->str, ==,
+			"3:100 4:100 5:100 6:100 7:100 8:100");
 	assert_order(lru, "2 9 10 1");
 	g_assert_cmpuint(cache_lru_bytes(lru), ==, 400);
 	g_assert_cmpuint(cache_lru_count(lru), ==, 4);
