@@ -494,3 +494,25 @@ int imap_fetch_head(ImapConn *conn, uint32_t uid, uint32_t len, GBytes **out,
 	*out = ctx.head;
 	return rc;
 }
+
+/* ---- helpers for the watcher and for resyncs ---- */
+
+int imap_parse_vanished(const ImapResponse *r, GArray *uids)
+{
+	const ImapValue *set;
+	size_t i = 0;
+	int rc;
+
+	if (!r->name || strcmp(r->name, "VANISHED") != 0)
+		return -EINVAL;
+	/* "* VANISHED (EARLIER) 41,43:116" or "* VANISHED 405" */
+	if (r->args.len > 0 && r->args.items[0].type == IMAP_VALUE_LIST)
+		i = 1;
+	set = imap_list_get(&r->args, i);
+	if (!set || set->type != IMAP_VALUE_ATOM)
+		return -EPROTO;
+	rc = append_uid_set(uids, set->str);
+	if (rc == 0)
+		g_array_sort(uids, cmp_u32);
+	return rc;
+}

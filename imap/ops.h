@@ -73,3 +73,10 @@ bool imap_parse_internaldate(const char *s, int64_t *out);
 /* From a "Subject: ..." header block, the unfolded value (g_free), or NULL
  * when there is no Subject field. */
 char *imap_extract_subject(const char *block, size_t len, size_t *out_len);
+
+/* ---- helpers for the watcher and for resyncs ---- */
+
+/* Append the UIDs of a VANISHED response ("* VANISHED (EARLIER) 41:43")
+ * to uids and sort them. Returns 0, -EINVAL when r is no VANISHED,
+ * -EPROTO or -E2BIG for a set that cannot be read. */
+int imap_parse_vanished(const ImapResponse *r, GArray *uids);
