@@ -516,3 +516,64 @@ int imap_parse_vanished(const ImapResponse *r, GArray *uids)
 		g_array_sort(uids, cmp_u32);
 	return rc;
 }
+
+unsigned imap_modseq_caps(const ImapConn *conn)
+{
+	unsigned caps = 0;
+
+	if (imap_conn_has_cap(conn, "CONDSTORE"))
+		caps |= IMAP_MODSEQ_CONDSTORE;
+	if (imap_conn_qresync(conn))
+		caps |= IMAP_MODSEQ_QRESYNC;
+	return caps;
+}
+
+int imap_examine_resync(ImapConn *conn, const char *mailbox,
+			uint32_t uidvalidity, uint64_t modseq,
+			ImapMailboxState *state, GArray **vanished,
+			GError **error)
+{
+	unsigned caps = imap_modseq_caps(conn);
+	GArray *v;
+	int rc;
+
+	*vanished = NULL;
+	if (!modseq || !(caps & IMAP_MODSEQ_QRESYNC))
+		return imap_conn_examine_with(
+		    conn, mailbox,
+		    (caps & IMAP_MODSEQ_CONDSTORE) ? "(CONDSTORE)" : NULL, NULL,
+		    NULL, state, error);
+	v = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+	rc = imap_examine_qresync(conn, mailbox, uidvalidity, modseq, state, v,
+				  error);
+	/* Another UIDVALIDITY: the server ignored the parameters. */
+	if (rc == 0 && state->uidvalidity == uidvalidity)
+		*vanished = v;
+	else
+		g_array_unref(v);
+	return rc;
+}
+
+typedef struct {
+	uint32_t first;
+	ImapMetaFn fn;
+	void *user_data;
+} SinceCtx;
+
+static void since_meta(void *user_data, const ImapMessageMeta *m)
+{
+	SinceCtx *ctx = user_data;
+
+	/* "UID n:*" answers the highest UID even when it is below n. */
+	if (m->uid >= ctx->first)
+		ctx->fn(ctx->user_data, m);
+}
+
+int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
+			  void *user_data, GError **error)
+{
+	g_autofree char *set = g_strdup_printf("%u:*", first);
+	SinceCtx ctx = { first, fn, user_data };
+
+	return imap_fetch_meta(conn, set, since_meta, &ctx, error);
+}
