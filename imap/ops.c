@@ -577,3 +577,25 @@ int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
 
 	return imap_fetch_meta(conn, set, since_meta, &ctx, error);
 }
+
+char *imap_uid_set(const GArray *uids)
+{
+	GString *s = g_string_new(NULL);
+
+	for (guint i = 0; i < uids->len;) {
+		uint32_t a = g_array_index(uids, uint32_t, i), b = a;
+		guint j = i + 1;
+
+		while (j < uids->len &&
+		       g_array_index(uids, uint32_t, j) == b + 1)
+			b = g_array_index(uids, uint32_t, j++);
+		if (s->len)
+			g_string_append_c(s, ',');
+		if (a == b)
+			g_string_append_printf(s, "%u", a);
+		else
+			g_string_append_printf(s, "%u:%u", a, b);
+		i = j;
+	}
+	return g_string_free(s, FALSE);
+}

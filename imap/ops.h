@@ -106,3 +106,6 @@ int imap_examine_resync(ImapConn *conn, const char *mailbox,
  * even when it is below n. */
 int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
 			  void *user_data, GError **error);
+
+/* The sequence set "5,7:9,12" of uids (ascending). g_free the result. */
+char *imap_uid_set(const GArray *uids);
