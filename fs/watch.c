@@ -15,7 +15,6 @@
 #include "fs/watch.h"
 
 #include <errno.h>
-#include <string.h>
 
 #include "fs/sync.h"
 #include "imap/ops.h"
