@@ -532,9 +532,7 @@ static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
 			  error ? error->message : g_strerror(-rc));
 	if (rc == -ESTALE) {
 		/* Make the next directory access resync the folder. */
-		g_mutex_lock(&f->lock);
-		f->synced_at = 0;
-		g_mutex_unlock(&f->lock);
+		fs_sync_mark_stale(f);
 		return rc;
 	}
 	return rc < 0 ? -EIO : 0;

@@ -4,7 +4,8 @@
  * dirty, and the sizes inside the listing's messages. Only one sync of a
  * folder runs at a time (syncing); others wait on folder->synced, bounded.
  * Network work runs on a pool thread with a copy of the old index, never
- * under a lock.
+ * under a lock. How the old listing and the server's answers combine is
+ * in fs/merge.c (pure); the IMAP commands are in imap/ops.c.
  */
 #include "fs/sync.h"
 
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fs/merge.h"
 #include "fs/names.h"
 #include "imap/ops.h"
 
@@ -31,11 +33,6 @@ static void sync_job_free(gpointer data)
 	g_free(job);
 }
 
-static void message_clear(gpointer p)
-{
-	g_free(((CacheMessage *)p)->name);
-}
-
 static void collect_meta(void *user_data, const ImapMessageMeta *m)
 {
 	GArray *msgs = user_data;
@@ -49,131 +46,67 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 	g_array_append_val(msgs, cm);
 }
 
-static int cmp_uid(gconstpointer a, gconstpointer b)
-{
-	uint32_t x = ((const CacheMessage *)a)->uid;
-	uint32_t y = ((const CacheMessage *)b)->uid;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Sort by UID and drop duplicates (a server may answer a UID twice). */
-static void sort_unique(GArray *msgs)
-{
-	guint out = 0;
-
-	g_array_sort(msgs, cmp_uid);
-	for (guint i = 0; i < msgs->len; i++) {
-		CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
-
-		if (out > 0 &&
-		    g_array_index(msgs, CacheMessage, out - 1).uid == m->uid) {
-			g_free(m->name);
-			continue;
-		}
-		g_array_index(msgs, CacheMessage, out++) = *m;
-	}
-	g_array_set_size(msgs, out);
-}
-
-static CacheFolderIndex *index_from(const ImapMailboxState *st, GArray *msgs)
-{
-	CacheFolderIndex *idx = cache_folder_index_new();
-	uint32_t last =
-	    msgs->len ? g_array_index(msgs, CacheMessage, msgs->len - 1).uid
-		      : 0;
-
-	g_array_unref(idx->messages);
-	idx->messages = msgs;
-	idx->uidvalidity = st->uidvalidity;
-	idx->exists = st->exists;
-	idx->highestmodseq = st->highestmodseq;
-	idx->uidnext = st->uidnext ? st->uidnext : last + 1;
-	return idx;
-}
-
-static GArray *new_message_array(guint reserve)
-{
-	GArray *a =
-	    g_array_sized_new(FALSE, TRUE, sizeof(CacheMessage), reserve);
-
-	g_array_set_clear_func(a, message_clear);
-	return a;
-}
-
-/* Keep the old messages whose UIDs are still in uids (sorted). */
-static void keep_existing(GArray *out, const CacheFolderIndex *old,
-			  const GArray *uids)
-{
-	guint j = 0;
-
-	for (guint i = 0; i < old->messages->len; i++) {
-		const CacheMessage *m =
-		    &g_array_index(old->messages, CacheMessage, i);
-
-		while (j < uids->len &&
-		       g_array_index(uids, uint32_t, j) < m->uid)
-			j++;
-		if (j < uids->len &&
-		    g_array_index(uids, uint32_t, j) == m->uid) {
-			CacheMessage copy = *m;
-
-			copy.name = g_strdup(m->name);
-			g_array_append_val(out, copy);
-		}
-	}
-}
-
-/* Copy old into out but for the UIDs in gone (sorted; may be NULL). */
-static void keep_all_but(GArray *out, const CacheFolderIndex *old,
-			 const GArray *gone)
-{
-	guint j = 0, n = gone ? gone->len : 0;
-
-	for (guint i = 0; i < old->messages->len; i++) {
-		const CacheMessage *m =
-		    &g_array_index(old->messages, CacheMessage, i);
-		CacheMessage copy;
-
-		while (j < n && g_array_index(gone, uint32_t, j) < m->uid)
-			j++;
-		if (j < n && g_array_index(gone, uint32_t, j) == m->uid)
-			continue;
-		copy = *m;
-		copy.name = g_strdup(m->name);
-		g_array_append_val(out, copy);
-	}
-}
-
-/* EXAMINE the folder anew: with QRESYNC from the old listing's MODSEQ
- * when the connection has it (*vanished then lists what was expunged
- * since), else with CONDSTORE when offered. */
+/* EXAMINE the folder anew, with QRESYNC from the old listing's MODSEQ
+ * where the connection can (*vanished then lists what was expunged
+ * since). */
 static int examine_for_sync(ImapConn *conn, SyncJob *job, ImapMailboxState *st,
 			    GArray **vanished, GError **error)
 {
 	const CacheFolderIndex *old = job->old;
 	int rc;
 
-	*vanished = NULL;
-	if (old && old->highestmodseq && imap_conn_qresync(conn)) {
-		GArray *v = g_array_new(FALSE, FALSE, sizeof(uint32_t));
-
-		rc = imap_examine_qresync(conn, job->folder, old->uidvalidity,
-					  old->highestmodseq, st, v, error);
-		if (rc == 0 && st->uidvalidity == old->uidvalidity)
-			*vanished = v;
-		else
-			g_array_unref(v);
-	} else {
-		rc = imap_conn_examine_with(
-		    conn, job->folder,
-		    imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)" : NULL,
-		    NULL, NULL, st, error);
-	}
+	rc = imap_examine_resync(conn, job->folder, old ? old->uidvalidity : 0,
+				 old ? old->highestmodseq : 0, st, vanished,
+				 error);
 	/* NO to EXAMINE: the folder is gone or cannot be opened. */
 	if (rc < 0 && !imap_conn_is_broken(conn))
 		return -ENOENT;
 	return rc;
+}
+
+/* A new folder, or one recreated: list all of it. */
+static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
+		     GError **error)
+{
+	g_autoptr(GArray) fresh = fs_merge_messages_new(0);
+	int rc;
+
+	if (st->exists > 0) {
+		rc = imap_fetch_meta_since(conn, 1, collect_meta, fresh, error);
+		if (rc < 0)
+			return rc;
+	}
+	job->result = fs_merge_fresh(st, g_steal_pointer(&fresh));
+	return 0;
+}
+
+/* The old listing plus what arrived, less what went away. */
+static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
+		      const GArray *vanished, GError **error)
+{
+	const CacheFolderIndex *old = job->old;
+	g_autoptr(GArray) fresh = fs_merge_messages_new(0);
+	g_autoptr(GArray) uids = NULL;
+	uint32_t last = fs_merge_last_uid(old);
+	int rc;
+
+	if (st->uidnext == 0 || st->uidnext > last + 1) {
+		rc = imap_fetch_meta_since(conn, last + 1, collect_meta, fresh,
+					   error);
+		if (rc < 0)
+			return rc;
+	}
+	job->result = fs_merge_delta(old, st, fresh, vanished, NULL);
+	if (job->result)
+		return 0;
+	/* Some messages went away (and QRESYNC did not say which, or its
+	 * answer does not add up): ask which UIDs remain. */
+	uids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+	rc = imap_search_uids(conn, uids, error);
+	if (rc < 0)
+		return rc;
+	job->result = fs_merge_delta(old, st, fresh, NULL, uids);
+	return 0;
 }
 
 static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
@@ -181,78 +114,18 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 {
 	SyncJob *job = data;
 	const CacheFolderIndex *old = job->old;
-	g_autoptr(GArray) fresh = new_message_array(0);
 	g_autoptr(GArray) vanished = NULL;
-	ImapMailboxState state = { 0 };
-	const ImapMailboxState *st = &state;
-	GArray *msgs;
+	ImapMailboxState st = { 0 };
 	int rc;
 
-	rc = examine_for_sync(conn, job, &state, &vanished, error);
+	rc = examine_for_sync(conn, job, &st, &vanished, error);
 	if (rc < 0)
 		return rc;
-	if (!old || old->uidvalidity != st->uidvalidity) {
-		if (st->exists > 0) {
-			rc = imap_fetch_meta(conn, "1:*", collect_meta, fresh,
-					     error);
-			if (rc < 0)
-				return rc;
-		}
-		sort_unique(fresh);
-		job->result = index_from(st, g_steal_pointer(&fresh));
-		return 0;
-	}
-
-	uint32_t last = old->messages->len
-			    ? g_array_index(old->messages, CacheMessage,
-					    old->messages->len - 1)
-				  .uid
-			    : 0;
-	if (st->uidnext != 0 && st->uidnext == old->uidnext &&
-	    st->exists == old->exists && st->exists == old->messages->len)
+	if (!old || old->uidvalidity != st.uidvalidity)
+		return sync_full(conn, job, &st, error);
+	if (fs_merge_unchanged(old, &st))
 		return 0; /* nothing arrived, nothing left */
-
-	if (st->uidnext == 0 || st->uidnext > last + 1) {
-		g_autofree char *set = g_strdup_printf("%u:*", last + 1);
-
-		rc = imap_fetch_meta(conn, set, collect_meta, fresh, error);
-		if (rc < 0)
-			return rc;
-	}
-	/* "UID n:*" answers the highest UID even when it is below n. */
-	for (guint i = 0; i < fresh->len;) {
-		if (g_array_index(fresh, CacheMessage, i).uid <= last)
-			g_array_remove_index_fast(fresh, i);
-		else
-			i++;
-	}
-	sort_unique(fresh);
-
-	msgs = new_message_array(old->messages->len + fresh->len);
-	keep_all_but(msgs, old, vanished);
-	if (msgs->len + fresh->len != st->exists) {
-		/* Some messages went away (and QRESYNC did not say which, or
-		 * its answer does not add up): ask which UIDs remain. */
-		g_autoptr(GArray) uids =
-		    g_array_new(FALSE, FALSE, sizeof(uint32_t));
-
-		g_array_set_size(msgs, 0);
-		rc = imap_search_uids(conn, uids, error);
-		if (rc < 0) {
-			g_array_unref(msgs);
-			return rc;
-		}
-		keep_existing(msgs, old, uids);
-	}
-	for (guint i = 0; i < fresh->len; i++) {
-		CacheMessage *m = &g_array_index(fresh, CacheMessage, i);
-		CacheMessage moved = *m;
-
-		m->name = NULL; /* now owned by msgs */
-		g_array_append_val(msgs, moved);
-	}
-	job->result = index_from(st, msgs);
-	return 0;
+	return sync_delta(conn, job, &st, vanished, error);
 }
 
 /* Load the persisted index when the folder has no listing yet. Under
@@ -293,16 +166,16 @@ static bool needs_sync(FsAccount *acct, FsFolder *f, int when)
 	}
 }
 
-static bool same_messages(const CacheFolderIndex *a, const CacheFolderIndex *b)
+typedef struct {
+	FsAccount *acct;
+	fuse_ino_t dir;
+} Forget;
+
+static void forget_one(void *user_data, const CacheMessage *m)
 {
-	if (a->uidvalidity != b->uidvalidity ||
-	    a->messages->len != b->messages->len)
-		return false;
-	for (guint i = 0; i < a->messages->len; i++)
-		if (g_array_index(a->messages, CacheMessage, i).uid !=
-		    g_array_index(b->messages, CacheMessage, i).uid)
-			return false;
-	return true;
+	Forget *fg = user_data;
+
+	fs_inval_entry(fg->acct->inval, fg->dir, m->name);
 }
 
 /* Tell the kernel to forget the names of messages that went away, so a
@@ -311,27 +184,9 @@ static void forget_vanished(FsAccount *acct, FsFolder *f,
 			    const CacheFolderIndex *old,
 			    const CacheFolderIndex *now)
 {
-	fuse_ino_t dir = fs_tree_dir_ino(f);
-	bool all = old->uidvalidity != now->uidvalidity;
-	guint j = 0;
+	Forget fg = { acct, fs_tree_dir_ino(f) };
 
-	for (guint i = 0; i < old->messages->len; i++) {
-		const CacheMessage *m =
-		    &g_array_index(old->messages, CacheMessage, i);
-
-		if (!all) {
-			while (
-			    j < now->messages->len &&
-			    g_array_index(now->messages, CacheMessage, j).uid <
-				m->uid)
-				j++;
-			if (j < now->messages->len &&
-			    g_array_index(now->messages, CacheMessage, j).uid ==
-				m->uid)
-				continue;
-		}
-		fs_inval_entry(acct->inval, dir, m->name);
-	}
+	fs_merge_foreach_gone(old, now, forget_one, &fg);
 }
 
 static void save_if_dirty(FsFolder *f, void *data)
@@ -362,18 +217,12 @@ static void save_job(gpointer data, gpointer user_data)
 	save_if_dirty(data, user_data);
 }
 
-int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
+/* Wait for a sync of f in progress, then decide whether this caller
+ * syncs: returns the job to run (f->syncing is then set), or NULL with
+ * *rc what fs_sync_folder() returns. */
+static SyncJob *sync_begin(FsAccount *acct, FsFolder *f, int when, int *rc)
 {
-	g_autoptr(GError) error = NULL;
 	SyncJob *job;
-	CacheFolderIndex *result;
-	FsListing *old_listing;
-	uint32_t gen;
-	bool changed;
-	int rc;
-
-	if (!f->selectable)
-		return -ENOENT;
 
 	g_mutex_lock(&f->lock);
 	load_persisted(acct, f);
@@ -387,9 +236,9 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 			break;
 	}
 	if (!needs_sync(acct, f, when) || f->syncing) {
-		rc = f->listing ? 0 : -EIO;
+		*rc = f->listing ? 0 : -EIO;
 		g_mutex_unlock(&f->lock);
-		return rc;
+		return NULL;
 	}
 	f->syncing = true;
 	job = g_new0(SyncJob, 1);
@@ -397,49 +246,82 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 	if (f->listing)
 		job->old = cache_folder_index_copy(f->listing->index);
 	g_mutex_unlock(&f->lock);
+	return job;
+}
 
-	/* The job EXAMINEs by itself (with QRESYNC where it can). */
-	rc = imap_pool_run(acct->pool, NULL, sync_job_run, job, sync_job_free,
-			   &error);
-	if (rc == -ETIMEDOUT)
-		job = NULL; /* the pool frees it */
+/* Let the syncs waiting for this one go on; after a good job (rc >= 0)
+ * note the sync and take its result (NULL: unchanged). Returns whether f
+ * has a listing to serve. */
+static bool sync_end(FsFolder *f, int rc, SyncJob *job,
+		     CacheFolderIndex **result)
+{
+	bool have;
 
 	g_mutex_lock(&f->lock);
 	f->syncing = false;
 	g_cond_broadcast(&f->synced);
-	if (rc < 0) {
-		bool have = f->listing != NULL;
-
-		g_mutex_unlock(&f->lock);
-		if (job)
-			sync_job_free(job);
-		/* With a listing to serve this is routine while offline
-		 * (every lookup may try): keep it out of the normal log. */
-		if (have)
-			g_debug("cannot refresh folder %s (serving the cached "
-				"listing): %s",
-				f->raw,
-				error ? error->message : g_strerror(-rc));
-		else if (g_error_matches(error, IMAP_ERROR,
-					 IMAP_ERROR_SUSPENDED))
-			g_debug("cannot list folder %s: %s", f->raw,
-				error->message);
-		else
-			g_message("cannot list folder %s: %s", f->raw,
-				  error ? error->message : g_strerror(-rc));
-		if (rc == -ENOENT)
-			return have ? 0 : -ENOENT;
-		return have ? 0 : -EIO;
+	if (rc >= 0) {
+		f->synced_at = g_get_monotonic_time();
+		f->verified = true;
+		*result = g_steal_pointer(&job->result);
 	}
-	f->synced_at = g_get_monotonic_time();
-	f->verified = true;
-	result = g_steal_pointer(&job->result);
-	sync_job_free(job);
-	if (!result) {
-		g_mutex_unlock(&f->lock);
-		return 0;
-	}
+	have = f->listing != NULL;
 	g_mutex_unlock(&f->lock);
+	return have;
+}
+
+/* Log a failed sync; returns what fs_sync_folder() returns. */
+static int sync_failed(FsFolder *f, int rc, bool have, const GError *error)
+{
+	/* With a listing to serve this is routine while offline (every
+	 * lookup may try): keep it out of the normal log. */
+	if (have)
+		g_debug("cannot refresh folder %s (serving the cached "
+			"listing): %s",
+			f->raw, error ? error->message : g_strerror(-rc));
+	else if (g_error_matches(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED))
+		g_debug("cannot list folder %s: %s", f->raw, error->message);
+	else
+		g_message("cannot list folder %s: %s", f->raw,
+			  error ? error->message : g_strerror(-rc));
+	if (rc == -ENOENT)
+		return have ? 0 : -ENOENT;
+	return have ? 0 : -EIO;
+}
+
+/* Put result (taken) in place of f's listing under the folder id gen;
+ * a new UIDVALIDITY drops the folder's cached bodies. Returns the old
+ * listing (caller unrefs; may be NULL) and sets *changed. */
+static FsListing *swap_listing(FsAccount *acct, FsFolder *f, uint32_t gen,
+			       CacheFolderIndex *result, bool *changed)
+{
+	FsListing *old;
+
+	g_mutex_lock(&f->lock);
+	old = f->listing;
+	*changed = !old || !fs_merge_same_uids(old->index, result);
+	if (old && old->index->uidvalidity != result->uidvalidity) {
+		g_message("folder %s was recreated on the server (UIDVALIDITY "
+			  "%u -> %u): dropping its cache",
+			  f->raw, old->index->uidvalidity, result->uidvalidity);
+		cache_store_drop_folder(acct->store, f->raw,
+					result->uidvalidity);
+	}
+	f->listing = fs_listing_new(gen, result);
+	f->dirty = true;
+	g_mutex_unlock(&f->lock);
+	return old;
+}
+
+/* Install a new listing (taken), persist it, and tell the kernel what
+ * changed. Returns 1 when the listing changed, 0 if not, -EIO. */
+static int install_listing(FsAccount *acct, FsFolder *f,
+			   CacheFolderIndex *result)
+{
+	FsListing *old;
+	uint32_t gen;
+	bool changed;
+	int rc;
 
 	rc = cache_store_folder_id(acct->store, f->raw, result->uidvalidity,
 				   &gen);
@@ -450,36 +332,56 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 		return -EIO;
 	}
 	fs_tree_register_gen(acct->tree, gen, f);
-
-	g_mutex_lock(&f->lock);
-	old_listing = f->listing;
-	changed = !old_listing || !same_messages(old_listing->index, result);
-	if (old_listing &&
-	    old_listing->index->uidvalidity != result->uidvalidity) {
-		g_message("folder %s was recreated on the server (UIDVALIDITY "
-			  "%u -> %u): dropping its cache",
-			  f->raw, old_listing->index->uidvalidity,
-			  result->uidvalidity);
-		cache_store_drop_folder(acct->store, f->raw,
-					result->uidvalidity);
-	}
-	f->listing = fs_listing_new(gen, result);
-	f->dirty = true;
-	g_mutex_unlock(&f->lock);
+	old = swap_listing(acct, f, gen, result, &changed);
 	/* Persisted in the background: the reader waiting for this listing
 	 * need not wait for 100,000 entries to be written too. */
 	if (acct->saver)
 		g_thread_pool_push(acct->saver, f, NULL);
 	else
 		save_if_dirty(f, acct);
-	if (old_listing) {
+	if (old) {
 		if (changed)
-			forget_vanished(acct, f, old_listing->index, result);
-		fs_listing_unref(old_listing);
+			forget_vanished(acct, f, old->index, result);
+		fs_listing_unref(old);
 	}
 	if (changed)
 		fs_inval_inode(acct->inval, fs_tree_dir_ino(f));
 	return changed ? 1 : 0;
+}
+
+int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
+{
+	g_autoptr(GError) error = NULL;
+	CacheFolderIndex *result = NULL;
+	SyncJob *job;
+	bool have;
+	int rc;
+
+	if (!f->selectable)
+		return -ENOENT;
+	job = sync_begin(acct, f, when, &rc);
+	if (!job)
+		return rc;
+	/* The job EXAMINEs by itself (with QRESYNC where it can). */
+	rc = imap_pool_run(acct->pool, NULL, sync_job_run, job, sync_job_free,
+			   &error);
+	if (rc == -ETIMEDOUT)
+		job = NULL; /* the pool frees it */
+	have = sync_end(f, rc, job, &result);
+	if (job)
+		sync_job_free(job);
+	if (rc < 0)
+		return sync_failed(f, rc, have, error);
+	if (!result)
+		return 0;
+	return install_listing(acct, f, result);
+}
+
+void fs_sync_mark_stale(FsFolder *f)
+{
+	g_mutex_lock(&f->lock);
+	f->synced_at = 0;
+	g_mutex_unlock(&f->lock);
 }
 
 static void verify_one(gpointer data, gpointer user_data)

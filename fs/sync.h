@@ -24,6 +24,10 @@ enum {
  * and the server cannot be reached. */
 int fs_sync_folder(FsAccount *acct, FsFolder *f, int when);
 
+/* Make the next FS_SYNC_IF_STALE sync of f run (a fetch found that the
+ * listing names a message the server no longer has). */
+void fs_sync_mark_stale(FsFolder *f);
+
 /* Check the persisted listings of dir's subfolders against the server in
  * the background (each folder once a mount), so that the first visit to
  * each does not wait for its EXAMINE: grep -r and file managers go through

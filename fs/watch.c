@@ -1,12 +1,13 @@
 /* fs/watch.c: keeping the mount current while it is mounted.
  *
  * Two threads. The idle thread holds a connection of its own outside the
- * pool: with NOTIFY it hears of new and expunged mail in every folder and of
- * folders created, deleted or renamed; without NOTIFY it IDLEs on INBOX.
- * It only notes what changed. The refresh thread does the work through
- * the pool: it resyncs the folders the idle thread named, and every poll
- * interval it re-reads the folder list and resyncs every folder that has a
- * listing. Listings that change invalidate the kernel's caches (fs/sync.c).
+ * pool, driven by imap/watch.c: with NOTIFY it hears of new and expunged
+ * mail in every folder and of folders created, deleted or renamed; without
+ * NOTIFY it IDLEs on INBOX. It only notes which folders changed. The refresh
+ * thread does the work through the pool: it resyncs the folders the idle thread
+ * named, and every poll interval it re-reads the folder list and resyncs every
+ * folder that has a listing. Listings that change invalidate the kernel's
+ * caches (fs/sync.c).
  *
  * Locking: watch->lock guards pending, pending_all, pending_list and
  * stopping; neither thread does I/O under it.
@@ -14,14 +15,12 @@
 #include "fs/watch.h"
 
 #include <errno.h>
-#include <string.h>
 
 #include "fs/sync.h"
-#include "imap/mutf7.h"
 #include "imap/ops.h"
+#include "imap/watch.h"
 
 #define IDLE_SLICE_MS 200 /* how soon an unmount stops the thread */
-#define IDLE_RESTART_US (G_USEC_PER_SEC * 25 * 60)
 #define RETRY_MAX_S 60
 #define NO_IDLE_RECHECK_S 3600
 
@@ -40,17 +39,9 @@ struct FsWatch {
 
 static void note(FsWatch *w, const char *folder, bool list, bool all)
 {
-	g_autofree char *encoded = NULL;
-
-	/* Some servers (Dovecot 2.3 with NOTIFY) name folders in UTF-8 in
-	 * STATUS, though LIST gave modified UTF-7: accept both. */
-	if (folder && g_utf8_validate(folder, -1, NULL))
-		encoded = imap_mutf7_encode(folder, strlen(folder));
 	g_mutex_lock(&w->lock);
 	if (folder)
 		g_hash_table_add(w->pending, g_strdup(folder));
-	if (encoded && strcmp(encoded, folder) != 0)
-		g_hash_table_add(w->pending, g_steal_pointer(&encoded));
 	w->pending_list |= list;
 	w->pending_all |= all;
 	g_cond_signal(&w->cond);
@@ -199,85 +190,64 @@ static gpointer refresh_main(gpointer data)
 
 /* ---- idle thread ---- */
 
-static int idle_event(void *user_data, ImapResponse *r)
+static void watch_event(void *user_data, const ImapWatchEvent *ev)
 {
 	FsWatch *w = user_data;
-	const char *name;
 
-	if (!r->name)
-		return 0;
-	if (strcmp(r->name, "STATUS") == 0 && r->args.len >= 1) {
-		name = imap_value_get_string(&r->args.items[0], NULL);
-		if (name)
-			note(w, name, false, false);
-	} else if (strcmp(r->name, "LIST") == 0) {
+	switch (ev->kind) {
+	case IMAP_WATCH_FOLDER_CHANGED:
+		note(w, ev->folder, false, false);
+		if (ev->folder_alt)
+			note(w, ev->folder_alt, false, false);
+		break;
+	case IMAP_WATCH_FOLDERS_CHANGED:
 		note(w, NULL, true, false);
-	} else if (strcmp(r->name, "EXISTS") == 0 ||
-		   strcmp(r->name, "EXPUNGE") == 0 ||
-		   strcmp(r->name, "VANISHED") == 0) {
-		note(w, "INBOX", false, false);
+		break;
+	case IMAP_WATCH_NEW_MESSAGES:
+	case IMAP_WATCH_EXPUNGED:
+		note(w, ev->folder, false, false);
+		break;
 	}
-	return 0;
 }
 
 typedef enum { SESSION_FAILED, SESSION_IDLED, SESSION_NO_IDLE } Session;
 
-/* One session: connect, arm NOTIFY or EXAMINE INBOX, IDLE until broken or
- * stopping. */
+/* One session: connect, arm the watch, listen until broken or stopping. */
 static Session idle_session(FsWatch *w)
 {
 	g_autoptr(GError) error = NULL;
 	/* By the pool's rules: a refused password suspends this login
 	 * too, and the pool knows the current secret. */
 	ImapConn *conn = imap_pool_connect(w->acct->pool, &error);
-	Session result = SESSION_FAILED;
+	ImapWatch *iw = NULL;
+	Session result;
 	int rc;
 
 	if (!conn) {
 		g_debug("watcher: %s", error->message);
 		return SESSION_FAILED;
 	}
-	if (!imap_conn_has_cap(conn, "IDLE")) {
+	rc = imap_watch_start(conn, watch_event, w, &iw, &error);
+	if (rc == -ENOTSUP) {
 		g_debug("watcher: server has no IDLE; polling every "
 			"%" G_GINT64_FORMAT " s",
 			w->poll_us / G_USEC_PER_SEC);
-		imap_conn_free(conn);
 		return SESSION_NO_IDLE;
 	}
-	if (imap_conn_has_cap(conn, "NOTIFY"))
-		rc = imap_conn_command(conn, idle_event, w, &error,
-				       "NOTIFY SET (personal (MessageNew "
-				       "MessageExpunge MailboxName))");
-	else
-		rc = imap_conn_examine(conn, "INBOX", NULL, &error);
 	if (rc < 0) {
 		g_debug("watcher: %s", error ? error->message : "failed");
-		imap_conn_free(conn);
 		return SESSION_FAILED;
 	}
 	/* Catch up with whatever happened while we were not listening. */
 	note(w, NULL, true, true);
-	while (!stopping(w)) {
-		gint64 restart = g_get_monotonic_time() + IDLE_RESTART_US;
-
-		rc = imap_conn_idle_start(conn, &error);
-		if (rc < 0)
-			break;
-		result = SESSION_IDLED;
-		while (rc >= 0 && !stopping(w) &&
-		       g_get_monotonic_time() < restart)
-			rc = imap_conn_idle_wait(conn, IDLE_SLICE_MS,
-						 idle_event, w, &error);
-		if (rc < 0)
-			break;
-		/* Servers drop IDLE after 30 minutes: re-arm before. */
-		rc = imap_conn_idle_done(conn, idle_event, w, &error);
-		if (rc < 0)
-			break;
-	}
+	while (rc >= 0 && !stopping(w))
+		rc = imap_watch_wait(iw, IDLE_SLICE_MS, &error);
+	if (rc >= 0)
+		imap_watch_stop(iw, &error);
 	if (error)
 		g_debug("watcher: %s", error->message);
-	imap_conn_free(conn);
+	result = imap_watch_has_idled(iw) ? SESSION_IDLED : SESSION_FAILED;
+	imap_watch_free(iw);
 	return result;
 }
 

@@ -494,3 +494,108 @@ int imap_fetch_head(ImapConn *conn, uint32_t uid, uint32_t len, GBytes **out,
 	*out = ctx.head;
 	return rc;
 }
+
+/* ---- helpers for the watcher and for resyncs ---- */
+
+int imap_parse_vanished(const ImapResponse *r, GArray *uids)
+{
+	const ImapValue *set;
+	size_t i = 0;
+	int rc;
+
+	if (!r->name || strcmp(r->name, "VANISHED") != 0)
+		return -EINVAL;
+	/* "* VANISHED (EARLIER) 41,43:116" or "* VANISHED 405" */
+	if (r->args.len > 0 && r->args.items[0].type == IMAP_VALUE_LIST)
+		i = 1;
+	set = imap_list_get(&r->args, i);
+	if (!set || set->type != IMAP_VALUE_ATOM)
+		return -EPROTO;
+	rc = append_uid_set(uids, set->str);
+	if (rc == 0)
+		g_array_sort(uids, cmp_u32);
+	return rc;
+}
+
+unsigned imap_modseq_caps(const ImapConn *conn)
+{
+	unsigned caps = 0;
+
+	if (imap_conn_has_cap(conn, "CONDSTORE"))
+		caps |= IMAP_MODSEQ_CONDSTORE;
+	if (imap_conn_qresync(conn))
+		caps |= IMAP_MODSEQ_QRESYNC;
+	return caps;
+}
+
+int imap_examine_resync(ImapConn *conn, const char *mailbox,
+			uint32_t uidvalidity, uint64_t modseq,
+			ImapMailboxState *state, GArray **vanished,
+			GError **error)
+{
+	unsigned caps = imap_modseq_caps(conn);
+	GArray *v;
+	int rc;
+
+	*vanished = NULL;
+	if (!modseq || !(caps & IMAP_MODSEQ_QRESYNC))
+		return imap_conn_examine_with(
+		    conn, mailbox,
+		    (caps & IMAP_MODSEQ_CONDSTORE) ? "(CONDSTORE)" : NULL, NULL,
+		    NULL, state, error);
+	v = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+	rc = imap_examine_qresync(conn, mailbox, uidvalidity, modseq, state, v,
+				  error);
+	/* Another UIDVALIDITY: the server ignored the parameters. */
+	if (rc == 0 && state->uidvalidity == uidvalidity)
+		*vanished = v;
+	else
+		g_array_unref(v);
+	return rc;
+}
+
+typedef struct {
+	uint32_t first;
+	ImapMetaFn fn;
+	void *user_data;
+} SinceCtx;
+
+static void since_meta(void *user_data, const ImapMessageMeta *m)
+{
+	SinceCtx *ctx = user_data;
+
+	/* "UID n:*" answers the highest UID even when it is below n. */
+	if (m->uid >= ctx->first)
+		ctx->fn(ctx->user_data, m);
+}
+
+int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
+			  void *user_data, GError **error)
+{
+	g_autofree char *set = g_strdup_printf("%u:*", first);
+	SinceCtx ctx = { first, fn, user_data };
+
+	return imap_fetch_meta(conn, set, since_meta, &ctx, error);
+}
+
+char *imap_uid_set(const GArray *uids)
+{
+	GString *s = g_string_new(NULL);
+
+	for (guint i = 0; i < uids->len;) {
+		uint32_t a = g_array_index(uids, uint32_t, i), b = a;
+		guint j = i + 1;
+
+		while (j < uids->len &&
+		       g_array_index(uids, uint32_t, j) == b + 1)
+			b = g_array_index(uids, uint32_t, j++);
+		if (s->len)
+			g_string_append_c(s, ',');
+		if (a == b)
+			g_string_append_printf(s, "%u", a);
+		else
+			g_string_append_printf(s, "%u:%u", a, b);
+		i = j;
+	}
+	return g_string_free(s, FALSE);
+}

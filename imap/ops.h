@@ -73,3 +73,39 @@ bool imap_parse_internaldate(const char *s, int64_t *out);
 /* From a "Subject: ..." header block, the unfolded value (g_free), or NULL
  * when there is no Subject field. */
 char *imap_extract_subject(const char *block, size_t len, size_t *out_len);
+
+/* ---- helpers for the watcher and for resyncs ---- */
+
+/* Append the UIDs of a VANISHED response ("* VANISHED (EARLIER) 41:43")
+ * to uids and sort them. Returns 0, -EINVAL when r is no VANISHED,
+ * -EPROTO or -E2BIG for a set that cannot be read. */
+int imap_parse_vanished(const ImapResponse *r, GArray *uids);
+
+enum {
+	IMAP_MODSEQ_CONDSTORE = 1 << 0, /* offered: EXAMINE reports
+					 * HIGHESTMODSEQ when asked */
+	IMAP_MODSEQ_QRESYNC = 1 << 1,   /* enabled on conn: EXAMINE can
+					 * report what vanished */
+};
+/* The one place that decides whether CONDSTORE and QRESYNC are usable on
+ * conn: a mask of IMAP_MODSEQ_*. */
+unsigned imap_modseq_caps(const ImapConn *conn);
+
+/* EXAMINE mailbox anew (also when selected) for a resync from a listing
+ * with (uidvalidity, modseq), modseq 0 when unknown: with QRESYNC where
+ * usable, then *vanished gets the UIDs expunged since (ascending; caller
+ * unrefs) unless the UIDVALIDITY changed; else with CONDSTORE where
+ * offered, and *vanished is NULL. Returns 0 or -errno with error set. */
+int imap_examine_resync(ImapConn *conn, const char *mailbox,
+			uint32_t uidvalidity, uint64_t modseq,
+			ImapMailboxState *state, GArray **vanished,
+			GError **error);
+
+/* imap_fetch_meta() of the UIDs from first on ("first:*"), with only
+ * those UIDs passed to fn: a server answers "n:*" with the highest UID
+ * even when it is below n. */
+int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
+			  void *user_data, GError **error);
+
+/* The sequence set "5,7:9,12" of uids (ascending). g_free the result. */
+char *imap_uid_set(const GArray *uids);
