@@ -233,6 +233,44 @@ int imap_transport_read(ImapTransport *t, GError **error)
 
 /* ---- set-up ---- */
 
+/* Connect to one address within the timeout: the socket, or -errno. */
+static int connect_one(ImapTransport *t, const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family,
+			ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			ai->ai_protocol);
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int soerr = 0;
+	socklen_t slen = sizeof(soerr);
+	int one = 1;
+	int rc;
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
+	    errno != EINPROGRESS) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	do
+		rc = poll(&pfd, 1, (int)t->account->timeout_ms);
+	while (rc < 0 && errno == EINTR);
+	if (rc == 0) {
+		close(fd);
+		return -ETIMEDOUT;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
+		soerr = errno;
+	if (soerr != 0) {
+		close(fd);
+		return -soerr;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	return fd;
+}
+
 int imap_transport_connect(ImapTransport *t, GError **error)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
@@ -252,45 +290,14 @@ int imap_transport_connect(ImapTransport *t, GError **error)
 		return -EHOSTUNREACH;
 	}
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		int fd = socket(ai->ai_family,
-				ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-				ai->ai_protocol);
-		struct pollfd pfd;
-		int soerr = 0;
-		socklen_t slen = sizeof(soerr);
-		int one = 1;
+		int fd = connect_one(t, ai);
 
-		if (fd < 0) {
-			last_errno = errno;
-			continue;
+		if (fd >= 0) {
+			t->fd = fd;
+			freeaddrinfo(res);
+			return 0;
 		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
-		    errno != EINPROGRESS) {
-			last_errno = errno;
-			close(fd);
-			continue;
-		}
-		pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
-		do
-			rc = poll(&pfd, 1, (int)t->account->timeout_ms);
-		while (rc < 0 && errno == EINTR);
-		if (rc == 0) {
-			last_errno = ETIMEDOUT;
-			close(fd);
-			continue;
-		}
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
-			soerr = errno;
-		if (soerr != 0) {
-			last_errno = soerr;
-			close(fd);
-			continue;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-		t->fd = fd;
-		freeaddrinfo(res);
-		return 0;
+		last_errno = -fd;
 	}
 	freeaddrinfo(res);
 	imap_transport_fail(t, error, IMAP_ERROR_CONNECT,
