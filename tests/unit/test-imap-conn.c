@@ -314,6 +314,36 @@ static void test_bye(void)
 	assert_script_done(srv);
 }
 
+/* IDLE: the continuation, untagged data while idling, DONE; a refused
+ * IDLE maps to errno like any refusal. */
+static void test_idle(void)
+{
+	static const char *const script[] = {
+		LOGIN_SASL_IR, "C:IDLE",
+		"S:+ idling",  "S:* 3 EXISTS",
+		"L:DONE",      "S:$T OK done",
+		"C:IDLE",      "S:$T NO [UNAVAILABLE] not now",
+		NULL
+	};
+	g_autoptr(GError) error = NULL;
+	ScriptedServer *srv;
+	ImapConn *conn = open_on(script, &srv);
+	int calls = 0;
+
+	g_assert_cmpint(imap_conn_idle_start(conn, &error), ==, 0);
+	g_assert_cmpint(
+	    imap_conn_idle_wait(conn, 2000, count_untagged, &calls, &error), ==,
+	    1);
+	g_assert_cmpint(calls, ==, 1);
+	g_assert_cmpint(imap_conn_idle_done(conn, NULL, NULL, &error), ==, 0);
+	g_assert_no_error(error);
+	g_assert_cmpint(imap_conn_idle_start(conn, &error), ==, -EAGAIN);
+	g_assert_error(error, IMAP_ERROR, IMAP_ERROR_NO);
+	g_assert_false(imap_conn_is_broken(conn));
+	imap_conn_free(conn);
+	assert_script_done(srv);
+}
+
 int main(int argc, char **argv)
 {
 	alarm(60); /* never hang: SIGALRM ends the test as a failure */
@@ -330,5 +360,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/imap-conn/cut-mid-literal", test_cut_mid_literal);
 	g_test_add_func("/imap-conn/stall", test_stall);
 	g_test_add_func("/imap-conn/bye", test_bye);
+	g_test_add_func("/imap-conn/idle", test_idle);
 	return g_test_run();
 }
