@@ -1,238 +1,44 @@
-/* imap/conn.c: one IMAP connection.
+/* imap/conn.c: one IMAP connection: greeting, STARTTLS, the command
+ * pipeline (tags, tagged answers, untagged data, continuation requests),
+ * IDLE and EXAMINE. The bytes travel through imap/transport.c; the login
+ * is chosen in imap/auth.c.
  *
- * Ownership: an ImapConn owns its socket, its SSL object, its parser and
- * its receive buffer. It is used by one thread at a time, so there is no
- * locking here. The SSL_CTX is built per connection from the account.
+ * Ownership: an ImapConn owns its transport (socket, TLS, receive buffer),
+ * its parser and its capability list. It is used by one thread at a time,
+ * so there is no locking here.
  *
  * Invariants: nothing but STARTTLS is sent before TLS is up; bytes that
  * arrived before the TLS handshake are dropped; credentials are never
- * logged; every wait is bounded by account->timeout_ms, and a failed wait
- * marks the connection broken.
+ * logged nor put in an error; every wait is bounded by account.timeout_ms,
+ * and a failed wait marks the connection broken for good. A tagged NO or
+ * BAD becomes an errno in imap_status_errno() only.
  */
 #include "imap/conn.h"
 
 #include <errno.h>
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
-#define RECV_CHUNK 65536
+#include "imap/auth.h"
+#include "imap/conn-private.h"
+#include "imap/status.h"
+#include "imap/transport.h"
 
 struct ImapConn {
 	ImapAccount account;
-	int fd;
-	SSL_CTX *ctx;
-	SSL *ssl;
+	ImapTransport t; /* t.broken: the connection is never used again */
 	ImapParser *parser;
-
-	char *rbuf; /* received, not yet parsed: rbuf[rpos..rlen) */
-	size_t rpos, rlen;
 
 	unsigned next_tag;
 	GPtrArray *caps; /* upper-cased capability atoms */
 	char *selected;  /* raw name of the EXAMINEd mailbox */
 	ImapMailboxState state;
-	bool broken;
-	gint64 last_progress;
 	char *idle_tag; /* tag of the IDLE command in progress */
 	bool qresync;   /* ENABLE QRESYNC succeeded */
 	char *refusal;  /* text of the last NO, BAD or BYE */
 };
 
 G_DEFINE_QUARK(imap - error - quark, imap_error)
-
-static void conn_fail(ImapConn *conn, GError **error, ImapErrorCode code,
-		      const char *fmt, ...) G_GNUC_PRINTF(4, 5);
-
-static void conn_fail(ImapConn *conn, GError **error, ImapErrorCode code,
-		      const char *fmt, ...)
-{
-	va_list ap;
-
-	conn->broken = true;
-	if (error == NULL || *error != NULL)
-		return;
-	va_start(ap, fmt);
-	*error = g_error_new_valist(IMAP_ERROR, code, fmt, ap);
-	va_end(ap);
-}
-
-/* The first OpenSSL error as text, for messages. */
-static const char *ssl_error_text(void)
-{
-	static __thread char buf[256];
-	unsigned long e = ERR_get_error();
-
-	if (e == 0)
-		return "unknown TLS error";
-	ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	return buf;
-}
-
-static int wait_fd(ImapConn *conn, short events, GError **error)
-{
-	struct pollfd pfd = { .fd = conn->fd, .events = events };
-	int rc;
-
-	do
-		rc = poll(&pfd, 1, (int)conn->account.timeout_ms);
-	while (rc < 0 && errno == EINTR);
-	if (rc == 0) {
-		conn_fail(conn, error, IMAP_ERROR_TIMEOUT,
-			  "%s:%u did not answer within %.1f s",
-			  conn->account.host, conn->account.port,
-			  conn->account.timeout_ms / 1000.0);
-		return -ETIMEDOUT;
-	}
-	if (rc < 0) {
-		int e = errno;
-		conn_fail(conn, error, IMAP_ERROR_CLOSED, "poll: %s",
-			  g_strerror(e));
-		return -e;
-	}
-	return 0;
-}
-
-/* ---- raw transport ---- */
-
-/* After a TLS call returned r <= 0: wait for the socket when OpenSSL asks
- * for it (0: try again), else fail the connection (-errno). */
-static int ssl_wait_or_fail(ImapConn *conn, int r, const char *what,
-			    GError **error)
-{
-	int err = SSL_get_error(conn->ssl, r);
-
-	if (err == SSL_ERROR_WANT_READ)
-		return wait_fd(conn, POLLIN, error);
-	if (err == SSL_ERROR_WANT_WRITE)
-		return wait_fd(conn, POLLOUT, error);
-	if (err == SSL_ERROR_ZERO_RETURN ||
-	    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
-		conn_fail(conn, error, IMAP_ERROR_CLOSED,
-			  "%s closed the connection", conn->account.host);
-		return -ECONNRESET;
-	}
-	conn_fail(conn, error, IMAP_ERROR_CLOSED, "TLS %s failed: %s", what,
-		  ssl_error_text());
-	return -EIO;
-}
-
-/* After a plain send/recv failed with errno e: 0 to try again (after
- * waiting for events when it would block), or -errno. */
-static int sock_wait_or_fail(ImapConn *conn, int e, short events,
-			     const char *what, GError **error)
-{
-	if (e == EINTR)
-		return 0;
-	if (e == EAGAIN || e == EWOULDBLOCK)
-		return wait_fd(conn, events, error);
-	conn_fail(conn, error, IMAP_ERROR_CLOSED, "%s: %s", what,
-		  g_strerror(e));
-	return -e;
-}
-
-static int transport_write(ImapConn *conn, const char *buf, size_t len,
-			   GError **error)
-{
-	while (len > 0) {
-		size_t n = 0;
-		int rc;
-
-		if (conn->ssl) {
-			int r;
-
-			ERR_clear_error();
-			r = SSL_write_ex(conn->ssl, buf, len, &n);
-			if (r <= 0) {
-				rc = ssl_wait_or_fail(conn, r, "write", error);
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-		} else {
-			ssize_t k = send(conn->fd, buf, len, MSG_NOSIGNAL);
-
-			if (k < 0) {
-				rc = sock_wait_or_fail(conn, errno, POLLOUT,
-						       "send", error);
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-			n = (size_t)k;
-		}
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* Read at least one byte into rbuf. */
-static int transport_read(ImapConn *conn, GError **error)
-{
-	if (conn->rpos == conn->rlen)
-		conn->rpos = conn->rlen = 0;
-	if (conn->rpos > 0 && conn->rlen == RECV_CHUNK) {
-		memmove(conn->rbuf, conn->rbuf + conn->rpos,
-			conn->rlen - conn->rpos);
-		conn->rlen -= conn->rpos;
-		conn->rpos = 0;
-	}
-	for (;;) {
-		size_t room = RECV_CHUNK - conn->rlen;
-		size_t n = 0;
-		int rc;
-
-		if (conn->ssl) {
-			int r;
-
-			ERR_clear_error();
-			r = SSL_read_ex(conn->ssl, conn->rbuf + conn->rlen,
-					room, &n);
-			if (r <= 0) {
-				rc = ssl_wait_or_fail(conn, r, "read", error);
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-		} else {
-			ssize_t k =
-			    recv(conn->fd, conn->rbuf + conn->rlen, room, 0);
-
-			if (k == 0) {
-				conn_fail(conn, error, IMAP_ERROR_CLOSED,
-					  "%s closed the connection",
-					  conn->account.host);
-				return -ECONNRESET;
-			}
-			if (k < 0) {
-				rc = sock_wait_or_fail(conn, errno, POLLIN,
-						       "recv", error);
-				if (rc < 0)
-					return rc;
-				continue;
-			}
-			n = (size_t)k;
-		}
-		conn->rlen += n;
-		/* Read by waiting callers in other threads (pool.c). */
-		__atomic_store_n(&conn->last_progress, g_get_monotonic_time(),
-				 __ATOMIC_RELAXED);
-		return 0;
-	}
-}
 
 /* ---- responses ---- */
 
@@ -247,30 +53,28 @@ static void update_caps(ImapConn *conn, const ImapValue *list, size_t first)
 	}
 }
 
-/* Log the gist of a server response for -d (no literal contents). */
-static void log_response(const ImapResponse *r)
+/* The next response complete in the receive buffer: 1 with *out set, 0
+ * when more bytes are needed, or -errno (the connection is broken). */
+static int parse_buffered(ImapConn *conn, ImapResponse **out, GError **error)
 {
-	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN))
-		return;
-	if (r->has_number)
-		g_debug("S: * %" G_GUINT64_FORMAT " %s", r->number,
-			r->name ? r->name : "");
-	else
-		g_debug("S: %s %s%s%s%s %s", r->tag ? r->tag : "*",
-			r->name ? r->name : "", r->code ? "[" : "",
-			r->code ? r->code : "", r->code ? "]" : "",
-			r->text ? r->text : "");
-}
+	ImapTransport *t = &conn->t;
+	size_t used = 0;
+	int rc;
 
-/* Log a command for -d; credentials never reach the log. */
-static void log_command(const char *tag, const char *line)
-{
-	if (g_str_has_prefix(line, "LOGIN ") ||
-	    g_str_has_prefix(line, "AUTHENTICATE "))
-		g_debug("C: %s %.*s <credentials redacted>", tag,
-			(int)strcspn(line, " "), line);
-	else
-		g_debug("C: %s %s", tag, line);
+	if (t->rpos == t->rlen)
+		return 0;
+	rc = imap_parser_feed(conn->parser, t->rbuf + t->rpos,
+			      t->rlen - t->rpos, &used, out);
+	t->rpos += used;
+	if (rc < 0) {
+		imap_transport_fail(
+		    t, error, IMAP_ERROR_PROTOCOL, "bad response from %s: %s",
+		    conn->account.host, imap_parser_error(conn->parser));
+		return rc;
+	}
+	if (rc == 1)
+		imap_status_log_response(*out);
+	return rc;
 }
 
 /* Next complete response. Untagged CAPABILITY and status codes that matter
@@ -278,35 +82,20 @@ static void log_command(const char *tag, const char *line)
 static int next_response(ImapConn *conn, ImapResponse **out, GError **error)
 {
 	for (;;) {
-		size_t used = 0;
-		int rc;
+		int rc = parse_buffered(conn, out, error);
 
-		if (conn->rpos < conn->rlen) {
-			rc = imap_parser_feed(
-			    conn->parser, conn->rbuf + conn->rpos,
-			    conn->rlen - conn->rpos, &used, out);
-			conn->rpos += used;
-			if (rc < 0) {
-				conn_fail(conn, error, IMAP_ERROR_PROTOCOL,
-					  "bad response from %s: %s",
-					  conn->account.host,
-					  imap_parser_error(conn->parser));
-				return rc;
-			}
-			if (rc == 1) {
-				ImapResponse *r = *out;
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			ImapResponse *r = *out;
 
-				log_response(r);
-				if (r->name &&
-				    strcmp(r->name, "CAPABILITY") == 0)
-					update_caps(conn, &r->args, 0);
-				if (r->code &&
-				    strcmp(r->code, "CAPABILITY") == 0)
-					update_caps(conn, &r->code_args, 0);
-				return 0;
-			}
+			if (r->name && strcmp(r->name, "CAPABILITY") == 0)
+				update_caps(conn, &r->args, 0);
+			if (r->code && strcmp(r->code, "CAPABILITY") == 0)
+				update_caps(conn, &r->code_args, 0);
+			return 0;
 		}
-		rc = transport_read(conn, error);
+		rc = imap_transport_read(&conn->t, error);
 		if (rc < 0)
 			return rc;
 	}
@@ -317,28 +106,13 @@ static int send_line(ImapConn *conn, const char *tag, const char *line,
 {
 	g_autofree char *full = g_strdup_printf("%s %s\r\n", tag, line);
 
-	log_command(tag, line);
-	return transport_write(conn, full, strlen(full), error);
+	imap_status_log_command(tag, line);
+	return imap_transport_write(&conn->t, full, strlen(full), error);
 }
 
 static char *new_tag(ImapConn *conn)
 {
 	return g_strdup_printf("A%u", ++conn->next_tag);
-}
-
-/* The name of the command in line, for messages: its first word, and the
- * second after UID or AUTHENTICATE ("UID FETCH", "AUTHENTICATE PLAIN").
- * Arguments (credentials, mailbox names) never reach a message. */
-static char *command_name(const char *line)
-{
-	size_t n = strcspn(line, " ");
-
-	if ((n == 3 && g_ascii_strncasecmp(line, "UID", 3) == 0) ||
-	    (n == 12 && g_ascii_strncasecmp(line, "AUTHENTICATE", 12) == 0)) {
-		if (line[n] == ' ')
-			n += 1 + strcspn(line + n + 1, " ");
-	}
-	return g_strndup(line, n);
 }
 
 static void note_refusal(ImapConn *conn, const ImapResponse *r)
@@ -352,162 +126,214 @@ const char *imap_conn_refusal_text(const ImapConn *conn)
 	return conn->refusal ? conn->refusal : "";
 }
 
-int imap_refusal_errno(const ImapResponse *r)
+/* A tagged NO or BAD to the command in line: note the server's words,
+ * set error (naming the command, never its arguments) and return the
+ * errno of imap_status_errno(). */
+static int refuse(ImapConn *conn, const ImapResponse *r, const char *line,
+		  GError **error)
 {
-	static const char *const denied[] = { "AUTHENTICATIONFAILED",
-					      "AUTHORIZATIONFAILED",
-					      "EXPIRED" };
-	static const char *const busy[] = { "UNAVAILABLE", "LIMIT", "INUSE" };
-
-	for (size_t i = 0; r->code && i < G_N_ELEMENTS(denied); i++)
-		if (strcmp(r->code, denied[i]) == 0)
-			return -EACCES;
-	for (size_t i = 0; r->code && i < G_N_ELEMENTS(busy); i++)
-		if (strcmp(r->code, busy[i]) == 0)
-			return -EAGAIN;
-	return -EIO;
-}
-
-bool imap_text_is_throttling(const char *code, const char *text)
-{
-	static const char *const words[] = {
-		"too many connections", "maximum number of connections",
-		"connection limit",     "too many simultaneous",
-		"try again later",
-	};
-	g_autofree char *lower = NULL;
-
-	if (code && (strcmp(code, "UNAVAILABLE") == 0 ||
-		     strcmp(code, "LIMIT") == 0 || strcmp(code, "INUSE") == 0))
-		return true;
-	if (!text)
-		return false;
-	lower = g_ascii_strdown(text, -1);
-	for (size_t i = 0; i < G_N_ELEMENTS(words); i++)
-		if (strstr(lower, words[i]))
-			return true;
-	return false;
-}
-
-static void fail_with_status(ImapConn *conn, const ImapResponse *r,
-			     const char *line, GError **error)
-{
-	g_autofree char *what = command_name(line);
+	g_autofree char *what = imap_status_command_name(line);
 
 	note_refusal(conn, r);
-	if (error == NULL || *error != NULL)
-		return;
-	*error = g_error_new(
-	    IMAP_ERROR,
-	    r->status == IMAP_STATUS_NO ? IMAP_ERROR_NO : IMAP_ERROR_BAD,
-	    "%s refused by %s: %s", what, conn->account.host,
-	    r->text && *r->text ? r->text : "(no reason given)");
+	if (error != NULL && *error == NULL)
+		*error = g_error_new(
+		    IMAP_ERROR,
+		    r->status == IMAP_STATUS_NO ? IMAP_ERROR_NO
+						: IMAP_ERROR_BAD,
+		    "%s refused by %s: %s", what, conn->account.host,
+		    r->text && *r->text ? r->text : "(no reason given)");
+	return imap_status_errno(r, imap_status_is_login(line));
 }
 
-int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
-		       ImapUntaggedFn fn, void *user_data, GError **error)
+/* An untagged BYE: the server is closing the connection. */
+static int closed_by_bye(ImapConn *conn, const ImapResponse *r, GError **error)
 {
-	g_autoptr(GPtrArray) tags = g_ptr_array_new_with_free_func(g_free);
-	g_autoptr(GString) batch = g_string_new(NULL);
-	size_t pending = n;
-	int fn_rc = 0;
+	note_refusal(conn, r);
+	imap_transport_fail(
+	    &conn->t, error,
+	    imap_text_is_throttling(r->code, r->text) ? IMAP_ERROR_THROTTLED
+						      : IMAP_ERROR_CLOSED,
+	    "%s closed the connection: %s", conn->account.host, r->text);
+	return -ECONNRESET;
+}
+
+/* ---- the command pipeline ---- */
+
+/* Commands sent together and read until all have their tagged answer. */
+typedef struct {
+	char **lines;
+	size_t n;
+	int *statuses; /* 1 while in flight, then 0 or -errno */
+	GPtrArray *tags;
+	size_t pending;
+	ImapUntaggedFn fn;
+	void *user_data;
+	int fn_rc;           /* first failure of fn */
+	ImapContinueFn cont; /* answers "+" requests; NULL: none expected */
+	void *cont_data;
+} Batch;
+
+static int batch_send(ImapConn *conn, Batch *b, GError **error)
+{
+	g_autoptr(GString) out = g_string_new(NULL);
 	int rc;
 
-	if (conn->broken) {
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_CLOSED,
-			    "connection to %s is closed", conn->account.host);
-		return -EIO;
-	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < b->n; i++) {
 		char *tag = new_tag(conn);
 
-		g_ptr_array_add(tags, tag);
-		g_string_append_printf(batch, "%s %s\r\n", tag, lines[i]);
-		log_command(tag, lines[i]);
-		statuses[i] = 1;
+		g_ptr_array_add(b->tags, tag);
+		g_string_append_printf(out, "%s %s\r\n", tag, b->lines[i]);
+		imap_status_log_command(tag, b->lines[i]);
+		b->statuses[i] = 1;
 	}
-	rc = transport_write(conn, batch->str, batch->len, error);
-	explicit_bzero(batch->str, batch->len); /* may hold credentials */
-	if (rc < 0)
-		return rc;
+	rc = imap_transport_write(&conn->t, out->str, out->len, error);
+	explicit_bzero(out->str, out->len); /* may hold credentials */
+	return rc;
+}
 
-	while (pending > 0) {
+static void batch_tagged(ImapConn *conn, Batch *b, const ImapResponse *r,
+			 GError **error)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->statuses[i] != 1 ||
+		    strcmp(b->tags->pdata[i], r->tag) != 0)
+			continue;
+		if (r->status == IMAP_STATUS_OK)
+			b->statuses[i] = 0;
+		else
+			b->statuses[i] = refuse(conn, r, b->lines[i], error);
+		b->pending--;
+		return;
+	}
+}
+
+/* A continuation request: the handler's answer goes out as one line. We
+ * send no synchronising literals, so without a handler it is a protocol
+ * error. */
+static int batch_continue(ImapConn *conn, Batch *b, const ImapResponse *r,
+			  GError **error)
+{
+	g_autofree char *reply = b->cont ? b->cont(b->cont_data, r) : NULL;
+	g_autofree char *line = NULL;
+	int rc;
+
+	if (!reply) {
+		imap_transport_fail(&conn->t, error, IMAP_ERROR_PROTOCOL,
+				    "unexpected continuation request from %s",
+				    conn->account.host);
+		return -EPROTO;
+	}
+	line = g_strdup_printf("%s\r\n", reply);
+	rc = imap_transport_write(&conn->t, line, strlen(line), error);
+	/* The answer may hold credentials. */
+	explicit_bzero(reply, strlen(reply));
+	explicit_bzero(line, strlen(line));
+	return rc;
+}
+
+/* Send b's commands and read until each has its tagged answer. 0 when the
+ * connection survived, else -errno with error set. */
+static int batch_run(ImapConn *conn, Batch *b, GError **error)
+{
+	int rc = batch_send(conn, b, error);
+
+	while (rc == 0 && b->pending > 0) {
 		ImapResponse *r = NULL;
 
 		rc = next_response(conn, &r, error);
 		if (rc < 0)
 			return rc;
-		if (r->kind == IMAP_RESPONSE_TAGGED) {
-			for (size_t i = 0; i < n; i++) {
-				if (statuses[i] != 1 ||
-				    strcmp(tags->pdata[i], r->tag) != 0)
-					continue;
-				if (r->status == IMAP_STATUS_OK) {
-					statuses[i] = 0;
-				} else {
-					statuses[i] = imap_refusal_errno(r);
-					fail_with_status(conn, r, lines[i],
-							 error);
-				}
-				pending--;
-				break;
-			}
-		} else if (r->kind == IMAP_RESPONSE_UNTAGGED) {
-			if (r->status == IMAP_STATUS_BYE) {
-				note_refusal(conn, r);
-				conn_fail(
-				    conn, error,
-				    imap_text_is_throttling(r->code, r->text)
-					? IMAP_ERROR_THROTTLED
-					: IMAP_ERROR_CLOSED,
-				    "%s closed the connection: %s",
-				    conn->account.host, r->text);
-				imap_response_free(r);
-				return -ECONNRESET;
-			}
-			if (fn && fn_rc == 0)
-				fn_rc = fn(user_data, r);
-		} else {
-			/* We send no synchronising literals, so a
-			 * continuation request here is a protocol error. */
-			conn_fail(conn, error, IMAP_ERROR_PROTOCOL,
-				  "unexpected continuation request from %s",
-				  conn->account.host);
-			imap_response_free(r);
-			return -EPROTO;
-		}
+		if (r->kind == IMAP_RESPONSE_TAGGED)
+			batch_tagged(conn, b, r, error);
+		else if (r->kind == IMAP_RESPONSE_CONTINUATION)
+			rc = batch_continue(conn, b, r, error);
+		else if (r->status == IMAP_STATUS_BYE)
+			rc = closed_by_bye(conn, r, error);
+		else if (b->fn && b->fn_rc == 0)
+			b->fn_rc = b->fn(b->user_data, r);
 		imap_response_free(r);
 	}
-	if (fn_rc < 0) {
-		for (size_t i = 0; i < n; i++)
-			if (statuses[i] == 0)
-				statuses[i] = fn_rc;
+	if (rc == 0 && b->fn_rc < 0) {
+		for (size_t i = 0; i < b->n; i++)
+			if (b->statuses[i] == 0)
+				b->statuses[i] = b->fn_rc;
 	}
-	return 0;
+	return rc;
+}
+
+static int run_batch(ImapConn *conn, char **lines, size_t n, int *statuses,
+		     ImapUntaggedFn fn, void *user_data, ImapContinueFn cont,
+		     void *cont_data, GError **error)
+{
+	g_autoptr(GPtrArray) tags = g_ptr_array_new_with_free_func(g_free);
+	Batch b = { .lines = lines,
+		    .n = n,
+		    .statuses = statuses,
+		    .tags = tags,
+		    .pending = n,
+		    .fn = fn,
+		    .user_data = user_data,
+		    .cont = cont,
+		    .cont_data = cont_data };
+
+	if (conn->t.broken) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_CLOSED,
+			    "connection to %s is closed", conn->account.host);
+		return -EIO;
+	}
+	return batch_run(conn, &b, error);
+}
+
+int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
+		       ImapUntaggedFn fn, void *user_data, GError **error)
+{
+	return run_batch(conn, lines, n, statuses, fn, user_data, NULL, NULL,
+			 error);
+}
+
+/* One command, line wiped afterwards (it may hold credentials). */
+static int run_one(ImapConn *conn, char *line, ImapUntaggedFn fn,
+		   void *user_data, ImapContinueFn cont, void *cont_data,
+		   GError **error)
+{
+	int status = 0;
+	int rc;
+
+	rc = run_batch(conn, &line, 1, &status, fn, user_data, cont, cont_data,
+		       error);
+	if (rc == 0 && status < 0 && error && *error == NULL) {
+		g_autofree char *what = imap_status_command_name(line);
+
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
+			    "%s failed: %s", what, g_strerror(-status));
+	}
+	explicit_bzero(line, strlen(line));
+	return rc < 0 ? rc : status;
 }
 
 int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 		      GError **error, const char *fmt, ...)
 {
 	g_autofree char *line = NULL;
-	int status = 0;
 	va_list ap;
-	int rc;
 
 	va_start(ap, fmt);
 	line = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	rc = imap_conn_pipeline(conn, &line, 1, &status, fn, user_data, error);
-	if (rc < 0)
-		return rc;
-	if (status < 0 && error && *error == NULL) {
-		g_autofree char *what = command_name(line);
+	return run_one(conn, line, fn, user_data, NULL, NULL, error);
+}
 
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
-			    "%s failed: %s", what, g_strerror(-status));
-	}
-	explicit_bzero(line, strlen(line)); /* may hold credentials */
-	return status;
+int imap_conn_run(ImapConn *conn, const char *line, ImapContinueFn cont,
+		  void *cont_data, GError **error)
+{
+	g_autofree char *copy = g_strdup(line);
+
+	return run_one(conn, copy, NULL, NULL, cont, cont_data, error);
+}
+
+const ImapAccount *imap_conn_account(const ImapConn *conn)
+{
+	return &conn->account;
 }
 
 bool imap_conn_has_cap(const ImapConn *conn, const char *cap)
@@ -525,12 +351,12 @@ void imap_conn_set_wait_limit(ImapConn *conn, unsigned ms)
 
 bool imap_conn_is_broken(const ImapConn *conn)
 {
-	return conn->broken;
+	return conn->t.broken;
 }
 
 gint64 imap_conn_last_progress(const ImapConn *conn)
 {
-	return __atomic_load_n(&conn->last_progress, __ATOMIC_RELAXED);
+	return __atomic_load_n(&conn->t.last_progress, __ATOMIC_RELAXED);
 }
 
 char *imap_conn_quote(const ImapConn *conn, const char *s)
@@ -577,67 +403,53 @@ int imap_conn_idle_start(ImapConn *conn, GError **error)
 		}
 		if (r->kind == IMAP_RESPONSE_TAGGED &&
 		    strcmp(r->tag, conn->idle_tag) == 0) {
-			fail_with_status(conn, r, "IDLE", error);
+			rc = refuse(conn, r, "IDLE", error);
 			imap_response_free(r);
 			g_clear_pointer(&conn->idle_tag, g_free);
-			return -EIO;
+			return rc;
 		}
 		imap_response_free(r); /* untagged data before "+" */
 	}
 	return rc;
 }
 
-int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
-			void *user_data, GError **error)
+/* Hand every complete response already buffered to fn: 1 when there was
+ * any, 0 when none, -errno when the connection broke. */
+static int idle_drain(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
+		      GError **error)
 {
 	int got = 0;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = conn->fd, .events = POLLIN };
-		int rc;
+		ImapResponse *r = NULL;
+		int rc = parse_buffered(conn, &r, error);
 
-		/* Hand out every complete response already buffered. */
-		while (conn->rpos < conn->rlen) {
-			ImapResponse *r = NULL;
-			size_t used = 0;
-
-			rc = imap_parser_feed(
-			    conn->parser, conn->rbuf + conn->rpos,
-			    conn->rlen - conn->rpos, &used, &r);
-			conn->rpos += used;
-			if (rc < 0) {
-				conn_fail(conn, error, IMAP_ERROR_PROTOCOL,
-					  "bad response from %s: %s",
-					  conn->account.host,
-					  imap_parser_error(conn->parser));
-				return rc;
-			}
-			if (rc == 0)
-				break;
-			log_response(r);
-			if (r->kind == IMAP_RESPONSE_UNTAGGED &&
-			    r->status == IMAP_STATUS_BYE) {
-				conn_fail(conn, error, IMAP_ERROR_CLOSED,
-					  "%s closed the connection: %s",
-					  conn->account.host, r->text);
-				imap_response_free(r);
-				return -ECONNRESET;
-			}
-			if (r->kind == IMAP_RESPONSE_UNTAGGED && fn)
-				fn(user_data, r);
+		if (rc <= 0)
+			return rc < 0 ? rc : got;
+		if (r->kind == IMAP_RESPONSE_UNTAGGED &&
+		    r->status == IMAP_STATUS_BYE) {
+			rc = closed_by_bye(conn, r, error);
 			imap_response_free(r);
-			got = 1;
+			return rc;
 		}
-		if (got)
-			return 1;
-		if (!(conn->ssl && SSL_pending(conn->ssl) > 0)) {
-			do
-				rc = poll(&pfd, 1, (int)wait_ms);
-			while (rc < 0 && errno == EINTR);
-			if (rc == 0)
-				return 0;
-		}
-		rc = transport_read(conn, error);
+		if (r->kind == IMAP_RESPONSE_UNTAGGED && fn)
+			fn(user_data, r);
+		imap_response_free(r);
+		got = 1;
+	}
+}
+
+int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
+			void *user_data, GError **error)
+{
+	for (;;) {
+		int rc = idle_drain(conn, fn, user_data, error);
+
+		if (rc != 0)
+			return rc;
+		if (imap_transport_wait_input(&conn->t, wait_ms) == 0)
+			return 0;
+		rc = imap_transport_read(&conn->t, error);
 		if (rc < 0)
 			return rc;
 	}
@@ -651,7 +463,7 @@ int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 	if (!conn->idle_tag)
 		return 0;
 	g_debug("C: DONE");
-	rc = transport_write(conn, "DONE\r\n", 6, error);
+	rc = imap_transport_write(&conn->t, "DONE\r\n", 6, error);
 	while (rc == 0) {
 		ImapResponse *r = NULL;
 
@@ -660,10 +472,8 @@ int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 			break;
 		if (r->kind == IMAP_RESPONSE_TAGGED &&
 		    strcmp(r->tag, conn->idle_tag) == 0) {
-			if (r->status != IMAP_STATUS_OK) {
-				fail_with_status(conn, r, "IDLE", error);
-				rc = -EIO;
-			}
+			if (r->status != IMAP_STATUS_OK)
+				rc = refuse(conn, r, "IDLE", error);
 			imap_response_free(r);
 			break;
 		}
@@ -747,15 +557,27 @@ int imap_conn_examine_with(ImapConn *conn, const char *mailbox,
 int imap_conn_examine(ImapConn *conn, const char *mailbox,
 		      ImapMailboxState *state, GError **error)
 {
+	bool condstore = imap_conn_modseq_caps(conn) & IMAP_MODSEQ_CONDSTORE;
+
 	if (conn->selected && strcmp(conn->selected, mailbox) == 0) {
 		if (state)
 			*state = conn->state;
 		return 0;
 	}
-	return imap_conn_examine_with(
-	    conn, mailbox,
-	    imap_conn_has_cap(conn, "CONDSTORE") ? "(CONDSTORE)" : NULL, NULL,
-	    NULL, state, error);
+	return imap_conn_examine_with(conn, mailbox,
+				      condstore ? "(CONDSTORE)" : NULL, NULL,
+				      NULL, state, error);
+}
+
+unsigned imap_conn_modseq_caps(const ImapConn *conn)
+{
+	unsigned caps = 0;
+
+	if (imap_conn_has_cap(conn, "CONDSTORE"))
+		caps |= IMAP_MODSEQ_CONDSTORE;
+	if (conn->qresync)
+		caps |= IMAP_MODSEQ_QRESYNC;
+	return caps;
 }
 
 bool imap_conn_qresync(const ImapConn *conn)
@@ -781,196 +603,6 @@ const char *imap_conn_selected(const ImapConn *conn)
 
 /* ---- connection set-up ---- */
 
-static int tcp_connect(ImapConn *conn, GError **error)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_family = AF_UNSPEC,
-				  .ai_flags = AI_ADDRCONFIG };
-	struct addrinfo *res = NULL;
-	char port[8];
-	int last_errno = ECONNREFUSED;
-	int rc;
-
-	g_snprintf(port, sizeof(port), "%u", conn->account.port);
-	rc = getaddrinfo(conn->account.host, port, &hints, &res);
-	if (rc != 0) {
-		conn_fail(conn, error, IMAP_ERROR_CONNECT,
-			  "cannot resolve %s: %s", conn->account.host,
-			  gai_strerror(rc));
-		return -EHOSTUNREACH;
-	}
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		int fd = socket(ai->ai_family,
-				ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-				ai->ai_protocol);
-		struct pollfd pfd;
-		int soerr = 0;
-		socklen_t slen = sizeof(soerr);
-		int one = 1;
-
-		if (fd < 0) {
-			last_errno = errno;
-			continue;
-		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
-		    errno != EINPROGRESS) {
-			last_errno = errno;
-			close(fd);
-			continue;
-		}
-		pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
-		do
-			rc = poll(&pfd, 1, (int)conn->account.timeout_ms);
-		while (rc < 0 && errno == EINTR);
-		if (rc == 0) {
-			last_errno = ETIMEDOUT;
-			close(fd);
-			continue;
-		}
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
-			soerr = errno;
-		if (soerr != 0) {
-			last_errno = soerr;
-			close(fd);
-			continue;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-		conn->fd = fd;
-		freeaddrinfo(res);
-		return 0;
-	}
-	freeaddrinfo(res);
-	conn_fail(conn, error, IMAP_ERROR_CONNECT,
-		  "cannot connect to %s:%u: %s", conn->account.host,
-		  conn->account.port, g_strerror(last_errno));
-	return -last_errno;
-}
-
-static bool host_is_ip(const char *host)
-{
-	struct in6_addr a6;
-	struct in_addr a4;
-
-	return inet_pton(AF_INET, host, &a4) == 1 ||
-	       inet_pton(AF_INET6, host, &a6) == 1;
-}
-
-/* What the user can do about a verification failure, if anything. */
-static const char *cert_hint(long vr)
-{
-	switch (vr) {
-	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-		return " (use --cafile to trust a private CA)";
-	case X509_V_ERR_HOSTNAME_MISMATCH:
-	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		return " (the certificate names another host: check the "
-		       "host in the URL)";
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		return " (check the server's certificate dates and this "
-		       "machine's clock)";
-	default:
-		return "";
-	}
-}
-
-static int tls_start(ImapConn *conn, GError **error)
-{
-	const ImapAccount *a = &conn->account;
-	int rc;
-
-	conn->ctx = SSL_CTX_new(TLS_client_method());
-	if (!conn->ctx) {
-		conn_fail(conn, error, IMAP_ERROR_TLS, "TLS set-up: %s",
-			  ssl_error_text());
-		return -ENOMEM;
-	}
-	SSL_CTX_set_min_proto_version(conn->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(conn->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (!a->insecure) {
-		if (a->cafile) {
-			if (SSL_CTX_load_verify_locations(conn->ctx, a->cafile,
-							  NULL) != 1) {
-				conn_fail(conn, error, IMAP_ERROR_CERT,
-					  "cannot load CA file %s: %s",
-					  a->cafile, ssl_error_text());
-				return -EINVAL;
-			}
-		} else if (SSL_CTX_set_default_verify_paths(conn->ctx) != 1) {
-			conn_fail(conn, error, IMAP_ERROR_CERT,
-				  "cannot load the system CA certificates: %s",
-				  ssl_error_text());
-			return -EINVAL;
-		}
-		SSL_CTX_set_verify(conn->ctx, SSL_VERIFY_PEER, NULL);
-	} else {
-		SSL_CTX_set_verify(conn->ctx, SSL_VERIFY_NONE, NULL);
-	}
-
-	conn->ssl = SSL_new(conn->ctx);
-	if (!conn->ssl || SSL_set_fd(conn->ssl, conn->fd) != 1) {
-		conn_fail(conn, error, IMAP_ERROR_TLS, "TLS set-up: %s",
-			  ssl_error_text());
-		return -ENOMEM;
-	}
-	if (!host_is_ip(a->host))
-		SSL_set_tlsext_host_name(conn->ssl, a->host);
-	if (!a->insecure) {
-		X509_VERIFY_PARAM *param = SSL_get0_param(conn->ssl);
-
-		X509_VERIFY_PARAM_set_hostflags(
-		    param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-		if (host_is_ip(a->host))
-			rc = X509_VERIFY_PARAM_set1_ip_asc(param, a->host);
-		else
-			rc = SSL_set1_host(conn->ssl, a->host);
-		if (rc != 1) {
-			conn_fail(conn, error, IMAP_ERROR_TLS,
-				  "TLS set-up for host %s failed", a->host);
-			return -EINVAL;
-		}
-	}
-
-	for (;;) {
-		int r, err;
-
-		ERR_clear_error();
-		r = SSL_connect(conn->ssl);
-		if (r == 1)
-			break;
-		err = SSL_get_error(conn->ssl, r);
-		if (err == SSL_ERROR_WANT_READ)
-			rc = wait_fd(conn, POLLIN, error);
-		else if (err == SSL_ERROR_WANT_WRITE)
-			rc = wait_fd(conn, POLLOUT, error);
-		else {
-			long vr = SSL_get_verify_result(conn->ssl);
-
-			if (vr != X509_V_OK)
-				conn_fail(conn, error, IMAP_ERROR_CERT,
-					  "certificate of %s not trusted: %s%s",
-					  a->host,
-					  X509_verify_cert_error_string(vr),
-					  cert_hint(vr));
-			else
-				conn_fail(conn, error, IMAP_ERROR_TLS,
-					  "TLS handshake with %s:%u failed: %s",
-					  a->host, a->port, ssl_error_text());
-			return -EIO;
-		}
-		if (rc < 0)
-			return rc;
-	}
-	__atomic_store_n(&conn->last_progress, g_get_monotonic_time(),
-			 __ATOMIC_RELAXED);
-	return 0;
-}
-
 static int read_greeting(ImapConn *conn, bool *preauth, GError **error)
 {
 	ImapResponse *r = NULL;
@@ -982,13 +614,14 @@ static int read_greeting(ImapConn *conn, bool *preauth, GError **error)
 	if (r->kind != IMAP_RESPONSE_UNTAGGED ||
 	    (r->status != IMAP_STATUS_OK && r->status != IMAP_STATUS_PREAUTH)) {
 		note_refusal(conn, r);
-		conn_fail(conn, error,
-			  imap_text_is_throttling(r->code, r->text)
-			      ? IMAP_ERROR_THROTTLED
-			      : IMAP_ERROR_CLOSED,
-			  "%s:%u refused the connection: %s",
-			  conn->account.host, conn->account.port,
-			  r->text && *r->text ? r->text : "no IMAP greeting");
+		imap_transport_fail(&conn->t, error,
+				    imap_text_is_throttling(r->code, r->text)
+					? IMAP_ERROR_THROTTLED
+					: IMAP_ERROR_CLOSED,
+				    "%s:%u refused the connection: %s",
+				    conn->account.host, conn->account.port,
+				    r->text && *r->text ? r->text
+							: "no IMAP greeting");
 		imap_response_free(r);
 		return -ECONNREFUSED;
 	}
@@ -1002,129 +635,26 @@ static int starttls(ImapConn *conn, GError **error)
 	int rc;
 
 	if (!imap_conn_has_cap(conn, "STARTTLS")) {
-		conn_fail(conn, error, IMAP_ERROR_TLS,
-			  "%s does not offer STARTTLS; refusing to log in "
-			  "without TLS (use imaps:// if it has implicit TLS)",
-			  conn->account.host);
+		imap_transport_fail(
+		    &conn->t, error, IMAP_ERROR_TLS,
+		    "%s does not offer STARTTLS; refusing to log in "
+		    "without TLS (use imaps:// if it has implicit TLS)",
+		    conn->account.host);
 		return -EPROTO;
 	}
 	rc = imap_conn_command(conn, NULL, NULL, error, "STARTTLS");
 	if (rc < 0) {
-		conn->broken = true;
+		conn->t.broken = true;
 		if (error && *error)
 			(*error)->code = IMAP_ERROR_TLS;
 		return rc;
 	}
 	/* Anything the server sent after its OK was injected before the
 	 * handshake: drop it, and all state learnt in clear. */
-	conn->rpos = conn->rlen = 0;
+	imap_transport_drop_input(&conn->t);
 	imap_parser_reset(conn->parser);
 	g_ptr_array_set_size(conn->caps, 0);
-	return tls_start(conn, error);
-}
-
-static int authenticate(ImapConn *conn, GError **error)
-{
-	const ImapAccount *a = &conn->account;
-	int rc;
-
-	if (imap_conn_has_cap(conn, "AUTH=PLAIN")) {
-		size_t ulen = strlen(a->user), plen = strlen(a->password);
-		size_t rawlen = ulen + plen + 2;
-		g_autofree char *raw = g_malloc(rawlen);
-		char *b64;
-
-		raw[0] = '\0';
-		memcpy(raw + 1, a->user, ulen);
-		raw[1 + ulen] = '\0';
-		memcpy(raw + 2 + ulen, a->password, plen);
-		b64 = g_base64_encode((const guchar *)raw, rawlen);
-		explicit_bzero(raw, rawlen);
-		if (imap_conn_has_cap(conn, "SASL-IR")) {
-			rc = imap_conn_command(conn, NULL, NULL, error,
-					       "AUTHENTICATE PLAIN %s", b64);
-		} else {
-			/* Without SASL-IR: wait for the "+" before sending the
-			 * initial response. */
-			g_autofree char *tag = new_tag(conn);
-			ImapResponse *r = NULL;
-
-			rc = send_line(conn, tag, "AUTHENTICATE PLAIN", error);
-			while (rc == 0) {
-				rc = next_response(conn, &r, error);
-				if (rc < 0)
-					break;
-				if (r->kind == IMAP_RESPONSE_CONTINUATION) {
-					g_autofree char *l =
-					    g_strdup_printf("%s\r\n", b64);
-					imap_response_free(r);
-					rc = transport_write(conn, l, strlen(l),
-							     error);
-					explicit_bzero(l, strlen(l));
-					continue;
-				}
-				if (r->kind == IMAP_RESPONSE_TAGGED &&
-				    strcmp(r->tag, tag) == 0) {
-					if (r->status != IMAP_STATUS_OK) {
-						fail_with_status(
-						    conn, r,
-						    "AUTHENTICATE PLAIN",
-						    error);
-						rc = imap_refusal_errno(r);
-					}
-					imap_response_free(r);
-					break;
-				}
-				imap_response_free(r);
-			}
-		}
-		explicit_bzero(b64, strlen(b64));
-		g_free(b64);
-	} else if (!imap_conn_has_cap(conn, "LOGINDISABLED")) {
-		g_autofree char *qu = imap_conn_quote(conn, a->user);
-		g_autofree char *qp = imap_conn_quote(conn, a->password);
-
-		if (!qu || !qp) {
-			g_set_error(
-			    error, IMAP_ERROR, IMAP_ERROR_AUTH,
-			    "%s offers only LOGIN, which cannot send this "
-			    "user name or password",
-			    a->host);
-			rc = -EINVAL;
-		} else {
-			rc = imap_conn_command(conn, NULL, NULL, error,
-					       "LOGIN %s %s", qu, qp);
-			explicit_bzero(qp, strlen(qp));
-		}
-	} else {
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_AUTH,
-			    "%s offers no login mechanism imapfs supports "
-			    "(PLAIN or LOGIN)",
-			    a->host);
-		return -EPROTONOSUPPORT;
-	}
-	if (rc < 0 && error && *error &&
-	    ((*error)->code == IMAP_ERROR_NO ||
-	     (*error)->code == IMAP_ERROR_BAD)) {
-		/* Built from the server's own words, not from our message
-		 * (whose command line held the credentials once). */
-		const char *why = imap_conn_refusal_text(conn);
-		bool busy = rc == -EAGAIN || imap_text_is_throttling(NULL, why);
-
-		g_clear_error(error);
-		if (busy)
-			g_set_error(error, IMAP_ERROR, IMAP_ERROR_THROTTLED,
-				    "%s is busy and refused the login for "
-				    "now: %s",
-				    a->host, *why ? why : "(no reason given)");
-		else
-			g_set_error(error, IMAP_ERROR, IMAP_ERROR_AUTH,
-				    "authentication failed for %s at %s: %s",
-				    a->user, a->host,
-				    *why ? why : "(no reason given)");
-		rc = busy ? -EAGAIN : -EACCES;
-	}
-	return rc;
+	return imap_transport_start_tls(&conn->t, error);
 }
 
 static int send_id(ImapConn *conn)
@@ -1135,48 +665,64 @@ static int send_id(ImapConn *conn)
 				 IMAPFS_VERSION);
 }
 
-ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
+/* Without implicit TLS: STARTTLS, which must succeed before anything else
+ * is said. */
+static int upgrade_to_tls(ImapConn *conn, bool preauth, GError **error)
 {
-	ImapConn *conn = g_new0(ImapConn, 1);
-	ImapParserLimits limits;
+	int rc = 0;
+
+	if (preauth) {
+		imap_transport_fail(&conn->t, error, IMAP_ERROR_TLS,
+				    "%s sent PREAUTH before STARTTLS; refusing "
+				    "an unencrypted session",
+				    conn->account.host);
+		return -EPROTO;
+	}
+	if (conn->caps->len == 0)
+		rc = imap_conn_command(conn, NULL, NULL, error, "CAPABILITY");
+	if (rc == 0)
+		rc = starttls(conn, error);
+	return rc;
+}
+
+/* Socket, TLS, greeting, STARTTLS and login: a session ready for commands
+ * (its capabilities not yet read again). */
+static int open_session(ImapConn *conn, GError **error)
+{
 	bool preauth = false;
 	int rc;
 
-	conn->account = *account;
-	conn->fd = -1;
-	conn->rbuf = g_malloc(RECV_CHUNK);
-	conn->caps = g_ptr_array_new_with_free_func(g_free);
-	imap_parser_limits_default(&limits);
-	conn->parser =
-	    imap_parser_new(&limits, account->sink, account->sink_data);
-
-	rc = tcp_connect(conn, error);
-	if (rc == 0 && account->implicit_tls)
-		rc = tls_start(conn, error);
+	rc = imap_transport_connect(&conn->t, error);
+	if (rc == 0 && conn->account.implicit_tls)
+		rc = imap_transport_start_tls(&conn->t, error);
 	if (rc == 0)
 		rc = read_greeting(conn, &preauth, error);
-	if (rc == 0 && !account->implicit_tls) {
-		if (preauth) {
-			conn_fail(
-			    conn, error, IMAP_ERROR_TLS,
-			    "%s sent PREAUTH before STARTTLS; refusing an "
-			    "unencrypted session",
-			    account->host);
-			rc = -EPROTO;
-		}
-		if (rc == 0 && conn->caps->len == 0)
-			rc = imap_conn_command(conn, NULL, NULL, error,
-					       "CAPABILITY");
-		if (rc == 0)
-			rc = starttls(conn, error);
-	}
+	if (rc == 0 && !conn->account.implicit_tls)
+		rc = upgrade_to_tls(conn, preauth, error);
 	if (rc == 0 && !preauth) {
 		if (conn->caps->len == 0)
 			rc = imap_conn_command(conn, NULL, NULL, error,
 					       "CAPABILITY");
 		if (rc == 0)
-			rc = authenticate(conn, error);
+			rc = imap_auth_login(conn, error);
 	}
+	return rc;
+}
+
+ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
+{
+	ImapConn *conn = g_new0(ImapConn, 1);
+	ImapParserLimits limits;
+	int rc;
+
+	conn->account = *account;
+	imap_transport_init(&conn->t, &conn->account);
+	conn->caps = g_ptr_array_new_with_free_func(g_free);
+	imap_parser_limits_default(&limits);
+	conn->parser =
+	    imap_parser_new(&limits, account->sink, account->sink_data);
+
+	rc = open_session(conn, error);
 	/* Capabilities may change after login; some servers send them in
 	 * the OK, others only on request. */
 	if (rc == 0)
@@ -1187,14 +733,14 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	if (rc == 0 && imap_conn_has_cap(conn, "QRESYNC"))
 		imap_conn_command(conn, enabled_untagged, &conn->qresync, NULL,
 				  "ENABLE QRESYNC");
-	if (rc == 0 && conn->broken)
+	if (rc == 0 && conn->t.broken)
 		rc = -EIO;
 	if (rc < 0) {
 		if (error && *error == NULL)
 			g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
 				    "cannot open a session with %s: %s",
 				    account->host, g_strerror(-rc));
-		conn->broken = true;
+		conn->t.broken = true;
 		imap_conn_free(conn);
 		return NULL;
 	}
@@ -1205,7 +751,7 @@ void imap_conn_free(ImapConn *conn)
 {
 	if (!conn)
 		return;
-	if (!conn->broken && conn->fd >= 0) {
+	if (!conn->t.broken && conn->t.fd >= 0) {
 		/* Best effort, bounded: at most one timeout. */
 		unsigned saved = conn->account.timeout_ms;
 
@@ -1213,20 +759,11 @@ void imap_conn_free(ImapConn *conn)
 		imap_conn_command(conn, NULL, NULL, NULL, "LOGOUT");
 		conn->account.timeout_ms = saved;
 	}
-	if (conn->ssl) {
-		if (!conn->broken)
-			SSL_shutdown(conn->ssl);
-		SSL_free(conn->ssl);
-	}
-	if (conn->ctx)
-		SSL_CTX_free(conn->ctx);
-	if (conn->fd >= 0)
-		close(conn->fd);
+	imap_transport_clear(&conn->t);
 	imap_parser_free(conn->parser);
 	g_ptr_array_unref(conn->caps);
 	g_free(conn->selected);
 	g_free(conn->idle_tag);
 	g_free(conn->refusal);
-	g_free(conn->rbuf);
 	g_free(conn);
 }

@@ -98,6 +98,16 @@ int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 		       ImapUntaggedFn fn, void *user_data, GError **error);
 
+enum {
+	IMAP_MODSEQ_CONDSTORE = 1 << 0, /* offered: EXAMINE reports
+					 * HIGHESTMODSEQ when asked */
+	IMAP_MODSEQ_QRESYNC = 1 << 1,   /* enabled on conn: EXAMINE can
+					 * report what vanished */
+};
+/* The one place that decides whether CONDSTORE and QRESYNC are usable on
+ * conn: a mask of IMAP_MODSEQ_*. */
+unsigned imap_conn_modseq_caps(const ImapConn *conn);
+
 /* EXAMINE mailbox (raw server name) unless it is already selected. */
 int imap_conn_examine(ImapConn *conn, const char *mailbox,
 		      ImapMailboxState *state, GError **error);
@@ -120,17 +130,19 @@ char *imap_conn_quote(const ImapConn *conn, const char *s);
 /* IDLE (RFC 2177). start sends IDLE and waits for the continuation;
  * wait passes untagged responses to fn for up to wait_ms and returns 1
  * when it passed any, 0 when quiet; done sends DONE and reads to the
- * tagged answer. All return -errno when the connection broke. */
+ * tagged answer. All return -errno when the connection broke; start and
+ * done return imap_refusal_errno() when the server refused IDLE. */
 int imap_conn_idle_start(ImapConn *conn, GError **error);
 int imap_conn_idle_wait(ImapConn *conn, unsigned wait_ms, ImapUntaggedFn fn,
 			void *user_data, GError **error);
 int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 			GError **error);
 
-/* The one mapping of a tagged NO or BAD to errno, by its response code:
- * -EACCES for refused credentials ([AUTHENTICATIONFAILED],
+/* The errno of a tagged NO or BAD to any command but a login, by its
+ * response code: -EACCES for refused credentials ([AUTHENTICATIONFAILED],
  * [AUTHORIZATIONFAILED], [EXPIRED]), -EAGAIN for a server that is busy or
- * limits us ([UNAVAILABLE], [LIMIT], [INUSE]), -EIO otherwise. */
+ * limits us ([UNAVAILABLE], [LIMIT], [INUSE]), -EIO otherwise. Every path
+ * of conn.c maps refusals through the same function (imap/status.h). */
 int imap_refusal_errno(const ImapResponse *r);
 /* True for a BYE or NO text that says the server limits connections
  * ("too many connections", "maximum number of connections"). */

@@ -517,23 +517,12 @@ int imap_parse_vanished(const ImapResponse *r, GArray *uids)
 	return rc;
 }
 
-unsigned imap_modseq_caps(const ImapConn *conn)
-{
-	unsigned caps = 0;
-
-	if (imap_conn_has_cap(conn, "CONDSTORE"))
-		caps |= IMAP_MODSEQ_CONDSTORE;
-	if (imap_conn_qresync(conn))
-		caps |= IMAP_MODSEQ_QRESYNC;
-	return caps;
-}
-
 int imap_examine_resync(ImapConn *conn, const char *mailbox,
 			uint32_t uidvalidity, uint64_t modseq,
 			ImapMailboxState *state, GArray **vanished,
 			GError **error)
 {
-	unsigned caps = imap_modseq_caps(conn);
+	unsigned caps = imap_conn_modseq_caps(conn);
 	GArray *v;
 	int rc;
 

@@ -81,16 +81,6 @@ char *imap_extract_subject(const char *block, size_t len, size_t *out_len);
  * -EPROTO or -E2BIG for a set that cannot be read. */
 int imap_parse_vanished(const ImapResponse *r, GArray *uids);
 
-enum {
-	IMAP_MODSEQ_CONDSTORE = 1 << 0, /* offered: EXAMINE reports
-					 * HIGHESTMODSEQ when asked */
-	IMAP_MODSEQ_QRESYNC = 1 << 1,   /* enabled on conn: EXAMINE can
-					 * report what vanished */
-};
-/* The one place that decides whether CONDSTORE and QRESYNC are usable on
- * conn: a mask of IMAP_MODSEQ_*. */
-unsigned imap_modseq_caps(const ImapConn *conn);
-
 /* EXAMINE mailbox anew (also when selected) for a resync from a listing
  * with (uidvalidity, modseq), modseq 0 when unknown: with QRESYNC where
  * usable, then *vanished gets the UIDs expunged since (ascending; caller

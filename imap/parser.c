@@ -916,133 +916,136 @@ static int st_lit_size(ImapParser *p, unsigned char c, size_t *i)
 	return 0;
 }
 
-/* Parse bytes outside literal data. Stops at the end of a response (1), at
- * the start of literal data (0), at the end of s (0) or on error. */
+/* Arguments of a response code we do not parse: up to the ']'. */
+static int st_code_skip(ImapParser *p, const char *s, size_t n, size_t *i)
+{
+	unsigned char c = s[*i];
+	size_t k = span(s + *i, n - *i, C_KSTOP);
+
+	if (k) {
+		*i += k;
+		return 0;
+	}
+	if (c == ']') {
+		p->state = ST_CODE_END;
+		(*i)++;
+		return 0;
+	}
+	return line_end(p, c, i);
+}
+
+static int st_text(ImapParser *p, const char *s, size_t n, size_t *i)
+{
+	unsigned char c = s[*i];
+	size_t k = span(s + *i, n - *i, C_TSTOP);
+
+	if (k) {
+		tok_append(p, s + *i, k);
+		*i += k;
+		return 0;
+	}
+	if (c == '\0')
+		return fail(p, -EPROTO, "NUL in response text");
+	return line_end(p, c, i);
+}
+
+/* "~": a literal8 "~{N}", or an atom that starts with a tilde. */
+static int st_tilde(ImapParser *p, unsigned char c, size_t *i)
+{
+	int r = count_item(p);
+
+	if (r)
+		return r;
+	if (c == '{') {
+		p->lit_size = 0;
+		p->lit_digits = 0;
+		p->state = ST_LIT_SIZE;
+		(*i)++;
+	} else {
+		p->tok_len = 0;
+		tok_append(p, "~", 1);
+		p->state = ST_ATOM;
+	}
+	return 0;
+}
+
+/* One step of the state machine at s[*i]: 0 to go on, else stop. */
+static int parse_step(ImapParser *p, const char *s, size_t n, size_t *i)
+{
+	unsigned char c = s[*i];
+
+	switch (p->state) {
+	case ST_START:
+		return st_start(p, c, i);
+	case ST_UNTAGGED_SP:
+		if (c != ' ')
+			return fail(p, -EPROTO, "expected space after *");
+		p->state = ST_WORD;
+		(*i)++;
+		return 0;
+	case ST_TAG:
+	case ST_STATUS_WORD:
+	case ST_WORD:
+	case ST_NAME:
+	case ST_CODE_NAME:
+		return st_word(p, s, n, i);
+	case ST_STATUS_TEXT0:
+		if (c != '[') {
+			enter_text(p, NULL);
+			return 0;
+		}
+		p->tok_len = 0;
+		p->state = ST_CODE_NAME;
+		(*i)++;
+		return 0;
+	case ST_CODE_SKIP:
+		return st_code_skip(p, s, n, i);
+	case ST_CODE_END:
+	case ST_CONT:
+		if (c == ' ')
+			(*i)++;
+		enter_text(p, NULL);
+		return 0;
+	case ST_TEXT:
+		return st_text(p, s, n, i);
+	case ST_VALUES:
+		return st_values(p, c, i);
+	case ST_ATOM:
+		return st_atom(p, s, n, i);
+	case ST_SECTION:
+	case ST_SECTION_QUOTED:
+	case ST_SECTION_ESC:
+		return st_section(p, s, n, i);
+	case ST_QUOTED:
+		return st_quoted(p, s, n, i);
+	case ST_QUOTED_ESC:
+		return st_quoted_esc(p, c, i);
+	case ST_TILDE:
+		return st_tilde(p, c, i);
+	case ST_LIT_SIZE:
+		return st_lit_size(p, c, i);
+	case ST_LIT_EOL:
+		if (c == '\r' || c == '\n')
+			return line_end(p, c, i);
+		return syntax(p, "literal size not followed by CRLF");
+	case ST_CR:
+		if (c != '\n')
+			return fail(p, -EPROTO, "CR not followed by LF");
+		(*i)++;
+		p->state = p->cr_ret;
+		return at_eol(p);
+	default:
+		return fail(p, -EPROTO, "parser in a bad state");
+	}
+}
+
 static int parse_bytes(ImapParser *p, const char *s, size_t n, size_t *used)
 {
 	size_t i = 0;
 	int r = 0;
 
-	while (i < n && p->state != ST_LIT_DATA) {
-		unsigned char c = s[i];
-
-		switch (p->state) {
-		case ST_START:
-			r = st_start(p, c, &i);
-			break;
-		case ST_UNTAGGED_SP:
-			if (c != ' ') {
-				r = fail(p, -EPROTO, "expected space after *");
-				break;
-			}
-			p->state = ST_WORD;
-			i++;
-			break;
-		case ST_TAG:
-		case ST_STATUS_WORD:
-		case ST_WORD:
-		case ST_NAME:
-		case ST_CODE_NAME:
-			r = st_word(p, s, n, &i);
-			break;
-		case ST_STATUS_TEXT0:
-			if (c == '[') {
-				p->tok_len = 0;
-				p->state = ST_CODE_NAME;
-				i++;
-			} else {
-				enter_text(p, NULL);
-			}
-			break;
-		case ST_CODE_SKIP: {
-			size_t k = span(s + i, n - i, C_KSTOP);
-
-			if (k) {
-				i += k;
-			} else if (c == ']') {
-				p->state = ST_CODE_END;
-				i++;
-			} else {
-				r = line_end(p, c, &i);
-			}
-			break;
-		}
-		case ST_CODE_END:
-		case ST_CONT:
-			if (c == ' ')
-				i++;
-			enter_text(p, NULL);
-			break;
-		case ST_TEXT: {
-			size_t k = span(s + i, n - i, C_TSTOP);
-
-			if (k) {
-				tok_append(p, s + i, k);
-				i += k;
-			} else if (c == '\0') {
-				r = fail(p, -EPROTO, "NUL in response text");
-			} else {
-				r = line_end(p, c, &i);
-			}
-			break;
-		}
-		case ST_VALUES:
-			r = st_values(p, c, &i);
-			break;
-		case ST_ATOM:
-			r = st_atom(p, s, n, &i);
-			break;
-		case ST_SECTION:
-		case ST_SECTION_QUOTED:
-		case ST_SECTION_ESC:
-			r = st_section(p, s, n, &i);
-			break;
-		case ST_QUOTED:
-			r = st_quoted(p, s, n, &i);
-			break;
-		case ST_QUOTED_ESC:
-			r = st_quoted_esc(p, c, &i);
-			break;
-		case ST_TILDE:
-			if ((r = count_item(p)))
-				break;
-			if (c == '{') {
-				p->lit_size = 0;
-				p->lit_digits = 0;
-				p->state = ST_LIT_SIZE;
-				i++;
-			} else {
-				p->tok_len = 0;
-				tok_append(p, "~", 1);
-				p->state = ST_ATOM;
-			}
-			break;
-		case ST_LIT_SIZE:
-			r = st_lit_size(p, c, &i);
-			break;
-		case ST_LIT_EOL:
-			if (c == '\r' || c == '\n')
-				r = line_end(p, c, &i);
-			else
-				r = syntax(p,
-					   "literal size not followed by CRLF");
-			break;
-		case ST_CR:
-			if (c != '\n') {
-				r = fail(p, -EPROTO, "CR not followed by LF");
-				break;
-			}
-			i++;
-			p->state = p->cr_ret;
-			r = at_eol(p);
-			break;
-		default:
-			r = fail(p, -EPROTO, "parser in a bad state");
-			break;
-		}
-		if (r)
-			break;
-	}
+	while (r == 0 && i < n && p->state != ST_LIT_DATA)
+		r = parse_step(p, s, n, &i);
 	*used = i;
 	return r;
 }

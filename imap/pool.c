@@ -362,6 +362,119 @@ static ImapConn *open_once(ImapPool *pool, unsigned budget_ms, GError **error)
 	return conn;
 }
 
+/* The password source is due to be read again (pool->lock held, dropped
+ * while reading). false with error and *rc_out set when it holds the same
+ * secret and nothing forces a login to test it. */
+static bool recheck_password(ImapPool *pool, int *rc_out, GError **error)
+{
+	bool forced =
+	    g_atomic_int_get(&pool->relogin_wanted) ||
+	    g_get_monotonic_time() - pool->refused_at >= LOGIN_PAUSE_US;
+	char *pw;
+	bool changed;
+
+	g_atomic_int_set(&pool->relogin_wanted, 0);
+	g_mutex_unlock(&pool->lock);
+	pw = reread_password(pool);
+	g_mutex_lock(&pool->lock);
+	pool->rechecked_at = g_get_monotonic_time();
+	changed = set_password(pool, pw);
+	if (!changed && !forced) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
+			    pool->login_reason);
+		*rc_out = -EACCES;
+		return false;
+	}
+	if (forced)
+		pool->refused_at = g_get_monotonic_time();
+	return true;
+}
+
+/* May a login be tried now? pool->lock held. false with error and
+ * *rc_out set when not; *probing becomes true when the login is to test a
+ * password the server refused before. */
+static bool login_allowed(ImapPool *pool, bool *probing, int *rc_out,
+			  GError **error)
+{
+	bool recheck;
+
+	if (login_suspended(pool, &recheck)) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
+			    pool->login_reason);
+		*rc_out = -EACCES;
+		return false;
+	}
+	if (recheck) {
+		if (!recheck_password(pool, rc_out, error))
+			return false;
+		/* One login to test it; no second chance. */
+		*probing = true;
+	}
+	if (pool->down && g_get_monotonic_time() < pool->down_until) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
+			    pool->down_reason);
+		*rc_out = -EIO;
+		return false;
+	}
+	return true;
+}
+
+/* A login succeeded (pool->lock held): the server is up, the password
+ * good. */
+static void note_login_ok(ImapPool *pool)
+{
+	if (pool->down)
+		g_message("connection to %s restored", pool->account.host);
+	if (pool->login_suspended)
+		g_message("%s accepted the password again; logging in as usual",
+			  pool->account.host);
+	pool->down = false;
+	pool->backoff_ms = 0;
+	pool->login_suspended = false;
+}
+
+/* A login failed with *error (pool->lock held, dropped while reading the
+ * password source). true to try once more with a password read again;
+ * else false with *rc_out set: -EAGAIN throttled, -EIO down, -EACCES
+ * refused (logins are then suspended). */
+static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
+				int *rc_out, GError **error)
+{
+	if (g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_THROTTLED)) {
+		mark_throttled(pool, (*error)->message);
+		*rc_out = -EAGAIN;
+		return false;
+	}
+	/* Servers answer late after a refused login (Dovecot's penalty grows
+	 * to 15 s): a timeout while testing a secret right after a refusal
+	 * is one more refusal, not an outage to retry with backoff. */
+	if (!g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_AUTH) &&
+	    !((tries > 0 || probing) &&
+	      g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_TIMEOUT))) {
+		mark_down(pool, (*error)->message);
+		*rc_out = -EIO;
+		return false;
+	}
+	/* The password was refused. Once, read the source again: it may hold
+	 * a new secret by now. The same secret again would only be refused
+	 * again, and cost the account a failure. */
+	if (tries == 0 && !probing && !pool->login_suspended) {
+		char *pw;
+
+		g_mutex_unlock(&pool->lock);
+		pw = reread_password(pool);
+		g_mutex_lock(&pool->lock);
+		if (set_password(pool, pw)) {
+			g_message("%s; trying the password read again",
+				  (*error)->message);
+			return true;
+		}
+	}
+	suspend_logins(pool, (*error)->message);
+	*rc_out = -EACCES;
+	return false;
+}
+
 /* A connection for w or for a caller of imap_pool_connect(), by the
  * pool's rules: one login at a time, none while the server is known to
  * be down or logins are suspended. Returns NULL with error set (-errno in
@@ -371,49 +484,13 @@ static ImapConn *connect_by_rules(ImapPool *pool, unsigned budget_ms,
 				  int *rc_out, GError **error)
 {
 	ImapConn *conn = NULL;
-	bool recheck, probing = false;
+	bool probing = false;
 
 	g_mutex_lock(&pool->open_lock);
 	for (int tries = 0;; tries++) {
 		g_mutex_lock(&pool->lock);
-		if (login_suspended(pool, &recheck)) {
-			g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED,
-				    "%s", pool->login_reason);
-			*rc_out = -EACCES;
+		if (!login_allowed(pool, &probing, rc_out, error))
 			break;
-		}
-		if (recheck) {
-			bool forced =
-			    g_atomic_int_get(&pool->relogin_wanted) ||
-			    g_get_monotonic_time() - pool->refused_at >=
-				LOGIN_PAUSE_US;
-			char *pw;
-			bool changed;
-
-			g_atomic_int_set(&pool->relogin_wanted, 0);
-			g_mutex_unlock(&pool->lock);
-			pw = reread_password(pool);
-			g_mutex_lock(&pool->lock);
-			pool->rechecked_at = g_get_monotonic_time();
-			changed = set_password(pool, pw);
-			if (!changed && !forced) {
-				g_set_error(error, IMAP_ERROR,
-					    IMAP_ERROR_SUSPENDED, "%s",
-					    pool->login_reason);
-				*rc_out = -EACCES;
-				break;
-			}
-			if (forced)
-				pool->refused_at = g_get_monotonic_time();
-			/* One login to test it; no second chance. */
-			probing = true;
-		}
-		if (pool->down && g_get_monotonic_time() < pool->down_until) {
-			g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED,
-				    "%s", pool->down_reason);
-			*rc_out = -EIO;
-			break;
-		}
 		g_mutex_unlock(&pool->lock);
 
 		g_clear_error(error);
@@ -421,57 +498,13 @@ static ImapConn *connect_by_rules(ImapPool *pool, unsigned budget_ms,
 
 		g_mutex_lock(&pool->lock);
 		if (conn) {
-			if (pool->down)
-				g_message("connection to %s restored",
-					  pool->account.host);
-			if (pool->login_suspended)
-				g_message("%s accepted the password again; "
-					  "logging in as usual",
-					  pool->account.host);
-			pool->down = false;
-			pool->backoff_ms = 0;
-			pool->login_suspended = false;
+			note_login_ok(pool);
 			*rc_out = 0;
 			break;
 		}
-		if (g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_THROTTLED)) {
-			mark_throttled(pool, (*error)->message);
-			*rc_out = -EAGAIN;
+		if (!retry_after_failure(pool, tries, probing, rc_out, error))
 			break;
-		}
-		/* Servers answer late after a refused login (Dovecot's
-		 * penalty grows to 15 s): a timeout while testing a secret
-		 * right after a refusal is one more refusal, not an outage
-		 * to retry with backoff. */
-		if (!g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_AUTH) &&
-		    !((tries > 0 || probing) &&
-		      g_error_matches(*error, IMAP_ERROR,
-				      IMAP_ERROR_TIMEOUT))) {
-			mark_down(pool, (*error)->message);
-			*rc_out = -EIO;
-			break;
-		}
-		/* The password was refused. Once, read the source again: it
-		 * may hold a new secret by now. The same secret again would
-		 * only be refused again, and cost the account a failure. */
-		if (tries == 0 && !probing && !pool->login_suspended) {
-			char *pw;
-			bool changed;
-
-			g_mutex_unlock(&pool->lock);
-			pw = reread_password(pool);
-			g_mutex_lock(&pool->lock);
-			changed = set_password(pool, pw);
-			if (changed) {
-				g_message("%s; trying the password read again",
-					  (*error)->message);
-				g_mutex_unlock(&pool->lock);
-				continue;
-			}
-		}
-		suspend_logins(pool, (*error)->message);
-		*rc_out = -EACCES;
-		break;
+		g_mutex_unlock(&pool->lock);
 	}
 	g_mutex_unlock(&pool->lock);
 	g_mutex_unlock(&pool->open_lock);

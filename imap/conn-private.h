@@ -1,0 +1,28 @@
+/* imap/conn-private.h: what imap/auth.c needs of a connection beyond the
+ * public API (internal to imap/).
+ *
+ * Same rules as conn.h: one thread at a time per connection.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "imap/conn.h"
+
+/* Answers a continuation request ("+ ...") to the command in flight, such
+ * as a SASL challenge. Returns the line to send without CRLF ("" to send
+ * an empty line, which cancels nothing: it is an empty SASL response), or
+ * NULL when no answer fits (the connection then fails with a protocol
+ * error). The caller wipes and frees the line: it may hold credentials. */
+typedef char *(*ImapContinueFn)(void *data, const ImapResponse *r);
+
+/* Like imap_conn_command() for one literal line (no printf), with cont
+ * (may be NULL) answering continuation requests. The line is copied and
+ * the copy wiped afterwards. Returns 0, the errno of a refusal (a refused
+ * LOGIN or AUTHENTICATE is -EACCES, or -EAGAIN when the server says it is
+ * busy), or -errno on a broken connection; error is set on failure. */
+int imap_conn_run(ImapConn *conn, const char *line, ImapContinueFn cont,
+		  void *cont_data, GError **error);
+
+/* The connection's copy of the account (host, user, password). */
+const ImapAccount *imap_conn_account(const ImapConn *conn);
