@@ -5,7 +5,8 @@
  * by "gen:uid", so readers of one uncached message share one fetch), the
  * table of bodies held outside the cache when the disk is full, and the
  * per-folder read-pattern state in acct->readers. Fetches run on pool
- * threads; large literals stream into cache temp files via fs_fetch_sink.
+ * threads; each body FETCH carries a literal sink that streams large
+ * literals into temp files next to their final names.
  * A body is committed only when complete and non-empty; each one completes
  * its in-flight entry as soon as it is stored, so a reader waiting for
  * message 5 of a prefetched batch 5..20 goes on at once.
@@ -29,34 +30,6 @@
 #define HEADS_MAX_BYTES (8u << 20)
 #define PUSH_AHEAD_MESSAGES 128
 #define PUSH_AHEAD_BYTES (8u << 20)
-
-/* ---- literal sink: parser -> cache temp file ---- */
-
-static void *sink_begin(void *user_data, uint64_t size)
-{
-	g_autoptr(GError) error = NULL;
-	CacheBodyWriter *w = cache_body_writer_new(user_data, &error);
-
-	if (!w)
-		g_warning("cannot cache a message body: %s", error->message);
-	return w;
-}
-
-static int sink_write(void *user_data, void *sink, const void *buf, size_t len)
-{
-	return cache_body_writer_write(sink, buf, len);
-}
-
-static void sink_discard(void *user_data, void *sink)
-{
-	cache_body_writer_abort(sink);
-}
-
-const ImapLiteralSink fs_fetch_sink = {
-	.begin = sink_begin,
-	.write = sink_write,
-	.discard = sink_discard,
-};
 
 /* ---- in-flight table and bodies served without caching ---- */
 
@@ -205,6 +178,38 @@ typedef struct {
 	bool background;
 } BodyJob;
 
+/* ---- literal sink of a body FETCH: parser -> cache temp file ---- */
+
+/* Its user data is the BodyJob: the folder and UIDVALIDITY are known, so
+ * the temp file goes next to its final name. */
+static void *sink_begin(void *user_data, uint64_t size)
+{
+	BodyJob *job = user_data;
+	g_autoptr(GError) error = NULL;
+	CacheBodyWriter *w = cache_body_writer_new_at(
+	    job->acct->store, job->folder->raw, job->uidvalidity, &error);
+
+	if (!w)
+		g_warning("cannot cache a message body: %s", error->message);
+	return w;
+}
+
+static int sink_write(void *user_data, void *sink, const void *buf, size_t len)
+{
+	return cache_body_writer_write(sink, buf, len);
+}
+
+static void sink_discard(void *user_data, void *sink)
+{
+	cache_body_writer_abort(sink);
+}
+
+static const ImapLiteralSink body_sink = {
+	.begin = sink_begin,
+	.write = sink_write,
+	.discard = sink_discard,
+};
+
 /* One line, not one per message: again only after ten quiet minutes, so
  * a disk that stays nearly full (small bodies still fit now and then)
  * does not flood the log. */
@@ -293,8 +298,7 @@ static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 	if (idx < 0 || g_array_index(job->done, gboolean, idx))
 		return 0; /* not asked for, or a second copy */
 	if (body->type == IMAP_VALUE_STREAM) {
-		w = body->stream.sink;
-		body->stream.sink = NULL;
+		w = imap_conn_take_literal(body);
 	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
 		/* Small bodies (the parser keeps literals up to 64 KiB in
 		 * memory) go to the folder's pack: no file to create. */
@@ -400,7 +404,8 @@ static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			    job->uidvalidity);
 		return -ESTALE;
 	}
-	rc = imap_fetch_bodies(conn, set, store_body, job, error);
+	rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
+			       error);
 	if (rc < 0)
 		return rc;
 	for (guint i = 0; i < job->uids->len; i++) {

@@ -6,11 +6,6 @@
 #include <sys/types.h>
 
 #include "fs/account.h"
-#include "imap/parser.h"
-
-/* The literal sink that streams large bodies straight into cache temp
- * files; its user data is the CacheStore. */
-extern const ImapLiteralSink fs_fetch_sink;
 
 /* The complete body of message uid in listing l of folder f (body->size
  * bytes at body->offset of body->fd, which the caller closes), fetching it

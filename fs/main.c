@@ -171,8 +171,6 @@ int main(int argc, char **argv)
 	account.cafile = opts.cafile;
 	account.insecure = opts.insecure;
 	account.timeout_ms = opts.timeout * 1000;
-	account.sink = &fs_fetch_sink;
-	account.sink_data = acct.store;
 	if (fs_options_can_reread_password(&opts)) {
 		account.reread_password = reread_password;
 		account.reread_data = &opts;

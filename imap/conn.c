@@ -29,6 +29,16 @@
 
 #define RECV_CHUNK 65536
 
+/* One command sent and not yet answered: its tag, and the sink that large
+ * literals of its answer go to (NULL: they are dropped). */
+typedef struct {
+	char *tag;
+	const char *line;
+	const ImapLiteralSink *sink;
+	void *sink_data;
+	int status; /* 1 while in flight, then 0 or a refusal's -errno */
+} Command;
+
 struct ImapConn {
 	ImapAccount account;
 	int fd;
@@ -48,6 +58,8 @@ struct ImapConn {
 	char *idle_tag; /* tag of the IDLE command in progress */
 	bool qresync;   /* ENABLE QRESYNC succeeded */
 	char *refusal;  /* text of the last NO, BAD or BYE */
+	Command *cmds;  /* the commands being answered, NULL between them */
+	size_t ncmds;
 };
 
 G_DEFINE_QUARK(imap - error - quark, imap_error)
@@ -234,6 +246,84 @@ static int transport_read(ImapConn *conn, GError **error)
 	}
 }
 
+/* ---- large literals: each to the sink of its command ---- */
+
+/* What the parser holds for a large literal: the sink it went to (NULL:
+ * dropped) and what that sink's begin() returned. */
+typedef struct {
+	const ImapLiteralSink *sink;
+	void *sink_data;
+	void *inner;
+} Literal;
+
+/* The command a literal arriving now answers: the oldest in flight that
+ * has a sink (untagged data comes before its command's tagged answer). */
+static const Command *literal_owner(const ImapConn *conn)
+{
+	for (size_t i = 0; i < conn->ncmds; i++)
+		if (conn->cmds[i].status == 1 && conn->cmds[i].sink)
+			return &conn->cmds[i];
+	return NULL;
+}
+
+static void *literal_begin(void *user_data, uint64_t size)
+{
+	const Command *cmd = literal_owner(user_data);
+	Literal *lit = g_new0(Literal, 1);
+
+	if (!cmd)
+		return lit; /* nobody wants the bytes */
+	lit->inner = cmd->sink->begin(cmd->sink_data, size);
+	if (!lit->inner) {
+		g_free(lit);
+		return NULL;
+	}
+	lit->sink = cmd->sink;
+	lit->sink_data = cmd->sink_data;
+	return lit;
+}
+
+static int literal_write(void *user_data, void *sink, const void *buf,
+			 size_t len)
+{
+	Literal *lit = sink;
+
+	if (!lit->sink)
+		return 0;
+	return lit->sink->write(lit->sink_data, lit->inner, buf, len);
+}
+
+static void literal_discard(void *user_data, void *sink)
+{
+	Literal *lit = sink;
+
+	if (lit->sink && lit->sink->discard)
+		lit->sink->discard(lit->sink_data, lit->inner);
+	g_free(lit);
+}
+
+/* The parser's sink on every connection: it hands each large literal to
+ * the sink of the command being answered. */
+static const ImapLiteralSink literal_trampoline = {
+	.begin = literal_begin,
+	.write = literal_write,
+	.discard = literal_discard,
+};
+
+void *imap_conn_take_literal(ImapValue *value)
+{
+	Literal *lit;
+	void *inner;
+
+	if (!value || value->type != IMAP_VALUE_STREAM || !value->stream.sink)
+		return NULL;
+	lit = value->stream.sink;
+	value->stream.sink = NULL;
+	inner = lit->inner;
+	g_free(lit);
+	return inner;
+}
+
 /* ---- responses ---- */
 
 static void update_caps(ImapConn *conn, const ImapValue *list, size_t first)
@@ -404,10 +494,11 @@ static void fail_with_status(ImapConn *conn, const ImapResponse *r,
 	    r->text && *r->text ? r->text : "(no reason given)");
 }
 
-int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
-		       ImapUntaggedFn fn, void *user_data, GError **error)
+/* Send cmds[0..n) at once and read until all are answered; literals go
+ * to the sinks of cmds while they are in flight. */
+static int run_commands(ImapConn *conn, Command *cmds, size_t n,
+			ImapUntaggedFn fn, void *user_data, GError **error)
 {
-	g_autoptr(GPtrArray) tags = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GString) batch = g_string_new(NULL);
 	size_t pending = n;
 	int fn_rc = 0;
@@ -419,12 +510,11 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 		return -EIO;
 	}
 	for (size_t i = 0; i < n; i++) {
-		char *tag = new_tag(conn);
-
-		g_ptr_array_add(tags, tag);
-		g_string_append_printf(batch, "%s %s\r\n", tag, lines[i]);
-		log_command(tag, lines[i]);
-		statuses[i] = 1;
+		cmds[i].tag = new_tag(conn);
+		g_string_append_printf(batch, "%s %s\r\n", cmds[i].tag,
+				       cmds[i].line);
+		log_command(cmds[i].tag, cmds[i].line);
+		cmds[i].status = 1;
 	}
 	rc = transport_write(conn, batch->str, batch->len, error);
 	explicit_bzero(batch->str, batch->len); /* may hold credentials */
@@ -439,14 +529,14 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 			return rc;
 		if (r->kind == IMAP_RESPONSE_TAGGED) {
 			for (size_t i = 0; i < n; i++) {
-				if (statuses[i] != 1 ||
-				    strcmp(tags->pdata[i], r->tag) != 0)
+				if (cmds[i].status != 1 ||
+				    strcmp(cmds[i].tag, r->tag) != 0)
 					continue;
 				if (r->status == IMAP_STATUS_OK) {
-					statuses[i] = 0;
+					cmds[i].status = 0;
 				} else {
-					statuses[i] = imap_refusal_errno(r);
-					fail_with_status(conn, r, lines[i],
+					cmds[i].status = imap_refusal_errno(r);
+					fail_with_status(conn, r, cmds[i].line,
 							 error);
 				}
 				pending--;
@@ -480,34 +570,91 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 	}
 	if (fn_rc < 0) {
 		for (size_t i = 0; i < n; i++)
-			if (statuses[i] == 0)
-				statuses[i] = fn_rc;
+			if (cmds[i].status == 0)
+				cmds[i].status = fn_rc;
 	}
 	return 0;
+}
+
+/* run_commands() with cmds published for the literal sink. */
+static int run_published(ImapConn *conn, Command *cmds, size_t n,
+			 ImapUntaggedFn fn, void *user_data, GError **error)
+{
+	int rc;
+
+	conn->cmds = cmds;
+	conn->ncmds = n;
+	rc = run_commands(conn, cmds, n, fn, user_data, error);
+	conn->cmds = NULL;
+	conn->ncmds = 0;
+	for (size_t i = 0; i < n; i++)
+		g_clear_pointer(&cmds[i].tag, g_free);
+	return rc;
+}
+
+int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
+		       ImapUntaggedFn fn, void *user_data, GError **error)
+{
+	g_autofree Command *cmds = g_new0(Command, MAX(n, 1));
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		cmds[i].line = lines[i];
+	rc = run_published(conn, cmds, n, fn, user_data, error);
+	for (size_t i = 0; i < n; i++)
+		statuses[i] = cmds[i].status;
+	return rc;
+}
+
+static int command_v(ImapConn *conn, const ImapLiteralSink *sink,
+		     void *sink_data, ImapUntaggedFn fn, void *user_data,
+		     GError **error, const char *fmt, va_list ap)
+    G_GNUC_PRINTF(7, 0);
+
+static int command_v(ImapConn *conn, const ImapLiteralSink *sink,
+		     void *sink_data, ImapUntaggedFn fn, void *user_data,
+		     GError **error, const char *fmt, va_list ap)
+{
+	g_autofree char *line = g_strdup_vprintf(fmt, ap);
+	Command cmd = { .line = line, .sink = sink, .sink_data = sink_data };
+	int rc;
+
+	rc = run_published(conn, &cmd, 1, fn, user_data, error);
+	if (rc < 0)
+		return rc;
+	if (cmd.status < 0 && error && *error == NULL) {
+		g_autofree char *what = command_name(line);
+
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
+			    "%s failed: %s", what, g_strerror(-cmd.status));
+	}
+	explicit_bzero(line, strlen(line)); /* may hold credentials */
+	return cmd.status;
 }
 
 int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 		      GError **error, const char *fmt, ...)
 {
-	g_autofree char *line = NULL;
-	int status = 0;
 	va_list ap;
 	int rc;
 
 	va_start(ap, fmt);
-	line = g_strdup_vprintf(fmt, ap);
+	rc = command_v(conn, NULL, NULL, fn, user_data, error, fmt, ap);
 	va_end(ap);
-	rc = imap_conn_pipeline(conn, &line, 1, &status, fn, user_data, error);
-	if (rc < 0)
-		return rc;
-	if (status < 0 && error && *error == NULL) {
-		g_autofree char *what = command_name(line);
+	return rc;
+}
 
-		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
-			    "%s failed: %s", what, g_strerror(-status));
-	}
-	explicit_bzero(line, strlen(line)); /* may hold credentials */
-	return status;
+int imap_conn_command_sink(ImapConn *conn, const ImapLiteralSink *sink,
+			   void *sink_data, ImapUntaggedFn fn, void *user_data,
+			   GError **error, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = command_v(conn, sink, sink_data, fn, user_data, error, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 bool imap_conn_has_cap(const ImapConn *conn, const char *cap)
@@ -1147,8 +1294,7 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	conn->rbuf = g_malloc(RECV_CHUNK);
 	conn->caps = g_ptr_array_new_with_free_func(g_free);
 	imap_parser_limits_default(&limits);
-	conn->parser =
-	    imap_parser_new(&limits, account->sink, account->sink_data);
+	conn->parser = imap_parser_new(&limits, &literal_trampoline, conn);
 
 	rc = tcp_connect(conn, error);
 	if (rc == 0 && account->implicit_tls)
