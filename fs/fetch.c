@@ -19,9 +19,6 @@
 #include "fs/fetch.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cache/memory.h"
