@@ -598,8 +598,10 @@ int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 	g_autofree Command *cmds = g_new0(Command, MAX(n, 1));
 	int rc;
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		cmds[i].line = lines[i];
+		cmds[i].status = 1; /* unanswered, also when nothing is sent */
+	}
 	rc = run_published(conn, cmds, n, fn, user_data, error);
 	for (size_t i = 0; i < n; i++)
 		statuses[i] = cmds[i].status;
