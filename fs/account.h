@@ -13,6 +13,8 @@
 #include "fs/tree.h"
 #include "imap/pool.h"
 
+typedef struct FsFetch FsFetch;
+
 typedef struct {
 	CacheStore *store;
 	ImapPool *pool;
@@ -37,11 +39,5 @@ typedef struct {
 	GHashTable *open_dirs; /* directory handles the kernel holds, see
 				* fs_ops_release_dirs() */
 
-	GMutex fetch_lock;    /* guards inflight, uncached and readers */
-	GHashTable *inflight; /* "gen:uid" -> Inflight*, bodies being fetched */
-	GHashTable *uncached; /* "gen:uid" -> bodies kept off a full disk */
-	GHashTable *readers;  /* FsFolder* -> read pattern, for prefetch */
-	GHashTable *heads;    /* "gen:uid" -> GBytes, heads of large bodies */
-	gsize heads_bytes;
-	gint64 disk_full_logged_at; /* under fetch_lock; 0: never */
+	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
 } FsAccount;

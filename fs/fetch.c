@@ -1,23 +1,27 @@
 /* fs/fetch.c: bodies from the cache, or fetched into it through the pool,
  * and prefetch of the messages a sequential reader will want next.
  *
- * Locking: acct->fetch_lock guards acct->inflight (fetches under way, keyed
- * by "gen:uid", so readers of one uncached message share one fetch), the
- * table of bodies held outside the cache when the disk is full, and the
- * per-folder read-pattern state in acct->readers. Fetches run on pool
- * threads; large literals stream into cache temp files via fs_fetch_sink.
- * A body is committed only when complete and non-empty; each one completes
- * its in-flight entry as soon as it is stored, so a reader waiting for
- * message 5 of a prefetched batch 5..20 goes on at once.
+ * Ownership: an FsFetch (one per mount, acct->fetch) owns the tables of
+ * fetches under way, of read patterns, of heads of large bodies, and the
+ * memory table of bodies kept off a full disk (cache/memory.h).
+ *
+ * Locking: fetch->lock guards fetch->inflight (fetches under way, keyed by
+ * "gen:uid", so readers of one uncached message share one fetch), the
+ * per-folder read-pattern state in fetch->readers and the heads table.
+ * It is held for decisions only: cache lookups (opens, pack scans) run
+ * outside it. The memory table has a lock of its own. Fetches run on pool
+ * threads; each body FETCH carries a literal sink that streams large
+ * literals into temp files next to their final names. A body is committed
+ * only when complete and non-empty; each one completes its in-flight
+ * entry as soon as it is stored, so a reader waiting for message 5 of a
+ * prefetched batch 5..20 goes on at once.
  */
 #include "fs/fetch.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/memory.h"
 #include "fs/sync.h"
 #include "imap/ops.h"
 
@@ -30,12 +34,110 @@
 #define PUSH_AHEAD_MESSAGES 128
 #define PUSH_AHEAD_BYTES (8u << 20)
 
-/* ---- literal sink: parser -> cache temp file ---- */
+struct FsFetch {
+	GMutex lock;
+	GHashTable *inflight; /* "gen:uid" -> Inflight*, bodies being fetched */
+	GHashTable *readers;  /* FsFolder* -> ReadPattern*, for prefetch */
+	GHashTable *heads;    /* "gen:uid" -> GBytes, heads of large bodies */
+	gsize heads_bytes;
+	gint64 disk_full_logged_at; /* 0: never */
+	CacheMemory *memory;        /* bodies kept off a full disk */
+};
 
+FsFetch *fs_fetch_new(void)
+{
+	FsFetch *fetch = g_new0(FsFetch, 1);
+
+	g_mutex_init(&fetch->lock);
+	fetch->inflight =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	fetch->readers =
+	    g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+	fetch->heads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					     (GDestroyNotify)g_bytes_unref);
+	fetch->memory = cache_memory_new(UNCACHED_MAX_BYTES);
+	return fetch;
+}
+
+void fs_fetch_free(FsFetch *fetch)
+{
+	if (!fetch)
+		return;
+	g_hash_table_unref(fetch->inflight);
+	g_hash_table_unref(fetch->readers);
+	g_hash_table_unref(fetch->heads);
+	cache_memory_free(fetch->memory);
+	g_mutex_clear(&fetch->lock);
+	g_free(fetch);
+}
+
+/* ---- in-flight table ---- */
+
+typedef struct {
+	GCond cond;
+	bool done;
+	int rc;
+	unsigned users;
+	const void *owner; /* the BodyJob fetching it */
+} Inflight;
+
+static char *body_key(uint32_t gen, uint32_t uid)
+{
+	return g_strdup_printf("%u:%u", gen, uid);
+}
+
+static void inflight_release(Inflight *in)
+{
+	if (--in->users == 0) {
+		g_cond_clear(&in->cond);
+		g_free(in);
+	}
+}
+
+/* Under fetch->lock: mark in done with rc, take it out of the table and
+ * wake its waiters. */
+static void inflight_end(FsFetch *fetch, const char *key, Inflight *in, int rc)
+{
+	g_hash_table_remove(fetch->inflight, key); /* frees the key only */
+	in->done = true;
+	in->rc = rc;
+	g_cond_broadcast(&in->cond);
+	inflight_release(in);
+}
+
+/* Under fetch->lock: owner finished key. An entry that a waiter took over
+ * since (see wait_inflight) belongs to someone else and is left alone. */
+static void inflight_finish(FsFetch *fetch, const char *key, const void *owner,
+			    int rc)
+{
+	Inflight *in = g_hash_table_lookup(fetch->inflight, key);
+
+	if (in && in->owner == owner)
+		inflight_end(fetch, key, in, rc);
+}
+
+/* ---- one batch fetch on a pool thread ---- */
+
+typedef struct {
+	FsAccount *acct;
+	FsFolder *folder;
+	uint32_t gen;
+	uint32_t uidvalidity;
+	GArray *uids; /* uint32_t, ascending */
+	GArray *done; /* gboolean per uid: stored (or failed) already */
+	bool background;
+} BodyJob;
+
+/* ---- literal sink of a body FETCH: parser -> cache temp file ---- */
+
+/* Its user data is the BodyJob: the folder and UIDVALIDITY are known, so
+ * the temp file goes next to its final name. */
 static void *sink_begin(void *user_data, uint64_t size)
 {
+	BodyJob *job = user_data;
 	g_autoptr(GError) error = NULL;
-	CacheBodyWriter *w = cache_body_writer_new(user_data, &error);
+	CacheBodyWriter *w = cache_body_writer_new_at(
+	    job->acct->store, job->folder->raw, job->uidvalidity, &error);
 
 	if (!w)
 		g_warning("cannot cache a message body: %s", error->message);
@@ -52,172 +154,26 @@ static void sink_discard(void *user_data, void *sink)
 	cache_body_writer_abort(sink);
 }
 
-const ImapLiteralSink fs_fetch_sink = {
+static const ImapLiteralSink body_sink = {
 	.begin = sink_begin,
 	.write = sink_write,
 	.discard = sink_discard,
 };
-
-/* ---- in-flight table and bodies served without caching ---- */
-
-typedef struct {
-	GCond cond;
-	bool done;
-	int rc;
-	unsigned users;
-	const void *owner; /* the BodyJob fetching it */
-} Inflight;
-
-typedef struct {
-	int fd;
-	uint64_t size;
-	gint64 used;
-} Uncached;
-
-static char *body_key(uint32_t gen, uint32_t uid)
-{
-	return g_strdup_printf("%u:%u", gen, uid);
-}
-
-static void inflight_release(Inflight *in)
-{
-	if (--in->users == 0) {
-		g_cond_clear(&in->cond);
-		g_free(in);
-	}
-}
-
-/* Under fetch_lock: mark in done with rc, take it out of the table and
- * wake its waiters. */
-static void inflight_end(FsAccount *acct, const char *key, Inflight *in, int rc)
-{
-	g_hash_table_remove(acct->inflight, key); /* frees the key only */
-	in->done = true;
-	in->rc = rc;
-	g_cond_broadcast(&in->cond);
-	inflight_release(in);
-}
-
-/* Under fetch_lock: owner finished key. An entry that a waiter took over
- * since (see wait_inflight) belongs to someone else and is left alone. */
-static void inflight_finish(FsAccount *acct, const char *key, const void *owner,
-			    int rc)
-{
-	Inflight *in = g_hash_table_lookup(acct->inflight, key);
-
-	if (in && in->owner == owner)
-		inflight_end(acct, key, in, rc);
-}
-
-void fs_fetch_uncached_free(gpointer p)
-{
-	Uncached *u = p;
-
-	close(u->fd);
-	g_free(u);
-}
-
-/* Under fetch_lock: keep fd (a complete body that could not be cached)
- * for later reads, evicting the least recently used beyond the bound. */
-static void uncached_put(FsAccount *acct, const char *key, int fd,
-			 uint64_t size)
-{
-	Uncached *u = g_new0(Uncached, 1);
-	uint64_t total = size;
-	GHashTableIter it;
-	gpointer k, v;
-
-	u->fd = fd;
-	u->size = size;
-	u->used = g_get_monotonic_time();
-	g_hash_table_replace(acct->uncached, g_strdup(key), u);
-	g_hash_table_iter_init(&it, acct->uncached);
-	while (g_hash_table_iter_next(&it, &k, &v))
-		if (v != u)
-			total += ((Uncached *)v)->size;
-	while (total > UNCACHED_MAX_BYTES &&
-	       g_hash_table_size(acct->uncached) > 1) {
-		const char *oldest = NULL;
-		Uncached *ou = NULL;
-
-		g_hash_table_iter_init(&it, acct->uncached);
-		while (g_hash_table_iter_next(&it, &k, &v)) {
-			Uncached *c = v;
-
-			if (c != u && (!ou || c->used < ou->used)) {
-				ou = c;
-				oldest = k;
-			}
-		}
-		if (!ou)
-			break;
-		total -= ou->size;
-		g_hash_table_remove(acct->uncached, oldest);
-	}
-}
-
-/* An uncached body (a dup of its fd, which the caller closes): 0, or
- * -ENOENT. */
-static int uncached_get(FsAccount *acct, uint32_t gen, uint32_t uid,
-			CacheBody *body)
-{
-	g_autofree char *key = body_key(gen, uid);
-	Uncached *u;
-	int rc = -ENOENT;
-
-	g_mutex_lock(&acct->fetch_lock);
-	u = g_hash_table_lookup(acct->uncached, key);
-	if (u) {
-		u->used = g_get_monotonic_time();
-		body->fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
-		body->offset = 0;
-		body->size = u->size;
-		rc = body->fd < 0 ? -errno : 0;
-	}
-	g_mutex_unlock(&acct->fetch_lock);
-	return rc;
-}
-
-/* The disk is full: keep a small body in memory, served from there. */
-static int uncached_put_bytes(FsAccount *acct, uint32_t gen, uint32_t uid,
-			      const char *data, size_t len)
-{
-	g_autofree char *key = body_key(gen, uid);
-	int fd = cache_memfile_from_bytes(data, len);
-
-	if (fd < 0)
-		return fd;
-	g_mutex_lock(&acct->fetch_lock);
-	uncached_put(acct, key, fd, len);
-	g_mutex_unlock(&acct->fetch_lock);
-	return 0;
-}
-
-/* ---- one batch fetch on a pool thread ---- */
-
-typedef struct {
-	FsAccount *acct;
-	FsFolder *folder;
-	uint32_t gen;
-	uint32_t uidvalidity;
-	GArray *uids; /* uint32_t, ascending */
-	GArray *done; /* gboolean per uid: stored (or failed) already */
-	bool background;
-} BodyJob;
 
 /* One line, not one per message: again only after ten quiet minutes, so
  * a disk that stays nearly full (small bodies still fit now and then)
  * does not flood the log. */
 static void log_disk_full_once(FsAccount *acct)
 {
+	FsFetch *fetch = acct->fetch;
 	gint64 now = g_get_monotonic_time();
 	gint64 last;
 
-	g_mutex_lock(&acct->fetch_lock);
-	last = acct->disk_full_logged_at;
+	g_mutex_lock(&fetch->lock);
+	last = fetch->disk_full_logged_at;
 	if (last == 0 || now - last > 600 * G_USEC_PER_SEC)
-		acct->disk_full_logged_at = now;
-	g_mutex_unlock(&acct->fetch_lock);
+		fetch->disk_full_logged_at = now;
+	g_mutex_unlock(&fetch->lock);
 	if (last != 0 && now - last <= 600 * G_USEC_PER_SEC)
 		return;
 	g_warning("cannot store messages in the cache (no space left on the "
@@ -228,15 +184,16 @@ static void log_disk_full_once(FsAccount *acct)
 /* Mark uid finished with rc (0: stored) and wake its readers. */
 static void job_finish_uid(BodyJob *job, guint i, int rc)
 {
+	FsFetch *fetch = job->acct->fetch;
 	g_autofree char *key = NULL;
 
 	if (g_array_index(job->done, gboolean, i))
 		return;
 	g_array_index(job->done, gboolean, i) = TRUE;
 	key = body_key(job->gen, g_array_index(job->uids, uint32_t, i));
-	g_mutex_lock(&job->acct->fetch_lock);
-	inflight_finish(job->acct, key, job, rc);
-	g_mutex_unlock(&job->acct->fetch_lock);
+	g_mutex_lock(&fetch->lock);
+	inflight_finish(fetch, key, job, rc);
+	g_mutex_unlock(&fetch->lock);
 }
 
 static void forget_prefetch(FsAccount *acct, FsFolder *f, uint32_t gen);
@@ -279,85 +236,89 @@ static int find_uid(const BodyJob *job, uint32_t uid)
 	return -1;
 }
 
+/* A body that arrived in memory (the parser keeps literals up to 64 KiB
+ * there): into the folder's pack, no file to create; into the memory
+ * table when the disk cannot take it. 0 or -EIO. */
+static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
+{
+	FsAccount *acct = job->acct;
+	const char *folder = job->folder->raw;
+	int rc = cache_store_put_body(acct->store, folder, job->uidvalidity,
+				      uid, data, len);
+
+	if (rc < 0) {
+		if (rc == -ENOSPC)
+			log_disk_full_once(acct);
+		else
+			g_warning("cannot cache a body of %s: %s", folder,
+				  g_strerror(-rc));
+		rc = cache_memory_keep(acct->fetch->memory, folder,
+				       job->uidvalidity, uid, data, len);
+	}
+	if (rc < 0)
+		return -EIO;
+	fs_sync_set_exact_size(acct, job->folder, job->gen, uid, len);
+	if (job->background) {
+		/* Prefetched for a sequential reader: into the page cache
+		 * too, so that it reads the file without asking us. */
+		g_autoptr(GBytes) bytes = g_bytes_new(data, len);
+
+		fs_push_bytes(acct->push, fs_tree_message_ino(job->gen, uid),
+			      bytes);
+	}
+	return 0;
+}
+
+/* A body that the sink streamed into the temp file of w (NULL when the
+ * sink refused it): committed under its name, or kept in the memory table
+ * when the disk cannot take it. 0 or -errno. */
+static int store_streamed(BodyJob *job, uint32_t uid, CacheBodyWriter *w)
+{
+	FsAccount *acct = job->acct;
+	int uncached_fd = -1;
+	uint64_t size;
+	int rc;
+
+	if (!w)
+		return -EIO;
+	size = cache_body_writer_size(w);
+	if (size == 0) {
+		cache_body_writer_abort(w);
+		return -EIO;
+	}
+	rc = cache_body_writer_commit_fd(w, job->folder->raw, job->uidvalidity,
+					 uid, &uncached_fd);
+	if (rc == -ENOSPC && uncached_fd >= 0) {
+		log_disk_full_once(acct);
+		cache_memory_keep_fd(acct->fetch->memory, job->folder->raw,
+				     job->uidvalidity, uid, uncached_fd, size);
+		rc = 0;
+	}
+	if (rc == 0)
+		fs_sync_set_exact_size(acct, job->folder, job->gen, uid, size);
+	return rc;
+}
+
 static int store_body(void *user_data, uint32_t uid, ImapValue *body)
 {
 	BodyJob *job = user_data;
-	FsAccount *acct = job->acct;
-	const char *folder = job->folder->raw;
-	CacheBodyWriter *w = NULL;
 	int idx = find_uid(job, uid);
-	int uncached_fd = -1;
-	uint64_t size;
 	int rc;
 
 	if (idx < 0 || g_array_index(job->done, gboolean, idx))
 		return 0; /* not asked for, or a second copy */
 	if (body->type == IMAP_VALUE_STREAM) {
-		w = body->stream.sink;
-		body->stream.sink = NULL;
+		rc = store_streamed(job, uid, imap_conn_take_literal(body));
 	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
-		/* Small bodies (the parser keeps literals up to 64 KiB in
-		 * memory) go to the folder's pack: no file to create. */
-		rc = cache_store_put_body(acct->store, folder, job->uidvalidity,
-					  uid, body->str, body->len);
-		if (rc < 0) {
-			if (rc == -ENOSPC)
-				log_disk_full_once(acct);
-			else
-				g_warning("cannot cache a body of %s: %s",
-					  folder, g_strerror(-rc));
-			rc = uncached_put_bytes(acct, job->gen, uid, body->str,
-						body->len);
-		}
-		if (rc == 0) {
-			fs_sync_set_exact_size(acct, job->folder, job->gen, uid,
-					       body->len);
-			if (job->background) {
-				/* Prefetched for a sequential reader: into
-				 * the page cache too, so that it reads the
-				 * file without asking us. */
-				g_autoptr(GBytes) bytes =
-				    g_bytes_new(body->str, body->len);
-
-				fs_push_bytes(
-				    acct->push,
-				    fs_tree_message_ino(job->gen, uid), bytes);
-			}
-		}
-		job_finish_uid(job, (guint)idx, rc < 0 ? -EIO : 0);
-		return 0;
+		rc = store_small(job, uid, body->str, body->len);
 	} else {
 		/* NIL or empty: the server has no body to give. Never
 		 * cache it as an empty file. */
-		g_message("%s UID %u: server returned %s for BODY[]", folder,
-			  uid,
+		g_message("%s UID %u: server returned %s for BODY[]",
+			  job->folder->raw, uid,
 			  body->type == IMAP_VALUE_NIL ? "NIL" : "no data");
-		job_finish_uid(job, (guint)idx, -EIO);
-		return 0;
+		rc = -EIO;
 	}
-	if (!w) {
-		job_finish_uid(job, (guint)idx, -EIO);
-		return 0;
-	}
-	size = cache_body_writer_size(w);
-	if (size == 0) {
-		cache_body_writer_abort(w);
-		job_finish_uid(job, (guint)idx, -EIO);
-		return 0;
-	}
-	rc = cache_body_writer_commit_fd(w, folder, job->uidvalidity, uid,
-					 &uncached_fd);
-	if (rc == -ENOSPC && uncached_fd >= 0) {
-		g_autofree char *key = body_key(job->gen, uid);
-
-		log_disk_full_once(acct);
-		g_mutex_lock(&acct->fetch_lock);
-		uncached_put(acct, key, uncached_fd, size);
-		g_mutex_unlock(&acct->fetch_lock);
-		rc = 0;
-	}
-	if (rc == 0)
-		fs_sync_set_exact_size(acct, job->folder, job->gen, uid, size);
 	job_finish_uid(job, (guint)idx, rc);
 	return 0;
 }
@@ -400,7 +361,8 @@ static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			    job->uidvalidity);
 		return -ESTALE;
 	}
-	rc = imap_fetch_bodies(conn, set, store_body, job, error);
+	rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
+			       error);
 	if (rc < 0)
 		return rc;
 	for (guint i = 0; i < job->uids->len; i++) {
@@ -431,21 +393,21 @@ static BodyJob *body_job_new(FsAccount *acct, FsFolder *f, uint32_t gen,
 	return job;
 }
 
-/* Under fetch_lock: register uid as in flight for job. False when someone
- * else is fetching it already. */
-static bool claim_uid(FsAccount *acct, BodyJob *job, uint32_t uid)
+/* Under fetch->lock: register uid as in flight for job. False when
+ * someone else is fetching it already. */
+static bool claim_uid(FsFetch *fetch, BodyJob *job, uint32_t uid)
 {
 	g_autofree char *key = body_key(job->gen, uid);
 	Inflight *in;
 	gboolean no = FALSE;
 
-	if (g_hash_table_contains(acct->inflight, key))
+	if (g_hash_table_contains(fetch->inflight, key))
 		return false;
 	in = g_new0(Inflight, 1);
 	g_cond_init(&in->cond);
 	in->users = 1;
 	in->owner = job;
-	g_hash_table_insert(acct->inflight, g_steal_pointer(&key), in);
+	g_hash_table_insert(fetch->inflight, g_steal_pointer(&key), in);
 	g_array_append_val(job->uids, uid);
 	g_array_append_val(job->done, no);
 	return true;
@@ -454,12 +416,13 @@ static bool claim_uid(FsAccount *acct, BodyJob *job, uint32_t uid)
 /* ---- foreground fetch ---- */
 
 /* Wait for someone else's fetch of key. Returns its result, or 1 when
- * nobody is fetching it. Under fetch_lock. The wait is bounded: a fetch
+ * nobody is fetching it. Under fetch->lock. The wait is bounded: a fetch
  * that makes no progress within the timeout is taken over (its entry
  * ends with -ETIMEDOUT, so its other waiters retry too). */
 static int wait_inflight(FsAccount *acct, const char *key)
 {
-	Inflight *in = g_hash_table_lookup(acct->inflight, key);
+	FsFetch *fetch = acct->fetch;
+	Inflight *in = g_hash_table_lookup(fetch->inflight, key);
 	gint64 until = g_get_monotonic_time() + acct->timeout_us;
 	int rc;
 
@@ -467,18 +430,43 @@ static int wait_inflight(FsAccount *acct, const char *key)
 		return 1;
 	in->users++;
 	while (!in->done) {
-		if (!g_cond_wait_until(&in->cond, &acct->fetch_lock, until) &&
+		if (!g_cond_wait_until(&in->cond, &fetch->lock, until) &&
 		    !in->done) {
 			g_message("a fetch of message %s made no progress "
 				  "within the timeout: retrying",
 				  key);
-			if (g_hash_table_lookup(acct->inflight, key) == in)
-				inflight_end(acct, key, in, -ETIMEDOUT);
+			if (g_hash_table_lookup(fetch->inflight, key) == in)
+				inflight_end(fetch, key, in, -ETIMEDOUT);
 			break;
 		}
 	}
 	rc = in->rc;
 	inflight_release(in);
+	return rc;
+}
+
+/* Run job (one uid, claimed, whose entry is in) on the pool and wait for
+ * its result; drops our reference to in. 0 or -errno, error says why. */
+static int run_own_fetch(FsAccount *acct, FsFolder *f, BodyJob *job,
+			 Inflight *in, GError **error)
+{
+	FsFetch *fetch = acct->fetch;
+	int rc;
+
+	rc = imap_pool_run(acct->pool, f->raw, body_job_run, job, body_job_free,
+			   error);
+	if (rc != -ETIMEDOUT)
+		body_job_free(job); /* finishes the uid if still open */
+
+	g_mutex_lock(&fetch->lock);
+	/* After a timeout the pool still owns the job: do not wait for it. */
+	if (rc == 0) {
+		while (!in->done)
+			g_cond_wait(&in->cond, &fetch->lock);
+		rc = in->rc;
+	}
+	inflight_release(in);
+	g_mutex_unlock(&fetch->lock);
 	return rc;
 }
 
@@ -488,39 +476,27 @@ static int wait_inflight(FsAccount *acct, const char *key)
 static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
 		     uint32_t uidvalidity, uint32_t uid)
 {
+	FsFetch *fetch = acct->fetch;
 	g_autofree char *key = body_key(gen, uid);
 	g_autoptr(GError) error = NULL;
 	BodyJob *job;
 	Inflight *in;
 	int rc;
 
-	g_mutex_lock(&acct->fetch_lock);
+	g_mutex_lock(&fetch->lock);
 	rc = wait_inflight(acct, key);
 	if (rc != 1) {
-		g_mutex_unlock(&acct->fetch_lock);
+		g_mutex_unlock(&fetch->lock);
 		return rc == 0 ? 0 : -EAGAIN;
 	}
 	job = body_job_new(acct, f, gen, uidvalidity, false);
-	claim_uid(acct, job, uid);
+	claim_uid(fetch, job, uid);
 	/* Our own reference to the entry, to learn the result. */
-	in = g_hash_table_lookup(acct->inflight, key);
+	in = g_hash_table_lookup(fetch->inflight, key);
 	in->users++;
-	g_mutex_unlock(&acct->fetch_lock);
+	g_mutex_unlock(&fetch->lock);
 
-	rc = imap_pool_run(acct->pool, f->raw, body_job_run, job, body_job_free,
-			   &error);
-	if (rc != -ETIMEDOUT)
-		body_job_free(job); /* finishes the uid if still open */
-
-	g_mutex_lock(&acct->fetch_lock);
-	/* After a timeout the pool still owns the job: do not wait for it. */
-	if (rc == 0) {
-		while (!in->done)
-			g_cond_wait(&in->cond, &acct->fetch_lock);
-		rc = in->rc;
-	}
-	inflight_release(in);
-	g_mutex_unlock(&acct->fetch_lock);
+	rc = run_own_fetch(acct, f, job, in, &error);
 
 	/* While the pool fails jobs at once it has said why, once: one line
 	 * per read would flood the log of a busy file manager. */
@@ -549,14 +525,14 @@ typedef struct {
 	bool deep;        /* the streak reads past the heads of messages */
 } ReadPattern;
 
-/* Under fetch_lock. */
-static ReadPattern *read_pattern(FsAccount *acct, FsFolder *f, uint32_t gen)
+/* Under fetch->lock. */
+static ReadPattern *read_pattern(FsFetch *fetch, FsFolder *f, uint32_t gen)
 {
-	ReadPattern *rp = g_hash_table_lookup(acct->readers, f);
+	ReadPattern *rp = g_hash_table_lookup(fetch->readers, f);
 
 	if (!rp) {
 		rp = g_new0(ReadPattern, 1);
-		g_hash_table_insert(acct->readers, f, rp);
+		g_hash_table_insert(fetch->readers, f, rp);
 	}
 	if (rp->gen != gen)
 		*rp = (ReadPattern){ .gen = gen, .last_index = G_MAXUINT };
@@ -568,13 +544,14 @@ static ReadPattern *read_pattern(FsAccount *acct, FsFolder *f, uint32_t gen)
  * per round trip afterwards, until the reader passed the old mark. */
 static void forget_prefetch(FsAccount *acct, FsFolder *f, uint32_t gen)
 {
+	FsFetch *fetch = acct->fetch;
 	ReadPattern *rp;
 
-	g_mutex_lock(&acct->fetch_lock);
-	rp = g_hash_table_lookup(acct->readers, f);
+	g_mutex_lock(&fetch->lock);
+	rp = g_hash_table_lookup(fetch->readers, f);
 	if (rp && rp->gen == gen)
 		rp->queued_to = 0;
-	g_mutex_unlock(&acct->fetch_lock);
+	g_mutex_unlock(&fetch->lock);
 }
 
 static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
@@ -590,10 +567,10 @@ static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
 	return false;
 }
 
-/* Under fetch_lock. A reader that starts a folder or goes on in order gets
- * the cached bodies that follow pushed into the page cache (fs/push.h):
- * cheap next to a round trip per file, so from the first read on, and far
- * ahead. The pusher skips what is not cached. */
+/* Under fetch->lock. A reader that starts a folder or goes on in order
+ * gets the cached bodies that follow pushed into the page cache
+ * (fs/push.h): cheap next to a round trip per file, so from the first read
+ * on, and far ahead. The pusher skips what is not cached. */
 static void push_ahead(FsAccount *acct, FsFolder *f, FsListing *l,
 		       ReadPattern *rp, guint pos)
 {
@@ -619,24 +596,10 @@ static void push_ahead(FsAccount *acct, FsFolder *f, FsListing *l,
 	}
 }
 
-/* Called on the first read of the message at position pos of listing l:
- * when reads go through the folder in order, fetch what follows ahead, in
- * batches over several connections; stop when the reads stop. */
-static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
-			   guint pos)
+/* Under fetch->lock: count the first read at pos into rp's streak, or
+ * start a new pass. */
+static void note_first_read(ReadPattern *rp, guint pos)
 {
-	GArray *msgs = l->index->messages;
-	ReadPattern *rp;
-	guint window, from, to;
-	uint64_t budget = PREFETCH_MAX_BYTES;
-	BodyJob *job = NULL;
-	uint64_t job_bytes = 0;
-
-	if (acct->cache_limit)
-		budget = MIN(budget, acct->cache_limit / 4);
-
-	g_mutex_lock(&acct->fetch_lock);
-	rp = read_pattern(acct, f, l->gen);
 	/* Sequential: just past the last read, or past what was prefetched
 	 * and pushed since (those files are read without asking us). */
 	if (rp->last_index != G_MAXUINT && pos > rp->last_index &&
@@ -651,23 +614,36 @@ static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
 		rp->pushed_to = 0;
 	}
 	rp->last_index = pos;
-	push_ahead(acct, f, l, rp, pos);
-	if (rp->streak < 2) {
-		g_mutex_unlock(&acct->fetch_lock);
-		return;
-	}
+}
+
+/* A message picked for prefetch. */
+typedef struct {
+	uint32_t uid;
+	uint64_t size;
+} Pick;
+
+/* Under fetch->lock: the messages of the window ahead of pos that a
+ * streak of rp's length wants fetched, within budget bytes; advances
+ * rp->queued_to past them. NULL when the window is still full enough. */
+static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
+			   uint64_t budget)
+{
+	GArray *msgs = l->index->messages;
+	GArray *picks;
+	guint window, from, to;
+
 	/* The window doubles with the streak: 8, 16, ... up to the max. */
 	window = MIN(PREFETCH_MAX_MESSAGES, 4u << MIN(rp->streak, 6u));
 	/* Top up in large steps, not one message per read: only when less
 	 * than half the window is still ahead of the reader. */
-	if (rp->queued_to > pos + 1 + window / 2) {
-		g_mutex_unlock(&acct->fetch_lock);
-		return;
-	}
+	if (rp->queued_to > pos + 1 + window / 2)
+		return NULL;
+	picks = g_array_new(FALSE, FALSE, sizeof(Pick));
 	from = MAX(pos + 1, rp->queued_to);
 	to = MIN(msgs->len, pos + 1 + window);
 	for (guint i = from; i < to; i++) {
 		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
+		Pick p = { m->uid, m->size };
 
 		if (m->size > budget)
 			break;
@@ -677,30 +653,89 @@ static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
 			continue;
 		budget -= m->size;
 		rp->queued_to = i + 1;
-		if (body_cached(acct, f, l->index->uidvalidity, m->uid))
-			continue;
+		g_array_append_val(picks, p);
+	}
+	return picks;
+}
+
+/* Without the lock (these open files and scan packs): drop the picks
+ * that are cached already. */
+static void drop_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
+			GArray *picks)
+{
+	guint kept = 0;
+
+	for (guint i = 0; i < picks->len; i++) {
+		Pick p = g_array_index(picks, Pick, i);
+
+		if (!body_cached(acct, f, uidvalidity, p.uid))
+			g_array_index(picks, Pick, kept++) = p;
+	}
+	g_array_set_size(picks, kept);
+}
+
+/* Claim the picks nobody fetches yet and queue them in batches, over
+ * several connections. */
+static void submit_picks(FsAccount *acct, FsFolder *f, FsListing *l,
+			 const GArray *picks)
+{
+	FsFetch *fetch = acct->fetch;
+	BodyJob *job = NULL;
+	uint64_t job_bytes = 0;
+
+	g_mutex_lock(&fetch->lock);
+	for (guint i = 0; i < picks->len; i++) {
+		const Pick *p = &g_array_index(picks, Pick, i);
+
 		if (!job)
 			job = body_job_new(acct, f, l->gen,
 					   l->index->uidvalidity, true);
-		if (!claim_uid(acct, job, m->uid))
+		if (!claim_uid(fetch, job, p->uid))
 			continue;
-		job_bytes += m->size;
+		job_bytes += p->size;
 		if (job->uids->len >= BATCH_MAX_MESSAGES ||
 		    job_bytes >= BATCH_MAX_BYTES) {
-			g_mutex_unlock(&acct->fetch_lock);
+			g_mutex_unlock(&fetch->lock);
 			imap_pool_submit(acct->pool, f->raw, body_job_run, job,
 					 body_job_free);
-			g_mutex_lock(&acct->fetch_lock);
+			g_mutex_lock(&fetch->lock);
 			job = NULL;
 			job_bytes = 0;
 		}
 	}
-	g_mutex_unlock(&acct->fetch_lock);
+	g_mutex_unlock(&fetch->lock);
 	if (job && job->uids->len > 0)
 		imap_pool_submit(acct->pool, f->raw, body_job_run, job,
 				 body_job_free);
 	else if (job)
 		body_job_free(job);
+}
+
+/* Called on the first read of the message at position pos of listing l:
+ * when reads go through the folder in order, fetch what follows ahead, in
+ * batches over several connections; stop when the reads stop. */
+static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
+			   guint pos)
+{
+	FsFetch *fetch = acct->fetch;
+	g_autoptr(GArray) picks = NULL;
+	uint64_t budget = PREFETCH_MAX_BYTES;
+	ReadPattern *rp;
+
+	if (acct->cache_limit)
+		budget = MIN(budget, acct->cache_limit / 4);
+
+	g_mutex_lock(&fetch->lock);
+	rp = read_pattern(fetch, f, l->gen);
+	note_first_read(rp, pos);
+	push_ahead(acct, f, l, rp, pos);
+	if (rp->streak >= 2)
+		picks = pick_window(l, rp, pos, budget);
+	g_mutex_unlock(&fetch->lock);
+	if (!picks)
+		return;
+	drop_cached(acct, f, l->index->uidvalidity, picks);
+	submit_picks(acct, f, l, picks);
 }
 
 /* ---- heads of large messages ---- */
@@ -730,11 +765,43 @@ static int head_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 
 void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off)
 {
+	FsFetch *fetch = acct->fetch;
+
 	if (off < FS_FETCH_HEAD_BYTES)
 		return;
-	g_mutex_lock(&acct->fetch_lock);
-	read_pattern(acct, f, gen)->deep = true;
-	g_mutex_unlock(&acct->fetch_lock);
+	g_mutex_lock(&fetch->lock);
+	read_pattern(fetch, f, gen)->deep = true;
+	g_mutex_unlock(&fetch->lock);
+}
+
+/* The head of key from the table (a new reference), or NULL. */
+static GBytes *lookup_head(FsFetch *fetch, const char *key)
+{
+	GBytes *head;
+
+	g_mutex_lock(&fetch->lock);
+	head = g_hash_table_lookup(fetch->heads, key);
+	if (head)
+		g_bytes_ref(head);
+	g_mutex_unlock(&fetch->lock);
+	return head;
+}
+
+/* Keep head under key; the table is emptied when it would outgrow its
+ * bound. */
+static void remember_head(FsFetch *fetch, const char *key, GBytes *head)
+{
+	g_mutex_lock(&fetch->lock);
+	if (fetch->heads_bytes + g_bytes_get_size(head) > HEADS_MAX_BYTES) {
+		g_hash_table_remove_all(fetch->heads);
+		fetch->heads_bytes = 0;
+	}
+	if (!g_hash_table_contains(fetch->heads, key)) {
+		g_hash_table_insert(fetch->heads, g_strdup(key),
+				    g_bytes_ref(head));
+		fetch->heads_bytes += g_bytes_get_size(head);
+	}
+	g_mutex_unlock(&fetch->lock);
 }
 
 GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid)
@@ -742,17 +809,11 @@ GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid)
 	g_autofree char *key = body_key(l->gen, uid);
 	g_autoptr(GError) error = NULL;
 	HeadJob *job;
-	GBytes *head;
+	GBytes *head = lookup_head(acct->fetch, key);
 	int rc;
 
-	g_mutex_lock(&acct->fetch_lock);
-	head = g_hash_table_lookup(acct->heads, key);
-	if (head)
-		g_bytes_ref(head);
-	g_mutex_unlock(&acct->fetch_lock);
 	if (head)
 		return head;
-
 	job = g_new0(HeadJob, 1);
 	job->uid = uid;
 	rc = imap_pool_run(acct->pool, f->raw, head_job_run, job, head_job_free,
@@ -766,28 +827,20 @@ GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid)
 			error ? error->message : g_strerror(-rc));
 		return NULL;
 	}
-	g_mutex_lock(&acct->fetch_lock);
-	if (acct->heads_bytes + g_bytes_get_size(head) > HEADS_MAX_BYTES) {
-		g_hash_table_remove_all(acct->heads);
-		acct->heads_bytes = 0;
-	}
-	if (!g_hash_table_contains(acct->heads, key)) {
-		g_hash_table_insert(acct->heads, g_strdup(key),
-				    g_bytes_ref(head));
-		acct->heads_bytes += g_bytes_get_size(head);
-	}
-	g_mutex_unlock(&acct->fetch_lock);
+	remember_head(acct->fetch, key, head);
 	return head;
 }
 
 bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
 			uint32_t uid)
 {
+	uint32_t uidvalidity = l->index->uidvalidity;
 	CacheBody b;
 
-	if (body_cached(acct, f, l->index->uidvalidity, uid))
+	if (body_cached(acct, f, uidvalidity, uid))
 		return true;
-	if (uncached_get(acct, l->gen, uid, &b) == 0) {
+	if (cache_memory_find(acct->fetch->memory, f->raw, uidvalidity, uid,
+			      &b) == 0) {
 		close(b.fd);
 		return true;
 	}
@@ -812,7 +865,8 @@ static int open_cached(FsAccount *acct, FsFolder *f, uint32_t gen,
 		g_message("cannot open cached %s UID %u: %s", f->raw, uid,
 			  g_strerror(-rc));
 	}
-	return uncached_get(acct, gen, uid, body);
+	return cache_memory_find(acct->fetch->memory, f->raw, uidvalidity, uid,
+				 body);
 }
 
 int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,

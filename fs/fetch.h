@@ -6,11 +6,14 @@
 #include <sys/types.h>
 
 #include "fs/account.h"
-#include "imap/parser.h"
 
-/* The literal sink that streams large bodies straight into cache temp
- * files; its user data is the CacheStore. */
-extern const ImapLiteralSink fs_fetch_sink;
+/* The fetch state of one mount (FsAccount.fetch): fetches under way,
+ * read patterns for prefetch, heads of large bodies and the bodies kept
+ * in memory off a full disk. Free it only once no fetch job can run (the
+ * pool is freed). */
+FsFetch *fs_fetch_new(void);
+/* NULL is allowed. */
+void fs_fetch_free(FsFetch *fetch);
 
 /* The complete body of message uid in listing l of folder f (body->size
  * bytes at body->offset of body->fd, which the caller closes), fetching it
@@ -35,6 +38,3 @@ void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off);
 /* Is the whole body at hand (disk cache or memory table)? */
 bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
 			uint32_t uid);
-
-/* Destroy function for FsAccount.uncached values. */
-void fs_fetch_uncached_free(gpointer p);

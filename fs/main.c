@@ -171,8 +171,6 @@ int main(int argc, char **argv)
 	account.cafile = opts.cafile;
 	account.insecure = opts.insecure;
 	account.timeout_ms = opts.timeout * 1000;
-	account.sink = &fs_fetch_sink;
-	account.sink_data = acct.store;
 	if (fs_options_can_reread_password(&opts)) {
 		account.reread_password = reread_password;
 		account.reread_data = &opts;
@@ -208,15 +206,7 @@ int main(int argc, char **argv)
 	acct.dir_mode = 0777 & ~opts.umask;
 	acct.refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
 	acct.timeout_us = (gint64)opts.timeout * G_USEC_PER_SEC;
-	g_mutex_init(&acct.fetch_lock);
-	acct.inflight =
-	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	acct.uncached = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-					      fs_fetch_uncached_free);
-	acct.readers =
-	    g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
-	acct.heads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-					   (GDestroyNotify)g_bytes_unref);
+	acct.fetch = fs_fetch_new();
 	acct.inval = fs_inval_new();
 	acct.push = fs_push_new(acct.store);
 
@@ -292,13 +282,7 @@ out:
 	imap_conn_free(conn);
 	fs_inval_free(acct.inval);
 	fs_tree_free(acct.tree);
-	if (acct.inflight) {
-		g_hash_table_unref(acct.inflight);
-		g_hash_table_unref(acct.uncached);
-		g_hash_table_unref(acct.readers);
-		g_hash_table_unref(acct.heads);
-		g_mutex_clear(&acct.fetch_lock);
-	}
+	fs_fetch_free(acct.fetch);
 	cache_store_free(acct.store);
 	fs_options_free_password(password);
 	fs_options_clear(&opts);

@@ -442,63 +442,55 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+/* The message that ino names, in the current listing of its folder: 0
+ * with *lp (a reference) and *mp set, -EISDIR for no message, -ESTALE
+ * when the listing moved on. */
+static int read_target(FsAccount *acct, fuse_ino_t ino, FsFolder **fp,
+		       uint32_t *uidp, FsListing **lp, const CacheMessage **mp)
 {
-	FsAccount *acct = acct_of(req);
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-	uint64_t size_before, size_after;
-	const CacheMessage *m = NULL;
 	FsListing *l;
-	FsFolder *f;
-	uint32_t gen, uid;
-	CacheBody body;
-	size_t want;
-	int rc;
+	uint32_t gen;
 
-	if (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid) !=
-	    FS_INO_MESSAGE) {
-		fuse_reply_err(req, EISDIR);
-		return;
-	}
-	l = fs_folder_get_listing(f);
+	if (fs_tree_resolve(acct->tree, ino, fp, &gen, uidp) != FS_INO_MESSAGE)
+		return -EISDIR;
+	l = fs_folder_get_listing(*fp);
 	if (!l || l->gen != gen ||
-	    !(m = cache_folder_index_find(l->index, uid))) {
+	    !(*mp = cache_folder_index_find(l->index, *uidp))) {
 		fs_listing_unref(l);
-		fuse_reply_err(req, ESTALE);
-		return;
+		return -ESTALE;
 	}
-	g_mutex_lock(&f->lock);
-	size_before = m->size;
-	g_mutex_unlock(&f->lock);
-	g_debug("read %s UID %u: %zu bytes at %lld", f->raw, uid, size,
-		(long long)off);
-	fs_fetch_note_read(acct, f, gen, off);
-	if (off == 0 && size <= FS_FETCH_HEAD_BYTES &&
-	    size_before > FS_FETCH_HEAD_BYTES &&
-	    !fs_fetch_is_cached(acct, f, l, uid)) {
-		/* A small first read of a large message (a file manager
-		 * sniffing its type): fetch only its head. */
-		GBytes *head = fs_fetch_head(acct, f, l, uid);
+	*lp = l;
+	return 0;
+}
 
-		if (head && g_bytes_get_size(head) == FS_FETCH_HEAD_BYTES) {
-			fs_listing_unref(l);
-			fuse_reply_buf(req, g_bytes_get_data(head, NULL), size);
-			g_bytes_unref(head);
-			return;
-		}
-		if (head)
-			g_bytes_unref(head); /* shorter than the hint said */
+/* A small first read of a large message (a file manager sniffing its
+ * type): answer it from the message's head alone. True when it did. */
+static bool read_from_head(fuse_req_t req, FsAccount *acct, FsFolder *f,
+			   FsListing *l, uint32_t uid, size_t size, off_t off,
+			   uint64_t hinted_size)
+{
+	GBytes *head;
+
+	if (off != 0 || size > FS_FETCH_HEAD_BYTES ||
+	    hinted_size <= FS_FETCH_HEAD_BYTES ||
+	    fs_fetch_is_cached(acct, f, l, uid))
+		return false;
+	head = fs_fetch_head(acct, f, l, uid);
+	if (head && g_bytes_get_size(head) == FS_FETCH_HEAD_BYTES) {
+		fuse_reply_buf(req, g_bytes_get_data(head, NULL), size);
+		g_bytes_unref(head);
+		return true;
 	}
-	rc = fs_fetch_open(acct, f, l, uid, off == 0, &body);
-	g_mutex_lock(&f->lock);
-	size_after = m->size;
-	g_mutex_unlock(&f->lock);
-	fs_listing_unref(l);
-	if (rc < 0) {
-		fuse_reply_err(req, rc == -ESTALE ? ESTALE : EIO);
-		return;
-	}
+	if (head)
+		g_bytes_unref(head); /* shorter than the hint said */
+	return false;
+}
+
+/* The fetch corrected the size of ino from size_before to size_after:
+ * tell the kernel. */
+static void note_size_change(FsAccount *acct, fuse_ino_t ino,
+			     uint64_t size_before, uint64_t size_after)
+{
 	if (size_after > size_before) {
 		/* The server's RFC822.SIZE was too small. Drop the kernel's
 		 * attributes now, before the reader's next read() asks for
@@ -513,10 +505,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * rest (st_blocks) too. */
 		fs_inval_inode_later(acct->inval, ino, 200);
 	}
+}
+
+/* Answer a read of size bytes at off from body, and close its fd. */
+static void reply_body(fuse_req_t req, CacheBody *body, size_t size, off_t off)
+{
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+	size_t want;
+
 	/* The body may sit inside a pack: never read past its end. */
-	want = (uint64_t)off >= body.size
+	want = (uint64_t)off >= body->size
 		   ? 0
-		   : (size_t)MIN((uint64_t)size, body.size - (uint64_t)off);
+		   : (size_t)MIN((uint64_t)size, body->size - (uint64_t)off);
 	if (want <= SMALL_READ) {
 		/* Most messages are small: one pread and one write cost
 		 * fewer system calls than splicing through a pipe. */
@@ -524,11 +524,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		ssize_t n = 0;
 
 		while (want > 0 &&
-		       (n = pread(body.fd, buf, want,
-				  (off_t)(body.offset + (uint64_t)off))) < 0 &&
+		       (n = pread(body->fd, buf, want,
+				  (off_t)(body->offset + (uint64_t)off))) < 0 &&
 		       errno == EINTR)
 			;
-		close(body.fd);
+		close(body->fd);
 		if (n < 0)
 			fuse_reply_err(req, EIO);
 		else
@@ -537,10 +537,50 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	bv.buf[0].size = want;
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	bv.buf[0].fd = body.fd;
-	bv.buf[0].pos = (off_t)(body.offset + (uint64_t)off);
+	bv.buf[0].fd = body->fd;
+	bv.buf[0].pos = (off_t)(body->offset + (uint64_t)off);
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
-	close(body.fd);
+	close(body->fd);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	FsAccount *acct = acct_of(req);
+	uint64_t size_before, size_after;
+	const CacheMessage *m = NULL;
+	FsListing *l = NULL;
+	FsFolder *f;
+	uint32_t uid;
+	CacheBody body;
+	int rc;
+
+	rc = read_target(acct, ino, &f, &uid, &l, &m);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	g_mutex_lock(&f->lock);
+	size_before = m->size;
+	g_mutex_unlock(&f->lock);
+	g_debug("read %s UID %u: %zu bytes at %lld", f->raw, uid, size,
+		(long long)off);
+	fs_fetch_note_read(acct, f, l->gen, off);
+	if (read_from_head(req, acct, f, l, uid, size, off, size_before)) {
+		fs_listing_unref(l);
+		return;
+	}
+	rc = fs_fetch_open(acct, f, l, uid, off == 0, &body);
+	g_mutex_lock(&f->lock);
+	size_after = m->size;
+	g_mutex_unlock(&f->lock);
+	fs_listing_unref(l);
+	if (rc < 0) {
+		fuse_reply_err(req, rc == -ESTALE ? ESTALE : EIO);
+		return;
+	}
+	note_size_change(acct, ino, size_before, size_after);
+	reply_body(req, &body, size, off);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -33,9 +33,10 @@ struct ImapConn {
 	GPtrArray *caps; /* upper-cased capability atoms */
 	char *selected;  /* raw name of the EXAMINEd mailbox */
 	ImapMailboxState state;
-	char *idle_tag; /* tag of the IDLE command in progress */
-	bool qresync;   /* ENABLE QRESYNC succeeded */
-	char *refusal;  /* text of the last NO, BAD or BYE */
+	char *idle_tag;      /* tag of the IDLE command in progress */
+	bool qresync;        /* ENABLE QRESYNC succeeded */
+	char *refusal;       /* text of the last NO, BAD or BYE */
+	struct Batch *batch; /* the commands being answered, NULL between */
 };
 
 G_DEFINE_QUARK(imap - error - quark, imap_error)
@@ -160,7 +161,7 @@ static int closed_by_bye(ImapConn *conn, const ImapResponse *r, GError **error)
 /* ---- the command pipeline ---- */
 
 /* Commands sent together and read until all have their tagged answer. */
-typedef struct {
+typedef struct Batch {
 	char **lines;
 	size_t n;
 	int *statuses; /* 1 while in flight, then 0 or -errno */
@@ -171,7 +172,82 @@ typedef struct {
 	int fn_rc;           /* first failure of fn */
 	ImapContinueFn cont; /* answers "+" requests; NULL: none expected */
 	void *cont_data;
+	const ImapLiteralSink *sink; /* large literals of the answer; NULL:
+				      * they are read and dropped */
+	void *sink_data;
 } Batch;
+
+/* ---- large literals: each to the sink of the commands it answers ---- */
+
+/* What the parser holds for a large literal: the sink it went to (NULL:
+ * dropped) and what that sink's begin() returned. */
+typedef struct {
+	const ImapLiteralSink *sink;
+	void *sink_data;
+	void *inner;
+} Literal;
+
+/* A literal arriving now belongs to the batch in flight: untagged data
+ * comes before its command's tagged answer, and a batch with a sink holds
+ * one command. */
+static void *literal_begin(void *user_data, uint64_t size)
+{
+	const ImapConn *conn = user_data;
+	const Batch *b = conn->batch;
+	Literal *lit = g_new0(Literal, 1);
+
+	if (!b || !b->sink || b->pending == 0)
+		return lit; /* nobody wants the bytes */
+	lit->inner = b->sink->begin(b->sink_data, size);
+	if (!lit->inner) {
+		g_free(lit);
+		return NULL;
+	}
+	lit->sink = b->sink;
+	lit->sink_data = b->sink_data;
+	return lit;
+}
+
+static int literal_write(void *user_data, void *sink, const void *buf,
+			 size_t len)
+{
+	Literal *lit = sink;
+
+	if (!lit->sink)
+		return 0;
+	return lit->sink->write(lit->sink_data, lit->inner, buf, len);
+}
+
+static void literal_discard(void *user_data, void *sink)
+{
+	Literal *lit = sink;
+
+	if (lit->sink && lit->sink->discard)
+		lit->sink->discard(lit->sink_data, lit->inner);
+	g_free(lit);
+}
+
+/* The parser's sink on every connection: it hands each large literal to
+ * the sink of the command being answered. */
+static const ImapLiteralSink literal_trampoline = {
+	.begin = literal_begin,
+	.write = literal_write,
+	.discard = literal_discard,
+};
+
+void *imap_conn_take_literal(ImapValue *value)
+{
+	Literal *lit;
+	void *inner;
+
+	if (!value || value->type != IMAP_VALUE_STREAM || !value->stream.sink)
+		return NULL;
+	lit = value->stream.sink;
+	value->stream.sink = NULL;
+	inner = lit->inner;
+	g_free(lit);
+	return inner;
+}
 
 static int batch_send(ImapConn *conn, Batch *b, GError **error)
 {
@@ -261,46 +337,51 @@ static int batch_run(ImapConn *conn, Batch *b, GError **error)
 	return rc;
 }
 
-static int run_batch(ImapConn *conn, char **lines, size_t n, int *statuses,
-		     ImapUntaggedFn fn, void *user_data, ImapContinueFn cont,
-		     void *cont_data, GError **error)
+/* Run b (its lines, statuses, fn and handlers set), published on conn for
+ * the literal trampoline while it runs. */
+static int run_batch(ImapConn *conn, Batch *b, GError **error)
 {
 	g_autoptr(GPtrArray) tags = g_ptr_array_new_with_free_func(g_free);
-	Batch b = { .lines = lines,
-		    .n = n,
-		    .statuses = statuses,
-		    .tags = tags,
-		    .pending = n,
-		    .fn = fn,
-		    .user_data = user_data,
-		    .cont = cont,
-		    .cont_data = cont_data };
+	int rc;
 
+	for (size_t i = 0; i < b->n; i++)
+		b->statuses[i] = 1; /* unanswered, also when nothing is sent */
 	if (conn->t.broken) {
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_CLOSED,
 			    "connection to %s is closed", conn->account.host);
 		return -EIO;
 	}
-	return batch_run(conn, &b, error);
+	b->tags = tags;
+	b->pending = b->n;
+	conn->batch = b;
+	rc = batch_run(conn, b, error);
+	conn->batch = NULL;
+	return rc;
 }
 
 int imap_conn_pipeline(ImapConn *conn, char **lines, size_t n, int *statuses,
 		       ImapUntaggedFn fn, void *user_data, GError **error)
 {
-	return run_batch(conn, lines, n, statuses, fn, user_data, NULL, NULL,
-			 error);
+	Batch b = { .lines = lines,
+		    .n = n,
+		    .statuses = statuses,
+		    .fn = fn,
+		    .user_data = user_data };
+
+	return run_batch(conn, &b, error);
 }
 
-/* One command, line wiped afterwards (it may hold credentials). */
-static int run_one(ImapConn *conn, char *line, ImapUntaggedFn fn,
-		   void *user_data, ImapContinueFn cont, void *cont_data,
-		   GError **error)
+/* Run b, which holds one command, its line wiped afterwards (it may hold
+ * credentials). */
+static int run_one(ImapConn *conn, Batch *b, GError **error)
 {
+	char *line = b->lines[0];
 	int status = 0;
 	int rc;
 
-	rc = run_batch(conn, &line, 1, &status, fn, user_data, cont, cont_data,
-		       error);
+	b->n = 1;
+	b->statuses = &status;
+	rc = run_batch(conn, b, error);
 	if (rc == 0 && status < 0 && error && *error == NULL) {
 		g_autofree char *what = imap_status_command_name(line);
 
@@ -315,20 +396,40 @@ int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 		      GError **error, const char *fmt, ...)
 {
 	g_autofree char *line = NULL;
+	Batch b = { .lines = &line, .fn = fn, .user_data = user_data };
 	va_list ap;
 
 	va_start(ap, fmt);
 	line = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	return run_one(conn, line, fn, user_data, NULL, NULL, error);
+	return run_one(conn, &b, error);
+}
+
+int imap_conn_command_sink(ImapConn *conn, const ImapLiteralSink *sink,
+			   void *sink_data, ImapUntaggedFn fn, void *user_data,
+			   GError **error, const char *fmt, ...)
+{
+	g_autofree char *line = NULL;
+	Batch b = { .lines = &line,
+		    .fn = fn,
+		    .user_data = user_data,
+		    .sink = sink,
+		    .sink_data = sink_data };
+	va_list ap;
+
+	va_start(ap, fmt);
+	line = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	return run_one(conn, &b, error);
 }
 
 int imap_conn_run(ImapConn *conn, const char *line, ImapContinueFn cont,
 		  void *cont_data, GError **error)
 {
 	g_autofree char *copy = g_strdup(line);
+	Batch b = { .lines = &copy, .cont = cont, .cont_data = cont_data };
 
-	return run_one(conn, copy, NULL, NULL, cont, cont_data, error);
+	return run_one(conn, &b, error);
 }
 
 const ImapAccount *imap_conn_account(const ImapConn *conn)
@@ -719,8 +820,7 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	imap_transport_init(&conn->t, &conn->account);
 	conn->caps = g_ptr_array_new_with_free_func(g_free);
 	imap_parser_limits_default(&limits);
-	conn->parser =
-	    imap_parser_new(&limits, account->sink, account->sink_data);
+	conn->parser = imap_parser_new(&limits, &literal_trampoline, conn);
 
 	rc = open_session(conn, error);
 	/* Capabilities may change after login; some servers send them in

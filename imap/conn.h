@@ -38,11 +38,9 @@ typedef struct {
 	bool implicit_tls; /* else STARTTLS, which must succeed */
 	const char *user;
 	const char *password;
-	const char *cafile;          /* NULL: system trust store */
-	bool insecure;               /* skip certificate and host checks */
-	unsigned timeout_ms;         /* per network wait */
-	const ImapLiteralSink *sink; /* for literals over the inline limit */
-	void *sink_data;
+	const char *cafile;  /* NULL: system trust store */
+	bool insecure;       /* skip certificate and host checks */
+	unsigned timeout_ms; /* per network wait */
 	/* Reads the password source again after the server refused the
 	 * password; NULL when it cannot be read again (a prompt). Returns a
 	 * secret to wipe and g_free, or NULL with error set. Used by the
@@ -77,8 +75,8 @@ bool imap_conn_has_cap(const ImapConn *conn, const char *cap);
 
 /* Called for every untagged response while a command runs. Return 0, or
  * -errno to fail the command (the connection stays usable: the rest of the
- * answer is still read). The callback may take STREAM sinks (set sink to
- * NULL). */
+ * answer is still read). The callback may take STREAM values with
+ * imap_conn_take_literal(). */
 typedef int (*ImapUntaggedFn)(void *user_data, ImapResponse *resp);
 
 /* Send one command line (printf-style, without tag and CRLF; the caller
@@ -89,6 +87,22 @@ typedef int (*ImapUntaggedFn)(void *user_data, ImapResponse *resp);
  * server's own words are in imap_conn_refusal_text(). */
 int imap_conn_command(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 		      GError **error, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+
+/* The same, with a literal sink for the answer: literals over the parser's
+ * inline limit that arrive while this command is the oldest one in flight
+ * with a sink are streamed through sink (callbacks get sink_data) and
+ * reach fn as STREAM values. Without a sink (every other command), such
+ * literals are read and dropped: their STREAM values hold no bytes. */
+int imap_conn_command_sink(ImapConn *conn, const ImapLiteralSink *sink,
+			   void *sink_data, ImapUntaggedFn fn, void *user_data,
+			   GError **error, const char *fmt, ...)
+    G_GNUC_PRINTF(7, 8);
+
+/* Take the literal of a STREAM value: returns what the command's
+ * ImapLiteralSink.begin() gave (now the caller's, to commit or discard
+ * itself) and sets the value's sink to NULL; NULL when the value is not a
+ * STREAM, was taken already, or was dropped for want of a sink. */
+void *imap_conn_take_literal(ImapValue *value);
 
 /* Pipelining: send n command lines at once, then read until all n have
  * completed. statuses[i] gets 0 for OK or imap_refusal_errno() for NO/BAD

@@ -430,14 +430,16 @@ static int body_untagged(void *user_data, ImapResponse *r)
 	return 0;
 }
 
-int imap_fetch_bodies(ImapConn *conn, const char *uid_set, ImapBodyFn fn,
-		      void *user_data, GError **error)
+int imap_fetch_bodies(ImapConn *conn, const char *uid_set,
+		      const ImapLiteralSink *sink, void *sink_data,
+		      ImapBodyFn fn, void *user_data, GError **error)
 {
 	BodyCtx ctx = { fn, user_data, 0 };
 	int rc;
 
-	rc = imap_conn_command(conn, body_untagged, &ctx, error,
-			       "UID FETCH %s (UID BODY.PEEK[])", uid_set);
+	rc = imap_conn_command_sink(conn, sink, sink_data, body_untagged, &ctx,
+				    error, "UID FETCH %s (UID BODY.PEEK[])",
+				    uid_set);
 	return rc < 0 ? rc : ctx.rc;
 }
 

@@ -53,12 +53,16 @@ int imap_examine_qresync(ImapConn *conn, const char *mailbox,
 			 GError **error);
 
 /* Called for each BODY[] of the answer; body is a STRING, a STREAM (the
- * callback may take its sink) or NIL. Return 0 or -errno. */
+ * callback may take what the sink began with imap_conn_take_literal()) or
+ * NIL. Return 0 or -errno. */
 typedef int (*ImapBodyFn)(void *user_data, uint32_t uid, ImapValue *body);
 
-/* UID FETCH uid_set (UID BODY.PEEK[]). */
-int imap_fetch_bodies(ImapConn *conn, const char *uid_set, ImapBodyFn fn,
-		      void *user_data, GError **error);
+/* UID FETCH uid_set (UID BODY.PEEK[]). Bodies over the parser's inline
+ * limit are streamed through sink (its callbacks get sink_data) as they
+ * arrive; smaller ones reach fn as STRING values. */
+int imap_fetch_bodies(ImapConn *conn, const char *uid_set,
+		      const ImapLiteralSink *sink, void *sink_data,
+		      ImapBodyFn fn, void *user_data, GError **error);
 
 /* UID FETCH uid (UID BODY.PEEK[]<0.len>): the first len bytes (fewer when
  * the message is shorter) into *out (g_bytes_unref). -EIO when the answer

@@ -104,6 +104,22 @@ static bool peer_say(Peer *p, const char *text, bool crlf)
 	return peer_send(p, out->str, out->len);
 }
 
+/* Send n bytes of filler (a literal's body), in chunks. */
+static bool peer_fill(Peer *p, uint64_t n)
+{
+	char buf[4096];
+
+	memset(buf, 'x', sizeof(buf));
+	while (n > 0) {
+		size_t len = MIN(n, sizeof(buf));
+
+		if (!peer_send(p, buf, len))
+			return false;
+		n -= len;
+	}
+	return true;
+}
+
 /* The next line from the client without CRLF, or NULL at EOF, on error
  * or after WAIT_MS of silence (SO_RCVTIMEO). g_free it. */
 static char *peer_line(Peer *p)
@@ -179,6 +195,8 @@ static void run_script(Peer *p, const char *const *script)
 			ok = peer_say(p, s + 2, true);
 		else if (g_str_has_prefix(s, "R:"))
 			ok = peer_say(p, s + 2, false);
+		else if (g_str_has_prefix(s, "FILL:"))
+			ok = peer_fill(p, g_ascii_strtoull(s + 5, NULL, 10));
 		else if (g_str_has_prefix(s, "C:"))
 			ok = expect(p, s + 2, true);
 		else if (g_str_has_prefix(s, "L:"))

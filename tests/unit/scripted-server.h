@@ -6,6 +6,7 @@
  * A script is a NULL-terminated array of steps:
  *   "S:text"   send text and CRLF; "$T" in text is the last client tag
  *   "R:text"   send text as is (no CRLF), e.g. half a literal
+ *   "FILL:N"   send N bytes of filler, e.g. a literal's body
  *   "C:text"   read a tagged client line; without its tag it must equal
  *              text, or start with it when text ends in '*'
  *   "L:text"   read an untagged client line (a SASL answer), equal to text

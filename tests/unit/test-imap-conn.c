@@ -252,11 +252,10 @@ static void test_cut_mid_literal(void)
 	int rc;
 
 	memset(&sink_count, 0, sizeof(sink_count));
-	a.sink = &counting_sink;
 	conn = imap_conn_open(&a, &error);
 	g_assert_no_error(error);
-	rc = imap_conn_command(conn, count_untagged, &calls, &error,
-			       "UID FETCH 1 BODY[]");
+	rc = imap_conn_command_sink(conn, &counting_sink, NULL, count_untagged,
+				    &calls, &error, "UID FETCH 1 BODY[]");
 	g_assert_cmpint(rc, <, 0);
 	g_assert_error(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
 	g_assert_cmpint(calls, ==, 0);
@@ -270,6 +269,49 @@ static void test_cut_mid_literal(void)
 	g_assert_error(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
 	imap_conn_free(conn);
 	g_assert_cmpint(sink_count.discarded, ==, 1);
+	assert_script_done(srv);
+}
+
+/* Large literals go to the sink of the command they answer: a command
+ * without one reads and drops them, and the next command's sink gets its
+ * own literal whole. */
+static void test_sink_per_command(void)
+{
+	static const char *const script[] = {
+		LOGIN_SASL_IR,
+		"C:UID FETCH 1 BODY[]",
+		"R:* 1 FETCH (UID 1 BODY[] {70000}\r\n",
+		"FILL:70000",
+		"S:)",
+		"S:$T OK fetched",
+		"C:UID FETCH 2 BODY[]",
+		"R:* 2 FETCH (UID 2 BODY[] {80000}\r\n",
+		"FILL:80000",
+		"S:)",
+		"S:$T OK fetched",
+		NULL
+	};
+	g_autoptr(GError) error = NULL;
+	ScriptedServer *srv;
+	ImapConn *conn = open_on(script, &srv);
+	int calls = 0;
+
+	memset(&sink_count, 0, sizeof(sink_count));
+	g_assert_cmpint(imap_conn_command(conn, count_untagged, &calls, &error,
+					  "UID FETCH 1 BODY[]"),
+			==, 0);
+	g_assert_no_error(error);
+	g_assert_cmpint(calls, ==, 1);
+	g_assert_cmpint(sink_count.begun, ==, 0);
+	g_assert_cmpint(imap_conn_command_sink(conn, &counting_sink, NULL,
+					       count_untagged, &calls, &error,
+					       "UID FETCH 2 BODY[]"),
+			==, 0);
+	g_assert_no_error(error);
+	g_assert_cmpint(calls, ==, 2);
+	g_assert_cmpint(sink_count.begun, ==, 1);
+	g_assert_cmpint(sink_count.written, ==, 80000);
+	imap_conn_free(conn);
 	assert_script_done(srv);
 }
 
@@ -358,6 +400,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/imap-conn/login-refused", test_login_refused);
 	g_test_add_func("/imap-conn/refusals", test_refusals);
 	g_test_add_func("/imap-conn/cut-mid-literal", test_cut_mid_literal);
+	g_test_add_func("/imap-conn/sink-per-command", test_sink_per_command);
 	g_test_add_func("/imap-conn/stall", test_stall);
 	g_test_add_func("/imap-conn/bye", test_bye);
 	g_test_add_func("/imap-conn/idle", test_idle);
