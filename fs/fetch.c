@@ -299,58 +299,37 @@ static int store_streamed(BodyJob *job, uint32_t uid, CacheBodyWriter *w)
 	return rc;
 }
 
-static int store_body(void *user_data, uint32_t uid, ImapValue *body)
+static int store_body(void *user_data, uint32_t uid, ImapBody *body)
 {
 	BodyJob *job = user_data;
 	int idx = find_uid(job, uid);
 	int rc;
 
-	if (idx < 0 || g_array_index(job->done, gboolean, idx))
-		return 0; /* not asked for, or a second copy */
-	if (body->type == IMAP_VALUE_STREAM) {
-		rc = store_streamed(job, uid, imap_conn_take_literal(body));
-	} else if (body->type == IMAP_VALUE_STRING && body->len > 0) {
-		rc = store_small(job, uid, body->str, body->len);
+	if (idx < 0 || g_array_index(job->done, gboolean, idx)) {
+		/* Not asked for, or a second copy. */
+		cache_body_writer_abort(body->streamed);
+		return 0;
+	}
+	if (body->streamed) {
+		rc = store_streamed(job, uid, body->streamed);
+	} else if (body->len > 0) {
+		rc = store_small(job, uid, body->data, body->len);
 	} else {
 		/* NIL or empty: the server has no body to give. Never
 		 * cache it as an empty file. */
 		g_message("%s UID %u: server returned %s for BODY[]",
-			  job->folder->raw, uid,
-			  body->type == IMAP_VALUE_NIL ? "NIL" : "no data");
+			  job->folder->raw, uid, body->nil ? "NIL" : "no data");
 		rc = -EIO;
 	}
 	job_finish_uid(job, (guint)idx, rc);
 	return 0;
 }
 
-/* "5,7:9,12" from sorted UIDs. */
-static char *uid_set(const GArray *uids)
-{
-	GString *s = g_string_new(NULL);
-
-	for (guint i = 0; i < uids->len;) {
-		uint32_t a = g_array_index(uids, uint32_t, i), b = a;
-		guint j = i + 1;
-
-		while (j < uids->len &&
-		       g_array_index(uids, uint32_t, j) == b + 1)
-			b = g_array_index(uids, uint32_t, j++);
-		if (s->len)
-			g_string_append_c(s, ',');
-		if (a == b)
-			g_string_append_printf(s, "%u", a);
-		else
-			g_string_append_printf(s, "%u:%u", a, b);
-		i = j;
-	}
-	return g_string_free(s, FALSE);
-}
-
 static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			GError **error)
 {
 	BodyJob *job = data;
-	g_autofree char *set = uid_set(job->uids);
+	g_autofree char *set = imap_uid_set(job->uids);
 	int rc;
 
 	if (st->uidvalidity != job->uidvalidity) {
@@ -892,4 +871,10 @@ int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 			return rc;
 	}
 	return -EIO;
+}
+
+void fs_fetch_forget_folder(FsAccount *acct, const char *folder,
+			    uint32_t keep_uidvalidity)
+{
+	cache_memory_drop_folder(acct->fetch->memory, folder, keep_uidvalidity);
 }

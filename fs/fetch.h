@@ -35,6 +35,11 @@ GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid);
 /* A read at off of folder f: reads past the heads let prefetch take
  * large bodies too. */
 void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off);
+/* Forget the bodies of folder kept in memory off a full disk, but those
+ * of keep_uidvalidity (0: all), as cache_store_drop_folder() does on
+ * disk. */
+void fs_fetch_forget_folder(FsAccount *acct, const char *folder,
+			    uint32_t keep_uidvalidity);
 /* Is the whole body at hand (disk cache or memory table)? */
 bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
 			uint32_t uid);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fs/fetch.h"
 #include "fs/merge.h"
 #include "fs/names.h"
 #include "imap/ops.h"
@@ -295,21 +296,27 @@ static int sync_failed(FsFolder *f, int rc, bool have, const GError *error)
 static FsListing *swap_listing(FsAccount *acct, FsFolder *f, uint32_t gen,
 			       CacheFolderIndex *result, bool *changed)
 {
+	uint32_t uidvalidity = result->uidvalidity;
+	uint32_t old_uidvalidity = 0;
 	FsListing *old;
 
 	g_mutex_lock(&f->lock);
 	old = f->listing;
 	*changed = !old || !fs_merge_same_uids(old->index, result);
-	if (old && old->index->uidvalidity != result->uidvalidity) {
-		g_message("folder %s was recreated on the server (UIDVALIDITY "
-			  "%u -> %u): dropping its cache",
-			  f->raw, old->index->uidvalidity, result->uidvalidity);
-		cache_store_drop_folder(acct->store, f->raw,
-					result->uidvalidity);
-	}
+	if (old && old->index->uidvalidity != uidvalidity)
+		old_uidvalidity = old->index->uidvalidity;
 	f->listing = fs_listing_new(gen, result);
 	f->dirty = true;
 	g_mutex_unlock(&f->lock);
+	if (old_uidvalidity) {
+		/* Outside the lock: deleting a large folder takes a while,
+		 * and bodies of the new UIDVALIDITY are kept. */
+		g_message("folder %s was recreated on the server (UIDVALIDITY "
+			  "%u -> %u): dropping its cache",
+			  f->raw, old_uidvalidity, uidvalidity);
+		cache_store_drop_folder(acct->store, f->raw, uidvalidity);
+		fs_fetch_forget_folder(acct, f->raw, uidvalidity);
+	}
 	return old;
 }
 

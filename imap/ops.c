@@ -424,7 +424,14 @@ static int body_untagged(void *user_data, ImapResponse *r)
 			body = &list->items[i + 1];
 	if (!body)
 		return 0; /* flags update or a quirk: not a body */
-	rc = ctx->fn(ctx->user_data, (uint32_t)uid, body);
+	rc = ctx->fn(
+	    ctx->user_data, (uint32_t)uid,
+	    &(ImapBody){
+		.streamed = imap_conn_take_literal(body),
+		.data = body->type == IMAP_VALUE_STRING ? body->str : NULL,
+		.len = body->type == IMAP_VALUE_STRING ? body->len : 0,
+		.nil = body->type == IMAP_VALUE_NIL,
+	    });
 	if (rc < 0 && ctx->rc == 0)
 		ctx->rc = rc;
 	return 0;

@@ -52,10 +52,19 @@ int imap_examine_qresync(ImapConn *conn, const char *mailbox,
 			 ImapMailboxState *state, GArray *vanished,
 			 GError **error);
 
-/* Called for each BODY[] of the answer; body is a STRING, a STREAM (the
- * callback may take what the sink began with imap_conn_take_literal()) or
- * NIL. Return 0 or -errno. */
-typedef int (*ImapBodyFn)(void *user_data, uint32_t uid, ImapValue *body);
+/* One BODY[] of a FETCH answer, in one of three forms: streamed (what the
+ * sink's begin() returned, now owned by the callback, which commits or
+ * discards it), inline (data, len > 0, valid during the call), or missing
+ * (NIL, or an empty string: the server has no body to give). */
+typedef struct {
+	void *streamed;
+	const char *data;
+	size_t len;
+	bool nil; /* missing because the server said NIL */
+} ImapBody;
+
+/* Called for each BODY[] of the answer. Return 0 or -errno. */
+typedef int (*ImapBodyFn)(void *user_data, uint32_t uid, ImapBody *body);
 
 /* UID FETCH uid_set (UID BODY.PEEK[]). Bodies over the parser's inline
  * limit are streamed through sink (its callbacks get sink_data) as they
