@@ -175,13 +175,13 @@ class Test:
 
     def all_ok(self, what, problems, limit=10):
         """One check over many items: problems is a list of strings."""
+        detail = None
         if problems:
             detail = "%d problem(s):\n      " % len(problems) + \
                 "\n      ".join(problems[:limit])
             if len(problems) > limit:
                 detail += "\n      ..."
-            return self.check(False, what, detail)
-        return self.check(True, what)
+        return self.check(not problems, what, detail)
 
     def run(self, fn, needs_fuse=True):
         install_signal_handlers()
