@@ -48,7 +48,12 @@ def short(value, limit=200):
 
 
 class TestFailure(Exception):
-    """A required check failed: the test stops here."""
+    """The test cannot go on: it stops here, and fails. Test.require raises
+    it for a failed check, already counted (counted is True); a helper
+    raises it when it gives up (Dovecot or the mount did not come up), and
+    the runner counts that as a failure."""
+
+    counted = False
 
 
 class Skip(Exception):
@@ -166,7 +171,9 @@ class Test:
 
     def require(self, cond, what, detail=None):
         if not self.check(cond, what, detail):
-            raise TestFailure(what)
+            e = TestFailure(what)
+            e.counted = True
+            raise e
 
     def equal(self, got, expected, what):
         return self.check(got == expected, what,
@@ -183,6 +190,12 @@ class Test:
                 detail += "\n      ..."
         return self.check(not problems, what, detail)
 
+    def count_failure(self, e):
+        """A TestFailure that stopped the test: when a helper raised it,
+        no check has failed for it yet, and the test must not pass."""
+        if not e.counted:
+            self.check(False, "the test ran to its end", str(e))
+
     def run(self, fn, needs_fuse=True):
         install_signal_handlers()
         log("# %s" % self.name)
@@ -196,6 +209,7 @@ class Test:
             log("SKIP: %s" % e)
             rc = SKIP
         except TestFailure as e:
+            self.count_failure(e)
             log("stopped after failed check: %s" % e)
         except Interrupted as e:
             log("interrupted: %s" % e)
