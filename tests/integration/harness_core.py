@@ -120,6 +120,15 @@ def add_diagnostic(fn):
     _diagnostics.append(fn)
 
 
+# Failures that a cleanup finds after the test's own checks (a fake
+# server's script raised, say): each fails the test (Test.run).
+_late_failures = []
+
+
+def fail_after_cleanup(what, detail):
+    _late_failures.append((what, detail))
+
+
 def print_diagnostics():
     for fn in _diagnostics:
         try:
@@ -225,6 +234,9 @@ class Test:
         for report in _bug_reports:
             self.check(False, "the daemon reported no bug", report)
         del _bug_reports[:]
+        for what, detail in _late_failures:
+            self.check(False, what, detail)
+        del _late_failures[:]
         if rc == SKIP and self.failures == 0:
             sys.exit(SKIP)
         log("# %s: %d checks, %d failed" % (self.name, self.checks,

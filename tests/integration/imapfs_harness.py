@@ -48,8 +48,8 @@ import time
 from harness_core import *  # noqa: F401,F403
 from harness_core import (  # noqa: F401
     _CRC32C, _bug_reports, _cleaning, _cleanup_lock, _cleanups,
-    _crc32c_table, _diagnostics, _ipv6_loopback, _on_signal, _ports_given,
-    _ppids, _run_cleanups, _unescape_mountinfo)
+    _crc32c_table, _diagnostics, _ipv6_loopback, _late_failures,
+    _on_signal, _ports_given, _ppids, _run_cleanups, _unescape_mountinfo)
 from harness_dovecot import *  # noqa: F401,F403
 from harness_dovecot import (  # noqa: F401
     _LIST_RE, _MONTHS, _gen_time, _quote)
