@@ -60,12 +60,10 @@ def part_size(t, dc, data, proxy):
     m = fl.proxied_mount(dc, proxy, cache_dir=cache,
                          args=["--cache-size=1M"])
     r = m.attempt(timeout=30)
-    if not r.mounted:
-        t.check(False, "--cache-size=1M is accepted and mounts",
-                "exit %s: %s" % (r.rc, r.stderr.strip()[-500:]))
+    if not t.check(r.mounted, "--cache-size=1M is accepted and mounts",
+                   "exit %s: %s" % (r.rc, r.stderr.strip()[-500:])):
         m.cleanup()
         return
-    t.check(True, "--cache-size=1M is accepted and mounts")
     keys = sorted(k for k in data.bodies if k[0] == SIZED)
     names = file_names(m, data, [SIZED])
     problems = []

@@ -70,6 +70,14 @@ def body(t):
     series = []
 
     def reader(i):
+        # A reader that dies would only read less: its death is an error.
+        try:
+            read_until_deadline(i)
+        except Exception as e:
+            with lock:
+                errors.append("reader %d died: %r" % (i, e))
+
+    def read_until_deadline(i):
         rnd = random.Random(1000 + i)
         while time.monotonic() < deadline:
             if rnd.random() < 0.03:

@@ -81,7 +81,9 @@ def body(t):
              problems)
 
     dc.stop()
-    t.check(True, "Dovecot stopped while mounted")
+    t.check(not dc.running() and
+            not any(h.port_open(p) for p in dc.ports()) and m3.mounted(),
+            "Dovecot stopped while mounted")
     problems = []
     slow = []
     for k, p in sorted(files3.items()):

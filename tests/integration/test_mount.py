@@ -40,7 +40,8 @@ def body(t):
 
     m = h.Mount(dc).start()
     mp = m.mountpoint
-    t.check(True, "mounted %s at %s" % (m.url, mp))
+    t.check(m.mounted() and h.pid_alive(m.pid),
+            "mounted %s at %s" % (m.url, mp))
     fstype, source, opts = h.mount_info(mp)
     t.equal(fstype, "fuse.imapfs", "the mount's type is fuse.imapfs")
     t.check("ro" in opts, "the mount is read-only in mountinfo",

@@ -22,7 +22,7 @@ def body(t):
     total = sum(len(v) for v in view["messages"].values())
 
     m = h.Mount(dc, mode="imap").start()
-    t.check(True, "mounted %s" % m.url)
+    t.check(m.mounted() and h.pid_alive(m.pid), "mounted %s" % m.url)
     t.equal(set(os.listdir(m.mountpoint)), h.CORE_TOP,
             "ls of the root shows the top-level folders")
     files = h.compare_tree(t, m, view)

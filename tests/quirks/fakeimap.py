@@ -883,6 +883,7 @@ class FakeImap:
         self.rules = []
         self.conns = []
         self.errors = []
+        self._errors_reported = 0
         self.stopping = False
         self._lock = threading.Lock()
         self._listeners = []
@@ -1009,6 +1010,13 @@ class FakeImap:
         for th in self._threads:
             th.join(timeout=2)
         self._threads = []
+        # A script that raised fails the test even where the daemon coped
+        # and no check looked at self.errors.
+        new = self.errors[self._errors_reported:]
+        self._errors_reported = len(self.errors)
+        if new:
+            h.fail_after_cleanup("fakeimap (port %s): no server script "
+                                 "errors" % self.port, h.short(new, 600))
 
     # --- what was received ------------------------------------------------
 

@@ -229,6 +229,7 @@ def run_cases(name, cases, argv=None):
             try:
                 case(t)
             except h.TestFailure as e:
+                t.count_failure(e)
                 h.log("case %s stopped after failed check: %s" % (label, e))
             except h.Interrupted:
                 raise

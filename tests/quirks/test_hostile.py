@@ -145,15 +145,16 @@ def case_hostile(t):
 
     def good_still_works(label):
         f = acct.folder("Good")
+        bad = None
         for msg in f.messages:
             p = q.message_path(m, "Good", msg.uid)
             rc, data, err, _ = h.cat(p) if p else (None, b"", "no file", 0)
             if rc != 0 or data != msg.body:
-                t.check(False, "after %s: folder Good still reads" % label,
-                        "UID %d: rc %s, %d bytes, %s" % (msg.uid, rc,
-                                                         len(data), err))
-                return
-        t.check(True, "after %s: folder Good still reads" % label)
+                bad = "UID %d: rc %s, %d bytes, %s" % (msg.uid, rc,
+                                                       len(data), err)
+                break
+        t.check(bad is None, "after %s: folder Good still reads" % label,
+                bad)
 
     def after(label, watch, t0):
         t.check(q.daemon_alive(m) and m.mounted(), "%s: the daemon is alive "
