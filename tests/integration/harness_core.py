@@ -447,6 +447,46 @@ def is_imapfs_mounted(path):
     return info is not None and info[0] == "fuse.imapfs"
 
 
+def fuse_connection(path):
+    """The FUSE connection number of the mount at path (the minor device
+    number in /proc/self/mountinfo, without a request to the file
+    system), or None."""
+    path = os.path.abspath(path)
+    found = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                mp = fields[4].encode().decode("unicode_escape")
+                if mp == path:
+                    found = int(fields[2].split(":")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return found
+
+
+FUSECTL = "/sys/fs/fuse/connections"
+
+
+def abort_fuse_connection(conn):
+    """Abort FUSE connection conn through fusectl (mounted here when
+    missing): every request the daemon still owes is ended, so a daemon
+    stuck in the kernel can exit. Best effort, for cleanup; True when the
+    abort was written."""
+    if conn is None:
+        return False
+    if not os.path.isdir(os.path.join(FUSECTL, str(conn))):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", FUSECTL],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+    try:
+        with open(os.path.join(FUSECTL, str(conn), "abort"), "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+
 def force_unmount(path):
     """Best effort, for cleanup: lazy FUSE unmount, then umount -l."""
     for cmd in (["fusermount3", "-u", "-z", path], ["umount", "-l", path]):
@@ -603,6 +643,7 @@ class Mount:
         self.password_env = password_env
         self.proc = None
         self.pid = None
+        self.fuse_conn = None  # FUSE connection number once mounted
         self.log_path = os.path.join(self.tmp, "imapfs.log")
         self.sanitizer_prefix = os.path.join(self.tmp, "sanitizer")
         self._bug_scan = BugScan(self.log_path, self.sanitizer_prefix)
@@ -676,6 +717,7 @@ class Mount:
             mounted = is_imapfs_mounted(self.mountpoint)
             rc = self.proc.poll()
             if self.foreground and mounted:
+                self.fuse_conn = fuse_connection(self.mountpoint)
                 break
             if rc is not None:
                 mounted = is_imapfs_mounted(self.mountpoint)
@@ -687,6 +729,7 @@ class Mount:
         if self.foreground:
             self.pid = self.proc.pid if rc is None else None
         elif rc == 0 and mounted:
+            self.fuse_conn = fuse_connection(self.mountpoint)
             pids = find_daemon_pids(self.mountpoint, self.bin)
             self.pid = pids[0] if pids else None
         return MountResult(rc, self.stderr_text(), elapsed, mounted)
@@ -740,6 +783,13 @@ class Mount:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                # Stuck in the kernel on a request nobody will answer:
+                # only aborting the connection lets it die.
+                if not wait_for(lambda: not pid_alive(pid), 5) and \
+                        abort_fuse_connection(self.fuse_conn):
+                    log("# %s: daemon %d stuck after SIGKILL, FUSE "
+                        "connection %s aborted" %
+                        (self.mountpoint, pid, self.fuse_conn))
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=5)

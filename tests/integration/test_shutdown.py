@@ -48,13 +48,21 @@ def start_load(m):
     return procs
 
 
-def stop_load(procs):
+def stop_load(t, procs, label):
+    """Wait for the readers; one still stuck after a kill (a FUSE request
+    nobody will answer) fails the round instead of hanging the test."""
+    stuck = []
     for p in procs:
         try:
             p.wait(timeout=60)
         except subprocess.TimeoutExpired:
             p.kill()
-            p.wait()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                stuck.append(" ".join(p.args[:2]))
+    t.check(not stuck, "%s: no reader is left stuck" % label,
+            ", ".join(stuck))
 
 
 def end_round(t, m, label, rc):
@@ -113,9 +121,9 @@ def body(t):
         delay = rng.uniform(0.05, 1.5)
         time.sleep(delay)
         rc = signal_daemon(m)
-        stop_load(procs)
-        end_round(t, m, "round %d, SIGTERM %.2f s into a cold grep -r" %
-                  (r, delay), rc)
+        label = "round %d, SIGTERM %.2f s into a cold grep -r" % (r, delay)
+        stop_load(t, procs, label)
+        end_round(t, m, label, rc)
 
         # 4. A lazy unmount under the same load: the readers finish, then
         # the daemon gets DESTROY and exits.
@@ -124,9 +132,10 @@ def body(t):
         delay = rng.uniform(0.05, 1.0)
         time.sleep(delay)
         h.run(["fusermount3", "-u", "-z", m.mountpoint], check=False)
-        stop_load(procs)
-        end_round(t, m, "round %d, lazy unmount %.2f s into a cold grep -r"
-                  % (r, delay), m.wait_exit(30))
+        label = "round %d, lazy unmount %.2f s into a cold grep -r" % (
+            r, delay)
+        stop_load(t, procs, label)
+        end_round(t, m, label, m.wait_exit(30))
 
 
 if __name__ == "__main__":
