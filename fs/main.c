@@ -42,10 +42,12 @@
 #include "fs/log.h"
 #include "fs/ops.h"
 #include "fs/options.h"
+#include "fs/password.h"
 #include "fs/sync.h"
 #include "fs/watch.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
+#include "imap/url.h"
 
 #define REFRESH_SECONDS 30
 
@@ -78,7 +80,7 @@ static void raise_fd_limit(void)
 
 static char *reread_password(void *data, GError **error)
 {
-	return fs_options_reread_password(data, error);
+	return fs_password_reread(data, error);
 }
 
 /* SIGHUP: log in again now if a refused password suspended logins.
@@ -98,13 +100,6 @@ static int catch_sighup(void)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
 	return sigaction(SIGHUP, &sa, NULL);
-}
-
-static char *account_key(const FsOptions *o)
-{
-	return g_strdup_printf("%s://%s@%s:%u",
-			       o->implicit_tls ? "imaps" : "imap", o->user,
-			       o->host, o->port);
 }
 
 int main(int argc, char **argv)
@@ -132,13 +127,13 @@ int main(int argc, char **argv)
 	}
 	fs_log_init(opts.debug);
 
-	password = fs_options_get_password(&opts, &error);
+	password = fs_password_get(&opts, &error);
 	if (!password) {
 		die("%s", error->message);
 		goto out;
 	}
 
-	key = account_key(&opts);
+	key = imap_url_account_key(&opts.server);
 	/* A daemon that was just unmounted may still be exiting and hold
 	 * the cache: give it a few seconds. */
 	for (int tries = 0;; tries++) {
@@ -163,17 +158,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	account.host = opts.host;
-	account.port = opts.port;
-	account.implicit_tls = opts.implicit_tls;
-	account.user = opts.user;
+	account.host = opts.server.host;
+	account.port = opts.server.port;
+	account.implicit_tls = opts.server.implicit_tls;
+	account.user = opts.server.user;
 	account.password = password;
 	account.cafile = opts.cafile;
 	account.insecure = opts.insecure;
 	account.timeout_ms = opts.timeout * 1000;
 	account.sink = &fs_fetch_sink;
 	account.sink_data = acct.store;
-	if (fs_options_can_reread_password(&opts)) {
+	if (fs_password_can_reread(&opts)) {
 		account.reread_password = reread_password;
 		account.reread_data = &opts;
 	}
@@ -300,7 +295,7 @@ out:
 		g_mutex_clear(&acct.fetch_lock);
 	}
 	cache_store_free(acct.store);
-	fs_options_free_password(password);
+	fs_password_free(password);
 	fs_options_clear(&opts);
 	return ret;
 }

@@ -15,6 +15,7 @@
 #endif
 
 #include "fs/options.h"
+#include "fs/password.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -156,10 +157,10 @@ static void test_url_good(void)
 
 		parse_ok(&opts, cases[i].url, mnt, NULL);
 		g_assert_cmpstr(opts.url, ==, cases[i].url);
-		g_assert_cmpint(opts.implicit_tls, ==, cases[i].tls);
-		g_assert_cmpstr(opts.user, ==, cases[i].user);
-		g_assert_cmpstr(opts.host, ==, cases[i].host);
-		g_assert_cmpuint(opts.port, ==, cases[i].port);
+		g_assert_cmpint(opts.server.implicit_tls, ==, cases[i].tls);
+		g_assert_cmpstr(opts.server.user, ==, cases[i].user);
+		g_assert_cmpstr(opts.server.host, ==, cases[i].host);
+		g_assert_cmpuint(opts.server.port, ==, cases[i].port);
 		args = joined_fuse_args(&opts);
 		want = g_strdup_printf("imapfs|-o|" OURS ",fsname=%s",
 				       cases[i].fsname);
@@ -442,11 +443,11 @@ static void test_no_password_in_fuse_args(void)
 		 file_opt, "-o", "password_command=printf " SECRET, NULL);
 	for (int i = 0; i < opts.fuse_args.argc; i++)
 		g_assert_null(strstr(opts.fuse_args.argv[i], SECRET));
-	pw = fs_options_get_password(&opts, &error);
+	pw = fs_password_get(&opts, &error);
 	g_assert_no_error(error);
 	g_assert_cmpstr(pw, ==, SECRET);
-	fs_options_free_password(pw);
-	fs_options_free_password(NULL);
+	fs_password_free(pw);
+	fs_password_free(NULL);
 	fs_options_clear(&opts);
 }
 
@@ -707,7 +708,7 @@ static void test_version(void)
 
 static char *get_password(const FsOptions *opts, GError **error)
 {
-	return fs_options_get_password(opts, error);
+	return fs_password_get(opts, error);
 }
 
 static void assert_password(const FsOptions *opts, const char *want)
@@ -717,7 +718,7 @@ static void assert_password(const FsOptions *opts, const char *want)
 
 	g_assert_no_error(error);
 	g_assert_cmpstr(pw, ==, want);
-	fs_options_free_password(pw);
+	fs_password_free(pw);
 }
 
 static void assert_password_error(const FsOptions *opts, const char *msg)
@@ -923,9 +924,9 @@ static void pty_start(struct pty_child *c, bool with_tty)
 		 * controlling terminal. */
 		if (with_tty && open(name, O_RDWR) < 0)
 			_exit(91);
-		opts.user = (char *)"me";
-		opts.host = (char *)"mail.example.org";
-		pw = fs_options_get_password(&opts, &error);
+		opts.server.user = (char *)"me";
+		opts.server.host = (char *)"mail.example.org";
+		pw = fs_password_get(&opts, &error);
 		out = pw ? g_strconcat("OK:", pw, NULL)
 			 : g_strconcat("ERR:", error->message, NULL);
 		if (write(fds[1], out, strlen(out)) < 0)
