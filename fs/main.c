@@ -42,16 +42,30 @@
 #include "fs/log.h"
 #include "fs/ops.h"
 #include "fs/options.h"
+#include "fs/password.h"
 #include "fs/sync.h"
 #include "fs/watch.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
+#include "imap/url.h"
 
 #define REFRESH_SECONDS 30
 
-static void die(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+/* Everything main() sets up and tears down, NULL or zero until it exists. */
+struct daemon {
+	FsOptions opts;
+	char *password;
+	ImapAccount account; /* borrows from opts, password and acct.store */
+	ImapConn *conn;      /* the first connection, until the pool has it */
+	FsAccount acct;
+	struct fuse_session *se;
+	FsWatch *watch;
+};
 
-static void die(const char *fmt, ...)
+/* Prints "imapfs: " and the message on stderr; the caller unwinds. */
+static void report_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+static void report_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -78,7 +92,7 @@ static void raise_fd_limit(void)
 
 static char *reread_password(void *data, GError **error)
 {
-	return fs_options_reread_password(data, error);
+	return fs_password_reread(data, error);
 }
 
 /* SIGHUP: log in again now if a refused password suspended logins.
@@ -100,191 +114,246 @@ static int catch_sighup(void)
 	return sigaction(SIGHUP, &sa, NULL);
 }
 
-static char *account_key(const FsOptions *o)
-{
-	return g_strdup_printf("%s://%s@%s:%u",
-			       o->implicit_tls ? "imaps" : "imap", o->user,
-			       o->host, o->port);
-}
-
-int main(int argc, char **argv)
+static int read_password(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
-	FsOptions opts = { 0 };
-	FsAccount acct = { 0 };
-	char *password = NULL;
-	g_autofree char *key = NULL;
-	g_autoptr(GPtrArray) folders = NULL;
-	struct fuse_session *se = NULL;
-	struct fuse_loop_config *loop = NULL;
-	ImapAccount account = { 0 };
-	ImapConn *conn = NULL;
-	FsWatch *watch = NULL;
-	int ret = 1;
+
+	d->password = fs_password_get(&d->opts, &error);
+	if (!d->password) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	return 0;
+}
+
+static int open_cache(struct daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *key = imap_url_account_key(&d->opts.server);
+	FsAccount *acct = &d->acct;
 	int rc;
 
-	rc = fs_options_parse(argc, argv, &opts, &error);
-	if (rc == FS_OPTIONS_EXIT_OK)
-		return 0;
-	if (rc < 0) {
-		die("%s", error->message);
-		return 1;
-	}
-	fs_log_init(opts.debug);
-
-	password = fs_options_get_password(&opts, &error);
-	if (!password) {
-		die("%s", error->message);
-		goto out;
-	}
-
-	key = account_key(&opts);
 	/* A daemon that was just unmounted may still be exiting and hold
 	 * the cache: give it a few seconds. */
 	for (int tries = 0;; tries++) {
 		raise_fd_limit();
-		acct.store = cache_store_open(opts.cache_dir, key, &error);
-		if (acct.store || tries >= 50 ||
+		acct->store = cache_store_open(d->opts.cache_dir, key, &error);
+		if (acct->store || tries >= 50 ||
 		    !g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN))
 			break;
 		g_clear_error(&error);
 		g_usleep(100 * 1000);
 	}
-	if (!acct.store) {
-		die("%s", error->message);
-		goto out;
+	if (!acct->store) {
+		report_error("%s", error->message);
+		return -1;
 	}
-	acct.cache_limit = opts.cache_size;
-	acct.xattr = opts.xattr;
-	rc = cache_store_set_limit(acct.store, opts.cache_size);
+	acct->cache_limit = d->opts.cache_size;
+	acct->xattr = d->opts.xattr;
+	rc = cache_store_set_limit(acct->store, d->opts.cache_size);
 	if (rc < 0) {
-		die("cannot apply --cache-size to %s: %s",
-		    cache_store_dir(acct.store), g_strerror(-rc));
-		goto out;
+		report_error("cannot apply --cache-size to %s: %s",
+			     cache_store_dir(acct->store), g_strerror(-rc));
+		return -1;
 	}
+	return 0;
+}
 
-	account.host = opts.host;
-	account.port = opts.port;
-	account.implicit_tls = opts.implicit_tls;
-	account.user = opts.user;
-	account.password = password;
-	account.cafile = opts.cafile;
-	account.insecure = opts.insecure;
-	account.timeout_ms = opts.timeout * 1000;
-	if (fs_options_can_reread_password(&opts)) {
-		account.reread_password = reread_password;
-		account.reread_data = &opts;
+/* Logs in and reads the folder list: the last failures the user sees. */
+static int connect_server(struct daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) folders = NULL;
+	ImapAccount *account = &d->account;
+
+	account->host = d->opts.server.host;
+	account->port = d->opts.server.port;
+	account->implicit_tls = d->opts.server.implicit_tls;
+	account->user = d->opts.server.user;
+	account->password = d->password;
+	account->cafile = d->opts.cafile;
+	account->insecure = d->opts.insecure;
+	account->timeout_ms = d->opts.timeout * 1000;
+	if (fs_password_can_reread(&d->opts)) {
+		account->reread_password = reread_password;
+		account->reread_data = &d->opts;
 	}
-	if (opts.insecure)
+	if (d->opts.insecure)
 		g_warning(
 		    "--insecure: the server's certificate is not checked");
 
-	conn = imap_conn_open(&account, &error);
-	if (!conn) {
-		die("%s", error->message);
-		goto out;
+	d->conn = imap_conn_open(account, &error);
+	if (!d->conn) {
+		report_error("%s", error->message);
+		return -1;
 	}
 	folders = g_ptr_array_new_with_free_func(
 	    (GDestroyNotify)cache_folder_entry_free);
-	if (imap_list_mailboxes(conn, fs_tree_collect_folder, folders, &error) <
-	    0) {
-		die("cannot list folders: %s", error->message);
-		goto out;
+	if (imap_list_mailboxes(d->conn, fs_tree_collect_folder, folders,
+				&error) < 0) {
+		report_error("cannot list folders: %s", error->message);
+		return -1;
 	}
-	if (cache_store_save_folders(acct.store, folders) < 0)
+	if (cache_store_save_folders(d->acct.store, folders) < 0)
 		g_message("cannot save the folder list in the cache");
-	acct.tree = fs_tree_new(acct.store, folders, &error);
-	if (!acct.tree) {
-		die("%s", error->message);
-		goto out;
+	d->acct.tree = fs_tree_new(d->acct.store, folders, &error);
+	if (!d->acct.tree) {
+		report_error("%s", error->message);
+		return -1;
 	}
-	acct.uid = opts.uid;
-	acct.gid = opts.gid;
+	return 0;
+}
+
+/* The rest of the account, then the FUSE session and its signals. */
+static int new_session(struct daemon *d)
+{
+	FsAccount *acct = &d->acct;
+
+	acct->uid = d->opts.uid;
+	acct->gid = d->opts.gid;
 	/* Mail is private: owner only unless -o umask= says otherwise. The
 	 * mount is read-only whatever the modes say. */
-	acct.file_mode = 0666 & ~opts.umask;
-	acct.dir_mode = 0777 & ~opts.umask;
-	acct.refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
-	acct.timeout_us = (gint64)opts.timeout * G_USEC_PER_SEC;
-	acct.fetch = fs_fetch_new();
-	acct.inval = fs_inval_new();
-	acct.push = fs_push_new(acct.store);
+	acct->file_mode = 0666 & ~d->opts.umask;
+	acct->dir_mode = 0777 & ~d->opts.umask;
+	acct->refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
+	acct->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
+	acct->fetch = fs_fetch_new();
+	acct->inval = fs_inval_new();
+	acct->push = fs_push_new(acct->store);
 
-	se = fuse_session_new(&opts.fuse_args, &fs_ops, sizeof(fs_ops), &acct);
-	if (!se) {
-		die("cannot start the FUSE session (see the message above)");
-		goto out;
+	d->se =
+	    fuse_session_new(&d->opts.fuse_args, &fs_ops, sizeof(fs_ops), acct);
+	if (!d->se) {
+		report_error(
+		    "cannot start the FUSE session (see the message above)");
+		return -1;
 	}
-	acct.se = se;
-	if (fuse_set_signal_handlers(se) != 0 || catch_sighup() != 0) {
-		die("cannot install signal handlers");
-		goto out;
+	acct->se = d->se;
+	if (fuse_set_signal_handlers(d->se) != 0 || catch_sighup() != 0) {
+		report_error("cannot install signal handlers");
+		return -1;
 	}
-	if (fuse_session_mount(se, opts.mountpoint) != 0) {
-		die("cannot mount on %s (see the message above)",
-		    opts.mountpoint);
-		goto out_signals;
-	}
-	if (fuse_daemonize(opts.foreground) != 0) {
-		die("cannot go to the background");
-		goto out_unmount;
-	}
-	if (!opts.foreground)
+	return 0;
+}
+
+/* After fuse_daemonize(): fork() keeps only the calling thread. */
+static void start_threads(struct daemon *d)
+{
+	FsAccount *acct = &d->acct;
+
+	if (!d->opts.foreground)
 		fs_log_to_syslog();
+	acct->pool = imap_pool_new(&d->account, d->opts.connections,
+				   g_steal_pointer(&d->conn));
+	hup_pool = acct->pool;
+	fs_inval_start(acct->inval, d->se);
+	fs_push_start(acct->push, d->se);
+	fs_sync_start_background(acct);
+	d->watch = fs_watch_new(acct, d->opts.poll_interval);
+	acct->watch = d->watch;
+	g_message("mounted %s on %s", d->opts.url, d->opts.mountpoint);
+}
 
-	acct.pool =
-	    imap_pool_new(&account, opts.connections, g_steal_pointer(&conn));
-	hup_pool = acct.pool;
-	fs_inval_start(acct.inval, se);
-	fs_push_start(acct.push, se);
-	fs_sync_start_background(&acct);
-	watch = fs_watch_new(&acct, opts.poll_interval);
-	acct.watch = watch;
-	g_message("mounted %s on %s", opts.url, opts.mountpoint);
+/* Step 1 of the shutdown: returns main()'s exit status. */
+static int run_session(struct daemon *d)
+{
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	int rc;
 
-	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(loop, 32);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	rc = fuse_session_loop_mt(se, loop);
+	rc = fuse_session_loop_mt(d->se, loop);
 	fuse_loop_cfg_destroy(loop);
 	/* The loop has joined its workers: no handler runs from here on. */
-	fs_ops_release_dirs(&acct);
+	fs_ops_release_dirs(&d->acct);
 	/* A positive result is the signal (SIGINT, SIGTERM) that asked us
 	 * to stop: a clean exit like an unmount. */
-	ret = rc < 0 ? 1 : 0;
 	if (rc < 0)
 		g_warning("FUSE session ended with an error: %s",
 			  g_strerror(-rc));
+	return rc < 0 ? 1 : 0;
+}
 
-	acct.watch = NULL;
-	fs_watch_free(g_steal_pointer(&watch));
-	fs_sync_stop_background(&acct);
-out_unmount:
+/* Steps 2 and 3: the threads that start work of their own. */
+static void stop_background(struct daemon *d)
+{
+	d->acct.watch = NULL;
+	fs_watch_free(g_steal_pointer(&d->watch));
+	fs_sync_stop_background(&d->acct);
+}
+
+/* Step 4. */
+static void unmount_session(struct daemon *d)
+{
 	/* This closes the session's fd, which ends the requests the kernel
 	 * still has in flight (no worker answers them any more). Only then
 	 * stop the threads that notify the kernel: a store or an
 	 * invalidation waits for a page that such a request holds locked,
 	 * and joining them before hung the shutdown. The session itself
 	 * lives on until fuse_session_destroy(). */
-	fuse_session_unmount(se);
-	fs_inval_free(g_steal_pointer(&acct.inval));
-	fs_push_stop(acct.push);
-out_signals:
-	fuse_remove_signal_handlers(se);
-out:
-	if (se)
-		fuse_session_destroy(se);
-	if (acct.tree)
-		fs_sync_save_dirty(&acct);
+	fuse_session_unmount(d->se);
+	fs_inval_free(g_steal_pointer(&d->acct.inval));
+	fs_push_stop(d->acct.push);
+}
+
+/* Steps 5 to 7, for whatever was set up. */
+static void free_daemon(struct daemon *d)
+{
+	FsAccount *acct = &d->acct;
+
+	if (d->se)
+		fuse_session_destroy(d->se);
+	if (acct->tree)
+		fs_sync_save_dirty(acct);
 	hup_pool = NULL;
-	imap_pool_free(acct.pool);
-	fs_push_free(acct.push);
-	imap_conn_free(conn);
-	fs_inval_free(acct.inval);
-	fs_tree_free(acct.tree);
-	fs_fetch_free(acct.fetch);
-	cache_store_free(acct.store);
-	fs_options_free_password(password);
-	fs_options_clear(&opts);
+	imap_pool_free(acct->pool);
+	fs_push_free(acct->push);
+	imap_conn_free(d->conn);
+	fs_inval_free(acct->inval);
+	fs_tree_free(acct->tree);
+	fs_fetch_free(acct->fetch);
+	cache_store_free(acct->store);
+	fs_password_free(d->password);
+	fs_options_clear(&d->opts);
+}
+
+int main(int argc, char **argv)
+{
+	g_autoptr(GError) error = NULL;
+	struct daemon d = { 0 };
+	int ret = 1;
+	int rc;
+
+	rc = fs_options_parse(argc, argv, &d.opts, &error);
+	if (rc == FS_OPTIONS_EXIT_OK)
+		return 0;
+	if (rc < 0) {
+		report_error("%s", error->message);
+		return 1;
+	}
+	fs_log_init(d.opts.debug);
+
+	/* Whatever fails here fails in the foreground, before the mount. */
+	if (read_password(&d) < 0 || open_cache(&d) < 0 ||
+	    connect_server(&d) < 0 || new_session(&d) < 0)
+		goto out;
+	if (fuse_session_mount(d.se, d.opts.mountpoint) != 0) {
+		report_error("cannot mount on %s (see the message above)",
+			     d.opts.mountpoint);
+		goto out_signals;
+	}
+	if (fuse_daemonize(d.opts.foreground) != 0) {
+		report_error("cannot go to the background");
+		goto out_unmount;
+	}
+	start_threads(&d);
+	ret = run_session(&d);
+	stop_background(&d);
+out_unmount:
+	unmount_session(&d);
+out_signals:
+	fuse_remove_signal_handlers(d.se);
+out:
+	free_daemon(&d);
 	return ret;
 }

@@ -1,5 +1,6 @@
-/* fs/options.h: the command line, -o options (for /etc/fstab), and the
- * password sources. Nothing here touches the network or FUSE sessions. */
+/* fs/options.h: the command line and -o options (for /etc/fstab). Nothing
+ * here touches the network or FUSE sessions; the password sources are in
+ * fs/password.h. */
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -8,12 +9,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "imap/url.h"
+
 typedef struct {
-	char *url;         /* as given, never contains a password */
-	bool implicit_tls; /* imaps:// (port 993) vs imap:// + STARTTLS (143) */
-	char *user;        /* percent-decoded */
-	char *host;        /* without brackets for IPv6 literals */
-	uint16_t port;
+	char *url;        /* as given, never contains a password */
+	ImapUrl server;   /* the URL parsed: TLS mode, user, host, port */
 	char *mountpoint; /* absolute path */
 
 	char *password_command; /* run with /bin/sh -c; first line of stdout */
@@ -48,16 +48,5 @@ enum {
 /* Parse argv. Returns FS_OPTIONS_RUN, FS_OPTIONS_EXIT_OK, or -1 with error
  * set (a one-line message for the user). */
 int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error);
+/* Free everything opts owns and zero it; harmless on a cleared struct. */
 void fs_options_clear(FsOptions *opts);
-
-/* The password, from --password-command, --password-file, $IMAPFS_PASSWORD,
- * or a prompt on the terminal (echo off), in that order. Returns NULL with
- * error set when none can be had. Free with fs_options_free_password(). */
-char *fs_options_get_password(const FsOptions *opts, GError **error);
-/* The password again, for a mount whose password the server refused:
- * from --password-command or --password-file only (never a prompt: the
- * daemon may have no terminal). NULL with error set otherwise. */
-char *fs_options_reread_password(const FsOptions *opts, GError **error);
-bool fs_options_can_reread_password(const FsOptions *opts);
-/* Wipe and free. */
-void fs_options_free_password(char *password);

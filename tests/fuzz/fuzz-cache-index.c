@@ -1,8 +1,7 @@
 /* libFuzzer target for cache_folder_index_decode and cache_folder_list_decode.
  *
- * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *          tests/fuzz/fuzz-cache-index.c cache/index.c \
- *          $(pkg-config --cflags --libs glib-2.0)
+ * Built by meson with -Dfuzzing=true (CC=clang); tests/fuzz/run.sh does it
+ * and runs it on tests/fuzz/corpus-cache-index.
  *
  * The first input byte picks a mode. With bit 0 set, the trailing CRC-32 of
  * the rest is recomputed so that the fuzzer gets past the checksum and

@@ -1,10 +1,8 @@
 /* libFuzzer target for imap/mutf7.c and fs/names.c: every function of both
  * headers runs on the input and every documented output invariant is checked.
  *
- *   clang -fsanitize=fuzzer,address,undefined -I. $(pkg-config --cflags
- *     glib-2.0) tests/fuzz/fuzz-names.c fs/names.c imap/mutf7.c
- *     $(pkg-config --libs glib-2.0) -o fuzz-names
- *   ./fuzz-names -max_total_time=60 tests/fuzz/corpus-names
+ * Built by meson with -Dfuzzing=true (CC=clang); tests/fuzz/run.sh does it
+ * and runs it on tests/fuzz/corpus-names.
  */
 #include "fs/names.h"
 #include "imap/mutf7.h"

@@ -7,8 +7,8 @@
  * reset and parsing resumes one byte further). Every response is freed and
  * every sink must be released.
  *
- * clang -g -fsanitize=fuzzer,address,undefined -I. $(pkg-config --cflags
- *   --libs glib-2.0) imap/parser.c tests/fuzz/fuzz-parser.c
+ * Built by meson with -Dfuzzing=true (CC=clang); tests/fuzz/run.sh does it
+ * and runs it on tests/fuzz/corpus-parser.
  */
 #include "imap/parser.h"
 

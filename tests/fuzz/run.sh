@@ -1,38 +1,42 @@
 #!/usr/bin/env bash
-# Build the libFuzzer targets with clang (ASan + UBSan) and run each for a
-# bounded time on a copy of its seed corpus. Exits non-zero when a target
-# does not build or finds a crash, a leak or a sanitizer report.
+# Configure a clang build with -Dfuzzing=true (ASan + UBSan, every object
+# instrumented for libFuzzer; see tests/fuzz/meson.build), build the
+# libFuzzer targets and run each for a bounded time on a copy of its seed
+# corpus. Exits non-zero when a target does not build or finds a crash, a
+# leak or a sanitizer report.
 #
 # Environment: IMAPFS_FUZZ_SECONDS (per target, default 60),
-# IMAPFS_BUILD_DIR (where binaries and working corpora go).
+# IMAPFS_BUILD_DIR (the build directory, with the working corpora and logs).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 seconds=${IMAPFS_FUZZ_SECONDS:-60}
 out=${IMAPFS_BUILD_DIR:-$root/build-fuzz}
+targets=(parser names cache-index url)
 mkdir -p "$out"
 
-cflags=(-std=gnu17 -g -O1 -fsanitize=fuzzer,address,undefined
-	-fno-sanitize-recover=all -Wall -Wextra -Werror -Wno-unused-parameter
-	-D_FILE_OFFSET_BITS=64 -DG_LOG_DOMAIN=\"imapfs\" -I"$root")
-read -r -a glib <<<"$(pkg-config --cflags --libs glib-2.0)"
-
-# target : sources it needs besides itself
-declare -A sources=(
-	[parser]="imap/parser.c"
-	[names]="fs/names.c imap/mutf7.c"
-	[cache-index]="cache/index.c cache/crc32.c"
-)
+setup=(-Dfuzzing=true -Dwerror=true -Dbuildtype=debugoptimized
+	-Db_sanitize=address,undefined -Db_lundef=false
+	-Dc_args=-fno-sanitize-recover=all)
+echo "== configuring $out"
+if [ -f "$out/meson-private/coredata.dat" ]; then
+	configure=(meson setup --reconfigure "${setup[@]}" "$out" "$root")
+else
+	configure=(meson setup "${setup[@]}" "$out" "$root")
+fi
+if ! CC=clang "${configure[@]}" >"$out/fuzz-setup.log" 2>&1; then
+	echo "fuzzing: meson setup failed; last lines of $out.setup.log:"
+	tail -n 40 "$out/fuzz-setup.log"
+	exit 1
+fi
 
 status=0
-for target in parser names cache-index; do
-	bin="$out/fuzz-$target"
-	srcs=()
-	for s in ${sources[$target]}; do srcs+=("$root/$s"); done
+for target in "${targets[@]}"; do
+	bin="$out/tests/fuzz/fuzz-$target"
 	echo "== building fuzz-$target"
-	if ! clang "${cflags[@]}" "$root/tests/fuzz/fuzz-$target.c" \
-		"${srcs[@]}" "${glib[@]}" -o "$bin"; then
-		echo "fuzz-$target: build failed"
+	if ! ninja -C "$out" "tests/fuzz/fuzz-$target" >"$out/fuzz-$target.build.log" 2>&1; then
+		echo "fuzz-$target: build failed; last lines of $out/fuzz-$target.build.log:"
+		tail -n 40 "$out/fuzz-$target.build.log"
 		status=1
 		continue
 	fi
