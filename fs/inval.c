@@ -96,6 +96,11 @@ static void push(FsInval *inval, fuse_ino_t ino, const char *name,
 	it->name = g_strdup(name);
 	it->due = g_get_monotonic_time() + (gint64)delay_ms * 1000;
 	g_mutex_lock(&inval->lock);
+	if (inval->stopping) {
+		g_mutex_unlock(&inval->lock);
+		item_free(it);
+		return;
+	}
 	g_queue_push_tail(&inval->items, it);
 	g_cond_signal(&inval->cond);
 	g_mutex_unlock(&inval->lock);
@@ -116,16 +121,21 @@ void fs_inval_entry(FsInval *inval, fuse_ino_t parent, const char *name)
 	push(inval, parent, name, 0);
 }
 
-void fs_inval_free(FsInval *inval)
+void fs_inval_stop(FsInval *inval)
 {
-	if (!inval)
-		return;
 	g_mutex_lock(&inval->lock);
 	inval->stopping = true;
 	g_cond_signal(&inval->cond);
 	g_mutex_unlock(&inval->lock);
 	if (inval->thread)
-		g_thread_join(inval->thread);
+		g_thread_join(g_steal_pointer(&inval->thread));
+}
+
+void fs_inval_free(FsInval *inval)
+{
+	if (!inval)
+		return;
+	fs_inval_stop(inval);
 	g_queue_clear_full(&inval->items, (GDestroyNotify)item_free);
 	g_mutex_clear(&inval->lock);
 	g_cond_clear(&inval->cond);

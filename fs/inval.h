@@ -16,5 +16,7 @@ void fs_inval_inode(FsInval *inval, fuse_ino_t ino);
 void fs_inval_inode_later(FsInval *inval, fuse_ino_t ino, unsigned delay_ms);
 /* Drop the kernel's dentry name in directory parent. */
 void fs_inval_entry(FsInval *inval, fuse_ino_t parent, const char *name);
+/* Stop the thread (idempotent); queued and later items are dropped. */
+void fs_inval_stop(FsInval *inval);
 /* Stops the thread; queued items are dropped. */
 void fs_inval_free(FsInval *inval);

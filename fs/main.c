@@ -8,15 +8,17 @@
  *
  * Shutdown runs in one order, and each step joins its threads before the
  * next begins, so nothing runs when main() returns:
+ *  0. on SIGTERM or SIGINT, fs/stop.c first stops the invalidation and
+ *     push threads while the workers still answer requests, and only
+ *     then ends the loop (a notification waits for any page that a
+ *     request in flight holds locked);
  *  1. the FUSE loop returns once its workers are joined; the directory
  *     handles the kernel never released are freed;
  *  2. the watcher's IDLE and refresh threads stop;
  *  3. the background pools finish queued listing saves (checks are
  *     dropped);
- *  4. unmount, which closes the session's fd and so ends the requests
- *     the kernel still had in flight; then the invalidation and push
- *     threads stop (before, they could wait forever for a page such a
- *     request held locked);
+ *  4. unmount; then the invalidation and push threads stop, if step 0
+ *     did not stop them already;
  *  5. the session is destroyed (op_destroy saves dirty listings when no
  *     DESTROY came, after a signal);
  *  6. listings still dirty are saved; the IMAP pool stops: queued jobs
@@ -43,6 +45,7 @@
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
+#include "fs/stop.h"
 #include "fs/sync.h"
 #include "fs/watch.h"
 #include "imap/ops.h"
@@ -59,6 +62,7 @@ struct daemon {
 	ImapConn *conn;      /* the first connection, until the pool has it */
 	FsAccount acct;
 	struct fuse_session *se;
+	FsStop *stop; /* SIGTERM and SIGINT, until the loop has ended */
 	FsWatch *watch;
 };
 
@@ -204,6 +208,18 @@ static int connect_server(struct daemon *d)
 	return 0;
 }
 
+/* On a stop signal, while the FUSE workers still answer requests: stop
+ * the threads that notify the kernel, which may be waiting for a page
+ * that a request in flight holds locked. Once the loop has ended, nobody
+ * would answer that request and the wait would never end. */
+static void quiesce(void *data)
+{
+	FsAccount *acct = data;
+
+	fs_inval_stop(acct->inval);
+	fs_push_stop(acct->push);
+}
+
 /* The rest of the account, then the FUSE session and its signals. */
 static int new_session(struct daemon *d)
 {
@@ -229,8 +245,10 @@ static int new_session(struct daemon *d)
 		return -1;
 	}
 	acct->se = d->se;
-	if (fuse_set_signal_handlers(d->se) != 0 || catch_sighup() != 0) {
-		report_error("cannot install signal handlers");
+	d->stop = fs_stop_new(d->se, quiesce, acct);
+	if (!d->stop || catch_sighup() != 0) {
+		report_error("cannot install signal handlers: %s",
+			     g_strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -248,6 +266,7 @@ static void start_threads(struct daemon *d)
 	hup_pool = acct->pool;
 	fs_inval_start(acct->inval, d->se);
 	fs_push_start(acct->push, d->se);
+	fs_stop_start(d->stop);
 	fs_sync_start_background(acct);
 	d->watch = fs_watch_new(acct, d->opts.poll_interval);
 	acct->watch = d->watch;
@@ -264,10 +283,10 @@ static int run_session(struct daemon *d)
 	fuse_loop_cfg_set_idle_threads(loop, 8);
 	rc = fuse_session_loop_mt(d->se, loop);
 	fuse_loop_cfg_destroy(loop);
+	fs_stop_free(g_steal_pointer(&d->stop));
 	/* The loop has joined its workers: no handler runs from here on. */
 	fs_ops_release_dirs(&d->acct);
-	/* A positive result is the signal (SIGINT, SIGTERM) that asked us
-	 * to stop: a clean exit like an unmount. */
+	/* A stop signal is a clean exit like an unmount. */
 	if (rc < 0)
 		g_warning("FUSE session ended with an error: %s",
 			  g_strerror(-rc));
@@ -285,12 +304,12 @@ static void stop_background(struct daemon *d)
 /* Step 4. */
 static void unmount_session(struct daemon *d)
 {
-	/* This closes the session's fd, which ends the requests the kernel
-	 * still has in flight (no worker answers them any more). Only then
-	 * stop the threads that notify the kernel: a store or an
-	 * invalidation waits for a page that such a request holds locked,
-	 * and joining them before hung the shutdown. The session itself
-	 * lives on until fuse_session_destroy(). */
+	/* After a stop signal the threads that notify the kernel are
+	 * stopped already (step 0). After an unmount the kernel has ended
+	 * every request, so a notification in progress returns. Closing
+	 * the session's fd does not end a notification that waits for a
+	 * page: the write holds the fd. The session itself lives on until
+	 * fuse_session_destroy(). */
 	fuse_session_unmount(d->se);
 	fs_inval_free(g_steal_pointer(&d->acct.inval));
 	fs_push_stop(d->acct.push);
@@ -324,6 +343,9 @@ int main(int argc, char **argv)
 	int ret = 1;
 	int rc;
 
+	/* A server that went away is an error return, not a signal: also
+	 * before the mount, where the first connection is opened. */
+	signal(SIGPIPE, SIG_IGN);
 	rc = fs_options_parse(argc, argv, &d.opts, &error);
 	if (rc == FS_OPTIONS_EXIT_OK)
 		return 0;
@@ -352,7 +374,7 @@ int main(int argc, char **argv)
 out_unmount:
 	unmount_session(&d);
 out_signals:
-	fuse_remove_signal_handlers(d.se);
+	fs_stop_free(g_steal_pointer(&d.stop));
 out:
 	free_daemon(&d);
 	return ret;
