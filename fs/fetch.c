@@ -1,12 +1,12 @@
 /* fs/fetch.c: bodies from the cache, or fetched into it through the pool,
  * and prefetch of the messages a sequential reader will want next.
  *
- * Ownership: an FsFetch (one per mount, acct->fetch) owns the tables of
+ * Ownership: an FsFetch (one per mount, mnt->fetch) owns the tables of
  * fetches under way, of read patterns, of heads of large bodies, and the
  * memory table of bodies kept off a full disk (cache/memory.h).
  *
  * Locking: fetch->lock guards fetch->inflight (fetches under way, keyed by
- * "gen:uid", so readers of one uncached message share one fetch), the
+ * "folder_id:uid", so readers of one uncached message share one fetch), the
  * per-folder read-pattern state in fetch->readers and the heads table.
  * It is held for decisions only: cache lookups (opens, pack scans) run
  * outside it. The memory table has a lock of its own. Fetches run on pool
@@ -36,9 +36,11 @@
 
 struct FsFetch {
 	GMutex lock;
-	GHashTable *inflight; /* "gen:uid" -> Inflight*, bodies being fetched */
-	GHashTable *readers;  /* FsFolder* -> ReadPattern*, for prefetch */
-	GHashTable *heads;    /* "gen:uid" -> GBytes, heads of large bodies */
+	GHashTable
+	    *inflight; /* "folder_id:uid" -> Inflight*, bodies being fetched */
+	GHashTable *readers; /* FsFolder* -> ReadPattern*, for prefetch */
+	GHashTable
+	    *heads; /* "folder_id:uid" -> GBytes, heads of large bodies */
 	gsize heads_bytes;
 	gint64 disk_full_logged_at; /* 0: never */
 	CacheMemory *memory;        /* bodies kept off a full disk */
@@ -81,9 +83,9 @@ typedef struct {
 	const void *owner; /* the BodyJob fetching it */
 } Inflight;
 
-static char *body_key(uint32_t gen, uint32_t uid)
+static char *body_key(uint32_t folder_id, uint32_t uid)
 {
-	return g_strdup_printf("%u:%u", gen, uid);
+	return g_strdup_printf("%u:%u", folder_id, uid);
 }
 
 static void inflight_release(Inflight *in)
@@ -119,9 +121,9 @@ static void inflight_finish(FsFetch *fetch, const char *key, const void *owner,
 /* ---- one batch fetch on a pool thread ---- */
 
 typedef struct {
-	FsAccount *acct;
+	FsMount *mnt;
 	FsFolder *folder;
-	uint32_t gen;
+	uint32_t folder_id;
 	uint32_t uidvalidity;
 	GArray *uids; /* uint32_t, ascending */
 	GArray *done; /* gboolean per uid: stored (or failed) already */
@@ -137,7 +139,7 @@ static void *sink_begin(void *user_data, uint64_t size)
 	BodyJob *job = user_data;
 	g_autoptr(GError) error = NULL;
 	CacheBodyWriter *w = cache_body_writer_new_at(
-	    job->acct->store, job->folder->raw, job->uidvalidity, &error);
+	    job->mnt->store, job->folder->raw, job->uidvalidity, &error);
 
 	if (!w)
 		g_warning("cannot cache a message body: %s", error->message);
@@ -163,9 +165,9 @@ static const ImapLiteralSink body_sink = {
 /* One line, not one per message: again only after ten quiet minutes, so
  * a disk that stays nearly full (small bodies still fit now and then)
  * does not flood the log. */
-static void log_disk_full_once(FsAccount *acct)
+static void log_disk_full_once(FsMount *mnt)
 {
-	FsFetch *fetch = acct->fetch;
+	FsFetch *fetch = mnt->fetch;
 	gint64 now = g_get_monotonic_time();
 	gint64 last;
 
@@ -184,19 +186,19 @@ static void log_disk_full_once(FsAccount *acct)
 /* Mark uid finished with rc (0: stored) and wake its readers. */
 static void job_finish_uid(BodyJob *job, guint i, int rc)
 {
-	FsFetch *fetch = job->acct->fetch;
+	FsFetch *fetch = job->mnt->fetch;
 	g_autofree char *key = NULL;
 
 	if (g_array_index(job->done, gboolean, i))
 		return;
 	g_array_index(job->done, gboolean, i) = TRUE;
-	key = body_key(job->gen, g_array_index(job->uids, uint32_t, i));
+	key = body_key(job->folder_id, g_array_index(job->uids, uint32_t, i));
 	g_mutex_lock(&fetch->lock);
 	inflight_finish(fetch, key, job, rc);
 	g_mutex_unlock(&fetch->lock);
 }
 
-static void forget_prefetch(FsAccount *acct, FsFolder *f, uint32_t gen);
+static void forget_prefetch(FsMount *mnt, FsFolder *f, uint32_t folder_id);
 
 static void body_job_free(gpointer data)
 {
@@ -212,7 +214,7 @@ static void body_job_free(gpointer data)
 	/* A prefetch that failed (the server went away, the pool dropped
 	 * it) must not leave the reader's window looking full. */
 	if (job->background && unfinished)
-		forget_prefetch(job->acct, job->folder, job->gen);
+		forget_prefetch(job->mnt, job->folder, job->folder_id);
 	g_array_unref(job->uids);
 	g_array_unref(job->done);
 	g_free(job);
@@ -241,30 +243,30 @@ static int find_uid(const BodyJob *job, uint32_t uid)
  * table when the disk cannot take it. 0 or -EIO. */
 static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
 {
-	FsAccount *acct = job->acct;
+	FsMount *mnt = job->mnt;
 	const char *folder = job->folder->raw;
-	int rc = cache_store_put_body(acct->store, folder, job->uidvalidity,
-				      uid, data, len);
+	int rc = cache_store_put_body(mnt->store, folder, job->uidvalidity, uid,
+				      data, len);
 
 	if (rc < 0) {
 		if (rc == -ENOSPC)
-			log_disk_full_once(acct);
+			log_disk_full_once(mnt);
 		else
 			g_warning("cannot cache a body of %s: %s", folder,
 				  g_strerror(-rc));
-		rc = cache_memory_keep(acct->fetch->memory, folder,
+		rc = cache_memory_keep(mnt->fetch->memory, folder,
 				       job->uidvalidity, uid, data, len);
 	}
 	if (rc < 0)
 		return -EIO;
-	fs_sync_set_exact_size(acct, job->folder, job->gen, uid, len);
+	fs_sync_set_exact_size(mnt, job->folder, job->folder_id, uid, len);
 	if (job->background) {
 		/* Prefetched for a sequential reader: into the page cache
 		 * too, so that it reads the file without asking us. */
 		g_autoptr(GBytes) bytes = g_bytes_new(data, len);
 
-		fs_push_bytes(acct->push, fs_tree_message_ino(job->gen, uid),
-			      bytes);
+		fs_push_bytes(mnt->push,
+			      fs_tree_message_ino(job->folder_id, uid), bytes);
 	}
 	return 0;
 }
@@ -274,7 +276,7 @@ static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
  * when the disk cannot take it. 0 or -errno. */
 static int store_streamed(BodyJob *job, uint32_t uid, CacheBodyWriter *w)
 {
-	FsAccount *acct = job->acct;
+	FsMount *mnt = job->mnt;
 	int uncached_fd = -1;
 	uint64_t size;
 	int rc;
@@ -289,13 +291,14 @@ static int store_streamed(BodyJob *job, uint32_t uid, CacheBodyWriter *w)
 	rc = cache_body_writer_commit_fd(w, job->folder->raw, job->uidvalidity,
 					 uid, &uncached_fd);
 	if (rc == -ENOSPC && uncached_fd >= 0) {
-		log_disk_full_once(acct);
-		cache_memory_keep_fd(acct->fetch->memory, job->folder->raw,
+		log_disk_full_once(mnt);
+		cache_memory_keep_fd(mnt->fetch->memory, job->folder->raw,
 				     job->uidvalidity, uid, uncached_fd, size);
 		rc = 0;
 	}
 	if (rc == 0)
-		fs_sync_set_exact_size(acct, job->folder, job->gen, uid, size);
+		fs_sync_set_exact_size(mnt, job->folder, job->folder_id, uid,
+				       size);
 	return rc;
 }
 
@@ -357,14 +360,14 @@ static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 	return 0;
 }
 
-static BodyJob *body_job_new(FsAccount *acct, FsFolder *f, uint32_t gen,
+static BodyJob *body_job_new(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			     uint32_t uidvalidity, bool background)
 {
 	BodyJob *job = g_new0(BodyJob, 1);
 
-	job->acct = acct;
+	job->mnt = mnt;
 	job->folder = f;
-	job->gen = gen;
+	job->folder_id = folder_id;
 	job->uidvalidity = uidvalidity;
 	job->background = background;
 	job->uids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
@@ -376,7 +379,7 @@ static BodyJob *body_job_new(FsAccount *acct, FsFolder *f, uint32_t gen,
  * someone else is fetching it already. */
 static bool claim_uid(FsFetch *fetch, BodyJob *job, uint32_t uid)
 {
-	g_autofree char *key = body_key(job->gen, uid);
+	g_autofree char *key = body_key(job->folder_id, uid);
 	Inflight *in;
 	gboolean no = FALSE;
 
@@ -398,11 +401,11 @@ static bool claim_uid(FsFetch *fetch, BodyJob *job, uint32_t uid)
  * nobody is fetching it. Under fetch->lock. The wait is bounded: a fetch
  * that makes no progress within the timeout is taken over (its entry
  * ends with -ETIMEDOUT, so its other waiters retry too). */
-static int wait_inflight(FsAccount *acct, const char *key)
+static int wait_inflight(FsMount *mnt, const char *key)
 {
-	FsFetch *fetch = acct->fetch;
+	FsFetch *fetch = mnt->fetch;
 	Inflight *in = g_hash_table_lookup(fetch->inflight, key);
-	gint64 until = g_get_monotonic_time() + acct->timeout_us;
+	gint64 until = g_get_monotonic_time() + mnt->timeout_us;
 	int rc;
 
 	if (!in)
@@ -426,13 +429,13 @@ static int wait_inflight(FsAccount *acct, const char *key)
 
 /* Run job (one uid, claimed, whose entry is in) on the pool and wait for
  * its result; drops our reference to in. 0 or -errno, error says why. */
-static int run_own_fetch(FsAccount *acct, FsFolder *f, BodyJob *job,
-			 Inflight *in, GError **error)
+static int run_own_fetch(FsMount *mnt, FsFolder *f, BodyJob *job, Inflight *in,
+			 GError **error)
 {
-	FsFetch *fetch = acct->fetch;
+	FsFetch *fetch = mnt->fetch;
 	int rc;
 
-	rc = imap_pool_run(acct->pool, f->raw, body_job_run, job, body_job_free,
+	rc = imap_pool_run(mnt->pool, f->raw, body_job_run, job, body_job_free,
 			   error);
 	if (rc != -ETIMEDOUT)
 		body_job_free(job); /* finishes the uid if still open */
@@ -452,30 +455,30 @@ static int run_own_fetch(FsAccount *acct, FsFolder *f, BodyJob *job,
 /* Fetch uid ourselves, or wait for the fetch already under way. Returns 0
  * when the body should now be available, -EAGAIN when a fetch we waited
  * for failed (try our own), or -errno for our own failure. */
-static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
+static int fetch_one(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		     uint32_t uidvalidity, uint32_t uid)
 {
-	FsFetch *fetch = acct->fetch;
-	g_autofree char *key = body_key(gen, uid);
+	FsFetch *fetch = mnt->fetch;
+	g_autofree char *key = body_key(folder_id, uid);
 	g_autoptr(GError) error = NULL;
 	BodyJob *job;
 	Inflight *in;
 	int rc;
 
 	g_mutex_lock(&fetch->lock);
-	rc = wait_inflight(acct, key);
+	rc = wait_inflight(mnt, key);
 	if (rc != 1) {
 		g_mutex_unlock(&fetch->lock);
 		return rc == 0 ? 0 : -EAGAIN;
 	}
-	job = body_job_new(acct, f, gen, uidvalidity, false);
+	job = body_job_new(mnt, f, folder_id, uidvalidity, false);
 	claim_uid(fetch, job, uid);
 	/* Our own reference to the entry, to learn the result. */
 	in = g_hash_table_lookup(fetch->inflight, key);
 	in->users++;
 	g_mutex_unlock(&fetch->lock);
 
-	rc = run_own_fetch(acct, f, job, in, &error);
+	rc = run_own_fetch(mnt, f, job, in, &error);
 
 	/* While the pool fails jobs at once it has said why, once: one line
 	 * per read would flood the log of a busy file manager. */
@@ -496,7 +499,7 @@ static int fetch_one(FsAccount *acct, FsFolder *f, uint32_t gen,
 /* ---- prefetch ---- */
 
 typedef struct {
-	uint32_t gen;
+	uint32_t folder_id;
 	guint last_index; /* listing position of the last first read */
 	guint streak;     /* consecutive sequential first reads */
 	guint queued_to;  /* prefetch queued up to this position */
@@ -505,7 +508,8 @@ typedef struct {
 } ReadPattern;
 
 /* Under fetch->lock. */
-static ReadPattern *read_pattern(FsFetch *fetch, FsFolder *f, uint32_t gen)
+static ReadPattern *read_pattern(FsFetch *fetch, FsFolder *f,
+				 uint32_t folder_id)
 {
 	ReadPattern *rp = g_hash_table_lookup(fetch->readers, f);
 
@@ -513,32 +517,33 @@ static ReadPattern *read_pattern(FsFetch *fetch, FsFolder *f, uint32_t gen)
 		rp = g_new0(ReadPattern, 1);
 		g_hash_table_insert(fetch->readers, f, rp);
 	}
-	if (rp->gen != gen)
-		*rp = (ReadPattern){ .gen = gen, .last_index = G_MAXUINT };
+	if (rp->folder_id != folder_id)
+		*rp = (ReadPattern){ .folder_id = folder_id,
+				     .last_index = G_MAXUINT };
 	return rp;
 }
 
 /* Prefetch state must not outlive the failure that ended it: without
  * this, a folder read while the server was down was fetched one message
  * per round trip afterwards, until the reader passed the old mark. */
-static void forget_prefetch(FsAccount *acct, FsFolder *f, uint32_t gen)
+static void forget_prefetch(FsMount *mnt, FsFolder *f, uint32_t folder_id)
 {
-	FsFetch *fetch = acct->fetch;
+	FsFetch *fetch = mnt->fetch;
 	ReadPattern *rp;
 
 	g_mutex_lock(&fetch->lock);
 	rp = g_hash_table_lookup(fetch->readers, f);
-	if (rp && rp->gen == gen)
+	if (rp && rp->folder_id == folder_id)
 		rp->queued_to = 0;
 	g_mutex_unlock(&fetch->lock);
 }
 
-static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
+static bool body_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 			uint32_t uid)
 {
 	CacheBody b;
 
-	if (cache_store_find_body(acct->store, f->raw, uidvalidity, uid, &b) ==
+	if (cache_store_find_body(mnt->store, f->raw, uidvalidity, uid, &b) ==
 	    0) {
 		close(b.fd);
 		return true;
@@ -550,8 +555,8 @@ static bool body_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
  * gets the cached bodies that follow pushed into the page cache
  * (fs/push.h): cheap next to a round trip per file, so from the first read
  * on, and far ahead. The pusher skips what is not cached. */
-static void push_ahead(FsAccount *acct, FsFolder *f, FsListing *l,
-		       ReadPattern *rp, guint pos)
+static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
+		       guint pos)
 {
 	GArray *msgs = l->index->messages;
 	uint64_t budget = PUSH_AHEAD_BYTES;
@@ -570,7 +575,8 @@ static void push_ahead(FsAccount *acct, FsFolder *f, FsListing *l,
 			break;
 		budget -= m->size;
 		rp->pushed_to = i + 1;
-		fs_push_cached(acct->push, fs_tree_message_ino(l->gen, m->uid),
+		fs_push_cached(mnt->push,
+			       fs_tree_message_ino(l->folder_id, m->uid),
 			       f->raw, l->index->uidvalidity, m->uid);
 	}
 }
@@ -639,7 +645,7 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 
 /* Without the lock (these open files and scan packs): drop the picks
  * that are cached already. */
-static void drop_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
+static void drop_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 			GArray *picks)
 {
 	guint kept = 0;
@@ -647,7 +653,7 @@ static void drop_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
 	for (guint i = 0; i < picks->len; i++) {
 		Pick p = g_array_index(picks, Pick, i);
 
-		if (!body_cached(acct, f, uidvalidity, p.uid))
+		if (!body_cached(mnt, f, uidvalidity, p.uid))
 			g_array_index(picks, Pick, kept++) = p;
 	}
 	g_array_set_size(picks, kept);
@@ -655,10 +661,10 @@ static void drop_cached(FsAccount *acct, FsFolder *f, uint32_t uidvalidity,
 
 /* Claim the picks nobody fetches yet and queue them in batches, over
  * several connections. */
-static void submit_picks(FsAccount *acct, FsFolder *f, FsListing *l,
+static void submit_picks(FsMount *mnt, FsFolder *f, FsListing *l,
 			 const GArray *picks)
 {
-	FsFetch *fetch = acct->fetch;
+	FsFetch *fetch = mnt->fetch;
 	BodyJob *job = NULL;
 	uint64_t job_bytes = 0;
 
@@ -667,7 +673,7 @@ static void submit_picks(FsAccount *acct, FsFolder *f, FsListing *l,
 		const Pick *p = &g_array_index(picks, Pick, i);
 
 		if (!job)
-			job = body_job_new(acct, f, l->gen,
+			job = body_job_new(mnt, f, l->folder_id,
 					   l->index->uidvalidity, true);
 		if (!claim_uid(fetch, job, p->uid))
 			continue;
@@ -675,7 +681,7 @@ static void submit_picks(FsAccount *acct, FsFolder *f, FsListing *l,
 		if (job->uids->len >= BATCH_MAX_MESSAGES ||
 		    job_bytes >= BATCH_MAX_BYTES) {
 			g_mutex_unlock(&fetch->lock);
-			imap_pool_submit(acct->pool, f->raw, body_job_run, job,
+			imap_pool_submit(mnt->pool, f->raw, body_job_run, job,
 					 body_job_free);
 			g_mutex_lock(&fetch->lock);
 			job = NULL;
@@ -684,7 +690,7 @@ static void submit_picks(FsAccount *acct, FsFolder *f, FsListing *l,
 	}
 	g_mutex_unlock(&fetch->lock);
 	if (job && job->uids->len > 0)
-		imap_pool_submit(acct->pool, f->raw, body_job_run, job,
+		imap_pool_submit(mnt->pool, f->raw, body_job_run, job,
 				 body_job_free);
 	else if (job)
 		body_job_free(job);
@@ -693,28 +699,27 @@ static void submit_picks(FsAccount *acct, FsFolder *f, FsListing *l,
 /* Called on the first read of the message at position pos of listing l:
  * when reads go through the folder in order, fetch what follows ahead, in
  * batches over several connections; stop when the reads stop. */
-static void maybe_prefetch(FsAccount *acct, FsFolder *f, FsListing *l,
-			   guint pos)
+static void maybe_prefetch(FsMount *mnt, FsFolder *f, FsListing *l, guint pos)
 {
-	FsFetch *fetch = acct->fetch;
+	FsFetch *fetch = mnt->fetch;
 	g_autoptr(GArray) picks = NULL;
 	uint64_t budget = PREFETCH_MAX_BYTES;
 	ReadPattern *rp;
 
-	if (acct->cache_limit)
-		budget = MIN(budget, acct->cache_limit / 4);
+	if (mnt->cache_limit)
+		budget = MIN(budget, mnt->cache_limit / 4);
 
 	g_mutex_lock(&fetch->lock);
-	rp = read_pattern(fetch, f, l->gen);
+	rp = read_pattern(fetch, f, l->folder_id);
 	note_first_read(rp, pos);
-	push_ahead(acct, f, l, rp, pos);
+	push_ahead(mnt, f, l, rp, pos);
 	if (rp->streak >= 2)
 		picks = pick_window(l, rp, pos, budget);
 	g_mutex_unlock(&fetch->lock);
 	if (!picks)
 		return;
-	drop_cached(acct, f, l->index->uidvalidity, picks);
-	submit_picks(acct, f, l, picks);
+	drop_cached(mnt, f, l->index->uidvalidity, picks);
+	submit_picks(mnt, f, l, picks);
 }
 
 /* ---- heads of large messages ---- */
@@ -742,14 +747,15 @@ static int head_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			       error);
 }
 
-void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off)
+void fs_fetch_note_read(FsMount *mnt, FsFolder *f, uint32_t folder_id,
+			off_t off)
 {
-	FsFetch *fetch = acct->fetch;
+	FsFetch *fetch = mnt->fetch;
 
 	if (off < FS_FETCH_HEAD_BYTES)
 		return;
 	g_mutex_lock(&fetch->lock);
-	read_pattern(fetch, f, gen)->deep = true;
+	read_pattern(fetch, f, folder_id)->deep = true;
 	g_mutex_unlock(&fetch->lock);
 }
 
@@ -783,19 +789,19 @@ static void remember_head(FsFetch *fetch, const char *key, GBytes *head)
 	g_mutex_unlock(&fetch->lock);
 }
 
-GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid)
+GBytes *fs_fetch_head(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid)
 {
-	g_autofree char *key = body_key(l->gen, uid);
+	g_autofree char *key = body_key(l->folder_id, uid);
 	g_autoptr(GError) error = NULL;
 	HeadJob *job;
-	GBytes *head = lookup_head(acct->fetch, key);
+	GBytes *head = lookup_head(mnt->fetch, key);
 	int rc;
 
 	if (head)
 		return head;
 	job = g_new0(HeadJob, 1);
 	job->uid = uid;
-	rc = imap_pool_run(acct->pool, f->raw, head_job_run, job, head_job_free,
+	rc = imap_pool_run(mnt->pool, f->raw, head_job_run, job, head_job_free,
 			   &error);
 	if (rc == -ETIMEDOUT)
 		return NULL; /* the pool frees job */
@@ -806,19 +812,18 @@ GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid)
 			error ? error->message : g_strerror(-rc));
 		return NULL;
 	}
-	remember_head(acct->fetch, key, head);
+	remember_head(mnt->fetch, key, head);
 	return head;
 }
 
-bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
-			uint32_t uid)
+bool fs_fetch_is_cached(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid)
 {
 	uint32_t uidvalidity = l->index->uidvalidity;
 	CacheBody b;
 
-	if (body_cached(acct, f, uidvalidity, uid))
+	if (body_cached(mnt, f, uidvalidity, uid))
 		return true;
-	if (cache_memory_find(acct->fetch->memory, f->raw, uidvalidity, uid,
+	if (cache_memory_find(mnt->fetch->memory, f->raw, uidvalidity, uid,
 			      &b) == 0) {
 		close(b.fd);
 		return true;
@@ -828,15 +833,16 @@ bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
 
 /* ---- entry point ---- */
 
-static int open_cached(FsAccount *acct, FsFolder *f, uint32_t gen,
+static int open_cached(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		       uint32_t uidvalidity, uint32_t uid, CacheBody *body)
 {
 	int rc =
-	    cache_store_find_body(acct->store, f->raw, uidvalidity, uid, body);
+	    cache_store_find_body(mnt->store, f->raw, uidvalidity, uid, body);
 
 	if (rc == 0) {
 		if (body->size > 0) {
-			fs_sync_set_exact_size(acct, f, gen, uid, body->size);
+			fs_sync_set_exact_size(mnt, f, folder_id, uid,
+					       body->size);
 			return 0;
 		}
 		close(body->fd); /* an empty body is never valid */
@@ -844,14 +850,14 @@ static int open_cached(FsAccount *acct, FsFolder *f, uint32_t gen,
 		g_message("cannot open cached %s UID %u: %s", f->raw, uid,
 			  g_strerror(-rc));
 	}
-	return cache_memory_find(acct->fetch->memory, f->raw, uidvalidity, uid,
+	return cache_memory_find(mnt->fetch->memory, f->raw, uidvalidity, uid,
 				 body);
 }
 
-int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
+int fs_fetch_open(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid,
 		  bool first_read, CacheBody *body)
 {
-	uint32_t gen = l->gen, uidvalidity = l->index->uidvalidity;
+	uint32_t folder_id = l->folder_id, uidvalidity = l->index->uidvalidity;
 	int rc = 0;
 
 	if (first_read) {
@@ -859,22 +865,22 @@ int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 
 		if (m)
 			maybe_prefetch(
-			    acct, f, l,
+			    mnt, f, l,
 			    (guint)(m - &g_array_index(l->index->messages,
 						       CacheMessage, 0)));
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
-		if (open_cached(acct, f, gen, uidvalidity, uid, body) == 0)
+		if (open_cached(mnt, f, folder_id, uidvalidity, uid, body) == 0)
 			return 0;
-		rc = fetch_one(acct, f, gen, uidvalidity, uid);
+		rc = fetch_one(mnt, f, folder_id, uidvalidity, uid);
 		if (rc < 0 && rc != -EAGAIN)
 			return rc;
 	}
 	return -EIO;
 }
 
-void fs_fetch_forget_folder(FsAccount *acct, const char *folder,
+void fs_fetch_forget_folder(FsMount *mnt, const char *folder,
 			    uint32_t keep_uidvalidity)
 {
-	cache_memory_drop_folder(acct->fetch->memory, folder, keep_uidvalidity);
+	cache_memory_drop_folder(mnt->fetch->memory, folder, keep_uidvalidity);
 }

@@ -5,9 +5,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "fs/account.h"
+#include "fs/mount.h"
 
-/* The fetch state of one mount (FsAccount.fetch): fetches under way,
+/* The fetch state of one mount (FsMount.fetch): fetches under way,
  * read patterns for prefetch, heads of large bodies and the bodies kept
  * in memory off a full disk. Free it only once no fetch job can run (the
  * pool is freed). */
@@ -22,7 +22,7 @@ void fs_fetch_free(FsFetch *fetch);
  * detector that starts prefetch. 0, or -errno on failure (-EIO: server
  * unreachable or no valid body; -ESTALE: the folder's UIDVALIDITY
  * changed). */
-int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
+int fs_fetch_open(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid,
 		  bool first_read, CacheBody *body);
 
 /* Bytes of a large message's head fetched alone for a small first read. */
@@ -31,15 +31,15 @@ int fs_fetch_open(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid,
 /* The first FS_FETCH_HEAD_BYTES of message uid (fewer only if the server
  * sent fewer), fetched with BODY.PEEK[]<0.N> and kept in a small memory
  * table; NULL when that failed (the caller fetches the whole body). */
-GBytes *fs_fetch_head(FsAccount *acct, FsFolder *f, FsListing *l, uint32_t uid);
+GBytes *fs_fetch_head(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid);
 /* A read at off of folder f: reads past the heads let prefetch take
  * large bodies too. */
-void fs_fetch_note_read(FsAccount *acct, FsFolder *f, uint32_t gen, off_t off);
+void fs_fetch_note_read(FsMount *mnt, FsFolder *f, uint32_t folder_id,
+			off_t off);
 /* Forget the bodies of folder kept in memory off a full disk, but those
  * of keep_uidvalidity (0: all), as cache_store_drop_folder() does on
  * disk. */
-void fs_fetch_forget_folder(FsAccount *acct, const char *folder,
+void fs_fetch_forget_folder(FsMount *mnt, const char *folder,
 			    uint32_t keep_uidvalidity);
 /* Is the whole body at hand (disk cache or memory table)? */
-bool fs_fetch_is_cached(FsAccount *acct, FsFolder *f, FsListing *l,
-			uint32_t uid);
+bool fs_fetch_is_cached(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid);

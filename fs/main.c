@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #include "cache/store.h"
-#include "fs/account.h"
+#include "fs/mount.h"
 #include "fs/fetch.h"
 #include "fs/log.h"
 #include "fs/ops.h"
@@ -58,9 +58,9 @@
 struct daemon {
 	FsOptions opts;
 	char *password;
-	ImapAccount account; /* borrows from opts, password and acct.store */
+	ImapAccount account; /* borrows from opts, password and mnt.store */
 	ImapConn *conn;      /* the first connection, until the pool has it */
-	FsAccount acct;
+	FsMount mnt;
 	struct fuse_session *se;
 	FsStop *stop; /* SIGTERM and SIGINT, until the loop has ended */
 	FsWatch *watch;
@@ -134,30 +134,30 @@ static int open_cache(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 	g_autofree char *key = imap_url_account_key(&d->opts.server);
-	FsAccount *acct = &d->acct;
+	FsMount *mnt = &d->mnt;
 	int rc;
 
 	/* A daemon that was just unmounted may still be exiting and hold
 	 * the cache: give it a few seconds. */
 	for (int tries = 0;; tries++) {
 		raise_fd_limit();
-		acct->store = cache_store_open(d->opts.cache_dir, key, &error);
-		if (acct->store || tries >= 50 ||
+		mnt->store = cache_store_open(d->opts.cache_dir, key, &error);
+		if (mnt->store || tries >= 50 ||
 		    !g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN))
 			break;
 		g_clear_error(&error);
 		g_usleep(100 * 1000);
 	}
-	if (!acct->store) {
+	if (!mnt->store) {
 		report_error("%s", error->message);
 		return -1;
 	}
-	acct->cache_limit = d->opts.cache_size;
-	acct->xattr = d->opts.xattr;
-	rc = cache_store_set_limit(acct->store, d->opts.cache_size);
+	mnt->cache_limit = d->opts.cache_size;
+	mnt->xattr = d->opts.xattr;
+	rc = cache_store_set_limit(mnt->store, d->opts.cache_size);
 	if (rc < 0) {
 		report_error("cannot apply --cache-size to %s: %s",
-			     cache_store_dir(acct->store), g_strerror(-rc));
+			     cache_store_dir(mnt->store), g_strerror(-rc));
 		return -1;
 	}
 	return 0;
@@ -198,10 +198,10 @@ static int connect_server(struct daemon *d)
 		report_error("cannot list folders: %s", error->message);
 		return -1;
 	}
-	if (cache_store_save_folders(d->acct.store, folders) < 0)
+	if (cache_store_save_folders(d->mnt.store, folders) < 0)
 		g_message("cannot save the folder list in the cache");
-	d->acct.tree = fs_tree_new(d->acct.store, folders, &error);
-	if (!d->acct.tree) {
+	d->mnt.tree = fs_tree_new(d->mnt.store, folders, &error);
+	if (!d->mnt.tree) {
 		report_error("%s", error->message);
 		return -1;
 	}
@@ -214,38 +214,38 @@ static int connect_server(struct daemon *d)
  * would answer that request and the wait would never end. */
 static void quiesce(void *data)
 {
-	FsAccount *acct = data;
+	FsMount *mnt = data;
 
-	fs_inval_stop(acct->inval);
-	fs_push_stop(acct->push);
+	fs_inval_stop(mnt->inval);
+	fs_push_stop(mnt->push);
 }
 
 /* The rest of the account, then the FUSE session and its signals. */
 static int new_session(struct daemon *d)
 {
-	FsAccount *acct = &d->acct;
+	FsMount *mnt = &d->mnt;
 
-	acct->uid = d->opts.uid;
-	acct->gid = d->opts.gid;
+	mnt->uid = d->opts.uid;
+	mnt->gid = d->opts.gid;
 	/* Mail is private: owner only unless -o umask= says otherwise. The
 	 * mount is read-only whatever the modes say. */
-	acct->file_mode = 0666 & ~d->opts.umask;
-	acct->dir_mode = 0777 & ~d->opts.umask;
-	acct->refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
-	acct->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
-	acct->fetch = fs_fetch_new();
-	acct->inval = fs_inval_new();
-	acct->push = fs_push_new(acct->store);
+	mnt->file_mode = 0666 & ~d->opts.umask;
+	mnt->dir_mode = 0777 & ~d->opts.umask;
+	mnt->refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
+	mnt->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
+	mnt->fetch = fs_fetch_new();
+	mnt->inval = fs_inval_new();
+	mnt->push = fs_push_new(mnt->store);
 
 	d->se =
-	    fuse_session_new(&d->opts.fuse_args, &fs_ops, sizeof(fs_ops), acct);
+	    fuse_session_new(&d->opts.fuse_args, &fs_ops, sizeof(fs_ops), mnt);
 	if (!d->se) {
 		report_error(
 		    "cannot start the FUSE session (see the message above)");
 		return -1;
 	}
-	acct->se = d->se;
-	d->stop = fs_stop_new(d->se, quiesce, acct);
+	mnt->se = d->se;
+	d->stop = fs_stop_new(d->se, quiesce, mnt);
 	if (!d->stop || catch_sighup() != 0) {
 		report_error("cannot install signal handlers: %s",
 			     g_strerror(errno));
@@ -257,19 +257,19 @@ static int new_session(struct daemon *d)
 /* After fuse_daemonize(): fork() keeps only the calling thread. */
 static void start_threads(struct daemon *d)
 {
-	FsAccount *acct = &d->acct;
+	FsMount *mnt = &d->mnt;
 
 	if (!d->opts.foreground)
 		fs_log_to_syslog();
-	acct->pool = imap_pool_new(&d->account, d->opts.connections,
-				   g_steal_pointer(&d->conn));
-	hup_pool = acct->pool;
-	fs_inval_start(acct->inval, d->se);
-	fs_push_start(acct->push, d->se);
+	mnt->pool = imap_pool_new(&d->account, d->opts.connections,
+				  g_steal_pointer(&d->conn));
+	hup_pool = mnt->pool;
+	fs_inval_start(mnt->inval, d->se);
+	fs_push_start(mnt->push, d->se);
 	fs_stop_start(d->stop);
-	fs_sync_start_background(acct);
-	d->watch = fs_watch_new(acct, d->opts.poll_interval);
-	acct->watch = d->watch;
+	fs_sync_start_background(mnt);
+	d->watch = fs_watch_new(mnt, d->opts.poll_interval);
+	mnt->watch = d->watch;
 	g_message("mounted %s on %s", d->opts.url, d->opts.mountpoint);
 }
 
@@ -285,7 +285,7 @@ static int run_session(struct daemon *d)
 	fuse_loop_cfg_destroy(loop);
 	fs_stop_free(g_steal_pointer(&d->stop));
 	/* The loop has joined its workers: no handler runs from here on. */
-	fs_ops_release_dirs(&d->acct);
+	fs_ops_release_dirs(&d->mnt);
 	/* A stop signal is a clean exit like an unmount. */
 	if (rc < 0)
 		g_warning("FUSE session ended with an error: %s",
@@ -296,9 +296,9 @@ static int run_session(struct daemon *d)
 /* Steps 2 and 3: the threads that start work of their own. */
 static void stop_background(struct daemon *d)
 {
-	d->acct.watch = NULL;
+	d->mnt.watch = NULL;
 	fs_watch_free(g_steal_pointer(&d->watch));
-	fs_sync_stop_background(&d->acct);
+	fs_sync_stop_background(&d->mnt);
 }
 
 /* Step 4. */
@@ -311,27 +311,27 @@ static void unmount_session(struct daemon *d)
 	 * page: the write holds the fd. The session itself lives on until
 	 * fuse_session_destroy(). */
 	fuse_session_unmount(d->se);
-	fs_inval_free(g_steal_pointer(&d->acct.inval));
-	fs_push_stop(d->acct.push);
+	fs_inval_free(g_steal_pointer(&d->mnt.inval));
+	fs_push_stop(d->mnt.push);
 }
 
 /* Steps 5 to 7, for whatever was set up. */
 static void free_daemon(struct daemon *d)
 {
-	FsAccount *acct = &d->acct;
+	FsMount *mnt = &d->mnt;
 
 	if (d->se)
 		fuse_session_destroy(d->se);
-	if (acct->tree)
-		fs_sync_save_dirty(acct);
+	if (mnt->tree)
+		fs_sync_save_dirty(mnt);
 	hup_pool = NULL;
-	imap_pool_free(acct->pool);
-	fs_push_free(acct->push);
+	imap_pool_free(mnt->pool);
+	fs_push_free(mnt->push);
 	imap_conn_free(d->conn);
-	fs_inval_free(acct->inval);
-	fs_tree_free(acct->tree);
-	fs_fetch_free(acct->fetch);
-	cache_store_free(acct->store);
+	fs_inval_free(mnt->inval);
+	fs_tree_free(mnt->tree);
+	fs_fetch_free(mnt->fetch);
+	cache_store_free(mnt->store);
 	fs_password_free(d->password);
 	fs_options_clear(&d->opts);
 }

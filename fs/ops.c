@@ -28,33 +28,33 @@
 static bool no_open_supported;
 static time_t mount_time;
 
-static FsAccount *acct_of(fuse_req_t req)
+static FsMount *mount_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-static void dir_attr(FsAccount *acct, const FsFolder *f, struct stat *st)
+static void dir_attr(FsMount *mnt, const FsFolder *f, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_tree_dir_ino(f);
-	st->st_mode = S_IFDIR | acct->dir_mode;
+	st->st_mode = S_IFDIR | mnt->dir_mode;
 	st->st_nlink = 2 + fs_folder_children(f)->len;
-	st->st_uid = acct->uid;
-	st->st_gid = acct->gid;
+	st->st_uid = mnt->uid;
+	st->st_gid = mnt->gid;
 	st->st_size = 4096;
 	st->st_blksize = 4096;
 	st->st_mtime = st->st_ctime = st->st_atime = mount_time;
 }
 
-static void message_attr(FsAccount *acct, uint32_t gen, const CacheMessage *m,
-			 struct stat *st)
+static void message_attr(FsMount *mnt, uint32_t folder_id,
+			 const CacheMessage *m, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = fs_tree_message_ino(gen, m->uid);
-	st->st_mode = S_IFREG | acct->file_mode;
+	st->st_ino = fs_tree_message_ino(folder_id, m->uid);
+	st->st_mode = S_IFREG | mnt->file_mode;
 	st->st_nlink = 1;
-	st->st_uid = acct->uid;
-	st->st_gid = acct->gid;
+	st->st_uid = mnt->uid;
+	st->st_gid = mnt->gid;
 	st->st_size = (off_t)m->size;
 	st->st_blocks = (blkcnt_t)((m->size + 511) / 512);
 	st->st_blksize = 65536;
@@ -73,19 +73,19 @@ static double message_attr_timeout(const CacheMessage *m)
 	return MESSAGE_TIMEOUT;
 }
 
-static void dir_entry(FsAccount *acct, const FsFolder *f,
+static void dir_entry(FsMount *mnt, const FsFolder *f,
 		      struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = fs_tree_dir_ino(f);
 	e->attr_timeout = DIR_TIMEOUT;
 	e->entry_timeout = DIR_TIMEOUT;
-	dir_attr(acct, f, &e->attr);
+	dir_attr(mnt, f, &e->attr);
 }
 
-/* Look up uid in f's listing of generation gen (0: the current one) and
+/* Look up uid in f's listing of generation folder_id (0: the current one) and
  * fill e. Returns 0 or -ENOENT. */
-static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
+static int message_entry(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			 uint32_t uid, const char *name,
 			 struct fuse_entry_param *e, bool *exact)
 {
@@ -93,14 +93,16 @@ static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
 	int rc = -ENOENT;
 
 	g_mutex_lock(&f->lock);
-	if (f->listing && (gen == 0 || f->listing->gen == gen)) {
+	if (f->listing &&
+	    (folder_id == 0 || f->listing->folder_id == folder_id)) {
 		m = cache_folder_index_find(f->listing->index, uid);
 		if (m && (!name || strcmp(m->name, name) == 0)) {
 			memset(e, 0, sizeof(*e));
-			e->ino = fs_tree_message_ino(f->listing->gen, uid);
+			e->ino =
+			    fs_tree_message_ino(f->listing->folder_id, uid);
 			e->entry_timeout = MESSAGE_TIMEOUT;
 			e->attr_timeout = message_attr_timeout(m);
-			message_attr(acct, f->listing->gen, m, &e->attr);
+			message_attr(mnt, f->listing->folder_id, m, &e->attr);
 			if (exact)
 				*exact = m->size_exact;
 			rc = 0;
@@ -112,7 +114,7 @@ static int message_entry(FsAccount *acct, FsFolder *f, uint32_t gen,
 
 /* A server that claims RFC822.SIZE 0 would make the kernel believe the
  * file is empty and never read it: learn the real size first. */
-static void settle_zero_size(FsAccount *acct, FsFolder *f, uint32_t gen,
+static void settle_zero_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			     uint32_t uid, bool exact,
 			     struct fuse_entry_param *e)
 {
@@ -125,11 +127,11 @@ static void settle_zero_size(FsAccount *acct, FsFolder *f, uint32_t gen,
 	l = fs_folder_get_listing(f);
 	if (!l)
 		return;
-	rc = fs_fetch_open(acct, f, l, uid, false, &body);
+	rc = fs_fetch_open(mnt, f, l, uid, false, &body);
 	fs_listing_unref(l);
 	if (rc == 0) {
 		close(body.fd);
-		message_entry(acct, f, gen, uid, NULL, e, NULL);
+		message_entry(mnt, f, folder_id, uid, NULL, e, NULL);
 	}
 }
 
@@ -146,12 +148,12 @@ static void dir_handle_free(void *data);
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	FsAccount *acct = userdata;
+	FsMount *mnt = userdata;
 
 	/* INIT comes before any other request, on one thread. */
-	g_mutex_init(&acct->dirs_lock);
-	acct->open_dirs = g_hash_table_new_full(g_direct_hash, g_direct_equal,
-						dir_handle_free, NULL);
+	g_mutex_init(&mnt->dirs_lock);
+	mnt->open_dirs = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+					       dir_handle_free, NULL);
 	mount_time = time(NULL);
 	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
 		no_open_supported = true;
@@ -174,20 +176,21 @@ static void op_destroy(void *userdata)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	FsAccount *acct = acct_of(req);
+	FsMount *mnt = mount_of(req);
 	struct fuse_entry_param e;
 	FsFolder *f, *child;
-	uint32_t gen, uid;
+	uint32_t folder_id, uid;
 	bool exact = false;
 	int rc;
 
-	if (fs_tree_resolve(acct->tree, parent, &f, &gen, &uid) != FS_INO_DIR) {
+	if (fs_tree_resolve(mnt->tree, parent, &f, &folder_id, &uid) !=
+	    FS_INO_DIR) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	child = fs_folder_child(f, name);
 	if (child) {
-		dir_entry(acct, child, &e);
+		dir_entry(mnt, child, &e);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -197,13 +200,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_negative(req);
 		return;
 	}
-	rc = fs_sync_folder(acct, f, FS_SYNC_IF_MISSING);
+	rc = fs_sync_folder(mnt, f, FS_SYNC_IF_MISSING);
 	if (rc < 0 && rc != -ENOENT) {
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	if (message_entry(acct, f, 0, uid, name, &e, &exact) == 0) {
-		settle_zero_size(acct, f, 0, uid, exact, &e);
+	if (message_entry(mnt, f, 0, uid, name, &e, &exact) == 0) {
+		settle_zero_size(mnt, f, 0, uid, exact, &e);
 		fuse_reply_entry(req, &e);
 	} else {
 		reply_negative(req);
@@ -213,21 +216,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	FsAccount *acct = acct_of(req);
+	FsMount *mnt = mount_of(req);
 	struct fuse_entry_param e;
 	FsFolder *f;
-	uint32_t gen = 0, uid = 0;
+	uint32_t folder_id = 0, uid = 0;
 	bool exact = false;
 	struct stat st;
 
-	switch (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid)) {
+	switch (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid)) {
 	case FS_INO_DIR:
-		dir_attr(acct, f, &st);
+		dir_attr(mnt, f, &st);
 		fuse_reply_attr(req, &st, DIR_TIMEOUT);
 		return;
 	case FS_INO_MESSAGE:
-		if (message_entry(acct, f, gen, uid, NULL, &e, &exact) == 0) {
-			settle_zero_size(acct, f, gen, uid, exact, &e);
+		if (message_entry(mnt, f, folder_id, uid, NULL, &e, &exact) ==
+		    0) {
+			settle_zero_size(mnt, f, folder_id, uid, exact, &e);
 			fuse_reply_attr(req, &e.attr, e.attr_timeout);
 			return;
 		}
@@ -254,42 +258,43 @@ static void dir_handle_free(void *data)
 	g_free(dh);
 }
 
-void fs_ops_release_dirs(FsAccount *acct)
+void fs_ops_release_dirs(FsMount *mnt)
 {
 	guint left;
 
-	if (!acct->open_dirs)
+	if (!mnt->open_dirs)
 		return;
-	left = g_hash_table_size(acct->open_dirs);
+	left = g_hash_table_size(mnt->open_dirs);
 	if (left)
 		g_debug("%u directory handles were not released", left);
-	g_clear_pointer(&acct->open_dirs, g_hash_table_unref);
-	g_mutex_clear(&acct->dirs_lock);
+	g_clear_pointer(&mnt->open_dirs, g_hash_table_unref);
+	g_mutex_clear(&mnt->dirs_lock);
 }
 
-static void release_dir(FsAccount *acct, DirHandle *dh)
+static void release_dir(FsMount *mnt, DirHandle *dh)
 {
-	g_mutex_lock(&acct->dirs_lock);
-	g_hash_table_steal(acct->open_dirs, dh);
-	g_mutex_unlock(&acct->dirs_lock);
+	g_mutex_lock(&mnt->dirs_lock);
+	g_hash_table_steal(mnt->open_dirs, dh);
+	g_mutex_unlock(&mnt->dirs_lock);
 	dir_handle_free(dh);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	FsAccount *acct = acct_of(req);
+	FsMount *mnt = mount_of(req);
 	DirHandle *dh;
 	FsFolder *f;
-	uint32_t gen, uid;
+	uint32_t folder_id, uid;
 	int rc = 0;
 
-	if (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid) != FS_INO_DIR) {
+	if (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid) !=
+	    FS_INO_DIR) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
 	if (f->selectable) {
-		rc = fs_sync_folder(acct, f, FS_SYNC_IF_STALE);
+		rc = fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
 		if (rc < 0 && rc != -ENOENT) {
 			fuse_reply_err(req, EIO);
 			return;
@@ -304,12 +309,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	 * changes found elsewhere are invalidated through fs/inval.c. */
 	fi->cache_readdir = 1;
 	fi->keep_cache = rc == 1 ? 0 : 1;
-	g_mutex_lock(&acct->dirs_lock);
-	g_hash_table_add(acct->open_dirs, dh);
-	g_mutex_unlock(&acct->dirs_lock);
+	g_mutex_lock(&mnt->dirs_lock);
+	g_hash_table_add(mnt->open_dirs, dh);
+	g_mutex_unlock(&mnt->dirs_lock);
 	/* An opendir interrupted meanwhile never gets a RELEASEDIR. */
 	if (fuse_reply_open(req, fi) != 0)
-		release_dir(acct, dh);
+		release_dir(mnt, dh);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -318,14 +323,14 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
 
 	if (dh)
-		release_dir(acct_of(req), dh);
+		release_dir(mount_of(req), dh);
 	fuse_reply_err(req, 0);
 }
 
 /* Entry i of a directory: ".", "..", subfolders, then messages. Fills
  * name and st (and e for readdirplus). Returns false past the end. */
-static bool dir_item(FsAccount *acct, DirHandle *dh, size_t i,
-		     const char **name, struct fuse_entry_param *e)
+static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
+		     struct fuse_entry_param *e)
 {
 	FsFolder *f = dh->folder;
 	size_t nchild = dh->children->len;
@@ -345,7 +350,7 @@ static bool dir_item(FsAccount *acct, DirHandle *dh, size_t i,
 		FsFolder *c = dh->children->pdata[i];
 
 		*name = c->name;
-		dir_entry(acct, c, e);
+		dir_entry(mnt, c, e);
 		return true;
 	}
 	i -= nchild;
@@ -355,10 +360,10 @@ static bool dir_item(FsAccount *acct, DirHandle *dh, size_t i,
 
 		*name = m->name;
 		g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
-		e->ino = fs_tree_message_ino(dh->listing->gen, m->uid);
+		e->ino = fs_tree_message_ino(dh->listing->folder_id, m->uid);
 		e->entry_timeout = MESSAGE_TIMEOUT;
 		e->attr_timeout = message_attr_timeout(m);
-		message_attr(acct, dh->listing->gen, m, &e->attr);
+		message_attr(mnt, dh->listing->folder_id, m, &e->attr);
 		g_mutex_unlock(&f->lock);
 		return true;
 	}
@@ -368,7 +373,7 @@ static bool dir_item(FsAccount *acct, DirHandle *dh, size_t i,
 static void readdir_common(fuse_req_t req, size_t size, off_t off,
 			   struct fuse_file_info *fi, bool plus)
 {
-	FsAccount *acct = acct_of(req);
+	FsMount *mnt = mount_of(req);
 	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
 	g_autofree char *buf = g_malloc(size);
 	size_t used = 0;
@@ -383,9 +388,9 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		fs_listing_unref(dh->listing);
 		dh->listing = now;
 		dh->children = fs_folder_children(dh->folder);
-		fs_sync_verify_children(acct, dh->folder);
+		fs_sync_verify_children(mnt, dh->folder);
 	}
-	for (size_t i = (size_t)off; dir_item(acct, dh, i, &name, &e); i++) {
+	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e); i++) {
 		size_t need;
 
 		if (plus)
@@ -445,16 +450,17 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 /* The message that ino names, in the current listing of its folder: 0
  * with *lp (a reference) and *mp set, -EISDIR for no message, -ESTALE
  * when the listing moved on. */
-static int read_target(FsAccount *acct, fuse_ino_t ino, FsFolder **fp,
+static int read_target(FsMount *mnt, fuse_ino_t ino, FsFolder **fp,
 		       uint32_t *uidp, FsListing **lp, const CacheMessage **mp)
 {
 	FsListing *l;
-	uint32_t gen;
+	uint32_t folder_id;
 
-	if (fs_tree_resolve(acct->tree, ino, fp, &gen, uidp) != FS_INO_MESSAGE)
+	if (fs_tree_resolve(mnt->tree, ino, fp, &folder_id, uidp) !=
+	    FS_INO_MESSAGE)
 		return -EISDIR;
 	l = fs_folder_get_listing(*fp);
-	if (!l || l->gen != gen ||
+	if (!l || l->folder_id != folder_id ||
 	    !(*mp = cache_folder_index_find(l->index, *uidp))) {
 		fs_listing_unref(l);
 		return -ESTALE;
@@ -465,7 +471,7 @@ static int read_target(FsAccount *acct, fuse_ino_t ino, FsFolder **fp,
 
 /* A small first read of a large message (a file manager sniffing its
  * type): answer it from the message's head alone. True when it did. */
-static bool read_from_head(fuse_req_t req, FsAccount *acct, FsFolder *f,
+static bool read_from_head(fuse_req_t req, FsMount *mnt, FsFolder *f,
 			   FsListing *l, uint32_t uid, size_t size, off_t off,
 			   uint64_t hinted_size)
 {
@@ -473,9 +479,9 @@ static bool read_from_head(fuse_req_t req, FsAccount *acct, FsFolder *f,
 
 	if (off != 0 || size > FS_FETCH_HEAD_BYTES ||
 	    hinted_size <= FS_FETCH_HEAD_BYTES ||
-	    fs_fetch_is_cached(acct, f, l, uid))
+	    fs_fetch_is_cached(mnt, f, l, uid))
 		return false;
-	head = fs_fetch_head(acct, f, l, uid);
+	head = fs_fetch_head(mnt, f, l, uid);
 	if (head && g_bytes_get_size(head) == FS_FETCH_HEAD_BYTES) {
 		fuse_reply_buf(req, g_bytes_get_data(head, NULL), size);
 		g_bytes_unref(head);
@@ -488,8 +494,8 @@ static bool read_from_head(fuse_req_t req, FsAccount *acct, FsFolder *f,
 
 /* The fetch corrected the size of ino from size_before to size_after:
  * tell the kernel. */
-static void note_size_change(FsAccount *acct, fuse_ino_t ino,
-			     uint64_t size_before, uint64_t size_after)
+static void note_size_change(FsMount *mnt, fuse_ino_t ino, uint64_t size_before,
+			     uint64_t size_after)
 {
 	if (size_after > size_before) {
 		/* The server's RFC822.SIZE was too small. Drop the kernel's
@@ -499,11 +505,11 @@ static void note_size_change(FsAccount *acct, fuse_ino_t ino,
 		 * hint that was too large needs nothing: the short read
 		 * that follows shrinks the kernel's size, which an
 		 * invalidation here would stop. */
-		fuse_lowlevel_notify_inval_inode(acct->se, ino, -1, 0);
+		fuse_lowlevel_notify_inval_inode(mnt->se, ino, -1, 0);
 	} else if (size_after < size_before) {
 		/* Once the short read has shrunk the size, refresh the
 		 * rest (st_blocks) too. */
-		fs_inval_inode_later(acct->inval, ino, 200);
+		fs_inval_inode_later(mnt->inval, ino, 200);
 	}
 }
 
@@ -546,7 +552,7 @@ static void reply_body(fuse_req_t req, CacheBody *body, size_t size, off_t off)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	FsAccount *acct = acct_of(req);
+	FsMount *mnt = mount_of(req);
 	uint64_t size_before, size_after;
 	const CacheMessage *m = NULL;
 	FsListing *l = NULL;
@@ -555,7 +561,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	CacheBody body;
 	int rc;
 
-	rc = read_target(acct, ino, &f, &uid, &l, &m);
+	rc = read_target(mnt, ino, &f, &uid, &l, &m);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -565,12 +571,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	g_mutex_unlock(&f->lock);
 	g_debug("read %s UID %u: %zu bytes at %lld", f->raw, uid, size,
 		(long long)off);
-	fs_fetch_note_read(acct, f, l->gen, off);
-	if (read_from_head(req, acct, f, l, uid, size, off, size_before)) {
+	fs_fetch_note_read(mnt, f, l->folder_id, off);
+	if (read_from_head(req, mnt, f, l, uid, size, off, size_before)) {
 		fs_listing_unref(l);
 		return;
 	}
-	rc = fs_fetch_open(acct, f, l, uid, off == 0, &body);
+	rc = fs_fetch_open(mnt, f, l, uid, off == 0, &body);
 	g_mutex_lock(&f->lock);
 	size_after = m->size;
 	g_mutex_unlock(&f->lock);
@@ -579,7 +585,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, rc == -ESTALE ? ESTALE : EIO);
 		return;
 	}
-	note_size_change(acct, ino, size_before, size_after);
+	note_size_change(mnt, ino, size_before, size_after);
 	reply_body(req, &body, size, off);
 }
 
@@ -595,11 +601,11 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- extended attributes: where a file comes from ---- */
 
-static char *xattr_value(FsAccount *acct, fuse_ino_t ino, const char *name)
+static char *xattr_value(FsMount *mnt, fuse_ino_t ino, const char *name)
 {
 	FsFolder *f;
-	uint32_t gen = 0, uid = 0, uidvalidity = 0;
-	FsInoKind kind = fs_tree_resolve(acct->tree, ino, &f, &gen, &uid);
+	uint32_t folder_id = 0, uid = 0, uidvalidity = 0;
+	FsInoKind kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
 
 	if (kind == FS_INO_NONE || (!f->raw && kind == FS_INO_DIR))
 		return NULL;
@@ -611,7 +617,7 @@ static char *xattr_value(FsAccount *acct, fuse_ino_t ino, const char *name)
 		return g_strdup_printf("%u", uid);
 	if (strcmp(name, "user.imapfs.uidvalidity") == 0) {
 		g_mutex_lock(&f->lock);
-		if (f->listing && f->listing->gen == gen)
+		if (f->listing && f->listing->folder_id == folder_id)
 			uidvalidity = f->listing->index->uidvalidity;
 		g_mutex_unlock(&f->lock);
 		return uidvalidity ? g_strdup_printf("%u", uidvalidity) : NULL;
@@ -635,13 +641,13 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	g_autofree char *v = NULL;
 
-	if (!acct_of(req)->xattr) {
+	if (!mount_of(req)->xattr) {
 		/* ENOSYS makes the kernel stop asking for the whole mount:
 		 * without it ls -l costs two round trips a file. */
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	v = xattr_value(acct_of(req), ino, name);
+	v = xattr_value(mount_of(req), ino, name);
 
 	if (!v) {
 		fuse_reply_err(req, ENODATA);
@@ -656,15 +662,15 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 					"user.imapfs.uid\0"
 					"user.imapfs.uidvalidity";
 	static const char dir_names[] = "user.imapfs.folder";
-	FsAccount *acct = acct_of(req);
+	FsMount *mnt = mount_of(req);
 	FsFolder *f;
-	uint32_t gen, uid;
+	uint32_t folder_id, uid;
 
-	if (!acct->xattr) {
+	if (!mnt->xattr) {
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	switch (fs_tree_resolve(acct->tree, ino, &f, &gen, &uid)) {
+	switch (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid)) {
 	case FS_INO_MESSAGE:
 		reply_xattr(req, msg_names, sizeof(msg_names), size);
 		return;

@@ -1,10 +1,10 @@
 /* fs/ops.h: the FUSE low-level operations of imapfs. The session's user
- * data is the FsAccount. */
+ * data is the FsMount. */
 #pragma once
 
 #include <fuse_lowlevel.h>
 
-#include "fs/account.h"
+#include "fs/mount.h"
 
 extern const struct fuse_lowlevel_ops fs_ops;
 
@@ -13,4 +13,4 @@ extern const struct fuse_lowlevel_ops fs_ops;
  * first (an unmount right after a listing, a signal while a directory is
  * open). Call once the session loop has returned: its workers are joined,
  * so no handler can still use a handle. */
-void fs_ops_release_dirs(FsAccount *acct);
+void fs_ops_release_dirs(FsMount *mnt);

@@ -131,44 +131,43 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 
 /* Load the persisted index when the folder has no listing yet. Under
  * f->lock. */
-static void load_persisted(FsAccount *acct, FsFolder *f)
+static void load_persisted(FsMount *mnt, FsFolder *f)
 {
 	CacheFolderIndex *idx;
-	uint32_t gen;
+	uint32_t folder_id;
 
 	if (f->listing)
 		return;
-	idx = cache_store_load_index(acct->store, f->raw);
+	idx = cache_store_load_index(mnt->store, f->raw);
 	if (!idx)
 		return;
-	if (cache_store_folder_id(acct->store, f->raw, idx->uidvalidity, &gen) <
-	    0) {
+	if (cache_store_folder_id(mnt->store, f->raw, idx->uidvalidity,
+				  &folder_id) < 0) {
 		cache_folder_index_free(idx);
 		return;
 	}
-	fs_tree_register_gen(acct->tree, gen, f);
-	f->listing = fs_listing_new(gen, idx);
+	fs_tree_register_folder_id(mnt->tree, folder_id, f);
+	f->listing = fs_listing_new(folder_id, idx);
 }
 
 /* Under f->lock. A listing persisted by an earlier mount is used only
  * once checked against the server (the folder may have been recreated
  * meanwhile); when the server cannot be reached it is served as is. */
-static bool needs_sync(FsAccount *acct, FsFolder *f, int when)
+static bool needs_sync(FsMount *mnt, FsFolder *f, int when)
 {
 	switch (when) {
 	case FS_SYNC_IF_MISSING:
 		return f->listing == NULL || !f->verified;
 	case FS_SYNC_IF_STALE:
 		return !f->verified || f->synced_at == 0 ||
-		       g_get_monotonic_time() - f->synced_at >=
-			   acct->refresh_us;
+		       g_get_monotonic_time() - f->synced_at >= mnt->refresh_us;
 	default:
 		return true;
 	}
 }
 
 typedef struct {
-	FsAccount *acct;
+	FsMount *mnt;
 	fuse_ino_t dir;
 } Forget;
 
@@ -176,23 +175,23 @@ static void forget_one(void *user_data, const CacheMessage *m)
 {
 	Forget *fg = user_data;
 
-	fs_inval_entry(fg->acct->inval, fg->dir, m->name);
+	fs_inval_entry(fg->mnt->inval, fg->dir, m->name);
 }
 
 /* Tell the kernel to forget the names of messages that went away, so a
  * process that listed the folder before does not find them any more. */
-static void forget_vanished(FsAccount *acct, FsFolder *f,
+static void forget_vanished(FsMount *mnt, FsFolder *f,
 			    const CacheFolderIndex *old,
 			    const CacheFolderIndex *now)
 {
-	Forget fg = { acct, fs_tree_dir_ino(f) };
+	Forget fg = { mnt, fs_tree_dir_ino(f) };
 
 	fs_merge_foreach_gone(old, now, forget_one, &fg);
 }
 
 static void save_if_dirty(FsFolder *f, void *data)
 {
-	FsAccount *acct = data;
+	FsMount *mnt = data;
 	FsListing *l = NULL;
 
 	g_mutex_lock(&f->lock);
@@ -207,7 +206,7 @@ static void save_if_dirty(FsFolder *f, void *data)
 	g_mutex_lock(&f->lock);
 	CacheFolderIndex *copy = cache_folder_index_copy(l->index);
 	g_mutex_unlock(&f->lock);
-	if (cache_store_save_index(acct->store, f->raw, copy) < 0)
+	if (cache_store_save_index(mnt->store, f->raw, copy) < 0)
 		g_message("cannot save the listing of %s in the cache", f->raw);
 	cache_folder_index_free(copy);
 	fs_listing_unref(l);
@@ -221,22 +220,22 @@ static void save_job(gpointer data, gpointer user_data)
 /* Wait for a sync of f in progress, then decide whether this caller
  * syncs: returns the job to run (f->syncing is then set), or NULL with
  * *rc what fs_sync_folder() returns. */
-static SyncJob *sync_begin(FsAccount *acct, FsFolder *f, int when, int *rc)
+static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 {
 	SyncJob *job;
 
 	g_mutex_lock(&f->lock);
-	load_persisted(acct, f);
+	load_persisted(mnt, f);
 	while (f->syncing) {
 		/* Someone else is syncing: their result serves us too. The
 		 * pool bounds their wait, this bounds ours. */
-		gint64 until = g_get_monotonic_time() + acct->refresh_us +
+		gint64 until = g_get_monotonic_time() + mnt->refresh_us +
 			       60 * G_USEC_PER_SEC;
 
 		if (!g_cond_wait_until(&f->synced, &f->lock, until))
 			break;
 	}
-	if (!needs_sync(acct, f, when) || f->syncing) {
+	if (!needs_sync(mnt, f, when) || f->syncing) {
 		*rc = f->listing ? 0 : -EIO;
 		g_mutex_unlock(&f->lock);
 		return NULL;
@@ -290,10 +289,10 @@ static int sync_failed(FsFolder *f, int rc, bool have, const GError *error)
 	return have ? 0 : -EIO;
 }
 
-/* Put result (taken) in place of f's listing under the folder id gen;
+/* Put result (taken) in place of f's listing under the folder id folder_id;
  * a new UIDVALIDITY drops the folder's cached bodies. Returns the old
  * listing (caller unrefs; may be NULL) and sets *changed. */
-static FsListing *swap_listing(FsAccount *acct, FsFolder *f, uint32_t gen,
+static FsListing *swap_listing(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			       CacheFolderIndex *result, bool *changed)
 {
 	uint32_t uidvalidity = result->uidvalidity;
@@ -305,7 +304,7 @@ static FsListing *swap_listing(FsAccount *acct, FsFolder *f, uint32_t gen,
 	*changed = !old || !fs_merge_same_uids(old->index, result);
 	if (old && old->index->uidvalidity != uidvalidity)
 		old_uidvalidity = old->index->uidvalidity;
-	f->listing = fs_listing_new(gen, result);
+	f->listing = fs_listing_new(folder_id, result);
 	f->dirty = true;
 	g_mutex_unlock(&f->lock);
 	if (old_uidvalidity) {
@@ -314,49 +313,48 @@ static FsListing *swap_listing(FsAccount *acct, FsFolder *f, uint32_t gen,
 		g_message("folder %s was recreated on the server (UIDVALIDITY "
 			  "%u -> %u): dropping its cache",
 			  f->raw, old_uidvalidity, uidvalidity);
-		cache_store_drop_folder(acct->store, f->raw, uidvalidity);
-		fs_fetch_forget_folder(acct, f->raw, uidvalidity);
+		cache_store_drop_folder(mnt->store, f->raw, uidvalidity);
+		fs_fetch_forget_folder(mnt, f->raw, uidvalidity);
 	}
 	return old;
 }
 
 /* Install a new listing (taken), persist it, and tell the kernel what
  * changed. Returns 1 when the listing changed, 0 if not, -EIO. */
-static int install_listing(FsAccount *acct, FsFolder *f,
-			   CacheFolderIndex *result)
+static int install_listing(FsMount *mnt, FsFolder *f, CacheFolderIndex *result)
 {
 	FsListing *old;
-	uint32_t gen;
+	uint32_t folder_id;
 	bool changed;
 	int rc;
 
-	rc = cache_store_folder_id(acct->store, f->raw, result->uidvalidity,
-				   &gen);
+	rc = cache_store_folder_id(mnt->store, f->raw, result->uidvalidity,
+				   &folder_id);
 	if (rc < 0) {
 		g_warning("cannot record folder ids in the cache: %s",
 			  g_strerror(-rc));
 		cache_folder_index_free(result);
 		return -EIO;
 	}
-	fs_tree_register_gen(acct->tree, gen, f);
-	old = swap_listing(acct, f, gen, result, &changed);
+	fs_tree_register_folder_id(mnt->tree, folder_id, f);
+	old = swap_listing(mnt, f, folder_id, result, &changed);
 	/* Persisted in the background: the reader waiting for this listing
 	 * need not wait for 100,000 entries to be written too. */
-	if (acct->saver)
-		g_thread_pool_push(acct->saver, f, NULL);
+	if (mnt->saver)
+		g_thread_pool_push(mnt->saver, f, NULL);
 	else
-		save_if_dirty(f, acct);
+		save_if_dirty(f, mnt);
 	if (old) {
 		if (changed)
-			forget_vanished(acct, f, old->index, result);
+			forget_vanished(mnt, f, old->index, result);
 		fs_listing_unref(old);
 	}
 	if (changed)
-		fs_inval_inode(acct->inval, fs_tree_dir_ino(f));
+		fs_inval_inode(mnt->inval, fs_tree_dir_ino(f));
 	return changed ? 1 : 0;
 }
 
-int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
+int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 {
 	g_autoptr(GError) error = NULL;
 	CacheFolderIndex *result = NULL;
@@ -366,11 +364,11 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 
 	if (!f->selectable)
 		return -ENOENT;
-	job = sync_begin(acct, f, when, &rc);
+	job = sync_begin(mnt, f, when, &rc);
 	if (!job)
 		return rc;
 	/* The job EXAMINEs by itself (with QRESYNC where it can). */
-	rc = imap_pool_run(acct->pool, NULL, sync_job_run, job, sync_job_free,
+	rc = imap_pool_run(mnt->pool, NULL, sync_job_run, job, sync_job_free,
 			   &error);
 	if (rc == -ETIMEDOUT)
 		job = NULL; /* the pool frees it */
@@ -381,7 +379,7 @@ int fs_sync_folder(FsAccount *acct, FsFolder *f, int when)
 		return sync_failed(f, rc, have, error);
 	if (!result)
 		return 0;
-	return install_listing(acct, f, result);
+	return install_listing(mnt, f, result);
 }
 
 void fs_sync_mark_stale(FsFolder *f)
@@ -393,39 +391,38 @@ void fs_sync_mark_stale(FsFolder *f)
 
 static void verify_one(gpointer data, gpointer user_data)
 {
-	FsAccount *acct = user_data;
+	FsMount *mnt = user_data;
 	FsFolder *f = data;
 	bool want;
 
 	g_mutex_lock(&f->lock);
-	load_persisted(acct, f);
+	load_persisted(mnt, f);
 	want = f->listing && !f->verified && !f->syncing;
 	g_mutex_unlock(&f->lock);
 	if (want)
-		fs_sync_folder(acct, f, FS_SYNC_IF_MISSING);
+		fs_sync_folder(mnt, f, FS_SYNC_IF_MISSING);
 }
 
-void fs_sync_start_background(FsAccount *acct)
+void fs_sync_start_background(FsMount *mnt)
 {
-	acct->verifier = g_thread_pool_new(verify_one, acct, 2, FALSE, NULL);
-	acct->saver = g_thread_pool_new(save_job, acct, 1, FALSE, NULL);
+	mnt->verifier = g_thread_pool_new(verify_one, mnt, 2, FALSE, NULL);
+	mnt->saver = g_thread_pool_new(save_job, mnt, 1, FALSE, NULL);
 }
 
-void fs_sync_stop_background(FsAccount *acct)
+void fs_sync_stop_background(FsMount *mnt)
 {
 	/* Checks still queued are dropped; saves are finished. */
-	if (acct->verifier)
-		g_thread_pool_free(g_steal_pointer(&acct->verifier), TRUE,
-				   TRUE);
-	if (acct->saver)
-		g_thread_pool_free(g_steal_pointer(&acct->saver), FALSE, TRUE);
+	if (mnt->verifier)
+		g_thread_pool_free(g_steal_pointer(&mnt->verifier), TRUE, TRUE);
+	if (mnt->saver)
+		g_thread_pool_free(g_steal_pointer(&mnt->saver), FALSE, TRUE);
 }
 
-void fs_sync_verify_children(FsAccount *acct, FsFolder *dir)
+void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)
 {
 	GPtrArray *children = fs_folder_children(dir);
 
-	if (!acct->verifier)
+	if (!mnt->verifier)
 		return;
 	for (guint i = 0; i < children->len; i++) {
 		FsFolder *c = children->pdata[i];
@@ -438,17 +435,17 @@ void fs_sync_verify_children(FsAccount *acct, FsFolder *dir)
 		c->verify_queued = true;
 		g_mutex_unlock(&c->lock);
 		if (queue)
-			g_thread_pool_push(acct->verifier, c, NULL);
+			g_thread_pool_push(mnt->verifier, c, NULL);
 	}
 }
 
-void fs_sync_set_exact_size(FsAccount *acct, FsFolder *f, uint32_t gen,
+void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			    uint32_t uid, uint64_t size)
 {
 	CacheMessage *m;
 
 	g_mutex_lock(&f->lock);
-	if (f->listing && f->listing->gen == gen) {
+	if (f->listing && f->listing->folder_id == folder_id) {
 		m = cache_folder_index_find(f->listing->index, uid);
 		if (m && (!m->size_exact || m->size != size)) {
 			if (m->size != size)
@@ -463,7 +460,7 @@ void fs_sync_set_exact_size(FsAccount *acct, FsFolder *f, uint32_t gen,
 	g_mutex_unlock(&f->lock);
 }
 
-void fs_sync_save_dirty(FsAccount *acct)
+void fs_sync_save_dirty(FsMount *mnt)
 {
-	fs_tree_foreach(acct->tree, save_if_dirty, acct);
+	fs_tree_foreach(mnt->tree, save_if_dirty, mnt);
 }

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fs/account.h"
+#include "fs/mount.h"
 
 enum {
 	FS_SYNC_IF_MISSING, /* only when there is no listing at all */
@@ -22,7 +22,7 @@ enum {
  * could not be reached but a listing is there to serve, stale), -ENOENT for
  * a folder that has no messages of its own, -EIO when there is no listing
  * and the server cannot be reached. */
-int fs_sync_folder(FsAccount *acct, FsFolder *f, int when);
+int fs_sync_folder(FsMount *mnt, FsFolder *f, int when);
 
 /* Make the next FS_SYNC_IF_STALE sync of f run (a fetch found that the
  * listing names a message the server no longer has). */
@@ -33,17 +33,17 @@ void fs_sync_mark_stale(FsFolder *f);
  * each does not wait for its EXAMINE: grep -r and file managers go through
  * folders one after another. Subfolders without a persisted listing are
  * left alone: a cold listing is real work, done on the first visit. */
-void fs_sync_verify_children(FsAccount *acct, FsFolder *dir);
+void fs_sync_verify_children(FsMount *mnt, FsFolder *dir);
 /* Threads for those checks (2) and for persisting listings (1, so that a
  * new listing never waits for its save), started with the pool and stopped
  * before it. */
-void fs_sync_start_background(FsAccount *acct);
-void fs_sync_stop_background(FsAccount *acct);
+void fs_sync_start_background(FsMount *mnt);
+void fs_sync_stop_background(FsMount *mnt);
 
 /* Persist listings whose sizes were corrected since their last save. */
-void fs_sync_save_dirty(FsAccount *acct);
+void fs_sync_save_dirty(FsMount *mnt);
 
 /* Correct a message's size to the exact length of its body (after a
  * fetch, or when a cached body is found). */
-void fs_sync_set_exact_size(FsAccount *acct, FsFolder *f, uint32_t gen,
+void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			    uint32_t uid, uint64_t size);

@@ -23,11 +23,11 @@ struct FsTree {
 	GMutex update_lock;
 	GRWLock ids_lock;
 	GHashTable *by_id; /* id -> FsFolder*, live directories */
-	GMutex gen_lock;
-	GHashTable *by_gen; /* gen -> FsFolder* */
-	GHashTable *gone;   /* path_raw -> FsFolder*, vanished folders, for
-			       revival when the name comes back; under
-			       update_lock */
+	GMutex folder_id_lock;
+	GHashTable *by_folder_id; /* folder_id -> FsFolder* */
+	GHashTable *gone; /* path_raw -> FsFolder*, vanished folders, for
+			     revival when the name comes back; under
+			     update_lock */
 };
 
 static FsFolder *folder_new(FsTree *tree, FsFolder *parent, const char *name,
@@ -277,9 +277,9 @@ FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
 	    g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
 	g_mutex_init(&tree->update_lock);
 	g_rw_lock_init(&tree->ids_lock);
-	g_mutex_init(&tree->gen_lock);
+	g_mutex_init(&tree->folder_id_lock);
 	tree->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
-	tree->by_gen = g_hash_table_new(g_direct_hash, g_direct_equal);
+	tree->by_folder_id = g_hash_table_new(g_direct_hash, g_direct_equal);
 	tree->gone = g_hash_table_new(g_str_hash, g_str_equal);
 	tree->root = folder_new(tree, NULL, "", "");
 	g_mutex_lock(&tree->update_lock);
@@ -336,11 +336,11 @@ void fs_tree_free(FsTree *tree)
 	g_ptr_array_unref(tree->all);
 	g_ptr_array_unref(tree->old_arrays);
 	g_hash_table_unref(tree->by_id);
-	g_hash_table_unref(tree->by_gen);
+	g_hash_table_unref(tree->by_folder_id);
 	g_hash_table_unref(tree->gone);
 	g_mutex_clear(&tree->update_lock);
 	g_rw_lock_clear(&tree->ids_lock);
-	g_mutex_clear(&tree->gen_lock);
+	g_mutex_clear(&tree->folder_id_lock);
 	g_free(tree);
 }
 
@@ -364,13 +364,13 @@ fuse_ino_t fs_tree_dir_ino(const FsFolder *f)
 	return f->id == 0 ? FUSE_ROOT_ID : (fuse_ino_t)f->id << 32;
 }
 
-fuse_ino_t fs_tree_message_ino(uint32_t gen, uint32_t uid)
+fuse_ino_t fs_tree_message_ino(uint32_t folder_id, uint32_t uid)
 {
-	return (fuse_ino_t)gen << 32 | uid;
+	return (fuse_ino_t)folder_id << 32 | uid;
 }
 
 FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
-			  uint32_t *gen, uint32_t *uid)
+			  uint32_t *folder_id, uint32_t *uid)
 {
 	uint32_t hi = (uint32_t)(ino >> 32), lo = (uint32_t)ino;
 	FsFolder *f;
@@ -388,22 +388,22 @@ FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
 		*folder = f;
 		return FS_INO_DIR;
 	}
-	g_mutex_lock(&tree->gen_lock);
-	f = g_hash_table_lookup(tree->by_gen, GUINT_TO_POINTER(hi));
-	g_mutex_unlock(&tree->gen_lock);
+	g_mutex_lock(&tree->folder_id_lock);
+	f = g_hash_table_lookup(tree->by_folder_id, GUINT_TO_POINTER(hi));
+	g_mutex_unlock(&tree->folder_id_lock);
 	if (!f || f->gone)
 		return FS_INO_NONE;
 	*folder = f;
-	*gen = hi;
+	*folder_id = hi;
 	*uid = lo;
 	return FS_INO_MESSAGE;
 }
 
-void fs_tree_register_gen(FsTree *tree, uint32_t gen, FsFolder *f)
+void fs_tree_register_folder_id(FsTree *tree, uint32_t folder_id, FsFolder *f)
 {
-	g_mutex_lock(&tree->gen_lock);
-	g_hash_table_insert(tree->by_gen, GUINT_TO_POINTER(gen), f);
-	g_mutex_unlock(&tree->gen_lock);
+	g_mutex_lock(&tree->folder_id_lock);
+	g_hash_table_insert(tree->by_folder_id, GUINT_TO_POINTER(folder_id), f);
+	g_mutex_unlock(&tree->folder_id_lock);
 }
 
 FsFolder *fs_folder_child(const FsFolder *f, const char *name)
@@ -419,12 +419,12 @@ FsFolder *fs_folder_child(const FsFolder *f, const char *name)
 	return NULL;
 }
 
-FsListing *fs_listing_new(uint32_t gen, CacheFolderIndex *index)
+FsListing *fs_listing_new(uint32_t folder_id, CacheFolderIndex *index)
 {
 	FsListing *l = g_new0(FsListing, 1);
 
 	l->refs = 1;
-	l->gen = gen;
+	l->folder_id = folder_id;
 	l->index = index;
 	return l;
 }

@@ -3,9 +3,9 @@
  * Inode numbers are derived, not allocated, so they are stable across
  * remounts and need no table: the root is FUSE_ROOT_ID; a folder's
  * directory is (id << 32) where id = cache_store_folder_id(name, 0); a
- * message is (gen << 32 | uid) where gen = cache_store_folder_id(name,
- * UIDVALIDITY). Folders are never freed while mounted, so FsFolder
- * pointers stay valid and FORGET needs no work.
+ * message is (folder_id << 32 | uid) where folder_id =
+ * cache_store_folder_id(name, UIDVALIDITY). Folders are never freed while
+ * mounted, so FsFolder pointers stay valid and FORGET needs no work.
  */
 #pragma once
 
@@ -22,7 +22,7 @@
  * a new one. */
 typedef struct {
 	gint refs;
-	uint32_t gen;            /* id of (folder, UIDVALIDITY) */
+	uint32_t folder_id;      /* id of (folder, UIDVALIDITY) */
 	CacheFolderIndex *index; /* owned */
 } FsListing;
 
@@ -85,15 +85,15 @@ void fs_tree_foreach(FsTree *tree, void (*fn)(FsFolder *f, void *data),
 /* What an inode number names. */
 typedef enum { FS_INO_NONE, FS_INO_DIR, FS_INO_MESSAGE } FsInoKind;
 FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
-			  uint32_t *gen, uint32_t *uid);
+			  uint32_t *folder_id, uint32_t *uid);
 fuse_ino_t fs_tree_dir_ino(const FsFolder *f);
-fuse_ino_t fs_tree_message_ino(uint32_t gen, uint32_t uid);
-/* Remember that gen belongs to f (called when a listing is loaded). */
-void fs_tree_register_gen(FsTree *tree, uint32_t gen, FsFolder *f);
+fuse_ino_t fs_tree_message_ino(uint32_t folder_id, uint32_t uid);
+/* Remember that folder_id belongs to f (called when a listing is loaded). */
+void fs_tree_register_folder_id(FsTree *tree, uint32_t folder_id, FsFolder *f);
 
 FsFolder *fs_folder_child(const FsFolder *f, const char *name);
 
-FsListing *fs_listing_new(uint32_t gen, CacheFolderIndex *index);
+FsListing *fs_listing_new(uint32_t folder_id, CacheFolderIndex *index);
 FsListing *fs_listing_ref(FsListing *l);
 void fs_listing_unref(FsListing *l);
 /* The folder's current listing with a reference, or NULL. */

@@ -25,7 +25,7 @@
 #define NO_IDLE_RECHECK_S 3600
 
 struct FsWatch {
-	FsAccount *acct;
+	FsMount *mnt;
 	gint64 poll_us;
 	GMutex lock;
 	GCond cond;
@@ -79,16 +79,16 @@ static int list_job(ImapConn *conn, const ImapMailboxState *st, void *data,
 
 static void entry_changed(FsFolder *parent, FsFolder *child, void *data)
 {
-	FsAccount *acct = data;
+	FsMount *mnt = data;
 	fuse_ino_t dir = fs_tree_dir_ino(parent);
 
 	g_message("folder %s %s on the server", child->path_raw,
 		  child->gone ? "vanished" : "appeared");
-	fs_inval_entry(acct->inval, dir, child->name);
-	fs_inval_inode(acct->inval, dir);
+	fs_inval_entry(mnt->inval, dir, child->name);
+	fs_inval_inode(mnt->inval, dir);
 	/* A name that comes back keeps its inode number: drop what the
 	 * kernel still has of the old directory's contents. */
-	fs_inval_inode(acct->inval, fs_tree_dir_ino(child));
+	fs_inval_inode(mnt->inval, fs_tree_dir_ino(child));
 }
 
 static void refresh_folder_list(FsWatch *w)
@@ -98,14 +98,14 @@ static void refresh_folder_list(FsWatch *w)
 	    (GDestroyNotify)cache_folder_entry_free);
 	int rc;
 
-	rc = imap_pool_run(w->acct->pool, NULL, list_job, entries,
+	rc = imap_pool_run(w->mnt->pool, NULL, list_job, entries,
 			   (GDestroyNotify)g_ptr_array_unref, &error);
 	if (rc == -ETIMEDOUT)
 		return; /* the pool frees entries */
 	if (rc == 0) {
-		if (fs_tree_update(w->acct->tree, entries, entry_changed,
-				   w->acct) > 0)
-			cache_store_save_folders(w->acct->store, entries);
+		if (fs_tree_update(w->mnt->tree, entries, entry_changed,
+				   w->mnt) > 0)
+			cache_store_save_folders(w->mnt->store, entries);
 	} else {
 		g_debug("cannot re-read the folder list: %s",
 			error ? error->message : g_strerror(-rc));
@@ -136,7 +136,7 @@ static void sync_one(FsFolder *f, void *data)
 	g_mutex_unlock(&f->lock);
 	/* A folder nobody looked at has nothing cached to correct. */
 	if (listed && !stopping(sa->w))
-		fs_sync_folder(sa->w->acct, f, FS_SYNC_NOW);
+		fs_sync_folder(sa->w->mnt, f, FS_SYNC_NOW);
 }
 
 static gpointer refresh_main(gpointer data)
@@ -169,13 +169,13 @@ static gpointer refresh_main(gpointer data)
 		{
 			SyncAll sa = { w, all ? NULL : pending, 0 };
 
-			fs_tree_foreach(w->acct->tree, sync_one, &sa);
+			fs_tree_foreach(w->mnt->tree, sync_one, &sa);
 			/* A name we cannot place (a server's own spelling of
 			 * it): better every listed folder than none. */
 			if (sa.only && g_hash_table_size(pending) > 0 &&
 			    sa.matched == 0) {
 				sa.only = NULL;
-				fs_tree_foreach(w->acct->tree, sync_one, &sa);
+				fs_tree_foreach(w->mnt->tree, sync_one, &sa);
 			}
 		}
 		g_hash_table_unref(pending);
@@ -218,7 +218,7 @@ static Session idle_session(FsWatch *w)
 	g_autoptr(GError) error = NULL;
 	/* By the pool's rules: a refused password suspends this login
 	 * too, and the pool knows the current secret. */
-	ImapConn *conn = imap_pool_connect(w->acct->pool, &error);
+	ImapConn *conn = imap_pool_connect(w->mnt->pool, &error);
 	ImapWatch *iw = NULL;
 	Session result;
 	int rc;
@@ -275,11 +275,11 @@ static gpointer idle_main(gpointer data)
 	return NULL;
 }
 
-FsWatch *fs_watch_new(FsAccount *acct, unsigned poll_interval)
+FsWatch *fs_watch_new(FsMount *mnt, unsigned poll_interval)
 {
 	FsWatch *w = g_new0(FsWatch, 1);
 
-	w->acct = acct;
+	w->mnt = mnt;
 	w->poll_us = (gint64)poll_interval * G_USEC_PER_SEC;
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);

@@ -2,11 +2,11 @@
  * polling of the folder list and of every listed folder. */
 #pragma once
 
-#include "fs/account.h"
+#include "fs/mount.h"
 #include "imap/conn.h"
 
 typedef struct FsWatch FsWatch;
 
-/* Starts both threads; the IDLE connection comes from acct->pool. */
-FsWatch *fs_watch_new(FsAccount *acct, unsigned poll_interval);
+/* Starts both threads; the IDLE connection comes from mnt->pool. */
+FsWatch *fs_watch_new(FsMount *mnt, unsigned poll_interval);
 void fs_watch_free(FsWatch *w);

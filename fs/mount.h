@@ -1,4 +1,4 @@
-/* fs/account.h: everything one mount owns, shared by the FUSE operations.
+/* fs/mount.h: everything one mount owns, shared by the FUSE operations.
  * Built by main() before the session starts; immutable afterwards except
  * through the modules' own locks. */
 #pragma once
@@ -40,4 +40,4 @@ typedef struct {
 				* fs_ops_release_dirs() */
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
-} FsAccount;
+} FsMount;
