@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Quick start 2 and the CI entry point: install the dependencies, then
+# Quick start 2 and the CI entry point: install the dependencies, check
+# the style gates (clang-format, file and function sizes; one test each),
+# then
 #   1. build with gcc, warnings as errors, and run every test suite;
 #   2. build with clang under AddressSanitizer + UndefinedBehaviorSanitizer
 #      and run the unit and integration suites;
@@ -103,6 +105,14 @@ if bash scripts/check-format.sh; then
 else
 	failed=$((failed + 1))
 	problems+=("C files not formatted: run scripts/check-format.sh --fix")
+fi
+
+say "size: files and functions within bounds (scripts/check-size.sh)"
+if bash scripts/check-size.sh; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+	problems+=("a file or a function is over its size bound (scripts/check-size.sh -v)")
 fi
 
 mult=${IMAPFS_TEST_TIMEOUT_MULTIPLIER:-1}
