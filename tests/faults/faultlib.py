@@ -364,14 +364,7 @@ def cache_body_files(cache_dir):
 
 
 def cache_temp_files(cache_dir):
-    out = []
-    if not os.path.isdir(cache_dir):
-        return out
-    for acct in os.listdir(cache_dir):
-        tdir = os.path.join(cache_dir, acct, "tmp")
-        if os.path.isdir(tdir):
-            out.extend(os.path.join(tdir, n) for n in os.listdir(tdir))
-    return out
+    return h.cache_temp_files(cache_dir)
 
 
 def cache_body_bytes(cache_dir):

@@ -933,6 +933,19 @@ def read_pack(path):
     return out
 
 
+def cache_temp_files(cache_dir):
+    """Temp files in a cache dir: whatever is in an account's tmp/, and
+    the .tmp-* files written next to the bodies of a folder."""
+    out = []
+    if not os.path.isdir(cache_dir):
+        return out
+    for root, dirs, files in os.walk(cache_dir):
+        in_tmp = os.path.basename(root) == "tmp"
+        out.extend(os.path.join(root, f) for f in files
+                   if in_tmp or f.startswith(".tmp-"))
+    return sorted(out)
+
+
 def cache_bodies(cache_dir):
     """Every body in a cache dir (ROOT/<account>/folders/<key>/<UIDVALIDITY>/
     then <UID> files and pack-<N> segments): {(key, uidvalidity, uid):

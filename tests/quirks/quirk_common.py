@@ -103,12 +103,8 @@ def cached_bodies(cache_dir, uidvalidity, uid):
 
 
 def temp_files(cache_dir):
-    """Files left in the cache's tmp/ directories."""
-    out = []
-    for root, dirs, files in os.walk(cache_dir):
-        if os.path.basename(root) == "tmp":
-            out.extend(os.path.join(root, f) for f in files)
-    return out
+    """Temp files left in the cache (tmp/, and .tmp-* beside bodies)."""
+    return h.cache_temp_files(cache_dir)
 
 
 def is_eio(rc, err):
