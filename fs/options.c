@@ -87,10 +87,7 @@ struct parse_state {
 	GPtrArray *fuse_opts; /* the user's -o options for FUSE, unescaped */
 };
 
-static void opts_error(GError **error, const char *fmt, ...)
-    G_GNUC_PRINTF(2, 3);
-
-static void opts_error(GError **error, const char *fmt, ...)
+void fs_options_error(GError **error, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -203,7 +200,7 @@ static int set_string(char **field, const struct opt_spec *spec,
 		      const char *value, bool is_path, GError **error)
 {
 	if (!*value) {
-		opts_error(error, "--%s needs a value", spec->name);
+		fs_options_error(error, "--%s needs a value", spec->name);
 		return -1;
 	}
 	g_free(*field);
@@ -271,15 +268,15 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->cache_dir, spec, value, true, error);
 	case OPT_CONNECTIONS:
 		if (!parse_uint(value, 1, 64, &opts->connections)) {
-			opts_error(error,
-				   "--connections must be between 1 and 64");
+			fs_options_error(
+			    error, "--connections must be between 1 and 64");
 			return -1;
 		}
 		return 0;
 	case OPT_TIMEOUT:
 		if (!parse_uint(value, 1, 3600, &opts->timeout)) {
-			opts_error(error,
-				   "--timeout must be between 1 and 3600");
+			fs_options_error(
+			    error, "--timeout must be between 1 and 3600");
 			return -1;
 		}
 		return 0;
@@ -291,8 +288,9 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return 0;
 	case OPT_UMASK:
 		if (!parse_octal_mask(value, &opts->umask)) {
-			opts_error(error, "umask must be octal, 000 to 777, "
-					  "such as 077 or 022");
+			fs_options_error(error,
+					 "umask must be octal, 000 to 777, "
+					 "such as 077 or 022");
 			return -1;
 		}
 		return 0;
@@ -302,8 +300,9 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		unsigned id;
 
 		if (!parse_owner(value, group, &id)) {
-			opts_error(error, "%s: no such %s: '%s'", spec->name,
-				   group ? "group" : "user", value);
+			fs_options_error(error, "%s: no such %s: '%s'",
+					 spec->name, group ? "group" : "user",
+					 value);
 			return -1;
 		}
 		if (group)
@@ -314,16 +313,17 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	}
 	case OPT_CACHE_SIZE:
 		if (!parse_size(value, &opts->cache_size)) {
-			opts_error(error,
-				   "--cache-size must be a size such as 500M, "
+			fs_options_error(
+			    error, "--cache-size must be a size such as 500M, "
 				   "2G or 0 (no limit)");
 			return -1;
 		}
 		return 0;
 	case OPT_POLL_INTERVAL:
 		if (!parse_uint(value, 5, 86400, &opts->poll_interval)) {
-			opts_error(error, "--poll-interval must be between 5 "
-					  "and 86400 seconds");
+			fs_options_error(error,
+					 "--poll-interval must be between 5 "
+					 "and 86400 seconds");
 			return -1;
 		}
 		return 0;
@@ -352,13 +352,13 @@ static int mount_opt(FsOptions *opts, struct parse_state *st, const char *opt,
 
 	if (spec) {
 		if (spec->takes_value && !eq) {
-			opts_error(error, "option '%.*s' needs a value",
-				   (int)nlen, opt);
+			fs_options_error(error, "option '%.*s' needs a value",
+					 (int)nlen, opt);
 			return -1;
 		}
 		if (!spec->takes_value && eq) {
-			opts_error(error, "option '%.*s' takes no value",
-				   (int)nlen, opt);
+			fs_options_error(error, "option '%.*s' takes no value",
+					 (int)nlen, opt);
 			return -1;
 		}
 		return apply_opt(opts, spec, eq ? eq + 1 : "", error);
@@ -498,16 +498,17 @@ static int check_mountpoint(FsOptions *opts, const char *mp, GError **error)
 
 	if (!real) {
 		e = errno;
-		opts_error(error, "mountpoint %s: %s%s", mp, g_strerror(e),
-			   e == ENOTCONN ? " (a stale mount? try "
-					   "fusermount3 -u)"
-					 : "");
+		fs_options_error(error, "mountpoint %s: %s%s", mp,
+				 g_strerror(e),
+				 e == ENOTCONN ? " (a stale mount? try "
+						 "fusermount3 -u)"
+					       : "");
 		return -1;
 	}
 	e = stat(real, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
 	if (e) {
 		free(real);
-		opts_error(error, "mountpoint %s: %s", mp, g_strerror(e));
+		fs_options_error(error, "mountpoint %s: %s", mp, g_strerror(e));
 		return -1;
 	}
 	opts->mountpoint = g_strdup(real);
@@ -558,7 +559,7 @@ static int build_fuse_args(FsOptions *opts, const char *prog,
 		r = fuse_opt_add_arg(&opts->fuse_args, list);
 	free(list);
 	if (r != 0) {
-		opts_error(error, "out of memory");
+		fs_options_error(error, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -579,8 +580,8 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			} else if (!st->mountpoint) {
 				st->mountpoint = a;
 			} else {
-				opts_error(error, "unexpected argument '%s'",
-					   a);
+				fs_options_error(error,
+						 "unexpected argument '%s'", a);
 				return -1;
 			}
 		} else if (strcmp(a, "--") == 0) {
@@ -602,7 +603,8 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			if (!list && i + 1 < argc)
 				list = argv[++i];
 			if (!list) {
-				opts_error(error, "option '-o' needs a value");
+				fs_options_error(error,
+						 "option '-o' needs a value");
 				return -1;
 			}
 			if (mount_opt_list(opts, st, list, error) < 0)
@@ -617,22 +619,24 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			/* Show only the name: a mistyped option may carry a
 			 * secret as its value. */
 			if (!spec) {
-				opts_error(error, "unknown option '--%.*s'",
-					   (int)nlen, name);
+				fs_options_error(error,
+						 "unknown option '--%.*s'",
+						 (int)nlen, name);
 				return -1;
 			}
 			if (!spec->takes_value && value) {
-				opts_error(error,
-					   "option '--%s' takes no value",
-					   spec->name);
+				fs_options_error(error,
+						 "option '--%s' takes no value",
+						 spec->name);
 				return -1;
 			}
 			if (spec->takes_value && !value) {
 				if (i + 1 >= argc) {
-					opts_error(error,
-						   "option '--%s' needs a "
-						   "value",
-						   spec->name);
+					fs_options_error(
+					    error,
+					    "option '--%s' needs a "
+					    "value",
+					    spec->name);
 					return -1;
 				}
 				value = argv[++i];
@@ -641,7 +645,7 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			    0)
 				return -1;
 		} else {
-			opts_error(error, "unknown option '%.2s'", a);
+			fs_options_error(error, "unknown option '%.2s'", a);
 			return -1;
 		}
 	}
@@ -669,11 +673,11 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 		goto out;
 	r = -1;
 	if (!st.url) {
-		opts_error(error, "missing URL");
+		fs_options_error(error, "missing URL");
 		goto out;
 	}
 	if (!st.mountpoint) {
-		opts_error(error, "missing MOUNTPOINT");
+		fs_options_error(error, "missing MOUNTPOINT");
 		goto out;
 	}
 	if (imap_url_parse(st.url, &opts->server, error) < 0)
@@ -685,7 +689,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (opts->cafile && access(opts->cafile, R_OK) < 0) {
 		int e = errno;
 
-		opts_error(error, "cafile %s: %s", opts->cafile, g_strerror(e));
+		fs_options_error(error, "cafile %s: %s", opts->cafile,
+				 g_strerror(e));
 		goto out;
 	}
 	if (!opts->cache_dir)

@@ -50,3 +50,7 @@ enum {
 int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error);
 /* Free everything opts owns and zero it; harmless on a cleared struct. */
 void fs_options_clear(FsOptions *opts);
+/* Set error (G_OPTION_ERROR_BAD_VALUE) to the formatted message: the one
+ * kind of error the command line, the options and the password sources
+ * report. */
+void fs_options_error(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);

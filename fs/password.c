@@ -31,19 +31,6 @@
 /* Room for a long OAuth token; a longer first line is refused. */
 #define PASSWORD_MAX 16384
 
-static void pw_error(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void pw_error(GError **error, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-			    msg);
-}
-
 /* Reads the first line of fd into buf (size PASSWORD_MAX), without
  * its line end. With drain, reads on to EOF so that the writer never blocks,
  * or, when exit_fd (a pidfd) says the writer has exited, only to the end of
@@ -127,14 +114,14 @@ static char *password_finish(const char *line, size_t len, const char *source,
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
 		len--;
 	if (len == 0) {
-		pw_error(error, "empty password from %s", source);
+		fs_options_error(error, "empty password from %s", source);
 		return NULL;
 	}
 	if (memchr(line, '\0', len) || memchr(line, '\r', len) ||
 	    memchr(line, '\n', len)) {
-		pw_error(error,
-			 "the password from %s contains a NUL or line break",
-			 source);
+		fs_options_error(
+		    error, "the password from %s contains a NUL or line break",
+		    source);
 		return NULL;
 	}
 	pw = g_malloc(len + 1);
@@ -157,7 +144,8 @@ static char *password_from_command(const char *cmd, GError **error)
 		NULL, (char **)argv, NULL,
 		G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CHILD_INHERITS_STDIN, NULL,
 		NULL, &pid, NULL, &out_fd, NULL, &err)) {
-		pw_error(error, "password command '%s': %s", cmd, err->message);
+		fs_options_error(error, "password command '%s': %s", cmd,
+				 err->message);
 		return NULL;
 	}
 #ifdef SYS_pidfd_open
@@ -185,22 +173,25 @@ static char *password_from_command(const char *cmd, GError **error)
 	     (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGPIPE));
 
 	if (wait_err)
-		pw_error(error, "password command '%s': waitpid: %s", cmd,
-			 g_strerror(wait_err));
+		fs_options_error(error, "password command '%s': waitpid: %s",
+				 cmd, g_strerror(wait_err));
 	else if (!our_sigpipe && WIFEXITED(status) && WEXITSTATUS(status))
-		pw_error(error, "password command '%s' exited with status %d",
-			 cmd, WEXITSTATUS(status));
+		fs_options_error(error,
+				 "password command '%s' exited with status %d",
+				 cmd, WEXITSTATUS(status));
 	else if (!our_sigpipe && WIFSIGNALED(status))
-		pw_error(error, "password command '%s' was killed by signal %d",
-			 cmd, WTERMSIG(status));
+		fs_options_error(
+		    error, "password command '%s' was killed by signal %d", cmd,
+		    WTERMSIG(status));
 	else if (len == -E2BIG)
-		pw_error(error,
-			 "password command '%s': first line is longer than "
-			 "%d bytes",
-			 cmd, PASSWORD_MAX - 1);
+		fs_options_error(
+		    error,
+		    "password command '%s': first line is longer than "
+		    "%d bytes",
+		    cmd, PASSWORD_MAX - 1);
 	else if (len < 0)
-		pw_error(error, "password command '%s': %s", cmd,
-			 g_strerror((int)-len));
+		fs_options_error(error, "password command '%s': %s", cmd,
+				 g_strerror((int)-len));
 	else
 		pw = password_finish(buf, (size_t)len, "the password command",
 				     error);
@@ -235,13 +226,14 @@ static char *password_from_file(const char *path, GError **error)
 	close(fd);
 	source = g_strdup_printf("password file %s", path);
 	if (len == -E2BIG)
-		pw_error(error,
-			 "password file %s: first line is longer than %d "
-			 "bytes",
-			 path, PASSWORD_MAX - 1);
+		fs_options_error(
+		    error,
+		    "password file %s: first line is longer than %d "
+		    "bytes",
+		    path, PASSWORD_MAX - 1);
 	else if (len < 0)
-		pw_error(error, "password file %s: %s", path,
-			 g_strerror((int)-len));
+		fs_options_error(error, "password file %s: %s", path,
+				 g_strerror((int)-len));
 	else
 		pw = password_finish(buf, (size_t)len, source, error);
 	explicit_bzero(buf, PASSWORD_MAX);
@@ -362,10 +354,10 @@ static char *password_from_tty(const FsOptions *opts, GError **error)
 	int signo;
 
 	if (fd < 0) {
-		pw_error(error,
-			 "no password given and no terminal to ask for it: "
-			 "use --password-command, --password-file or "
-			 "IMAPFS_PASSWORD");
+		fs_options_error(
+		    error, "no password given and no terminal to ask for it: "
+			   "use --password-command, --password-file or "
+			   "IMAPFS_PASSWORD");
 		return NULL;
 	}
 	prompt = g_strdup_printf("Password for %s@%s: ", opts->server.user,
@@ -381,13 +373,13 @@ static char *password_from_tty(const FsOptions *opts, GError **error)
 	}
 	close(fd);
 	if (len == -EINTR)
-		pw_error(error, "password prompt interrupted");
+		fs_options_error(error, "password prompt interrupted");
 	else if (len == -E2BIG)
-		pw_error(error, "password longer than %d bytes",
-			 PASSWORD_MAX - 1);
+		fs_options_error(error, "password longer than %d bytes",
+				 PASSWORD_MAX - 1);
 	else if (len < 0)
-		pw_error(error, "password prompt on /dev/tty: %s",
-			 g_strerror((int)-len));
+		fs_options_error(error, "password prompt on /dev/tty: %s",
+				 g_strerror((int)-len));
 	else
 		pw = password_finish(buf, (size_t)len, "the terminal", error);
 	explicit_bzero(buf, PASSWORD_MAX);
@@ -416,8 +408,8 @@ char *fs_password_reread(const FsOptions *opts, GError **error)
 		return password_from_command(opts->password_command, error);
 	if (opts->password_file)
 		return password_from_file(opts->password_file, error);
-	pw_error(error, "the password came from the environment or a "
-			"prompt and cannot be read again");
+	fs_options_error(error, "the password came from the environment or a "
+				"prompt and cannot be read again");
 	return NULL;
 }
 

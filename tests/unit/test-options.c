@@ -12,6 +12,7 @@
 #define IMAPFS_VERSION "0.0.0"
 #endif
 
+#include "tests/unit/test-util.h"
 #include "fs/options.h"
 #include "fs/password.h"
 
@@ -598,23 +599,6 @@ static void test_version(void)
 	g_test_trap_assert_stdout(want);
 }
 
-static void remove_tree(const char *path)
-{
-	GDir *dir = g_dir_open(path, 0, NULL);
-	const char *name;
-
-	if (dir) {
-		while ((name = g_dir_read_name(dir))) {
-			g_autofree char *sub =
-			    g_build_filename(path, name, NULL);
-
-			remove_tree(sub);
-		}
-		g_dir_close(dir);
-	}
-	g_remove(path);
-}
-
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -646,7 +630,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/version", test_version);
 	r = g_test_run();
 
-	remove_tree(tmpdir);
+	test_remove_tree(tmpdir);
 	free(mnt);
 	g_free(tmpdir);
 	return r;

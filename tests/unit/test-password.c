@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "tests/unit/test-util.h"
 #include "fs/password.h"
 
 #include <errno.h>
@@ -402,23 +403,6 @@ static void test_prompt_no_tty(void)
 	pty_finish(&c);
 }
 
-static void remove_tree(const char *path)
-{
-	GDir *dir = g_dir_open(path, 0, NULL);
-	const char *name;
-
-	if (dir) {
-		while ((name = g_dir_read_name(dir))) {
-			g_autofree char *sub =
-			    g_build_filename(path, name, NULL);
-
-			remove_tree(sub);
-		}
-		g_dir_close(dir);
-	}
-	g_remove(path);
-}
-
 int main(int argc, char **argv)
 {
 	GError *error = NULL;
@@ -439,7 +423,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/password/prompt-no-tty", test_prompt_no_tty);
 	r = g_test_run();
 
-	remove_tree(tmpdir);
+	test_remove_tree(tmpdir);
 	g_free(tmpdir);
 	return r;
 }
