@@ -116,16 +116,6 @@ void fs_stop_start(FsStop *stop)
 	stop->thread = g_thread_new("imapfs-stop", stop_thread, stop);
 }
 
-bool fs_stop_requested(const FsStop *stop)
-{
-	return stop && stop_signo != 0;
-}
-
-int fs_stop_signal(const FsStop *stop)
-{
-	return stop ? stop_signo : 0;
-}
-
 void fs_stop_free(FsStop *stop)
 {
 	char c = 0;

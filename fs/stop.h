@@ -29,10 +29,6 @@ FsStop *fs_stop_new(struct fuse_session *se, FsStopQuiesceFn quiesce,
  * the calling thread) from the thread that will run the session loop. A
  * signal that came before is acted on now. */
 void fs_stop_start(FsStop *stop);
-/* Did a signal ask the loop to end? */
-bool fs_stop_requested(const FsStop *stop);
-/* The signal that asked the loop to end, 0 if none. */
-int fs_stop_signal(const FsStop *stop);
 /* Once the session loop has returned (or it never ran): join the stop
  * thread and free. The handlers stay, and from then on only note a
  * signal. NULL is allowed. */

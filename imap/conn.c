@@ -681,11 +681,6 @@ unsigned imap_conn_modseq_caps(const ImapConn *conn)
 	return caps;
 }
 
-bool imap_conn_qresync(const ImapConn *conn)
-{
-	return conn->qresync;
-}
-
 static int enabled_untagged(void *user_data, ImapResponse *r)
 {
 	bool *on = user_data;

@@ -131,8 +131,6 @@ int imap_conn_examine_with(ImapConn *conn, const char *mailbox,
 			   const char *params, ImapUntaggedFn fn,
 			   void *user_data, ImapMailboxState *state,
 			   GError **error);
-/* True when ENABLE QRESYNC succeeded on this connection. */
-bool imap_conn_qresync(const ImapConn *conn);
 /* Raw name of the selected mailbox, or NULL. */
 const char *imap_conn_selected(const ImapConn *conn);
 

@@ -46,7 +46,7 @@ int imap_search_uids(ImapConn *conn, GArray *uids, GError **error);
  * modseq): UIDs expunged since then are appended to vanished (from
  * VANISHED responses). The caller must check that state->uidvalidity is
  * still uidvalidity: otherwise the server ignored the parameters. Needs
- * imap_conn_qresync(conn). */
+ * IMAP_MODSEQ_QRESYNC in imap_conn_modseq_caps(conn). */
 int imap_examine_qresync(ImapConn *conn, const char *mailbox,
 			 uint32_t uidvalidity, uint64_t modseq,
 			 ImapMailboxState *state, GArray *vanished,

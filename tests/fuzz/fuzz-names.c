@@ -4,6 +4,7 @@
  * Built by meson with -Dfuzzing=true (CC=clang); tests/fuzz/run.sh does it
  * and runs it on tests/fuzz/corpus-names.
  */
+#include "tests/fuzz/fuzz-check.h"
 #include "fs/names.h"
 #include "imap/mutf7.h"
 
@@ -12,17 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static bool is_control(gunichar c)
 {

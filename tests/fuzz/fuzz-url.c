@@ -9,23 +9,13 @@
  * Built by meson with -Dfuzzing=true (CC=clang); tests/fuzz/run.sh does it
  * and runs it on tests/fuzz/corpus-url.
  */
+#include "tests/fuzz/fuzz-check.h"
 #include "imap/url.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static bool has_control(const char *s)
 {

@@ -39,17 +39,6 @@ static char *tmp_path(const char *name)
 	return g_build_filename(tmpdir, name, NULL);
 }
 
-static char *write_file(const char *name, const char *content, int mode)
-{
-	char *path = tmp_path(name);
-	GError *error = NULL;
-
-	g_assert_true(g_file_set_contents(path, content, -1, &error));
-	g_assert_no_error(error);
-	g_assert_cmpint(g_chmod(path, mode), ==, 0);
-	return path;
-}
-
 /* Parse "imapfs" followed by the NULL-terminated arguments. */
 static int parse_v(FsOptions *opts, GError **error, va_list ap)
 {
@@ -192,7 +181,7 @@ static void test_option_forms(void)
 
 static void test_option_values(void)
 {
-	g_autofree char *ca = write_file("ca.pem", "x", 0644);
+	g_autofree char *ca = test_write_file(tmpdir, "ca.pem", "x", 0644);
 	g_autofree char *cwd = g_get_current_dir();
 	g_autofree char *rel_cache = g_build_filename(cwd, "rel/cache", NULL);
 	g_autofree char *rel_pw = g_build_filename(cwd, "pw.txt", NULL);
@@ -328,7 +317,8 @@ static void test_fuse_args(void)
 
 static void test_no_password_in_fuse_args(void)
 {
-	g_autofree char *pwfile = write_file("pw-" SECRET, SECRET "\n", 0600);
+	g_autofree char *pwfile =
+	    test_write_file(tmpdir, "pw-" SECRET, SECRET "\n", 0600);
 	g_autofree char *file_opt = g_strconcat("password_file=", pwfile, NULL);
 	FsOptions opts;
 	GError *error = NULL;
@@ -506,7 +496,7 @@ static void test_bounds(void)
 static void test_errors(void)
 {
 	g_autofree char *missing = tmp_path("no-such-dir");
-	g_autofree char *file = write_file("plain-file", "", 0644);
+	g_autofree char *file = test_write_file(tmpdir, "plain-file", "", 0644);
 	g_autofree char *msg_missing = g_strdup_printf(
 	    "mountpoint %s: No such file or directory", missing);
 	g_autofree char *msg_file =

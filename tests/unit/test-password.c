@@ -33,17 +33,6 @@ static char *tmp_path(const char *name)
 	return g_build_filename(tmpdir, name, NULL);
 }
 
-static char *write_file(const char *name, const char *content, int mode)
-{
-	char *path = tmp_path(name);
-	GError *error = NULL;
-
-	g_assert_true(g_file_set_contents(path, content, -1, &error));
-	g_assert_no_error(error);
-	g_assert_cmpint(g_chmod(path, mode), ==, 0);
-	return path;
-}
-
 static char *get_password(const FsOptions *opts, GError **error)
 {
 	return fs_password_get(opts, error);
@@ -75,7 +64,8 @@ static void test_password_order(void)
 	FsOptions opts = { 0 };
 
 	opts.password_command = g_strdup("printf 'from-command\\n'");
-	opts.password_file = write_file("pw-order", "from-file\n", 0600);
+	opts.password_file =
+	    test_write_file(tmpdir, "pw-order", "from-file\n", 0600);
 	g_setenv("IMAPFS_PASSWORD", "from-env", TRUE);
 	assert_password(&opts, "from-command");
 	g_clear_pointer(&opts.password_command, g_free);
@@ -155,13 +145,15 @@ static void test_password_file(void)
 	FsOptions opts = { 0 };
 	g_autofree char *msg = NULL;
 
-	opts.password_file = write_file("pw-crlf", "pw\r\nsecond\n", 0600);
+	opts.password_file =
+	    test_write_file(tmpdir, "pw-crlf", "pw\r\nsecond\n", 0600);
 	assert_password(&opts, "pw");
 	g_free(opts.password_file);
-	opts.password_file = write_file("pw-plain", "pw with spaces", 0400);
+	opts.password_file =
+	    test_write_file(tmpdir, "pw-plain", "pw with spaces", 0400);
 	assert_password(&opts, "pw with spaces");
 	g_free(opts.password_file);
-	opts.password_file = write_file("pw-empty", "\n", 0600);
+	opts.password_file = test_write_file(tmpdir, "pw-empty", "\n", 0600);
 	msg = g_strdup_printf("empty password from password file %s",
 			      opts.password_file);
 	assert_password_error(&opts, msg);
@@ -190,7 +182,8 @@ static void test_password_file_mode(void)
 		const char *m = g_getenv("TEST_MODE");
 		int mode = (int)strtol(m, NULL, 8);
 
-		opts.password_file = write_file("pw-mode", "pw\n", mode);
+		opts.password_file =
+		    test_write_file(tmpdir, "pw-mode", "pw\n", mode);
 		assert_password(&opts, "pw");
 		fs_options_clear(&opts);
 		return;

@@ -21,3 +21,17 @@ static inline void test_remove_tree(const char *path)
 	}
 	g_remove(path);
 }
+
+/* Write content to dir/name with mode; the path (g_free it). Fails the
+ * test when it cannot. */
+static inline char *test_write_file(const char *dir, const char *name,
+				    const char *content, int mode)
+{
+	char *path = g_build_filename(dir, name, NULL);
+	GError *error = NULL;
+
+	g_assert_true(g_file_set_contents(path, content, -1, &error));
+	g_assert_no_error(error);
+	g_assert_cmpint(g_chmod(path, mode), ==, 0);
+	return path;
+}
