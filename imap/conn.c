@@ -260,7 +260,6 @@ static int batch_send(ImapConn *conn, Batch *b, GError **error)
 		g_ptr_array_add(b->tags, tag);
 		g_string_append_printf(out, "%s %s\r\n", tag, b->lines[i]);
 		imap_status_log_command(tag, b->lines[i]);
-		b->statuses[i] = 1;
 	}
 	rc = imap_transport_write(&conn->t, out->str, out->len, error);
 	explicit_bzero(out->str, out->len); /* may hold credentials */

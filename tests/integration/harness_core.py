@@ -412,8 +412,10 @@ def _unescape_mountinfo(s):
 
 
 def mount_entries():
-    """[(mountpoint, fstype, source, options)] from /proc/self/mountinfo;
-    options joins the per-mount and the superblock options."""
+    """[(mountpoint, fstype, source, options, minor)] from
+    /proc/self/mountinfo; options joins the per-mount and the superblock
+    options, minor is the device's minor number (for FUSE, the
+    connection's number)."""
     out = []
     try:
         with open("/proc/self/mountinfo") as f:
@@ -427,8 +429,9 @@ def mount_entries():
         except ValueError:
             continue
         opts = parts[5].split(",") + parts[sep + 3].split(",")
+        minor = int(parts[2].split(":")[1])
         out.append((_unescape_mountinfo(parts[4]), parts[sep + 1],
-                    _unescape_mountinfo(parts[sep + 2]), opts))
+                    _unescape_mountinfo(parts[sep + 2]), opts, minor))
     return out
 
 
@@ -436,7 +439,7 @@ def mount_info(path):
     """(fstype, source, options) of the mount at path, or None."""
     path = os.path.abspath(path)
     found = None
-    for mp, fstype, src, opts in mount_entries():
+    for mp, fstype, src, opts, _ in mount_entries():
         if mp == path:
             found = (fstype, src, opts)  # the last one is on top
     return found
@@ -448,20 +451,14 @@ def is_imapfs_mounted(path):
 
 
 def fuse_connection(path):
-    """The FUSE connection number of the mount at path (the minor device
-    number in /proc/self/mountinfo, without a request to the file
-    system), or None."""
+    """The FUSE connection number of the mount at path (read from
+    /proc/self/mountinfo, without a request to the file system), or
+    None."""
     path = os.path.abspath(path)
     found = None
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                mp = fields[4].encode().decode("unicode_escape")
-                if mp == path:
-                    found = int(fields[2].split(":")[1])
-    except (OSError, IndexError, ValueError):
-        return None
+    for mp, _, _, _, minor in mount_entries():
+        if mp == path:
+            found = minor  # the last one is on top
     return found
 
 
