@@ -99,21 +99,26 @@ if ! bash scripts/install-deps.sh </dev/null; then
 	problems+=("install-deps.sh failed")
 fi
 
+# gate PROBLEM COMMAND...: run a check that counts as one test; PROBLEM
+# is what the summary says when it fails.
+gate() {
+	local problem=$1
+	shift
+	if "$@"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		problems+=("$problem")
+	fi
+}
+
 say "style: clang-format over every C file (scripts/check-format.sh)"
-if bash scripts/check-format.sh; then
-	passed=$((passed + 1))
-else
-	failed=$((failed + 1))
-	problems+=("C files not formatted: run scripts/check-format.sh --fix")
-fi
+gate "C files not formatted: run scripts/check-format.sh --fix" \
+	bash scripts/check-format.sh
 
 say "size: files and functions within bounds (scripts/check-size.sh)"
-if bash scripts/check-size.sh; then
-	passed=$((passed + 1))
-else
-	failed=$((failed + 1))
-	problems+=("a file or a function is over its size bound (scripts/check-size.sh -v)")
-fi
+gate "a file or a function is over its size bound (scripts/check-size.sh -v)" \
+	bash scripts/check-size.sh
 
 mult=${IMAPFS_TEST_TIMEOUT_MULTIPLIER:-1}
 
@@ -145,14 +150,10 @@ fi
 
 if [ -f tests/fuzz/run.sh ]; then
 	say "fuzzing (tests/fuzz/run.sh, ${IMAPFS_FUZZ_SECONDS:-60}s per target)"
-	if IMAPFS_FUZZ_SECONDS=${IMAPFS_FUZZ_SECONDS:-60} \
+	gate "fuzzing failed (tests/fuzz/run.sh)" \
+		env IMAPFS_FUZZ_SECONDS="${IMAPFS_FUZZ_SECONDS:-60}" \
 		IMAPFS_BUILD_DIR="$root/build-fuzz" \
-		timeout 1800 bash tests/fuzz/run.sh </dev/null; then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		problems+=("fuzzing failed (tests/fuzz/run.sh)")
-	fi
+		timeout 1800 bash tests/fuzz/run.sh </dev/null
 fi
 
 say "summary"
