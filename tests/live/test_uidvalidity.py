@@ -17,6 +17,7 @@ body is gone from the cache directory.
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import livelib as L  # noqa: E402
@@ -44,9 +45,29 @@ def seed(admin, folder, date):
 
 
 def recreate(admin, folder, date, same_shape=False):
-    """Delete and create folder. same_shape: two messages with the old
-    names and sizes; else three with other names for 2 and 3."""
-    admin.delete(folder)
+    """Delete and create folder, then fill it. same_shape: two messages
+    with the old names and sizes; else three with other names for 2 and 3.
+
+    Dovecot keeps a Maildir folder's index files in its directory: a
+    session that still has the folder open (the mount's) may write them
+    again right after the DELETE, and then CREATE answers ALREADYEXISTS
+    or APPEND "Mailbox was deleted under us". That is the server racing
+    itself, so the whole step is tried again, a bounded number of times."""
+    for attempt in range(5):
+        try:
+            return fill_anew(admin, folder, date, same_shape)
+        except h.TestFailure as e:
+            if attempt == 4:
+                raise
+            h.log("# recreating %s: %s; trying again" % (folder, e))
+            time.sleep(0.5)
+
+
+def fill_anew(admin, folder, date, same_shape):
+    try:
+        admin.delete(folder)
+    except h.TestFailure:
+        pass  # gone already (an earlier attempt got that far)
     admin.create(folder)
     new = version("new", date)
     uids = [admin.append(folder, new, date=date)]
