@@ -15,6 +15,7 @@
 #endif
 
 #include "fs/options.h"
+#include "fs/config.h"
 
 #include <errno.h>
 #include <fuse_opt.h>
@@ -85,6 +86,8 @@ struct parse_state {
 	const char *url;
 	const char *mountpoint;
 	GPtrArray *fuse_opts; /* the user's -o options for FUSE, unescaped */
+	char *config;         /* --config=FILE, else NULL: the default */
+	bool list_accounts;   /* --accounts */
 };
 
 void fs_options_error(GError **error, const char *fmt, ...)
@@ -331,6 +334,35 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	return 0;
 }
 
+int fs_options_set(FsOptions *opts, const char *name, const char *value,
+		   GError **error)
+{
+	const struct opt_spec *spec = opt_lookup(name, strlen(name));
+
+	if (!spec)
+		return -ENOENT;
+	if (!spec->takes_value) {
+		/* A flag: "true" sets it; "false" leaves the default. */
+		if (g_ascii_strcasecmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0)
+			value = "";
+		else if (g_ascii_strcasecmp(value, "false") == 0 ||
+			 strcmp(value, "0") == 0)
+			return 0;
+		else {
+			fs_options_error(error, "%s takes true or false",
+					 spec->name);
+			return -EINVAL;
+		}
+	}
+	return apply_opt(opts, spec, value, error) < 0 ? -EINVAL : 0;
+}
+
+const char *fs_options_name(unsigned i)
+{
+	return i < G_N_ELEMENTS(opt_specs) ? opt_specs[i].name : NULL;
+}
+
 static bool is_dropped(const char *opt)
 {
 	for (size_t i = 0; i < G_N_ELEMENTS(dropped_opts); i++)
@@ -350,6 +382,17 @@ static int mount_opt(FsOptions *opts, struct parse_state *st, const char *opt,
 	size_t nlen = eq ? (size_t)(eq - opt) : strlen(opt);
 	const struct opt_spec *spec = opt_lookup(opt, nlen);
 
+	/* fstab: -o config=FILE, for the account named as the device. */
+	if (g_str_has_prefix(opt, "config=")) {
+		if (!opt[7]) {
+			fs_options_error(error, "option 'config' needs a "
+						"value");
+			return -1;
+		}
+		g_free(st->config);
+		st->config = g_strdup(opt + 7);
+		return 0;
+	}
 	if (spec) {
 		if (spec->takes_value && !eq) {
 			fs_options_error(error, "option '%.*s' needs a value",
@@ -396,6 +439,7 @@ static void print_help(const char *argv0)
 	g_autofree char *prog = g_path_get_basename(argv0);
 
 	printf("usage: %s [options] URL MOUNTPOINT\n"
+	       "       %s [options] ACCOUNT [MOUNTPOINT]\n"
 	       "\n"
 	       "Mount an IMAP account read-only: folders are directories,\n"
 	       "messages are \"<UID> <subject>.eml\" files.\n"
@@ -407,12 +451,22 @@ static void print_help(const char *argv0)
 	       "    Percent-encode '@' in USER: imaps://me%%40example.org@"
 	       "mail.example.org\n"
 	       "\n"
+	       "ACCOUNT: a group [ACCOUNT] of the config file; its keys are\n"
+	       "the long options below without dashes, plus url, mountpoint\n"
+	       "and options (a -o list).\n"
+	       "\n"
 	       "Options:\n"
 	       "    -h   --help              print this help and exit\n"
 	       "    -V   --version           print versions and exit\n"
 	       "    -f                       stay in the foreground\n"
 	       "    -d                       debug log on stderr (implies -f)\n"
 	       "    -o OPT[,OPT...]          mount options, see below\n"
+	       "    --config=FILE            the accounts' file (default:\n"
+	       "                             $XDG_CONFIG_HOME/imapfs/config "
+	       "or\n"
+	       "                             ~/.config/imapfs/config)\n"
+	       "    --accounts               list the accounts and where "
+	       "they are mounted\n"
 	       "    --password-command=CMD   run CMD with /bin/sh -c; the "
 	       "password is\n"
 	       "                             the first line of its output\n"
@@ -476,7 +530,7 @@ static void print_help(const char *argv0)
 	       "0 0\n"
 	       "\n"
 	       "See imapfs(1).\n",
-	       prog);
+	       prog, prog);
 }
 
 static void print_version(void)
@@ -530,6 +584,15 @@ static char *default_cache_dir(void)
 	g_autofree char *dir = g_build_filename(home, ".cache", "imapfs", NULL);
 
 	return make_absolute(dir);
+}
+
+/* Each named account has a cache directory of its own, so that two of
+ * them never share a lock, also when they name the same server and user. */
+static char *account_cache_dir(const char *account)
+{
+	g_autofree char *root = default_cache_dir();
+
+	return g_build_filename(root, account, NULL);
 }
 
 static int build_fuse_args(FsOptions *opts, const char *prog,
@@ -609,6 +672,22 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			}
 			if (mount_opt_list(opts, st, list, error) < 0)
 				return -1;
+		} else if (strcmp(a, "--accounts") == 0) {
+			st->list_accounts = true;
+		} else if (g_str_has_prefix(a, "--config=") ||
+			   strcmp(a, "--config") == 0) {
+			const char *v = a[8]           ? a + 9
+					: i + 1 < argc ? argv[++i]
+						       : "";
+
+			if (!*v) {
+				fs_options_error(error,
+						 "option '--config' needs a "
+						 "value");
+				return -1;
+			}
+			g_free(st->config);
+			st->config = g_strdup(v);
 		} else if (a[1] == '-') {
 			const char *name = a + 2;
 			const char *eq = strchr(name, '=');
@@ -652,11 +731,62 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 	return FS_OPTIONS_RUN;
 }
 
+/* "imapfs NAME [DIR]" and --accounts: a first look at argv finds them;
+ * the account's settings then go into opts before the command line, which
+ * overrides them. Returns FS_OPTIONS_RUN, FS_OPTIONS_EXIT_OK or -1. */
+static int read_config(int argc, char **argv, FsOptions *opts,
+		       struct parse_state *st, FsConfigAccount *acct,
+		       const char *prog, GError **error)
+{
+	FsOptions scratch = { 0 };
+	struct parse_state first = { 0 };
+	int r;
+
+	first.fuse_opts = g_ptr_array_new_with_free_func(g_free);
+	r = parse_argv(argc, argv, &scratch, &first, prog, error);
+	fs_options_clear(&scratch);
+	if (r == FS_OPTIONS_RUN && first.list_accounts) {
+		r = fs_config_print_accounts(first.config, error) < 0
+			? -1
+			: FS_OPTIONS_EXIT_OK;
+	} else if (r == FS_OPTIONS_RUN && first.url &&
+		   fs_config_is_account_name(first.url)) {
+		opts->account = g_strdup(first.url);
+		if (fs_config_load_account(first.config, first.url, opts, acct,
+					   error) < 0 ||
+		    (acct->options &&
+		     mount_opt_list(opts, st, acct->options, error) < 0))
+			r = -1;
+	}
+	g_ptr_array_unref(first.fuse_opts);
+	g_free(first.config);
+	return r;
+}
+
+/* The account's URL and mount point, unless the command line gave one. */
+static int use_account(FsOptions *opts, struct parse_state *st,
+		       FsConfigAccount *acct, GError **error)
+{
+	st->url = acct->url;
+	if (!st->mountpoint)
+		st->mountpoint = acct->mountpoint;
+	if (!st->mountpoint) {
+		fs_options_error(error,
+				 "account %s has no mountpoint: add "
+				 "\"mountpoint = DIR\" to [%s] in the config "
+				 "file, or give a directory after the name",
+				 opts->account, opts->account);
+		return -1;
+	}
+	return 0;
+}
+
 int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 {
 	const char *prog = argc > 0 && argv[0] ? argv[0] : "imapfs";
 	struct parse_state st = { 0 };
 	g_autofree char *fsname = NULL;
+	FsConfigAccount acct = { 0 };
 	int r;
 
 	memset(opts, 0, sizeof(*opts));
@@ -668,10 +798,14 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	opts->gid = getgid();
 	st.fuse_opts = g_ptr_array_new_with_free_func(g_free);
 
-	r = parse_argv(argc, argv, opts, &st, prog, error);
+	r = read_config(argc, argv, opts, &st, &acct, prog, error);
+	if (r == FS_OPTIONS_RUN)
+		r = parse_argv(argc, argv, opts, &st, prog, error);
 	if (r != FS_OPTIONS_RUN)
 		goto out;
 	r = -1;
+	if (opts->account && use_account(opts, &st, &acct, error) < 0)
+		goto out;
 	if (!st.url) {
 		fs_options_error(error, "missing URL");
 		goto out;
@@ -682,7 +816,9 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	}
 	if (imap_url_parse(st.url, &opts->server, error) < 0)
 		goto out;
-	fsname = imap_url_to_string(&opts->server);
+	/* A named account shows its name, as in an fstab line. */
+	fsname = opts->account ? g_strdup(opts->account)
+			       : imap_url_to_string(&opts->server);
 	opts->url = g_strdup(st.url);
 	if (check_mountpoint(opts, st.mountpoint, error) < 0)
 		goto out;
@@ -693,6 +829,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 				 g_strerror(e));
 		goto out;
 	}
+	if (!opts->cache_dir && opts->account)
+		opts->cache_dir = account_cache_dir(opts->account);
 	if (!opts->cache_dir)
 		opts->cache_dir = default_cache_dir();
 	if (opts->debug)
@@ -702,6 +840,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	r = FS_OPTIONS_RUN;
 out:
 	g_ptr_array_unref(st.fuse_opts);
+	g_free(st.config);
+	fs_config_account_clear(&acct);
 	if (r != FS_OPTIONS_RUN)
 		fs_options_clear(opts); /* nothing for the caller to free */
 	return r;
@@ -710,6 +850,7 @@ out:
 void fs_options_clear(FsOptions *opts)
 {
 	g_clear_pointer(&opts->url, g_free);
+	g_clear_pointer(&opts->account, g_free);
 	imap_url_clear(&opts->server);
 	g_clear_pointer(&opts->mountpoint, g_free);
 	g_clear_pointer(&opts->password_command, g_free);
