@@ -91,8 +91,7 @@ static char *display_path(const char *path)
 
 /* Line (from 1) of key in group, the last one; 0 when not found. With
  * key NULL: the group's header. */
-static unsigned find_line(const char *text, const char *group,
-			  const char *key)
+static unsigned find_line(const char *text, const char *group, const char *key)
 {
 	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
 	gboolean in_group = FALSE;
@@ -120,12 +119,11 @@ static unsigned find_line(const char *text, const char *group,
 	return found;
 }
 
-static void config_error(GError **error, const Config *c,
-			 unsigned line, const char *fmt, ...)
-    G_GNUC_PRINTF(4, 5);
+static void config_error(GError **error, const Config *c, unsigned line,
+			 const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 
-static void config_error(GError **error, const Config *c,
-			 unsigned line, const char *fmt, ...)
+static void config_error(GError **error, const Config *c, unsigned line,
+			 const char *fmt, ...)
 {
 	va_list ap;
 
@@ -172,8 +170,7 @@ static void check_secrets(const Config *c, mode_t mode)
 
 /* GKeyFile's messages quote the line they did not understand: add its
  * number. */
-static void parse_error(GError **error, const Config *c,
-			const GError *kf_error)
+static void parse_error(GError **error, const Config *c, const GError *kf_error)
 {
 	const char *msg = kf_error->message;
 	const char *open = strstr(msg, "\xe2\x80\x9c"); /* a curly quote */
@@ -203,8 +200,7 @@ static Config *config_load(const char *path, GError **error)
 	c->display = display_path(c->path);
 	c->kf = g_key_file_new();
 	if (!g_file_get_contents(c->path, &c->text, &len, &kf_error)) {
-		if (g_error_matches(kf_error, G_FILE_ERROR,
-				    G_FILE_ERROR_NOENT))
+		if (g_error_matches(kf_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
 			config_error(error, c, 0,
 				     "no such config file: give a URL "
 				     "(imaps://USER@HOST) or create the file "
@@ -241,8 +237,8 @@ static unsigned distance(const char *a, const char *b)
 			unsigned up = row[j];
 			unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
 
-			row[j] = MIN(MIN(row[j] + 1, row[j - 1] + 1),
-				     diag + cost);
+			row[j] =
+			    MIN(MIN(row[j] + 1, row[j - 1] + 1), diag + cost);
 			diag = up;
 		}
 	}
@@ -272,8 +268,8 @@ static const char *closest_key(const char *key)
 	return best_d <= limit ? best : NULL;
 }
 
-static void unknown_key(GError **error, const Config *c,
-			unsigned line, const char *name, const char *key)
+static void unknown_key(GError **error, const Config *c, unsigned line,
+			const char *name, const char *key)
 {
 	const char *near = closest_key(key);
 
@@ -301,9 +297,9 @@ static char *account_path(const char *value)
 	return g_path_is_absolute(value) ? g_strdup(value) : NULL;
 }
 
-static int apply_own_key(const Config *c, const char *name,
-			 const char *key, const char *value, unsigned line,
-			 FsConfigAccount *out, GError **error)
+static int apply_own_key(const Config *c, const char *name, const char *key,
+			 const char *value, unsigned line, FsConfigAccount *out,
+			 GError **error)
 {
 	if (strcmp(key, "url") == 0) {
 		g_free(out->url);
@@ -333,12 +329,10 @@ static gboolean is_own_key(const char *key)
 	return FALSE;
 }
 
-static int apply_key(const Config *c, const char *name,
-		     const char *key, FsOptions *opts, FsConfigAccount *out,
-		     GError **error)
+static int apply_key(const Config *c, const char *name, const char *key,
+		     FsOptions *opts, FsConfigAccount *out, GError **error)
 {
-	g_autofree char *value =
-	    g_key_file_get_value(c->kf, name, key, NULL);
+	g_autofree char *value = g_key_file_get_value(c->kf, name, key, NULL);
 	g_autoptr(GError) opt_error = NULL;
 	unsigned line = find_line(c->text, name, key);
 	int r;
@@ -364,8 +358,7 @@ static int apply_key(const Config *c, const char *name,
 	return 0;
 }
 
-static void unknown_account(GError **error, const Config *c,
-			    const char *name)
+static void unknown_account(GError **error, const Config *c, const char *name)
 {
 	g_auto(GStrv) groups = g_key_file_get_groups(c->kf, NULL);
 	g_autofree char *known = g_strjoinv(", ", groups);
@@ -375,9 +368,8 @@ static void unknown_account(GError **error, const Config *c,
 		     known);
 }
 
-int fs_config_load_account(const char *path, const char *name,
-			   FsOptions *opts, FsConfigAccount *out,
-			   GError **error)
+int fs_config_load_account(const char *path, const char *name, FsOptions *opts,
+			   FsConfigAccount *out, GError **error)
 {
 	g_autoptr(Config) c = config_load(path, error);
 	g_auto(GStrv) keys = NULL;
@@ -419,8 +411,8 @@ static char *unescape_mountinfo(const char *s)
 	GString *out = g_string_new(NULL);
 
 	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
-		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
 			g_string_append_c(out, (char)((s[1] - '0') * 64 +
 						      (s[2] - '0') * 8 +
 						      (s[3] - '0')));

@@ -23,9 +23,8 @@ char *fs_config_default_path(void);
  * opts; fill *out. Returns 0, or -1 with error set to a message that
  * names the file, the line and the key. A file that others can read and
  * that holds a secret draws a warning on stderr. */
-int fs_config_load_account(const char *path, const char *name,
-			   FsOptions *opts, FsConfigAccount *out,
-			   GError **error);
+int fs_config_load_account(const char *path, const char *name, FsOptions *opts,
+			   FsConfigAccount *out, GError **error);
 void fs_config_account_clear(FsConfigAccount *acct);
 
 /* Print every account of path (NULL: the default) on stdout with where it

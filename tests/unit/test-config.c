@@ -144,8 +144,8 @@ static void test_command_line_overrides(void)
 	g_autofree char *args = NULL;
 
 	write_config(good, 0600);
-	parse_ok(&opts, "--connections=7", "work", "--cache-dir=/tmp/c",
-		 mnt2, "-o", "poll_interval=30", NULL);
+	parse_ok(&opts, "--connections=7", "work", "--cache-dir=/tmp/c", mnt2,
+		 "-o", "poll_interval=30", NULL);
 	g_assert_cmpuint(opts.connections, ==, 7);
 	g_assert_cmpstr(opts.cache_dir, ==, "/tmp/c");
 	g_assert_cmpstr(opts.mountpoint, ==, mnt2);
@@ -262,17 +262,17 @@ static void test_permissions(void)
 
 	if (g_test_subprocess()) {
 		FsOptions opts;
-		g_autofree char *text = g_strdup_printf(
-		    "[work]\nurl = imaps://me@h\n%s = 3\n",
-		    g_getenv("TEST_KEY"));
+		g_autofree char *text =
+		    g_strdup_printf("[work]\nurl = imaps://me@h\n%s = 3\n",
+				    g_getenv("TEST_KEY"));
 		int mode = (int)strtol(g_getenv("TEST_MODE"), NULL, 8);
 		GError *error = NULL;
 		const char *argv[] = { "imapfs", "--accounts", NULL };
 
 		write_config(text, mode);
-		g_assert_cmpint(fs_options_parse(2, (char **)argv, &opts,
-						 &error),
-				==, FS_OPTIONS_EXIT_OK);
+		g_assert_cmpint(
+		    fs_options_parse(2, (char **)argv, &opts, &error), ==,
+		    FS_OPTIONS_EXIT_OK);
 		g_assert_no_error(error);
 		return;
 	}
@@ -304,9 +304,9 @@ static void test_list_accounts(void)
 		const char *argv[] = { "imapfs", "--accounts", NULL };
 
 		write_config(good, 0600);
-		g_assert_cmpint(fs_options_parse(2, (char **)argv, &opts,
-						 &error),
-				==, FS_OPTIONS_EXIT_OK);
+		g_assert_cmpint(
+		    fs_options_parse(2, (char **)argv, &opts, &error), ==,
+		    FS_OPTIONS_EXIT_OK);
 		g_assert_no_error(error);
 		return;
 	}
