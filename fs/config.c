@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,11 +45,30 @@ static void config_free(Config *c)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Config, config_free)
 
+const char *fs_config_home_dir(void)
+{
+	static char *passwd_home; /* set once, kept */
+	const char *home = g_getenv("HOME");
+	struct stat st;
+
+	/* mount(8) run by a user hands its helper root's HOME: a HOME that
+	 * another user owns is not ours, the password database knows. */
+	if (home && *home && (stat(home, &st) < 0 || st.st_uid == getuid()))
+		return home;
+	if (!g_atomic_pointer_get(&passwd_home)) {
+		struct passwd *pw = getpwuid(getuid());
+		char *h = g_strdup(pw && pw->pw_dir ? pw->pw_dir : "/");
+
+		if (!g_atomic_pointer_compare_and_exchange(&passwd_home, NULL,
+							   h))
+			g_free(h);
+	}
+	return passwd_home;
+}
+
 static const char *home_dir(void)
 {
-	const char *home = g_getenv("HOME");
-
-	return home && *home ? home : g_get_home_dir();
+	return fs_config_home_dir();
 }
 
 char *fs_config_default_path(void)

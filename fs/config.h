@@ -16,6 +16,11 @@ typedef struct {
 	char *options;    /* a -o list, or NULL */
 } FsConfigAccount;
 
+/* The home directory: $HOME, unless another user owns it (as when
+ * mount(8) runs a user's helper), else the password database's. Owned by
+ * the function; never NULL. */
+const char *fs_config_home_dir(void);
+
 /* The default path (never NULL; g_free it). */
 char *fs_config_default_path(void);
 

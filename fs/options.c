@@ -185,10 +185,8 @@ static bool parse_owner(const char *s, bool group, unsigned *out)
 static char *make_absolute(const char *path)
 {
 	if (path[0] == '~' && (path[1] == '/' || path[1] == '\0')) {
-		const char *home = g_getenv("HOME");
+		const char *home = fs_config_home_dir();
 
-		if (!home || !*home)
-			home = g_get_home_dir();
 		return g_build_filename(home, path + 1, NULL);
 	}
 	if (g_path_is_absolute(path))
@@ -578,9 +576,7 @@ static char *default_cache_dir(void)
 	/* The XDG spec says to ignore a relative value. */
 	if (xdg && g_path_is_absolute(xdg))
 		return g_build_filename(xdg, "imapfs", NULL);
-	home = g_getenv("HOME");
-	if (!home || !*home)
-		home = g_get_home_dir();
+	home = fs_config_home_dir();
 	g_autofree char *dir = g_build_filename(home, ".cache", "imapfs", NULL);
 
 	return make_absolute(dir);

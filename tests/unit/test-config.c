@@ -9,6 +9,7 @@
 #include "fs/options.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +318,32 @@ static void test_list_accounts(void)
 	g_test_trap_assert_stderr("");
 }
 
+/* A HOME that another user owns (mount(8) gives a user's helper root's)
+ * is not ours: the password database's home is. */
+static void test_foreign_home(void)
+{
+	g_autofree char *other = g_build_filename(home, "foreign", NULL);
+	g_autofree char *want = NULL, *got = NULL;
+	struct passwd *pw = getpwuid(getuid());
+	uid_t foreign = getuid() == 0 ? 65534 : 0;
+
+	g_assert_nonnull(pw);
+	g_assert_cmpint(g_mkdir(other, 0755), ==, 0);
+	if (getuid() != 0 || chown(other, foreign, (gid_t)-1) < 0) {
+		g_test_skip("needs root to give a directory away");
+		return;
+	}
+	g_setenv("HOME", other, TRUE);
+	got = fs_config_default_path();
+	want =
+	    g_build_filename(pw->pw_dir, ".config", "imapfs", "config", NULL);
+	g_assert_cmpstr(got, ==, want);
+	g_setenv("HOME", home, TRUE);
+	g_free(got);
+	got = fs_config_default_path();
+	g_assert_true(g_str_has_prefix(got, home));
+}
+
 /* fs_options_set() is what the file's keys go through. */
 static void test_options_set(void)
 {
@@ -370,6 +397,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/config/permissions", test_permissions);
 	g_test_add_func("/config/list-accounts", test_list_accounts);
 	g_test_add_func("/config/options-set", test_options_set);
+	g_test_add_func("/config/foreign-home", test_foreign_home);
 	r = g_test_run();
 
 	test_remove_tree(home);
