@@ -188,8 +188,8 @@ static void check_secrets(const Config *c, mode_t mode)
 	}
 }
 
-/* GKeyFile's messages quote the line they did not understand: add its
- * number. */
+/* GKeyFile's messages quote the line they did not understand, which may
+ * hold a secret: name its number instead. */
 static void parse_error(GError **error, const Config *c, const GError *kf_error)
 {
 	const char *msg = kf_error->message;
@@ -197,16 +197,24 @@ static void parse_error(GError **error, const Config *c, const GError *kf_error)
 	const char *close = open ? strstr(open + 3, "\xe2\x80\x9d") : NULL;
 	unsigned line = 0;
 
-	if (close) {
-		g_autofree char *quoted =
-		    g_strndup(open + 3, (size_t)(close - open - 3));
-		g_auto(GStrv) lines = g_strsplit(c->text, "\n", -1);
-
-		for (unsigned i = 0; lines[i] && !line; i++)
-			if (strcmp(g_strstrip(lines[i]), quoted) == 0)
-				line = i + 1;
+	if (!close) {
+		config_error(error, c, 0, "%s", msg);
+		return;
 	}
-	config_error(error, c, line, "%s", msg);
+	g_autofree char *quoted =
+	    g_strndup(open + 3, (size_t)(close - open - 3));
+	g_auto(GStrv) lines = g_strsplit(c->text, "\n", -1);
+
+	for (unsigned i = 0; lines[i] && !line; i++)
+		if (strcmp(g_strstrip(lines[i]), quoted) == 0)
+			line = i + 1;
+	if (strstr(close, "not a key-value pair"))
+		config_error(error, c, line,
+			     "not a \"key = value\" line, a [group] or a "
+			     "# comment");
+	else
+		config_error(error, c, line, "%.*s\"...\"%s", (int)(open - msg),
+			     msg, close + 3);
 }
 
 static Config *config_load(const char *path, GError **error)

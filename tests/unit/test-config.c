@@ -220,10 +220,11 @@ static void test_errors(void)
 	parse_fails("the URL must not contain a password: use "
 		    "--password-command or --password-file",
 		    "work", NULL);
-	write_config("[work]\nurl = imaps://me@h\nmountpoint ~/mnt\n", 0600);
-	parse_fails("~/.config/imapfs/config:3: Key file contains line "
-		    "\xe2\x80\x9cmountpoint ~/mnt\xe2\x80\x9d which is not a "
-		    "key-value pair, group, or comment",
+	/* The line is not quoted: it may hold a secret. */
+	write_config("[work]\nurl = imaps://me@h\noauth-client-secret s3cr\n",
+		     0600);
+	parse_fails("~/.config/imapfs/config:3: not a \"key = value\" line, a "
+		    "[group] or a # comment",
 		    "work", NULL);
 	write_config("[../x]\nurl = imaps://me@h\n", 0600);
 	parse_fails("~/.config/imapfs/config:1: account name [../x]: use "
