@@ -672,11 +672,11 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			st->list_accounts = true;
 		} else if (g_str_has_prefix(a, "--config=") ||
 			   strcmp(a, "--config") == 0) {
-			const char *v = a[8]           ? a + 9
-					: i + 1 < argc ? argv[++i]
-						       : "";
+			const char *v = a[8] == '=' ? a + 9 : NULL;
 
-			if (!*v) {
+			if (!v && i + 1 < argc)
+				v = argv[++i];
+			if (!v || !*v) {
 				fs_options_error(error,
 						 "option '--config' needs a "
 						 "value");
