@@ -235,8 +235,7 @@ static Config *config_load(const char *path, GError **error)
 				     "with a group [NAME] per account (see "
 				     "imapfs(1))");
 		else
-			config_error(error, c, 0, "%s",
-				     g_strerror(errno ? errno : EIO));
+			fs_options_error(error, "%s", kf_error->message);
 		return NULL;
 	}
 	if (!g_key_file_load_from_data(c->kf, c->text, len, G_KEY_FILE_NONE,
