@@ -436,99 +436,95 @@ static void print_help(const char *argv0)
 {
 	g_autofree char *prog = g_path_get_basename(argv0);
 
-	printf("usage: %s [options] URL MOUNTPOINT\n"
-	       "       %s [options] ACCOUNT [MOUNTPOINT]\n"
-	       "\n"
-	       "Mount an IMAP account read-only: folders are directories,\n"
-	       "messages are \"<UID> <subject>.eml\" files.\n"
-	       "\n"
-	       "URL:\n"
-	       "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
-	       "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
-	       "port 143)\n"
-	       "    Percent-encode '@' in USER: imaps://me%%40example.org@"
-	       "mail.example.org\n"
-	       "\n"
-	       "ACCOUNT: a group [ACCOUNT] of the config file; its keys are\n"
-	       "the long options below without dashes, plus url, mountpoint\n"
-	       "and options (a -o list).\n"
-	       "\n"
-	       "Options:\n"
-	       "    -h   --help              print this help and exit\n"
-	       "    -V   --version           print versions and exit\n"
-	       "    -f                       stay in the foreground\n"
-	       "    -d                       debug log on stderr (implies -f)\n"
-	       "    -o OPT[,OPT...]          mount options, see below\n"
-	       "    --config=FILE            the accounts' file (default:\n"
-	       "                             $XDG_CONFIG_HOME/imapfs/config "
-	       "or\n"
-	       "                             ~/.config/imapfs/config)\n"
-	       "    --accounts               list the accounts and where "
-	       "they are mounted\n"
-	       "    --password-command=CMD   run CMD with /bin/sh -c; the "
-	       "password is\n"
-	       "                             the first line of its output\n"
-	       "    --password-file=FILE     the password is the first line "
-	       "of FILE\n"
-	       "    --cafile=FILE            trust the CA certificates in "
-	       "FILE (PEM)\n"
-	       "    --cache-dir=DIR          cache directory (default:\n"
-	       "                             $XDG_CACHE_HOME/imapfs or "
-	       "~/.cache/imapfs)\n"
-	       "    --connections=N          connections to the server, "
-	       "1..64 (default: 4)\n"
-	       "    --timeout=SECONDS        how long a read waits for a "
-	       "server that makes\n"
-	       "                             no progress, 1..3600 (default: "
-	       "10); a connection\n"
-	       "                             silent for half of it is "
-	       "replaced\n"
-	       "    --insecure               do not verify the server's "
-	       "certificate\n"
-	       "                             or host name\n"
-	       "    --cache-size=SIZE        keep at most SIZE of message "
-	       "bodies (K, M, G;\n"
-	       "                             least recently read go first; "
-	       "default: 0,\n"
-	       "                             no limit)\n"
-	       "    --poll-interval=SECONDS  how often folders are checked "
-	       "for new and\n"
-	       "                             deleted mail (default: 60)\n"
-	       "    --xattr                  offer user.imapfs.* extended "
-	       "attributes\n"
-	       "                             (folder, uid, uidvalidity); off "
-	       "by default\n"
-	       "                             because it costs ls -l two "
-	       "round trips a file\n"
-	       "    --umask=NNN              permission bits to clear, octal "
-	       "(default: 077:\n"
-	       "                             messages 0600, folders 0700, "
-	       "owner only;\n"
-	       "                             022 gives 0644 and 0755)\n"
-	       "    --uid=USER --gid=GROUP   owner and group of every file, "
-	       "a number or\n"
-	       "                             a name (default: the mounting "
-	       "user's)\n"
-	       "\n"
-	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
-	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
-	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
-	       "see mount.fuse3(8)). The mount is always ro,noatime,\n"
-	       "default_permissions; _netdev, nofail, noauto, auto, user,\n"
-	       "users, rw and defaults are ignored. With allow_other, the\n"
-	       "modes above decide who else may read the mail.\n"
-	       "\n"
-	       "The password comes from, in this order: --password-command,\n"
-	       "--password-file, the IMAPFS_PASSWORD environment variable,\n"
-	       "or a prompt on the terminal.\n"
-	       "\n"
-	       "/etc/fstab example (one line):\n"
-	       "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
-	       "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
-	       "0 0\n"
-	       "\n"
-	       "See imapfs(1).\n",
-	       prog, prog);
+	printf(
+	    "usage: %s [options] URL MOUNTPOINT\n"
+	    "       %s [options] ACCOUNT [MOUNTPOINT]\n"
+	    "\n"
+	    "Mount an IMAP account read-only: folders are directories,\n"
+	    "messages are \"<UID> <subject>.eml\" files.\n"
+	    "\n"
+	    "URL:\n"
+	    "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
+	    "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
+	    "port 143)\n"
+	    "    Percent-encode '@' in USER: imaps://me%%40example.org@"
+	    "mail.example.org\n"
+	    "\n"
+	    "ACCOUNT: a [group] of the config file, keys the long "
+	    "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
+	    "Options:\n"
+	    "    -h   --help              print this help and exit\n"
+	    "    -V   --version           print versions and exit\n"
+	    "    -f                       stay in the foreground\n"
+	    "    -d                       debug log on stderr (implies -f)\n"
+	    "    -o OPT[,OPT...]          mount options, see below\n"
+	    "    --config=FILE            accounts (~/.config/imapfs/config)\n"
+	    "    --accounts               list them, and where they are "
+	    "mounted\n"
+	    "    --password-command=CMD   run CMD with /bin/sh -c; the "
+	    "password is\n"
+	    "                             the first line of its output\n"
+	    "    --password-file=FILE     the password is the first line "
+	    "of FILE\n"
+	    "    --cafile=FILE            trust the CA certificates in "
+	    "FILE (PEM)\n"
+	    "    --cache-dir=DIR          cache directory (default:\n"
+	    "                             $XDG_CACHE_HOME/imapfs or "
+	    "~/.cache/imapfs)\n"
+	    "    --connections=N          connections to the server, "
+	    "1..64 (default: 4)\n"
+	    "    --timeout=SECONDS        how long a read waits for a "
+	    "server that makes\n"
+	    "                             no progress, 1..3600 (default: "
+	    "10); a connection\n"
+	    "                             silent for half of it is "
+	    "replaced\n"
+	    "    --insecure               do not verify the server's "
+	    "certificate\n"
+	    "                             or host name\n"
+	    "    --cache-size=SIZE        keep at most SIZE of message "
+	    "bodies (K, M, G;\n"
+	    "                             least recently read go first; "
+	    "default: 0,\n"
+	    "                             no limit)\n"
+	    "    --poll-interval=SECONDS  how often folders are checked "
+	    "for new and\n"
+	    "                             deleted mail (default: 60)\n"
+	    "    --xattr                  offer user.imapfs.* extended "
+	    "attributes\n"
+	    "                             (folder, uid, uidvalidity); off "
+	    "by default\n"
+	    "                             because it costs ls -l two "
+	    "round trips a file\n"
+	    "    --umask=NNN              permission bits to clear, octal "
+	    "(default: 077:\n"
+	    "                             messages 0600, folders 0700, "
+	    "owner only;\n"
+	    "                             022 gives 0644 and 0755)\n"
+	    "    --uid=USER --gid=GROUP   owner and group of every file, "
+	    "a number or\n"
+	    "                             a name (default: the mounting "
+	    "user's)\n"
+	    "\n"
+	    "Every long option also works as -o NAME=VALUE (-o insecure),\n"
+	    "with '-' or '_' in NAME: -o password_file=FILE.\n"
+	    "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
+	    "see mount.fuse3(8)). The mount is always ro,noatime,\n"
+	    "default_permissions; _netdev, nofail, noauto, auto, user,\n"
+	    "users, rw and defaults are ignored. With allow_other, the\n"
+	    "modes above decide who else may read the mail.\n"
+	    "\n"
+	    "The password comes from, in this order: --password-command,\n"
+	    "--password-file, the IMAPFS_PASSWORD environment variable,\n"
+	    "or a prompt on the terminal.\n"
+	    "\n"
+	    "/etc/fstab example (one line):\n"
+	    "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
+	    "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
+	    "0 0\n"
+	    "\n"
+	    "See imapfs(1).\n",
+	    prog, prog);
 }
 
 static void print_version(void)
@@ -624,11 +620,39 @@ static int build_fuse_args(FsOptions *opts, const char *prog,
 	return 0;
 }
 
+/* --accounts and --config[=]FILE: 1 when argv[*i] is one of them, 0 when
+ * not, -1 with error set. */
+static int config_arg(int argc, char **argv, int *i, struct parse_state *st,
+		      GError **error)
+{
+	const char *a = argv[*i];
+	const char *v = NULL;
+
+	if (strcmp(a, "--accounts") == 0) {
+		st->list_accounts = true;
+		return 1;
+	}
+	if (g_str_has_prefix(a, "--config="))
+		v = a + 9;
+	else if (strcmp(a, "--config") != 0)
+		return 0;
+	else if (*i + 1 < argc)
+		v = argv[++*i];
+	if (!v || !*v) {
+		fs_options_error(error, "option '--config' needs a value");
+		return -1;
+	}
+	g_free(st->config);
+	st->config = g_strdup(v);
+	return 1;
+}
+
 /* The loop over argv; options may come before or after the positionals. */
 static int parse_argv(int argc, char **argv, FsOptions *opts,
 		      struct parse_state *st, const char *prog, GError **error)
 {
 	bool only_positionals = false;
+	int c;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -668,22 +692,9 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			}
 			if (mount_opt_list(opts, st, list, error) < 0)
 				return -1;
-		} else if (strcmp(a, "--accounts") == 0) {
-			st->list_accounts = true;
-		} else if (g_str_has_prefix(a, "--config=") ||
-			   strcmp(a, "--config") == 0) {
-			const char *v = a[8] == '=' ? a + 9 : NULL;
-
-			if (!v && i + 1 < argc)
-				v = argv[++i];
-			if (!v || !*v) {
-				fs_options_error(error,
-						 "option '--config' needs a "
-						 "value");
+		} else if ((c = config_arg(argc, argv, &i, st, error)) != 0) {
+			if (c < 0)
 				return -1;
-			}
-			g_free(st->config);
-			st->config = g_strdup(v);
 		} else if (a[1] == '-') {
 			const char *name = a + 2;
 			const char *eq = strchr(name, '=');
