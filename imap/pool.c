@@ -350,9 +350,21 @@ static ImapConn *open_once(ImapPool *pool, unsigned budget_ms, GError **error)
 	char *pw;
 	ImapConn *conn;
 
-	g_mutex_lock(&pool->lock);
-	pw = g_strdup(pool->password);
-	g_mutex_unlock(&pool->lock);
+	if (pool->account.login_secret) {
+		/* A fresh access token for every login; the last one is
+		 * what a token read again is compared with. */
+		pw = pool->account.login_secret(pool->account.login_secret_data,
+						error);
+		if (!pw)
+			return NULL;
+		g_mutex_lock(&pool->lock);
+		set_password(pool, g_strdup(pw));
+		g_mutex_unlock(&pool->lock);
+	} else {
+		g_mutex_lock(&pool->lock);
+		pw = g_strdup(pool->password);
+		g_mutex_unlock(&pool->lock);
+	}
 	account.password = pw;
 	account.timeout_ms = MAX(budget_ms, 1u);
 	conn = imap_conn_open(&account, error);
