@@ -139,8 +139,8 @@ static int auth_bearer(ImapConn *conn, bool oauthbearer, GError **error)
 		rc = imap_conn_run(conn, line, bearer_continue, &st, error);
 	}
 	if (rc < 0 && st.failed)
-		g_message("%s refused the access token (%s, status %s)",
-			  a->host, mech, st.status ? st.status : "not given");
+		g_debug("%s refused the access token (%s, status %s)", a->host,
+			mech, st.status ? st.status : "not given");
 	explicit_bzero(st.ir, strlen(st.ir));
 	g_free(st.ir);
 	g_free(st.status);

@@ -827,8 +827,15 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	if (rc == 0 && imap_conn_has_cap(conn, "QRESYNC"))
 		imap_conn_command(conn, enabled_untagged, &conn->qresync, NULL,
 				  "ENABLE QRESYNC");
-	if (rc == 0 && conn->t.broken)
+	if (rc == 0 && conn->t.broken) {
+		/* Logged in, then dropped (a kick, a restart under way): the
+		 * pool tries once more rather than call the server down. */
+		g_clear_error(error);
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_CLOSED,
+			    "%s closed the session right after the login",
+			    account->host);
 		rc = -EIO;
+	}
 	if (rc < 0) {
 		if (error && *error == NULL)
 			g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,

@@ -457,6 +457,13 @@ static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
 		*rc_out = -EAGAIN;
 		return false;
 	}
+	/* A session the server ended as it began (see imap_conn_open()):
+	 * once more at once; an outage only if that fails too. */
+	if (tries == 0 && !probing &&
+	    g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_CLOSED)) {
+		g_message("%s; logging in again", (*error)->message);
+		return true;
+	}
 	/* Servers answer late after a refused login (Dovecot's penalty grows
 	 * to 15 s): a timeout while testing a secret right after a refusal
 	 * is one more refusal, not an outage to retry with backoff. */
@@ -477,8 +484,10 @@ static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
 		pw = reread_password(pool);
 		g_mutex_lock(&pool->lock);
 		if (set_password(pool, pw)) {
-			g_message("%s; trying the password read again",
-				  (*error)->message);
+			g_message("%s; trying %s", (*error)->message,
+				  pool->account.login_secret
+				      ? "a new access token"
+				      : "the password read again");
 			return true;
 		}
 	}
