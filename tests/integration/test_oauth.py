@@ -237,6 +237,27 @@ def check_refusals(t, dc, server):
             "--oauth-client-secret on the command line is refused", err)
 
 
+def check_docs(t):
+    """Every OAuth option is in --help, the man page and the README."""
+    opts = ["--auth", "--token-command", "--provider", "--oauth-client-id",
+            "--oauth-client-secret-command", "--oauth-token-url",
+            "--oauth-device-url", "--oauth-scope",
+            "--oauth-refresh-token-command", "--authorize"]
+    root = os.environ.get("IMAPFS_SOURCE_ROOT") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    with open(os.path.join(root, "doc", "imapfs.1")) as f:
+        man = f.read().replace("\\-", "-")
+    with open(os.path.join(root, "README.md")) as f:
+        readme = f.read()
+    helptext = h.run([h.imapfs_bin(), "--help"]).stdout.decode()
+    t.all_ok("every OAuth option is in --help and the man page",
+             [o for o in opts if o not in helptext or o not in man])
+    t.all_ok("the README shows the OAuth paths",
+             [o for o in ("--token-command", "--authorize",
+                          "--provider=microsoft", "--provider=google")
+              if o not in readme])
+
+
 def body(t):
     server = AuthServer(h.TEST_USER, client_secret="cs-" + os.urandom(8).hex())
     dc = h.Dovecot(oauth_introspect=server.url("/introspect"))
@@ -249,6 +270,7 @@ def body(t):
     check_refresh(t, dc, server, client, view)
     check_device_grant(t, dc, server, client, view)
     check_refusals(t, dc, server)
+    check_docs(t)
 
 
 if __name__ == "__main__":

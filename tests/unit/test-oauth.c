@@ -26,8 +26,9 @@ static void test_xoauth2(void)
 
 	assert_b64(b64, want, sizeof(want) - 1);
 	/* The example of Google's XOAUTH2 protocol page. */
-	g_autofree char *ex = imap_sasl_xoauth2("someuser@example.com",
-						"ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg");
+	g_autofree char *ex =
+	    imap_sasl_xoauth2("someuser@example.com",
+			      "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg");
 	g_assert_cmpstr(ex, ==,
 			"dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5"
 			"YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZ"
@@ -43,9 +44,9 @@ static void test_oauthbearer(void)
 	static const char escaped[] = "n,a=a=3Db=2Cc,\001host=h\001port=993"
 				      "\001auth=Bearer t\001\001";
 	/* RFC 7628 section 4.1. */
-	g_autofree char *b64 = imap_sasl_oauthbearer(
-	    "user@example.com", "server.example.com", 143,
-	    "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==");
+	g_autofree char *b64 =
+	    imap_sasl_oauthbearer("user@example.com", "server.example.com", 143,
+				  "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==");
 	g_autofree char *esc = imap_sasl_oauthbearer("a=b,c", "h", 993, "t");
 
 	assert_b64(b64, want, sizeof(want) - 1);
@@ -139,7 +140,8 @@ static void test_token_errors(void)
 		{ "{\"access_token\":\"x\"}", 500, FS_OAUTH_MALFORMED, NULL },
 		{ "{\"access_token\":\"a b\"}", 200, FS_OAUTH_MALFORMED, NULL },
 		{ "{\"access_token\":\"a\",\"token_type\":\"mac\"}", 200,
-		  FS_OAUTH_MALFORMED, "the token is of type 'mac', not Bearer" },
+		  FS_OAUTH_MALFORMED,
+		  "the token is of type 'mac', not Bearer" },
 		{ "<html>502</html>", 502, FS_OAUTH_MALFORMED,
 		  "the server's answer (HTTP 502) is not an OAuth JSON "
 		  "object" },
@@ -177,9 +179,9 @@ static void test_device(void)
 	g_autoptr(GError) error = NULL;
 	FsOAuthDevice d;
 
-	g_assert_cmpint(fs_oauth_parse_device(google, strlen(google), 200, &d,
-					      &error),
-			==, FS_OAUTH_OK);
+	g_assert_cmpint(
+	    fs_oauth_parse_device(google, strlen(google), 200, &d, &error), ==,
+	    FS_OAUTH_OK);
 	g_assert_cmpstr(d.device_code, ==, "AH-1Ng");
 	g_assert_cmpstr(d.user_code, ==, "GQVQ-JKEC");
 	g_assert_cmpstr(d.verification_uri, ==,
@@ -199,9 +201,9 @@ static void test_device(void)
 			"https://example.com/device?user_code=WDJB-MJHT");
 	fs_oauth_device_clear(&d);
 
-	g_assert_cmpint(fs_oauth_parse_device(refused, strlen(refused), 401,
-					      &d, &error),
-			==, FS_OAUTH_REFUSED);
+	g_assert_cmpint(
+	    fs_oauth_parse_device(refused, strlen(refused), 401, &d, &error),
+	    ==, FS_OAUTH_REFUSED);
 	g_assert_cmpstr(error->message, ==, "invalid_client (HTTP 401)");
 	g_assert_null(d.device_code);
 }
@@ -217,9 +219,12 @@ static void test_check_url(void)
 		"http://[::1]:99/token",
 	};
 	static const char *const bad[] = {
-		"http://example.org/token", "http://128.0.0.1/token",
-		"http://[::2]/token",       "ftp://127.0.0.1/token",
-		"file:///etc/passwd",       "oauth2.googleapis.com/token",
+		"http://example.org/token",
+		"http://128.0.0.1/token",
+		"http://[::2]/token",
+		"ftp://127.0.0.1/token",
+		"file:///etc/passwd",
+		"oauth2.googleapis.com/token",
 		"http://localhost.example.org/token",
 	};
 
@@ -239,7 +244,8 @@ static void test_providers(void)
 	const FsOAuthProvider *m = fs_oauth_provider("Microsoft");
 
 	g_assert_nonnull(g);
-	g_assert_cmpstr(g->token_url, ==, "https://oauth2.googleapis.com/token");
+	g_assert_cmpstr(g->token_url, ==,
+			"https://oauth2.googleapis.com/token");
 	g_assert_cmpstr(g->device_url, ==,
 			"https://oauth2.googleapis.com/device/code");
 	g_assert_cmpstr(g->scope, ==, "https://mail.google.com/");

@@ -562,6 +562,14 @@ static void test_help(void)
 	g_test_trap_assert_stdout("*--insecure*");
 	g_test_trap_assert_stdout("*IMAPFS_PASSWORD*");
 	g_test_trap_assert_stdout("*fuse.imapfs*");
+	g_test_trap_assert_stdout(
+	    "*--auth=MECH*--token-command=CMD*"
+	    "--provider=NAME*--oauth-client-id=ID*"
+	    "--oauth-client-secret-command=CMD*"
+	    "--oauth-token-url=URL*--oauth-device-url=URL*"
+	    "--oauth-scope=SCOPE*"
+	    "--oauth-refresh-token-command=CMD*"
+	    "--authorize URL*");
 	g_test_trap_assert_stdout("*\nSee imapfs(1).\n");
 }
 
