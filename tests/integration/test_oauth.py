@@ -20,6 +20,7 @@ device and introspection endpoints on loopback):
 import os
 import stat
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import imapfs_harness as h  # noqa: E402
@@ -150,6 +151,28 @@ def check_refresh(t, dc, server, client, view):
     t.check("access token was refused" in text and
             "trying a new access token" in text,
             "the refusal is logged", h.short(text[-600:]))
+    # Access tokens are kept until expires_in (less a margin): with 4 s
+    # lives, a login after that exchanges the refresh token again before
+    # the server has a chance to refuse the old token.
+    server.expires_in = 4
+    server.revoke_access()
+    dc.kick()
+    t.check(h.wait_for(lambda: logins(dc) > n + 1 and
+                       server.count("/token", "refresh_token") >
+                       exchanges + 1, 30),
+            "the watcher logged in again with a new token")
+    refusals = m.stderr_text().count("access token was refused")
+    exchanges = server.count("/token", "refresh_token")
+    time.sleep(5)
+    n = logins(dc)
+    dc.kick()
+    t.check(h.wait_for(lambda: logins(dc) > n, 30),
+            "after the token's lifetime, the watcher logged in again")
+    t.check(server.count("/token", "refresh_token") > exchanges,
+            "an expired token was renewed before the login")
+    t.equal(m.stderr_text().count("access token was refused"), refusals,
+            "an expired token was never offered to the server")
+    text = m.stderr_text()
     no_secrets(t, "stderr and cmdline (refresh)", [text, cmdline(m.pid)],
                server, [server.client_secret])
     t.equal(m.bug_reports(), [], "no sanitizer report or critical")
