@@ -30,6 +30,8 @@ typedef enum {
 	IMAP_ERROR_THROTTLED, /* too many connections, [UNAVAILABLE]: later */
 	IMAP_ERROR_SUSPENDED, /* the pool did not try: the server is down or
 			       * refused the password, as it logged once */
+	IMAP_ERROR_DROPPED,   /* logged in, then the server ended the session
+			       * at once (a kick, a restart under way) */
 } ImapErrorCode;
 
 /* The login mechanism (--auth). */

@@ -459,8 +459,8 @@ static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
 	}
 	/* A session the server ended as it began (see imap_conn_open()):
 	 * once more at once; an outage only if that fails too. */
-	if (tries == 0 && !probing &&
-	    g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_CLOSED)) {
+	if (tries == 0 && !probing && !pool->stopping &&
+	    g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_DROPPED)) {
 		g_message("%s; logging in again", (*error)->message);
 		return true;
 	}
