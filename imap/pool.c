@@ -330,15 +330,17 @@ static void suspend_logins(ImapPool *pool, const char *why)
 	    "not logging in to %s: the server refused the password",
 	    pool->account.host);
 	if (first)
-		g_warning(
-		    "%s; imapfs will not log in again until the "
-		    "password changes%s, on SIGHUP (pkill -HUP imapfs), or "
-		    "in 15 minutes; cached messages stay readable",
-		    why,
-		    pool->account.reread_password
-			? " (the password source is read again "
-			  "every minute)"
-			: "");
+		g_warning("%s; imapfs will not log in again until the "
+			  "%s changes%s, on SIGHUP (pkill -HUP imapfs), or "
+			  "in 15 minutes; cached messages stay readable",
+			  why,
+			  pool->account.bearer ? "access token" : "password",
+			  pool->account.reread_password
+			      ? (pool->account.bearer
+				     ? " (a new one is asked for every minute)"
+				     : " (the password source is read again "
+				       "every minute)")
+			      : "");
 	fail_queued(pool, pool->login_reason);
 }
 
