@@ -18,6 +18,7 @@ import http.server
 import json
 import secrets
 import threading
+import time
 import urllib.parse
 
 from harness_core import add_cleanup
@@ -161,7 +162,6 @@ class AuthServer:
                     self.refresh.discard(rt)
                 return 200, self._tokens(self.rotate)
             if grant == self.DEVICE_GRANT:
-                import time
                 self.device_polls.append(time.monotonic())
                 script = self.devices.get(form.get("device_code"))
                 if script is None:
