@@ -48,6 +48,7 @@
 #include "fs/password.h"
 #include "fs/stop.h"
 #include "fs/sync.h"
+#include "fs/token.h"
 #include "fs/watch.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
@@ -65,6 +66,7 @@ struct daemon {
 	struct fuse_session *se;
 	FsStop *stop; /* SIGTERM and SIGINT, until the loop has ended */
 	FsWatch *watch;
+	FsToken *token; /* OAuth access tokens, or NULL: a password */
 };
 
 /* Prints "imapfs: " and the message on stderr; the caller unwinds. */
@@ -119,10 +121,44 @@ static int catch_sighup(void)
 	return sigaction(SIGHUP, &sa, NULL);
 }
 
+static char *token_get(void *data, GError **error)
+{
+	return fs_token_get(data, error);
+}
+
+static char *token_refetch(void *data, GError **error)
+{
+	return fs_token_refetch(data, error);
+}
+
+/* With OAuth, the first access token stands in for the password. */
+static int read_token(struct daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	d->token = fs_token_new(&d->opts, &error);
+	if (d->token)
+		d->password = fs_token_get(d->token, &error);
+	if (!d->password) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	return 0;
+}
+
 static int read_password(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 
+	if (fs_token_configured(&d->opts))
+		return read_token(d);
+	if (d->opts.auth == IMAP_AUTH_XOAUTH2 ||
+	    d->opts.auth == IMAP_AUTH_OAUTHBEARER) {
+		report_error("--auth=xoauth2 and oauthbearer need an access "
+			     "token: give --token-command, --provider or "
+			     "--oauth-token-url");
+		return -1;
+	}
 	d->password = fs_password_get(&d->opts, &error);
 	if (!d->password) {
 		report_error("%s", error->message);
@@ -182,6 +218,13 @@ static int connect_server(struct daemon *d)
 	if (fs_password_can_reread(&d->opts)) {
 		account->reread_password = reread_password;
 		account->reread_data = &d->opts;
+	}
+	account->auth = (ImapAuthMech)d->opts.auth;
+	if (d->token) {
+		account->bearer = true;
+		account->login_secret = token_get;
+		account->reread_password = token_refetch;
+		account->login_secret_data = account->reread_data = d->token;
 	}
 	if (d->opts.insecure)
 		g_warning(
@@ -336,6 +379,7 @@ static void free_daemon(struct daemon *d)
 	fs_fetch_free(mnt->fetch);
 	cache_store_free(mnt->store);
 	fs_password_free(d->password);
+	fs_token_free(d->token);
 	fs_options_clear(&d->opts);
 }
 
@@ -357,6 +401,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fs_log_init(d.opts.debug);
+	if (d.opts.authorize) {
+		ret = fs_token_authorize(&d.opts, &error) < 0 ? 1 : 0;
+		if (ret)
+			report_error("%s", error->message);
+		fs_options_clear(&d.opts);
+		return ret;
+	}
 
 	/* Whatever fails here fails in the foreground, before the mount. */
 	if (read_password(&d) < 0 || open_cache(&d) < 0 ||

@@ -43,12 +43,23 @@ enum opt_id {
 	OPT_UMASK,
 	OPT_UID,
 	OPT_GID,
+	OPT_AUTH,
+	OPT_TOKEN_COMMAND,
+	OPT_PROVIDER,
+	OPT_OAUTH_TOKEN_URL,
+	OPT_OAUTH_DEVICE_URL,
+	OPT_OAUTH_CLIENT_ID,
+	OPT_OAUTH_CLIENT_SECRET,
+	OPT_OAUTH_CLIENT_SECRET_COMMAND,
+	OPT_OAUTH_SCOPE,
+	OPT_OAUTH_REFRESH_TOKEN_COMMAND,
 };
 
 struct opt_spec {
 	const char *name; /* long name, with '-' */
 	enum opt_id id;
 	bool takes_value;
+	bool secret; /* never from argv (ps shows it): the config file only */
 };
 
 static const struct opt_spec opt_specs[] = {
@@ -65,6 +76,18 @@ static const struct opt_spec opt_specs[] = {
 	{ "umask", OPT_UMASK, true },
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
+	{ "auth", OPT_AUTH, true },
+	{ "token-command", OPT_TOKEN_COMMAND, true },
+	{ "provider", OPT_PROVIDER, true },
+	{ "oauth-token-url", OPT_OAUTH_TOKEN_URL, true },
+	{ "oauth-device-url", OPT_OAUTH_DEVICE_URL, true },
+	{ "oauth-client-id", OPT_OAUTH_CLIENT_ID, true },
+	{ "oauth-client-secret", OPT_OAUTH_CLIENT_SECRET, true, true },
+	{ "oauth-client-secret-command", OPT_OAUTH_CLIENT_SECRET_COMMAND,
+	  true },
+	{ "oauth-scope", OPT_OAUTH_SCOPE, true },
+	{ "oauth-refresh-token-command", OPT_OAUTH_REFRESH_TOKEN_COMMAND,
+	  true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -253,6 +276,9 @@ static bool parse_size(const char *value, uint64_t *out)
 	return true;
 }
 
+static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
+			   const char *value, GError **error);
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -328,6 +354,17 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 			return -1;
 		}
 		return 0;
+	case OPT_AUTH:
+	case OPT_TOKEN_COMMAND:
+	case OPT_PROVIDER:
+	case OPT_OAUTH_TOKEN_URL:
+	case OPT_OAUTH_DEVICE_URL:
+	case OPT_OAUTH_CLIENT_ID:
+	case OPT_OAUTH_CLIENT_SECRET:
+	case OPT_OAUTH_CLIENT_SECRET_COMMAND:
+	case OPT_OAUTH_SCOPE:
+	case OPT_OAUTH_REFRESH_TOKEN_COMMAND:
+		return apply_oauth_opt(opts, spec, value, error);
 	}
 	return 0;
 }
@@ -359,6 +396,58 @@ int fs_options_set(FsOptions *opts, const char *name, const char *value,
 const char *fs_options_name(unsigned i)
 {
 	return i < G_N_ELEMENTS(opt_specs) ? opt_specs[i].name : NULL;
+/* --auth=NAME: the index in this table is the ImapAuthMech. */
+static const char *const auth_names[] = {
+	"auto", "plain", "login", "xoauth2", "oauthbearer",
+};
+
+static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
+			   const char *value, GError **error)
+{
+	char **fields[] = {
+		[OPT_TOKEN_COMMAND - OPT_AUTH] = &opts->token_command,
+		[OPT_PROVIDER - OPT_AUTH] = &opts->provider,
+		[OPT_OAUTH_TOKEN_URL - OPT_AUTH] = &opts->oauth_token_url,
+		[OPT_OAUTH_DEVICE_URL - OPT_AUTH] = &opts->oauth_device_url,
+		[OPT_OAUTH_CLIENT_ID - OPT_AUTH] = &opts->oauth_client_id,
+		[OPT_OAUTH_CLIENT_SECRET - OPT_AUTH] =
+		    &opts->oauth_client_secret,
+		[OPT_OAUTH_CLIENT_SECRET_COMMAND - OPT_AUTH] =
+		    &opts->oauth_client_secret_command,
+		[OPT_OAUTH_SCOPE - OPT_AUTH] = &opts->oauth_scope,
+		[OPT_OAUTH_REFRESH_TOKEN_COMMAND - OPT_AUTH] =
+		    &opts->oauth_refresh_token_command,
+	};
+
+	if (spec->id == OPT_AUTH) {
+		for (size_t i = 0; i < G_N_ELEMENTS(auth_names); i++)
+			if (g_ascii_strcasecmp(value, auth_names[i]) == 0) {
+				opts->auth = (unsigned)i;
+				return 0;
+			}
+		fs_options_error(error, "--auth must be auto, plain, login, "
+					"xoauth2 or oauthbearer");
+		return -1;
+	}
+	if (spec->id == OPT_PROVIDER && g_ascii_strcasecmp(value, "google") &&
+	    g_ascii_strcasecmp(value, "microsoft")) {
+		fs_options_error(error,
+				 "--provider must be google or microsoft");
+		return -1;
+	}
+	return set_string(fields[spec->id - OPT_AUTH], spec, value, false,
+			  error);
+}
+
+/* A secret given where other users can see it (argv, -o of a mount). */
+static int refuse_secret(const struct opt_spec *spec, GError **error)
+{
+	fs_options_error(error,
+			 "%s is a secret and is not accepted on the command "
+			 "line (other users can see it there): put it in the "
+			 "config file or use --%s-command",
+			 spec->name, spec->name);
+	return -1;
 }
 
 static bool is_dropped(const char *opt)
@@ -402,6 +491,8 @@ static int mount_opt(FsOptions *opts, struct parse_state *st, const char *opt,
 					 (int)nlen, opt);
 			return -1;
 		}
+		if (spec->secret)
+			return refuse_secret(spec, error);
 		return apply_opt(opts, spec, eq ? eq + 1 : "", error);
 	}
 	if (!is_dropped(opt))
@@ -430,6 +521,33 @@ static int mount_opt_list(FsOptions *opts, struct parse_state *st,
 			g_string_append_c(cur, *p);
 		}
 	}
+}
+
+static void print_oauth_help(void)
+{
+	printf("OAuth 2.0 (Gmail, Microsoft 365; see imapfs(1)):\n"
+	       "    --auth=MECH              auto (default), plain, login, "
+	       "xoauth2 or\n"
+	       "                             oauthbearer\n"
+	       "    --token-command=CMD      CMD prints an OAuth access "
+	       "token\n"
+	       "    --provider=NAME          google or microsoft: the "
+	       "endpoints and scope\n"
+	       "    --oauth-client-id=ID     the OAuth client (application) "
+	       "id\n"
+	       "    --oauth-client-secret-command=CMD  prints the client "
+	       "secret\n"
+	       "    --oauth-token-url=URL    token endpoint (https)\n"
+	       "    --oauth-device-url=URL   device authorization endpoint\n"
+	       "    --oauth-scope=SCOPE      scopes, separated by spaces\n"
+	       "    --oauth-refresh-token-command=CMD  prints the refresh "
+	       "token (default:\n"
+	       "                             a file under "
+	       "$XDG_DATA_HOME/imapfs/oauth)\n"
+	       "    --authorize URL          sign in on a web page (device "
+	       "grant), save\n"
+	       "                             the refresh token, and exit\n"
+	       "\n");
 }
 
 static void print_help(const char *argv0)
@@ -505,7 +623,10 @@ static void print_help(const char *argv0)
 	    "a number or\n"
 	    "                             a name (default: the mounting "
 	    "user's)\n"
-	    "\n"
+	    "\n",
+	    prog, prog);
+	print_oauth_help();
+	printf(
 	    "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	    "with '-' or '_' in NAME: -o password_file=FILE.\n"
 	    "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
@@ -523,8 +644,7 @@ static void print_help(const char *argv0)
 	    "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
 	    "0 0\n"
 	    "\n"
-	    "See imapfs(1).\n",
-	    prog, prog);
+	    "See imapfs(1).\n");
 }
 
 static void print_version(void)
@@ -680,6 +800,8 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			opts->foreground = true;
 		} else if (strcmp(a, "-d") == 0) {
 			opts->debug = true;
+		} else if (strcmp(a, "--authorize") == 0) {
+			opts->authorize = true;
 		} else if (strncmp(a, "-o", 2) == 0) {
 			const char *list = a[2] ? a + 2 : NULL;
 
@@ -716,6 +838,8 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 						 spec->name);
 				return -1;
 			}
+			if (spec->secret)
+				return refuse_secret(spec, error);
 			if (spec->takes_value && !value) {
 				if (i + 1 >= argc) {
 					fs_options_error(
@@ -817,7 +941,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 		fs_options_error(error, "missing URL");
 		goto out;
 	}
-	if (!st.mountpoint) {
+	if (!st.mountpoint && !opts->authorize) {
 		fs_options_error(error, "missing MOUNTPOINT");
 		goto out;
 	}
@@ -827,6 +951,10 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	fsname = opts->account ? g_strdup(opts->account)
 			       : imap_url_to_string(&opts->server);
 	opts->url = g_strdup(st.url);
+	if (opts->authorize) { /* --authorize: no mount */
+		r = FS_OPTIONS_RUN;
+		goto out;
+	}
 	if (check_mountpoint(opts, st.mountpoint, error) < 0)
 		goto out;
 	if (opts->cafile && access(opts->cafile, R_OK) < 0) {
@@ -864,6 +992,18 @@ void fs_options_clear(FsOptions *opts)
 	g_clear_pointer(&opts->password_file, g_free);
 	g_clear_pointer(&opts->cafile, g_free);
 	g_clear_pointer(&opts->cache_dir, g_free);
+	g_clear_pointer(&opts->token_command, g_free);
+	g_clear_pointer(&opts->provider, g_free);
+	g_clear_pointer(&opts->oauth_token_url, g_free);
+	g_clear_pointer(&opts->oauth_device_url, g_free);
+	g_clear_pointer(&opts->oauth_client_id, g_free);
+	if (opts->oauth_client_secret)
+		explicit_bzero(opts->oauth_client_secret,
+			       strlen(opts->oauth_client_secret));
+	g_clear_pointer(&opts->oauth_client_secret, g_free);
+	g_clear_pointer(&opts->oauth_client_secret_command, g_free);
+	g_clear_pointer(&opts->oauth_scope, g_free);
+	g_clear_pointer(&opts->oauth_refresh_token_command, g_free);
 	fuse_opt_free_args(&opts->fuse_args);
 	memset(&opts->fuse_args, 0, sizeof(opts->fuse_args));
 }

@@ -34,6 +34,19 @@ typedef struct {
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
 	char *account; /* "imapfs NAME": the config file's account, or NULL */
+	/* OAuth 2.0 sign-in (fs/token.c): --auth (an ImapAuthMech), the
+	 * token sources, --authorize (run the device grant, do not mount). */
+	unsigned auth;
+	char *token_command;
+	char *provider; /* "google" or "microsoft": endpoints and scope */
+	char *oauth_token_url;
+	char *oauth_device_url;
+	char *oauth_client_id;
+	char *oauth_client_secret; /* config file only: never from argv */
+	char *oauth_client_secret_command;
+	char *oauth_scope;
+	char *oauth_refresh_token_command;
+	bool authorize;
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

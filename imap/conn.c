@@ -37,6 +37,7 @@ struct ImapConn {
 	bool qresync;        /* ENABLE QRESYNC succeeded */
 	char *refusal;       /* text of the last NO, BAD or BYE */
 	struct Batch *batch; /* the commands being answered, NULL between */
+	bool bye;            /* the server ended the session (not a limit) */
 };
 
 G_DEFINE_QUARK(imap - error - quark, imap_error)
@@ -150,6 +151,7 @@ static int refuse(ImapConn *conn, const ImapResponse *r, const char *line,
 static int closed_by_bye(ImapConn *conn, const ImapResponse *r, GError **error)
 {
 	note_refusal(conn, r);
+	conn->bye = !imap_text_is_throttling(r->code, r->text);
 	imap_transport_fail(
 	    &conn->t, error,
 	    imap_text_is_throttling(r->code, r->text) ? IMAP_ERROR_THROTTLED
@@ -808,6 +810,7 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 {
 	ImapConn *conn = g_new0(ImapConn, 1);
 	ImapParserLimits limits;
+	bool logged_in;
 	int rc;
 
 	conn->account = *account;
@@ -817,6 +820,7 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	conn->parser = imap_parser_new(&limits, &literal_trampoline, conn);
 
 	rc = open_session(conn, error);
+	logged_in = rc == 0;
 	/* Capabilities may change after login; some servers send them in
 	 * the OK, others only on request. */
 	if (rc == 0)
@@ -827,8 +831,16 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	if (rc == 0 && imap_conn_has_cap(conn, "QRESYNC"))
 		imap_conn_command(conn, enabled_untagged, &conn->qresync, NULL,
 				  "ENABLE QRESYNC");
-	if (rc == 0 && conn->t.broken)
+	if (logged_in && conn->bye) {
+		/* Logged in, then ended by a BYE (a kick, a restart under
+		 * way): the pool tries once more rather than call the server
+		 * down. */
+		g_clear_error(error);
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_DROPPED,
+			    "%s closed the session right after the login",
+			    account->host);
 		rc = -EIO;
+	}
 	if (rc < 0) {
 		if (error && *error == NULL)
 			g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,

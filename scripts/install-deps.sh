@@ -11,6 +11,7 @@ packages=(
 	dovecot-imapd openssl attr isync python3
 	libclang-rt-14-dev clang-format
 	libsystemd-dev
+	libjson-glib-dev libcurl4-openssl-dev
 )
 
 missing=()
