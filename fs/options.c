@@ -396,6 +396,8 @@ int fs_options_set(FsOptions *opts, const char *name, const char *value,
 const char *fs_options_name(unsigned i)
 {
 	return i < G_N_ELEMENTS(opt_specs) ? opt_specs[i].name : NULL;
+}
+
 /* --auth=NAME: the index in this table is the ImapAuthMech. */
 static const char *const auth_names[] = {
 	"auto", "plain", "login", "xoauth2", "oauthbearer",
@@ -626,25 +628,24 @@ static void print_help(const char *argv0)
 	    "\n",
 	    prog, prog);
 	print_oauth_help();
-	printf(
-	    "Every long option also works as -o NAME=VALUE (-o insecure),\n"
-	    "with '-' or '_' in NAME: -o password_file=FILE.\n"
-	    "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
-	    "see mount.fuse3(8)). The mount is always ro,noatime,\n"
-	    "default_permissions; _netdev, nofail, noauto, auto, user,\n"
-	    "users, rw and defaults are ignored. With allow_other, the\n"
-	    "modes above decide who else may read the mail.\n"
-	    "\n"
-	    "The password comes from, in this order: --password-command,\n"
-	    "--password-file, the IMAPFS_PASSWORD environment variable,\n"
-	    "or a prompt on the terminal.\n"
-	    "\n"
-	    "/etc/fstab example (one line):\n"
-	    "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
-	    "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
-	    "0 0\n"
-	    "\n"
-	    "See imapfs(1).\n");
+	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
+	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
+	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
+	       "see mount.fuse3(8)). The mount is always ro,noatime,\n"
+	       "default_permissions; _netdev, nofail, noauto, auto, user,\n"
+	       "users, rw and defaults are ignored. With allow_other, the\n"
+	       "modes above decide who else may read the mail.\n"
+	       "\n"
+	       "The password comes from, in this order: --password-command,\n"
+	       "--password-file, the IMAPFS_PASSWORD environment variable,\n"
+	       "or a prompt on the terminal.\n"
+	       "\n"
+	       "/etc/fstab example (one line):\n"
+	       "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
+	       "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
+	       "0 0\n"
+	       "\n"
+	       "See imapfs(1).\n");
 }
 
 static void print_version(void)
