@@ -62,7 +62,8 @@ struct daemon {
 	ImapConn *conn;      /* the first connection, until the pool has it */
 	FsMount mnt;
 	struct fuse_session *se;
-	FsStop *stop; /* SIGTERM and SIGINT, until the loop has ended */
+	char *offline; /* mounted offline: why, until the pool knows */
+	FsStop *stop;  /* SIGTERM and SIGINT, until the loop has ended */
 	FsWatch *watch;
 };
 
@@ -122,6 +123,8 @@ static int read_password(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 
+	if (d->opts.offline)
+		return 0; /* never logs in */
 	d->password = fs_password_get(&d->opts, &error);
 	if (!d->password) {
 		report_error("%s", error->message);
@@ -163,6 +166,47 @@ static int open_cache(struct daemon *d)
 	return 0;
 }
 
+/* May the mount go on offline after this failure to connect? Only when
+ * the server could not be reached: a TLS, certificate or login failure
+ * stays fatal (mounting would hide a mistake the user must fix). */
+static bool is_unreachable(const GError *error)
+{
+	return g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CONNECT) ||
+	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_TIMEOUT) ||
+	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
+}
+
+/* The folder tree from the list an earlier mount saved. why: what kept
+ * the server away, or NULL for --offline. */
+static int mount_offline(struct daemon *d, const char *why)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) folders = cache_store_load_folders(d->mnt.store);
+
+	if (!folders) {
+		if (why)
+			report_error("%s", why);
+		else
+			report_error(
+			    "--offline: nothing is cached for %s under "
+			    "%s; mount it once with the server "
+			    "reachable",
+			    d->opts.url, d->opts.cache_dir);
+		return -1;
+	}
+	d->mnt.tree = fs_tree_new(d->mnt.store, folders, &error);
+	if (!d->mnt.tree) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	d->offline = g_strdup(why ? why : "--offline");
+	if (why)
+		g_message("%s: mounting offline from the cache; going online "
+			  "when the server answers",
+			  why);
+	return 0;
+}
+
 /* Logs in and reads the folder list: the last failures the user sees. */
 static int connect_server(struct daemon *d)
 {
@@ -186,7 +230,11 @@ static int connect_server(struct daemon *d)
 		g_warning(
 		    "--insecure: the server's certificate is not checked");
 
+	if (d->opts.offline)
+		return mount_offline(d, NULL);
 	d->conn = imap_conn_open(account, &error);
+	if (!d->conn && is_unreachable(error))
+		return mount_offline(d, error->message);
 	if (!d->conn) {
 		report_error("%s", error->message);
 		return -1;
@@ -264,6 +312,11 @@ static void start_threads(struct daemon *d)
 	mnt->pool = imap_pool_new(&d->account, d->opts.connections,
 				  g_steal_pointer(&d->conn));
 	hup_pool = mnt->pool;
+	if (d->opts.offline)
+		imap_pool_stay_offline(mnt->pool);
+	else if (d->offline)
+		imap_pool_start_down(mnt->pool, d->offline);
+	g_clear_pointer(&d->offline, g_free);
 	fs_inval_start(mnt->inval, d->se);
 	fs_push_start(mnt->push, d->se);
 	fs_stop_start(d->stop);
@@ -333,6 +386,7 @@ static void free_daemon(struct daemon *d)
 	fs_fetch_free(mnt->fetch);
 	cache_store_free(mnt->store);
 	fs_password_free(d->password);
+	g_free(d->offline);
 	fs_options_clear(&d->opts);
 }
 

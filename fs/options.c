@@ -42,6 +42,8 @@ enum opt_id {
 	OPT_UMASK,
 	OPT_UID,
 	OPT_GID,
+	OPT_OFFLINE,
+	OPT_NONEMPTY,
 };
 
 struct opt_spec {
@@ -64,6 +66,8 @@ static const struct opt_spec opt_specs[] = {
 	{ "umask", OPT_UMASK, true },
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
+	{ "offline", OPT_OFFLINE, false },
+	{ "nonempty", OPT_NONEMPTY, false },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -286,6 +290,12 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_XATTR:
 		opts->xattr = true;
 		return 0;
+	case OPT_OFFLINE:
+		opts->offline = true;
+		return 0;
+	case OPT_NONEMPTY:
+		opts->nonempty = true;
+		return 0;
 	case OPT_UMASK:
 		if (!parse_octal_mask(value, &opts->umask)) {
 			fs_options_error(error,
@@ -457,6 +467,14 @@ static void print_help(const char *argv0)
 	       "a number or\n"
 	       "                             a name (default: the mounting "
 	       "user's)\n"
+	       "    --offline                serve only what is cached; never "
+	       "connect\n"
+	       "                             (without it, a server that "
+	       "cannot be reached\n"
+	       "                             at mount time mounts offline "
+	       "until it answers)\n"
+	       "    --nonempty               mount over a directory that is "
+	       "not empty\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
@@ -563,6 +581,18 @@ static int build_fuse_args(FsOptions *opts, const char *prog,
 		return -1;
 	}
 	return 0;
+}
+
+/* What a user who typed too little needs: the usage line and where to
+ * read more. */
+static void missing_args(GError **error, const char *argv0, const char *what)
+{
+	g_autofree char *prog = g_path_get_basename(argv0);
+
+	fs_options_error(error,
+			 "missing %s\nusage: %s [options] URL MOUNTPOINT\n"
+			 "Try '%s --help' for more information.",
+			 what, prog, prog);
 }
 
 /* The loop over argv; options may come before or after the positionals. */
@@ -672,12 +702,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (r != FS_OPTIONS_RUN)
 		goto out;
 	r = -1;
-	if (!st.url) {
-		fs_options_error(error, "missing URL");
-		goto out;
-	}
-	if (!st.mountpoint) {
-		fs_options_error(error, "missing MOUNTPOINT");
+	if (!st.url || !st.mountpoint) {
+		missing_args(error, prog, st.url ? "MOUNTPOINT" : "URL");
 		goto out;
 	}
 	if (imap_url_parse(st.url, &opts->server, error) < 0)
