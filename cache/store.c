@@ -248,6 +248,7 @@ CacheStore *cache_store_open(const char *root, const char *account,
 			     GError **error)
 {
 	CacheStore *store;
+	bool root_existed;
 	int r;
 
 	g_return_val_if_fail(root && account, NULL);
@@ -256,6 +257,7 @@ CacheStore *cache_store_open(const char *root, const char *account,
 			    "cache: empty cache directory name");
 		return NULL;
 	}
+	root_existed = g_file_test(root, G_FILE_TEST_EXISTS);
 	r = store_make_root(root);
 	if (r < 0) {
 		store_set_errno_error(error, r, "create", root);
@@ -263,6 +265,9 @@ CacheStore *cache_store_open(const char *root, const char *account,
 	}
 
 	store = store_new(root, account);
+	if (!root_existed)
+		store->root_made = g_strdup(root);
+	store->created = !g_file_test(store->dir, G_FILE_TEST_EXISTS);
 	if ((r = store_ensure_dir(store->dir)) < 0) {
 		store_set_errno_error(error, r, "create", store->dir);
 		goto fail;
@@ -286,8 +291,37 @@ CacheStore *cache_store_open(const char *root, const char *account,
 	return store;
 
 fail:
-	cache_store_free(store);
+	cache_store_free_new(store);
 	return NULL;
+}
+
+void cache_store_free_new(CacheStore *store)
+{
+	g_autofree char *dir = NULL;
+	g_autofree char *root = NULL;
+	g_autofree char *lock = NULL;
+	int fd;
+
+	if (!store)
+		return;
+	if (store->created)
+		dir = g_strdup(store->dir);
+	root = g_steal_pointer(&store->root_made);
+	cache_store_free(store);
+	if (!dir)
+		return;
+	/* Only while nobody else has opened it meanwhile: take its lock. */
+	lock = g_build_filename(dir, "lock", NULL);
+	fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return;
+	}
+	store_remove_tree_at(AT_FDCWD, dir, TREE_DEPTH + 2);
+	if (fd >= 0)
+		close(fd);
+	if (root)
+		rmdir(root); /* only when empty */
 }
 
 void cache_store_free(CacheStore *store)
@@ -306,6 +340,7 @@ void cache_store_free(CacheStore *store)
 	g_mutex_clear(&store->limit_lock);
 	g_mutex_clear(&store->lru_lock);
 	g_free(store->dir);
+	g_free(store->root_made);
 	g_free(store->folders_dir);
 	g_free(store->tmp_dir);
 	g_free(store->ids_path);

@@ -42,6 +42,7 @@
 #include "fs/mount.h"
 #include "fs/fetch.h"
 #include "fs/log.h"
+#include "fs/mountcheck.h"
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
@@ -64,6 +65,7 @@ struct daemon {
 	struct fuse_session *se;
 	char *offline; /* mounted offline: why, until the pool knows */
 	FsStop *stop;  /* SIGTERM and SIGINT, until the loop has ended */
+	bool mounted;  /* else the cache this run created is removed */
 	FsWatch *watch;
 };
 
@@ -133,6 +135,34 @@ static int read_password(struct daemon *d)
 	return 0;
 }
 
+/* The mount point is free and empty (unless -o nonempty). */
+static int check_mountpoint(struct daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (fs_mountcheck_mountpoint(d->opts.mountpoint, d->opts.nonempty,
+				     &error) < 0) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	return 0;
+}
+
+/* The cache is locked: by a mount of this account, which the user must
+ * hear of at once, or by a daemon still exiting, worth waiting for. */
+static bool mounted_elsewhere(struct daemon *d)
+{
+	g_autofree char *fsname = imap_url_to_string(&d->opts.server);
+	g_autofree char *where = fs_mountcheck_find_account(fsname);
+
+	if (!where)
+		return false;
+	report_error("%s is already mounted on %s; unmount it first with "
+		     "fusermount3 -u %s",
+		     fsname, where, where);
+	return true;
+}
+
 static int open_cache(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
@@ -148,6 +178,8 @@ static int open_cache(struct daemon *d)
 		if (mnt->store || tries >= 50 ||
 		    !g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN))
 			break;
+		if (tries == 0 && mounted_elsewhere(d))
+			return -1;
 		g_clear_error(&error);
 		g_usleep(100 * 1000);
 	}
@@ -384,7 +416,10 @@ static void free_daemon(struct daemon *d)
 	fs_inval_free(mnt->inval);
 	fs_tree_free(mnt->tree);
 	fs_fetch_free(mnt->fetch);
-	cache_store_free(mnt->store);
+	if (d->mounted)
+		cache_store_free(mnt->store);
+	else
+		cache_store_free_new(mnt->store);
 	fs_password_free(d->password);
 	g_free(d->offline);
 	fs_options_clear(&d->opts);
@@ -410,14 +445,15 @@ int main(int argc, char **argv)
 	fs_log_init(d.opts.debug);
 
 	/* Whatever fails here fails in the foreground, before the mount. */
-	if (read_password(&d) < 0 || open_cache(&d) < 0 ||
-	    connect_server(&d) < 0 || new_session(&d) < 0)
+	if (check_mountpoint(&d) < 0 || read_password(&d) < 0 ||
+	    open_cache(&d) < 0 || connect_server(&d) < 0 || new_session(&d) < 0)
 		goto out;
 	if (fuse_session_mount(d.se, d.opts.mountpoint) != 0) {
 		report_error("cannot mount on %s (see the message above)",
 			     d.opts.mountpoint);
 		goto out_signals;
 	}
+	d.mounted = true;
 	if (fuse_daemonize(d.opts.foreground) != 0) {
 		report_error("cannot go to the background");
 		goto out_unmount;

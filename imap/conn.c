@@ -37,9 +37,12 @@ struct ImapConn {
 	bool qresync;        /* ENABLE QRESYNC succeeded */
 	char *refusal;       /* text of the last NO, BAD or BYE */
 	struct Batch *batch; /* the commands being answered, NULL between */
+	unsigned id;         /* [cN] in the debug log */
 };
 
 G_DEFINE_QUARK(imap - error - quark, imap_error)
+
+static gint last_conn_id; /* atomic: numbers connections for the log */
 
 /* ---- responses ---- */
 
@@ -74,7 +77,7 @@ static int parse_buffered(ImapConn *conn, ImapResponse **out, GError **error)
 		return rc;
 	}
 	if (rc == 1)
-		imap_status_log_response(*out);
+		imap_status_log_response(conn->id, *out);
 	return rc;
 }
 
@@ -107,7 +110,7 @@ static int send_line(ImapConn *conn, const char *tag, const char *line,
 {
 	g_autofree char *full = g_strdup_printf("%s %s\r\n", tag, line);
 
-	imap_status_log_command(tag, line);
+	imap_status_log_command(conn->id, tag, line);
 	return imap_transport_write(&conn->t, full, strlen(full), error);
 }
 
@@ -259,7 +262,7 @@ static int batch_send(ImapConn *conn, Batch *b, GError **error)
 
 		g_ptr_array_add(b->tags, tag);
 		g_string_append_printf(out, "%s %s\r\n", tag, b->lines[i]);
-		imap_status_log_command(tag, b->lines[i]);
+		imap_status_log_command(conn->id, tag, b->lines[i]);
 	}
 	rc = imap_transport_write(&conn->t, out->str, out->len, error);
 	explicit_bzero(out->str, out->len); /* may hold credentials */
@@ -562,7 +565,7 @@ int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 
 	if (!conn->idle_tag)
 		return 0;
-	g_debug("C: DONE");
+	g_debug("[c%u] C: DONE", conn->id);
 	rc = imap_transport_write(&conn->t, "DONE\r\n", 6, error);
 	while (rc == 0) {
 		ImapResponse *r = NULL;
@@ -790,6 +793,8 @@ static int open_session(ImapConn *conn, GError **error)
 	rc = imap_transport_connect(&conn->t, error);
 	if (rc == 0 && conn->account.implicit_tls)
 		rc = imap_transport_start_tls(&conn->t, error);
+	else if (rc == 0)
+		rc = imap_transport_expect_plain(&conn->t, error);
 	if (rc == 0)
 		rc = read_greeting(conn, &preauth, error);
 	if (rc == 0 && !conn->account.implicit_tls)
@@ -810,6 +815,7 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	ImapParserLimits limits;
 	int rc;
 
+	conn->id = (unsigned)g_atomic_int_add(&last_conn_id, 1) + 1;
 	conn->account = *account;
 	imap_transport_init(&conn->t, &conn->account);
 	conn->caps = g_ptr_array_new_with_free_func(g_free);
