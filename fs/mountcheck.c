@@ -68,8 +68,8 @@ static FsMountEntry *parse_line(const char *line)
 
 GPtrArray *fs_mountcheck_parse(const char *text)
 {
-	GPtrArray *out = g_ptr_array_new_with_free_func(
-	    (GDestroyNotify)fs_mount_entry_free);
+	GPtrArray *out =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)fs_mount_entry_free);
 	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
 
 	for (guint i = 0; lines[i]; i++) {
