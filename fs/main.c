@@ -200,9 +200,12 @@ static int open_cache(struct daemon *d)
 
 /* May the mount go on offline after this failure to connect? Only when
  * the server could not be reached: a TLS, certificate or login failure
- * stays fatal (mounting would hide a mistake the user must fix). */
-static bool is_unreachable(const GError *error)
+ * stays fatal (mounting would hide a mistake the user must fix), also
+ * when it is a timeout after the greeting (a server slow to refuse). */
+static bool is_unreachable(const GError *error, bool greeted)
 {
+	if (greeted)
+		return false;
 	return g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CONNECT) ||
 	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_TIMEOUT) ||
 	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
@@ -245,6 +248,7 @@ static int connect_server(struct daemon *d)
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) folders = NULL;
 	ImapAccount *account = &d->account;
+	bool greeted = false;
 
 	account->host = d->opts.server.host;
 	account->port = d->opts.server.port;
@@ -264,8 +268,8 @@ static int connect_server(struct daemon *d)
 
 	if (d->opts.offline)
 		return mount_offline(d, NULL);
-	d->conn = imap_conn_open(account, &error);
-	if (!d->conn && is_unreachable(error))
+	d->conn = imap_conn_open_greeted(account, &greeted, &error);
+	if (!d->conn && is_unreachable(error, greeted))
 		return mount_offline(d, error->message);
 	if (!d->conn) {
 		report_error("%s", error->message);

@@ -38,6 +38,7 @@ struct ImapConn {
 	char *refusal;       /* text of the last NO, BAD or BYE */
 	struct Batch *batch; /* the commands being answered, NULL between */
 	unsigned id;         /* [cN] in the debug log */
+	bool greeted;        /* the server's greeting came */
 };
 
 G_DEFINE_QUARK(imap - error - quark, imap_error)
@@ -797,6 +798,7 @@ static int open_session(ImapConn *conn, GError **error)
 		rc = imap_transport_expect_plain(&conn->t, error);
 	if (rc == 0)
 		rc = read_greeting(conn, &preauth, error);
+	conn->greeted = rc == 0;
 	if (rc == 0 && !conn->account.implicit_tls)
 		rc = upgrade_to_tls(conn, preauth, error);
 	if (rc == 0 && !preauth) {
@@ -810,6 +812,12 @@ static int open_session(ImapConn *conn, GError **error)
 }
 
 ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
+{
+	return imap_conn_open_greeted(account, NULL, error);
+}
+
+ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
+				 GError **error)
 {
 	ImapConn *conn = g_new0(ImapConn, 1);
 	ImapParserLimits limits;
@@ -841,6 +849,8 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 				    "cannot open a session with %s: %s",
 				    account->host, g_strerror(-rc));
 		conn->t.broken = true;
+		if (greeted)
+			*greeted = conn->greeted;
 		imap_conn_free(conn);
 		return NULL;
 	}
