@@ -8,8 +8,9 @@ the messages of INBOX and Projects and is unmounted. Then:
   says so in one line; `ls -R` shows exactly what the first mount showed;
   every message read before reads back byte for byte; an uncached message
   fails with EIO within timeout + 3 s. A message is delivered meanwhile;
-  once the proxy forwards again, the mount goes online by itself: the new
-  message appears and the uncached one reads, without a remount;
+  once the proxy forwards again, the daemon connects by itself (with no
+  request to the mount), the new message appears and the uncached one
+  reads, without a remount;
 - stalled (connections accepted, nothing forwarded): the mount comes up
   offline after one timeout;
 - --offline with the server up: no password is asked, no connection is
@@ -116,6 +117,15 @@ def check_goes_online(t, m, names, uncached, data, new_body, hang):
             "message reads correctly (within %ds)" % RECOVER)
 
 
+def unmount(t, label, m):
+    """Unmount; a daemon that does not end shows its stacks."""
+    pid = fl.daemon_pid(m)
+    rc = m.unmount()
+    if rc is None and pid and h.pid_alive(pid):
+        h.log(fl.daemon_stacks(pid))
+    t.equal(rc, 0, "%s: unmount, the daemon exits 0" % label)
+
+
 def body(t):
     dc = h.Dovecot()
     h.seed_core(dc, large=False)
@@ -147,9 +157,18 @@ def body(t):
     check_cached(t, "refused", m, names, cached, data, hang)
     check_eio(t, "refused", m, m.path(names[uncached[0]]), hang)
     new_body = deliver(dc)
+    before = proxy.counters()["connections"]
     proxy.resume()
+    # Nobody touches the mount: the daemon comes back by itself.
+    t0 = time.monotonic()
+    came = h.wait_for(lambda: proxy.counters()["connections"] > before,
+                      RECOVER, interval=0.5)
+    h.log("#   refused: reconnected by itself after %.1fs" % (
+        time.monotonic() - t0))
+    t.check(came, "online again: the daemon connects by itself, with no "
+            "request to the mount (within %ds)" % RECOVER)
     check_goes_online(t, m, names, uncached, data, new_body, hang)
-    t.equal(m.unmount(), 0, "refused: unmount, the daemon exits 0")
+    unmount(t, "refused", m)
 
     # 2. Stalled: the connection opens but the server never greets.
     proxy.stall()
