@@ -12,6 +12,7 @@
  * transport broken, and a broken transport is never used again.
  */
 #include "imap/transport.h"
+#include "imap/url.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -426,24 +427,30 @@ static bool answered_in_clear(void)
 	       reason == SSL_R_UNKNOWN_PROTOCOL || reason == SSL_R_HTTP_REQUEST;
 }
 
-/* The two hints, kept together: what the user typed, and what to type. */
+/* The two hints, kept together: what the user typed, and the URL to
+ * type instead (the other scheme, same user, host and port). */
 static void fail_tls_mismatch(ImapTransport *t, GError **error, bool implicit)
 {
 	const ImapAccount *a = t->account;
+	ImapUrl other = { .implicit_tls = !implicit,
+			  .user = (char *)(a->user ? a->user : ""),
+			  .host = (char *)a->host,
+			  .port = a->port };
+	g_autofree char *url = imap_url_to_string(&other);
 
 	ERR_clear_error();
 	if (implicit)
 		imap_transport_fail(
 		    t, error, IMAP_ERROR_TLS,
 		    "TLS handshake with %s:%u failed: the server "
-		    "does not speak TLS on this port; try "
-		    "imap://%s:%u (STARTTLS) or port 993",
-		    a->host, a->port, a->host, a->port);
+		    "does not speak TLS on this port; try %s "
+		    "(STARTTLS) or port 993",
+		    a->host, a->port, url);
 	else
 		imap_transport_fail(t, error, IMAP_ERROR_TLS,
 				    "%s:%u expects TLS from the start (as port "
-				    "993 does): use imaps://%s:%u",
-				    a->host, a->port, a->host, a->port);
+				    "993 does): use %s",
+				    a->host, a->port, url);
 }
 
 static int tls_new_ctx(ImapTransport *t, GError **error);

@@ -107,13 +107,14 @@ def check_tls_mismatch(t, dc):
     r = attempt(t, dc, "imaps:// on the STARTTLS port",
                 ("does not speak tls",), args=["--timeout=30"],
                 url=dc.url("imaps", port=dc.imap_port))
-    t.check("imap://localhost:%d" % dc.imap_port in r.stderr,
+    t.check("imap://%s@localhost:%d" % (dc.user, dc.imap_port) in r.stderr,
             "imaps:// on the STARTTLS port: says what to type instead",
             r.stderr.strip())
     r = attempt(t, dc, "imap:// on the implicit-TLS port",
                 ("expects tls from the start",), args=["--timeout=30"],
                 url=dc.url("imap", port=dc.imaps_port))
-    t.check("imaps://localhost:%d" % dc.imaps_port in r.stderr,
+    t.check("imaps://%s@localhost:%d" % (dc.user, dc.imaps_port) in
+            r.stderr,
             "imap:// on the implicit-TLS port: says what to type instead",
             r.stderr.strip())
 
