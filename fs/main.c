@@ -3,8 +3,12 @@
  * Order matters: everything that can fail for a reason the user must see
  * (options, password, cache, connection, login, folder list) happens
  * before the mount, in the foreground, so a failure prints one line and
- * leaves no mount behind. Threads (pool, invalidation) are started only
- * after fuse_daemonize(), because fork() keeps only the calling thread.
+ * leaves no mount behind (and no cache of an account that never mounted).
+ * A server that cannot be reached at all is the exception when an earlier
+ * mount left the folder list: the mount starts offline from the cache
+ * (mount_offline()), and the pool goes online by itself. Threads (pool,
+ * invalidation) are started only after fuse_daemonize(), because fork() keeps
+ * only the calling thread.
  *
  * Shutdown runs in one order, and each step joins its threads before the
  * next begins, so nothing runs when main() returns:

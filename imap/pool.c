@@ -18,7 +18,9 @@
  * server is down only when a fresh connection cannot be made: then jobs
  * fail at once until a backoff has passed. A refused password suspends
  * logins (see login_suspended()); a server that limits connections
- * shrinks the pool for a while.
+ * shrinks the pool for a while. A pool may start down (a mount made
+ * offline) and then behaves as after a failed connection; an offline one
+ * (--offline) never connects.
  */
 #include "imap/pool.h"
 

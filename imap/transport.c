@@ -7,12 +7,16 @@
  * the receive buffer. One thread at a time, so no locking; last_progress
  * is written and read atomically because the pool watches it.
  *
+ * A URL whose TLS mode does not fit the port fails at once with the URL
+ * to use instead: imaps:// meets a greeting in clear during the handshake;
+ * imap:// that gets no greeting within a moment probes the port with a
+ * TLS ClientHello on a second connection (fail_tls_mismatch()).
+ *
  * Invariants: the certificate and the host name are checked unless the
  * account is insecure; a failed wait or a failed read or write marks the
  * transport broken, and a broken transport is never used again.
  */
 #include "imap/transport.h"
-#include "imap/url.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -28,6 +32,8 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+
+#include "imap/url.h"
 
 void imap_transport_fail(ImapTransport *t, GError **error, ImapErrorCode code,
 			 const char *fmt, ...)
@@ -452,9 +458,6 @@ static void fail_tls_mismatch(ImapTransport *t, GError **error, bool implicit)
 				    "993 does): use %s",
 				    a->host, a->port, url);
 }
-
-static int tls_new_ctx(ImapTransport *t, GError **error);
-static int tls_new_ssl(ImapTransport *t, GError **error);
 
 /* A second connection sends a TLS ClientHello: does a TLS record (0x16
  * handshake, 0x15 alert) come back? A plain IMAP server greets instead. */
