@@ -28,6 +28,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -196,6 +197,26 @@ bool store_set_errno_error(GError **error, int r, const char *what,
 	return false;
 }
 
+/* The pid in the lock file (cache_store_note_owner()), or 0. */
+static long lock_owner(int fd)
+{
+	char buf[24] = { 0 };
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	return n > 0 ? strtol(buf, NULL, 10) : 0;
+}
+
+void cache_store_note_owner(CacheStore *store)
+{
+	char buf[24];
+	int n = g_snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	if (ftruncate(store->lock_fd, 0) < 0 ||
+	    pwrite(store->lock_fd, buf, (size_t)n, 0) != n)
+		g_debug("cannot note the owner in the cache lock: %s",
+			g_strerror(errno));
+}
+
 static bool take_lock(CacheStore *store, GError **error)
 {
 	g_autofree char *path = g_strdup_printf("%s/lock", store->dir);
@@ -208,6 +229,15 @@ static bool take_lock(CacheStore *store, GError **error)
 	if (fchmod(fd, 0600) < 0)
 		return store_set_errno_error(error, -errno, "chmod", path);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		long pid = errno == EWOULDBLOCK ? lock_owner(fd) : 0;
+
+		if (errno == EWOULDBLOCK && pid > 0) {
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+				    "cache directory %s is in use by another "
+				    "imapfs process (pid %ld)",
+				    store->dir, pid);
+			return false;
+		}
 		if (errno == EWOULDBLOCK) {
 			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
 				    "cache directory %s is in use by another "
@@ -217,6 +247,7 @@ static bool take_lock(CacheStore *store, GError **error)
 		}
 		return store_set_errno_error(error, -errno, "lock", path);
 	}
+	cache_store_note_owner(store);
 	return true;
 }
 

@@ -41,6 +41,9 @@ void cache_store_free(CacheStore *store);
  * server): free store and remove the account's directory, and the root,
  * if this open created them, so that failed attempts leave nothing. */
 void cache_store_free_new(CacheStore *store);
+/* Write our pid into the cache's lock file, for the message another
+ * process gets when it finds the cache in use (again after a fork). */
+void cache_store_note_owner(CacheStore *store);
 
 /* Directory holding this account's cache (for messages and tests). */
 const char *cache_store_dir(const CacheStore *store);

@@ -349,6 +349,7 @@ static void start_threads(struct daemon *d)
 
 	if (!d->opts.foreground)
 		fs_log_to_syslog();
+	cache_store_note_owner(mnt->store); /* our pid after the fork */
 	mnt->pool = imap_pool_new(&d->account, d->opts.connections,
 				  g_steal_pointer(&d->conn));
 	hup_pool = mnt->pool;

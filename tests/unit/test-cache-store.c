@@ -501,8 +501,8 @@ static void test_lock(Fixture *f, gconstpointer data)
 	g_assert_null(cache_store_open(f->root, ACCOUNT, &err));
 	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_AGAIN);
 	msg = g_strdup_printf("cache directory %s is in use by another "
-			      "imapfs process",
-			      cache_store_dir(s));
+			      "imapfs process (pid %ld)",
+			      cache_store_dir(s), (long)getpid());
 	g_assert_cmpstr(err->message, ==, msg);
 	g_clear_error(&err);
 
