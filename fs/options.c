@@ -53,6 +53,8 @@ enum opt_id {
 	OPT_OAUTH_CLIENT_SECRET_COMMAND,
 	OPT_OAUTH_SCOPE,
 	OPT_OAUTH_REFRESH_TOKEN_COMMAND,
+	OPT_OFFLINE,
+	OPT_NONEMPTY,
 };
 
 struct opt_spec {
@@ -88,6 +90,8 @@ static const struct opt_spec opt_specs[] = {
 	{ "oauth-scope", OPT_OAUTH_SCOPE, true },
 	{ "oauth-refresh-token-command", OPT_OAUTH_REFRESH_TOKEN_COMMAND,
 	  true },
+	{ "offline", OPT_OFFLINE, false },
+	{ "nonempty", OPT_NONEMPTY, false },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -312,6 +316,12 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return 0;
 	case OPT_XATTR:
 		opts->xattr = true;
+		return 0;
+	case OPT_OFFLINE:
+		opts->offline = true;
+		return 0;
+	case OPT_NONEMPTY:
+		opts->nonempty = true;
 		return 0;
 	case OPT_UMASK:
 		if (!parse_octal_mask(value, &opts->umask)) {
@@ -625,6 +635,16 @@ static void print_help(const char *argv0)
 	    "a number or\n"
 	    "                             a name (default: the mounting "
 	    "user's)\n"
+	    "    --offline                serve only what is cached; never "
+	    "connect\n"
+	    "                             (without it, an account with a "
+	    "cache mounts\n"
+	    "                             offline when the server cannot "
+	    "be reached,\n"
+	    "                             and goes online when it "
+	    "answers)\n"
+	    "    --nonempty               mount over a directory that is "
+	    "not empty\n"
 	    "\n",
 	    prog, prog);
 	print_oauth_help();
@@ -766,6 +786,18 @@ static int config_arg(int argc, char **argv, int *i, struct parse_state *st,
 	g_free(st->config);
 	st->config = g_strdup(v);
 	return 1;
+}
+
+/* What a user who typed too little needs: the usage line and where to
+ * read more. */
+static void missing_args(GError **error, const char *argv0, const char *what)
+{
+	g_autofree char *prog = g_path_get_basename(argv0);
+
+	fs_options_error(error,
+			 "missing %s\nusage: %s [options] URL MOUNTPOINT\n"
+			 "Try '%s --help' for more information.",
+			 what, prog, prog);
 }
 
 /* The loop over argv; options may come before or after the positionals. */
@@ -939,11 +971,11 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (opts->account && use_account(opts, &st, &acct, error) < 0)
 		goto out;
 	if (!st.url) {
-		fs_options_error(error, "missing URL");
+		missing_args(error, prog, "URL");
 		goto out;
 	}
 	if (!st.mountpoint && !opts->authorize) {
-		fs_options_error(error, "missing MOUNTPOINT");
+		missing_args(error, prog, "MOUNTPOINT");
 		goto out;
 	}
 	if (imap_url_parse(st.url, &opts->server, error) < 0)

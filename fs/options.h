@@ -47,6 +47,8 @@ typedef struct {
 	char *oauth_scope;
 	char *oauth_refresh_token_command;
 	bool authorize;
+	bool offline;  /* --offline: never connect, serve the cache */
+	bool nonempty; /* -o nonempty: mount over a non-empty directory */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,
