@@ -12,6 +12,8 @@ typedef struct {
 	uint32_t uid;
 	bool
 	    size_exact; /* size is the BODY[] literal length, not RFC822.SIZE */
+	uint8_t flags;  /* CACHE_FLAG_* (cache/flags.h) */
+	uint16_t keywords; /* interned keyword set (cache/flags.h) */
 	uint64_t size;
 	int64_t internaldate; /* seconds since the epoch, UTC */
 	char *name;           /* file name shown in the mount (owned) */
