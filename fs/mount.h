@@ -40,4 +40,6 @@ typedef struct {
 				* fs_ops_release_dirs() */
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
+
+	struct FsMeta *meta; /* flag hooks (fs/meta.h) */
 } FsMount;

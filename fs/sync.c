@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "fs/fetch.h"
+#include "cache/flags.h"
 #include "fs/merge.h"
+#include "fs/meta.h"
 #include "fs/names.h"
 #include "imap/ops.h"
 
@@ -22,6 +24,7 @@ typedef struct {
 	char *folder;             /* raw server name */
 	CacheFolderIndex *old;    /* copy, may be NULL; read only */
 	CacheFolderIndex *result; /* new index, or NULL when unchanged */
+	GArray *flag_updates;     /* FsMergeFlags of old messages, or NULL */
 } SyncJob;
 
 static void sync_job_free(gpointer data)
@@ -31,7 +34,21 @@ static void sync_job_free(gpointer data)
 	g_free(job->folder);
 	cache_folder_index_free(job->old);
 	cache_folder_index_free(job->result);
+	if (job->flag_updates)
+		g_array_unref(job->flag_updates);
 	g_free(job);
+}
+
+/* The two sets of bits are the same (checked once, here). */
+G_STATIC_ASSERT((int)IMAP_FLAG_SEEN == (int)CACHE_FLAG_SEEN &&
+		(int)IMAP_FLAG_ANSWERED == (int)CACHE_FLAG_ANSWERED &&
+		(int)IMAP_FLAG_FLAGGED == (int)CACHE_FLAG_FLAGGED &&
+		(int)IMAP_FLAG_DRAFT == (int)CACHE_FLAG_DRAFT &&
+		(int)IMAP_FLAG_DELETED == (int)CACHE_FLAG_DELETED);
+
+static uint8_t flags_of(const ImapMessageMeta *m)
+{
+	return m->has_flags ? (uint8_t)(m->flags | CACHE_FLAG_KNOWN) : 0;
 }
 
 static void collect_meta(void *user_data, const ImapMessageMeta *m)
@@ -41,10 +58,57 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 		.uid = m->uid,
 		.size = m->size,
 		.internaldate = m->internaldate,
+		.flags = flags_of(m),
+		.keywords = cache_keywords_intern(m->keywords),
 		.name = fs_name_for_message(m->uid, m->subject, m->subject_len),
 	};
 
 	g_array_append_val(msgs, cm);
+}
+
+static void collect_flags(void *user_data, const ImapMessageMeta *m)
+{
+	FsMergeFlags f = { m->uid, flags_of(m),
+			   cache_keywords_intern(m->keywords) };
+
+	g_array_append_val((GArray *)user_data, f);
+}
+
+/* The flags of the old listing's messages that changed since it was made
+ * (CONDSTORE CHANGEDSINCE), or all of them where the server cannot say. */
+static int fetch_flag_updates(ImapConn *conn, SyncJob *job,
+			      const ImapMailboxState *st, GError **error)
+{
+	const CacheFolderIndex *old = job->old;
+	uint32_t last = fs_merge_last_uid(old);
+	bool since = old->highestmodseq && st->highestmodseq &&
+		     imap_conn_modseq_caps(conn) != 0;
+	g_autofree char *set = NULL;
+
+	if (!last || (since && st->highestmodseq == old->highestmodseq))
+		return 0;
+	set = g_strdup_printf("1:%u", last);
+	job->flag_updates = g_array_new(FALSE, FALSE, sizeof(FsMergeFlags));
+	return imap_fetch_flags(conn, set, since ? old->highestmodseq : 0,
+				collect_flags, job->flag_updates, error);
+}
+
+/* Flags changed though no message came or went: the old listing with
+ * them (and the new MODSEQ). */
+static void sync_flags_only(SyncJob *job, const ImapMailboxState *st)
+{
+	CacheFolderIndex *idx;
+
+	if (!job->flag_updates && st->highestmodseq == job->old->highestmodseq)
+		return;
+	idx = cache_folder_index_copy(job->old);
+	if ((job->flag_updates && fs_merge_flags(idx, job->flag_updates)) ||
+	    st->highestmodseq != idx->highestmodseq) {
+		idx->highestmodseq = st->highestmodseq;
+		job->result = idx;
+	} else {
+		cache_folder_index_free(idx);
+	}
 }
 
 /* EXAMINE the folder anew, with QRESYNC from the old listing's MODSEQ
@@ -124,9 +188,18 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 		return rc;
 	if (!old || old->uidvalidity != st.uidvalidity)
 		return sync_full(conn, job, &st, error);
-	if (fs_merge_unchanged(old, &st))
-		return 0; /* nothing arrived, nothing left */
-	return sync_delta(conn, job, &st, vanished, error);
+	rc = fetch_flag_updates(conn, job, &st, error);
+	if (rc < 0)
+		return rc;
+	if (fs_merge_unchanged(old, &st)) {
+		/* nothing arrived, nothing left */
+		sync_flags_only(job, &st);
+		return 0;
+	}
+	rc = sync_delta(conn, job, &st, vanished, error);
+	if (rc == 0 && job->result && job->flag_updates)
+		fs_merge_flags(job->result, job->flag_updates);
+	return rc;
 }
 
 /* Load the persisted index when the folder has no listing yet. Under
@@ -187,6 +260,22 @@ static void forget_vanished(FsMount *mnt, FsFolder *f,
 	Forget fg = { mnt, fs_tree_dir_ino(f) };
 
 	fs_merge_foreach_gone(old, now, forget_one, &fg);
+}
+
+typedef struct {
+	FsMount *mnt;
+	FsFolder *f;
+	uint32_t folder_id;
+} FlagNews;
+
+static void flag_changed(void *user_data, const CacheMessage *old,
+			 const CacheMessage *now)
+{
+	FlagNews *fn = user_data;
+
+	fs_meta_flags_changed(fn->mnt->meta, fn->f, fn->folder_id, now->uid,
+			      old->flags, old->keywords, now->flags,
+			      now->keywords);
 }
 
 static void save_if_dirty(FsFolder *f, void *data)
@@ -345,8 +434,12 @@ static int install_listing(FsMount *mnt, FsFolder *f, CacheFolderIndex *result)
 	else
 		save_if_dirty(f, mnt);
 	if (old) {
+		FlagNews news = { mnt, f, folder_id };
+
 		if (changed)
 			forget_vanished(mnt, f, old->index, result);
+		fs_merge_foreach_flag_change(old->index, result, flag_changed,
+					     &news);
 		fs_listing_unref(old);
 	}
 	if (changed)
