@@ -49,6 +49,7 @@
 #include "fs/stop.h"
 #include "fs/sync.h"
 #include "fs/watch.h"
+#include "fs/xattr.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
 #include "imap/url.h"
@@ -236,6 +237,7 @@ static int new_session(struct daemon *d)
 	mnt->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
 	mnt->fetch = fs_fetch_new();
 	mnt->meta = fs_meta_new();
+	mnt->xattrs = fs_xattr_new();
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
 
@@ -334,6 +336,7 @@ static void free_daemon(struct daemon *d)
 	fs_tree_free(mnt->tree);
 	fs_fetch_free(mnt->fetch);
 	fs_meta_free(mnt->meta);
+	fs_xattr_free(mnt->xattrs);
 	cache_store_free(mnt->store);
 	fs_password_free(d->password);
 	fs_options_clear(&d->opts);

@@ -22,10 +22,10 @@ void fs_meta_free(FsMeta *meta);
  * (listing folder_id) has other flags than before: old_* and new_* are
  * CACHE_FLAG_* bits and keyword ids (cache/flags.h). Runs on the refresh
  * thread, outside every lock; it may call fs_meta_flags(). */
-typedef void (*FsMetaFlagsFn)(void *user_data, FsFolder *f,
-			      uint32_t folder_id, uint32_t uid,
-			      uint8_t old_flags, uint16_t old_keywords,
-			      uint8_t new_flags, uint16_t new_keywords);
+typedef void (*FsMetaFlagsFn)(void *user_data, FsFolder *f, uint32_t folder_id,
+			      uint32_t uid, uint8_t old_flags,
+			      uint16_t old_keywords, uint8_t new_flags,
+			      uint16_t new_keywords);
 
 /* Register fn before the mount starts (not thread-safe against
  * fs_meta_flags_changed()). */

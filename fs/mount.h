@@ -41,5 +41,6 @@ typedef struct {
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
 
-	struct FsMeta *meta; /* flag hooks (fs/meta.h) */
+	struct FsMeta *meta;    /* flag hooks (fs/meta.h) */
+	struct FsXattr *xattrs; /* envelope cache (fs/xattr.h) */
 } FsMount;

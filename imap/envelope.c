@@ -189,7 +189,8 @@ ImapEnvelope *imap_envelope_parse(const ImapValue *fetch_list)
 	env->bcc = address_list(&e->items[7]);
 	env->in_reply_to = dup_string(&e->items[8]);
 	env->message_id = dup_string(&e->items[9]);
-	env->gm_labels = gmail_labels(imap_fetch_get(fetch_list, "X-GM-LABELS"));
+	env->gm_labels =
+	    gmail_labels(imap_fetch_get(fetch_list, "X-GM-LABELS"));
 	env->gm_msgid = decimal(imap_fetch_get(fetch_list, "X-GM-MSGID"));
 	env->gm_thrid = decimal(imap_fetch_get(fetch_list, "X-GM-THRID"));
 	return env;
