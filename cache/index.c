@@ -6,7 +6,7 @@
  * Folder index (version 2):
  *   "IMFSIDX1"  u32 version  u32 uidvalidity  u32 uidnext  u32 exists
  *   u64 highestmodseq  u32 count
- *   u32 kwcount  kwcount x { u32 len  keyword string (no NUL) }
+ *   u32 name_tag  u32 kwcount  kwcount x { u32 len  keyword string }
  *   count x { u32 uid  u8 flags  u8 imap_flags  u16 keyword (index into the
  *             keyword strings above, 0 for none, the first string being
  *             number 1)  u64 size  i64 internaldate
@@ -242,6 +242,7 @@ CacheFolderIndex *cache_folder_index_copy(const CacheFolderIndex *index)
 	copy->uidnext = index->uidnext;
 	copy->exists = index->exists;
 	copy->highestmodseq = index->highestmodseq;
+	copy->name_tag = index->name_tag;
 	copy->messages = message_array_new(n);
 	for (guint i = 0; i < n; i++) {
 		CacheMessage m =
@@ -314,7 +315,7 @@ static void keyword_table_clear(KeywordTable *t)
 static size_t index_encoded_len(const CacheFolderIndex *index, guint n,
 				const KeywordTable *kt)
 {
-	size_t len = INDEX_HEADER_LEN + 4 + kt->bytes + CRC_LEN;
+	size_t len = INDEX_HEADER_LEN + 4 + 4 + kt->bytes + CRC_LEN;
 	uint32_t prev = 0;
 
 	for (guint i = 0; i < n; i++) {
@@ -364,6 +365,7 @@ GBytes *cache_folder_index_encode(const CacheFolderIndex *index)
 	put_u32(&o, index->exists);
 	put_u64(&o, index->highestmodseq);
 	put_u32(&o, n);
+	put_u32(&o, index->name_tag);
 	put_u32(&o, kt.strings->len);
 	for (guint i = 0; i < kt.strings->len; i++) {
 		const char *kw = kt.strings->pdata[i];
@@ -458,6 +460,7 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	g_autoptr(GArray) kw = NULL;
 	CacheFolderIndex *index;
 	uint32_t version, uidvalidity, uidnext, exists, count, prev = 0;
+	uint32_t name_tag = 0;
 	uint64_t modseq;
 	In in;
 
@@ -467,6 +470,10 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	if (!get_u32(&in, &uidvalidity) || !get_u32(&in, &uidnext) ||
 	    !get_u32(&in, &exists) || !get_u64(&in, &modseq) ||
 	    !get_u32(&in, &count)) {
+		set_truncated(error, "cache index");
+		return NULL;
+	}
+	if (version >= 2 && !get_u32(&in, &name_tag)) {
 		set_truncated(error, "cache index");
 		return NULL;
 	}
@@ -510,6 +517,7 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	/* Version 1 kept no flags: a MODSEQ of 0 makes the next resync fetch
 	 * them all. */
 	index->highestmodseq = version >= 2 ? modseq : 0;
+	index->name_tag = name_tag;
 	index->messages = g_steal_pointer(&messages);
 	return index;
 }

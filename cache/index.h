@@ -24,6 +24,8 @@ typedef struct {
 	uint32_t uidnext;
 	uint32_t exists;
 	uint64_t highestmodseq; /* 0 when the server has no CONDSTORE */
+	uint32_t name_tag;      /* which name format made the names; 0 for
+				   the default (see fs/name-format.h) */
 	GArray *messages;       /* CacheMessage, sorted by uid ascending */
 } CacheFolderIndex;
 

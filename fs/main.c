@@ -43,6 +43,7 @@
 #include "fs/fetch.h"
 #include "fs/log.h"
 #include "fs/meta.h"
+#include "fs/name-format.h"
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
@@ -238,6 +239,8 @@ static int new_session(struct daemon *d)
 	mnt->fetch = fs_fetch_new();
 	mnt->meta = fs_meta_new();
 	mnt->xattrs = fs_xattr_new();
+	/* Checked by the option parser already. */
+	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
 
@@ -337,6 +340,7 @@ static void free_daemon(struct daemon *d)
 	fs_fetch_free(mnt->fetch);
 	fs_meta_free(mnt->meta);
 	fs_xattr_free(mnt->xattrs);
+	fs_name_format_free(mnt->name_format);
 	cache_store_free(mnt->store);
 	fs_password_free(d->password);
 	fs_options_clear(&d->opts);

@@ -41,6 +41,7 @@ typedef struct {
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
 
-	struct FsMeta *meta;    /* flag hooks (fs/meta.h) */
-	struct FsXattr *xattrs; /* envelope cache (fs/xattr.h) */
+	struct FsMeta *meta;              /* flag hooks (fs/meta.h) */
+	struct FsXattr *xattrs;           /* envelope cache (fs/xattr.h) */
+	struct FsNameFormat *name_format; /* --name-format (never NULL) */
 } FsMount;

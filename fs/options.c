@@ -15,6 +15,7 @@
 #endif
 
 #include "fs/options.h"
+#include "fs/name-format.h"
 
 #include <errno.h>
 #include <fuse_opt.h>
@@ -42,6 +43,7 @@ enum opt_id {
 	OPT_UMASK,
 	OPT_UID,
 	OPT_GID,
+	OPT_NAME_FORMAT,
 };
 
 struct opt_spec {
@@ -64,6 +66,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "umask", OPT_UMASK, true },
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
+	{ "name-format", OPT_NAME_FORMAT, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -327,6 +330,16 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 			return -1;
 		}
 		return 0;
+	case OPT_NAME_FORMAT: {
+		/* Checked here so that a bad format fails before mounting. */
+		g_autoptr(FsNameFormat) fmt =
+		    fs_name_format_parse(value, error);
+
+		if (!fmt)
+			return -1;
+		return set_string(&opts->name_format, spec, value, false,
+				  error);
+	}
 	}
 	return 0;
 }
@@ -395,88 +408,98 @@ static void print_help(const char *argv0)
 {
 	g_autofree char *prog = g_path_get_basename(argv0);
 
-	printf("usage: %s [options] URL MOUNTPOINT\n"
-	       "\n"
-	       "Mount an IMAP account read-only: folders are directories,\n"
-	       "messages are \"<UID> <subject>.eml\" files.\n"
-	       "\n"
-	       "URL:\n"
-	       "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
-	       "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
-	       "port 143)\n"
-	       "    Percent-encode '@' in USER: imaps://me%%40example.org@"
-	       "mail.example.org\n"
-	       "\n"
-	       "Options:\n"
-	       "    -h   --help              print this help and exit\n"
-	       "    -V   --version           print versions and exit\n"
-	       "    -f                       stay in the foreground\n"
-	       "    -d                       debug log on stderr (implies -f)\n"
-	       "    -o OPT[,OPT...]          mount options, see below\n"
-	       "    --password-command=CMD   run CMD with /bin/sh -c; the "
-	       "password is\n"
-	       "                             the first line of its output\n"
-	       "    --password-file=FILE     the password is the first line "
-	       "of FILE\n"
-	       "    --cafile=FILE            trust the CA certificates in "
-	       "FILE (PEM)\n"
-	       "    --cache-dir=DIR          cache directory (default:\n"
-	       "                             $XDG_CACHE_HOME/imapfs or "
-	       "~/.cache/imapfs)\n"
-	       "    --connections=N          connections to the server, "
-	       "1..64 (default: 4)\n"
-	       "    --timeout=SECONDS        how long a read waits for a "
-	       "server that makes\n"
-	       "                             no progress, 1..3600 (default: "
-	       "10); a connection\n"
-	       "                             silent for half of it is "
-	       "replaced\n"
-	       "    --insecure               do not verify the server's "
-	       "certificate\n"
-	       "                             or host name\n"
-	       "    --cache-size=SIZE        keep at most SIZE of message "
-	       "bodies (K, M, G;\n"
-	       "                             least recently read go first; "
-	       "default: 0,\n"
-	       "                             no limit)\n"
-	       "    --poll-interval=SECONDS  how often folders are checked "
-	       "for new and\n"
-	       "                             deleted mail (default: 60)\n"
-	       "    --xattr                  offer user.imapfs.* extended "
-	       "attributes\n"
-	       "                             (folder, uid, uidvalidity); off "
-	       "by default\n"
-	       "                             because it costs ls -l two "
-	       "round trips a file\n"
-	       "    --umask=NNN              permission bits to clear, octal "
-	       "(default: 077:\n"
-	       "                             messages 0600, folders 0700, "
-	       "owner only;\n"
-	       "                             022 gives 0644 and 0755)\n"
-	       "    --uid=USER --gid=GROUP   owner and group of every file, "
-	       "a number or\n"
-	       "                             a name (default: the mounting "
-	       "user's)\n"
-	       "\n"
-	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
-	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
-	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
-	       "see mount.fuse3(8)). The mount is always ro,noatime,\n"
-	       "default_permissions; _netdev, nofail, noauto, auto, user,\n"
-	       "users, rw and defaults are ignored. With allow_other, the\n"
-	       "modes above decide who else may read the mail.\n"
-	       "\n"
-	       "The password comes from, in this order: --password-command,\n"
-	       "--password-file, the IMAPFS_PASSWORD environment variable,\n"
-	       "or a prompt on the terminal.\n"
-	       "\n"
-	       "/etc/fstab example (one line):\n"
-	       "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
-	       "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
-	       "0 0\n"
-	       "\n"
-	       "See imapfs(1).\n",
-	       prog);
+	printf(
+	    "usage: %s [options] URL MOUNTPOINT\n"
+	    "\n"
+	    "Mount an IMAP account read-only: folders are directories,\n"
+	    "messages are \"<UID> <subject>.eml\" files.\n"
+	    "\n"
+	    "URL:\n"
+	    "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
+	    "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
+	    "port 143)\n"
+	    "    Percent-encode '@' in USER: imaps://me%%40example.org@"
+	    "mail.example.org\n"
+	    "\n"
+	    "Options:\n"
+	    "    -h   --help              print this help and exit\n"
+	    "    -V   --version           print versions and exit\n"
+	    "    -f                       stay in the foreground\n"
+	    "    -d                       debug log on stderr (implies -f)\n"
+	    "    -o OPT[,OPT...]          mount options, see below\n"
+	    "    --password-command=CMD   run CMD with /bin/sh -c; the "
+	    "password is\n"
+	    "                             the first line of its output\n"
+	    "    --password-file=FILE     the password is the first line "
+	    "of FILE\n"
+	    "    --cafile=FILE            trust the CA certificates in "
+	    "FILE (PEM)\n"
+	    "    --cache-dir=DIR          cache directory (default:\n"
+	    "                             $XDG_CACHE_HOME/imapfs or "
+	    "~/.cache/imapfs)\n"
+	    "    --connections=N          connections to the server, "
+	    "1..64 (default: 4)\n"
+	    "    --timeout=SECONDS        how long a read waits for a "
+	    "server that makes\n"
+	    "                             no progress, 1..3600 (default: "
+	    "10); a connection\n"
+	    "                             silent for half of it is "
+	    "replaced\n"
+	    "    --insecure               do not verify the server's "
+	    "certificate\n"
+	    "                             or host name\n"
+	    "    --cache-size=SIZE        keep at most SIZE of message "
+	    "bodies (K, M, G;\n"
+	    "                             least recently read go first; "
+	    "default: 0,\n"
+	    "                             no limit)\n"
+	    "    --poll-interval=SECONDS  how often folders are checked "
+	    "for new and\n"
+	    "                             deleted mail (default: 60)\n"
+	    "    --xattr                  offer user.imap.* and user.mail.* "
+	    "extended\n"
+	    "                             attributes (flags, date, size, "
+	    "uid, folder;\n"
+	    "                             from, to, subject... without "
+	    "fetching bodies);\n"
+	    "                             off by default because ls -l then "
+	    "costs two\n"
+	    "                             round trips a file (measured 4-10x "
+	    "slower)\n"
+	    "    --name-format=FORMAT     what file names carry: {uid} "
+	    "first, then any\n"
+	    "                             of {date} {from} {subject} "
+	    "(default:\n"
+	    "                             '{uid} {subject}')\n"
+	    "    --umask=NNN              permission bits to clear, octal "
+	    "(default: 077:\n"
+	    "                             messages 0600, folders 0700, "
+	    "owner only;\n"
+	    "                             022 gives 0644 and 0755)\n"
+	    "    --uid=USER --gid=GROUP   owner and group of every file, "
+	    "a number or\n"
+	    "                             a name (default: the mounting "
+	    "user's)\n"
+	    "\n"
+	    "Every long option also works as -o NAME=VALUE (-o insecure),\n"
+	    "with '-' or '_' in NAME: -o password_file=FILE.\n"
+	    "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
+	    "see mount.fuse3(8)). The mount is always ro,noatime,\n"
+	    "default_permissions; _netdev, nofail, noauto, auto, user,\n"
+	    "users, rw and defaults are ignored. With allow_other, the\n"
+	    "modes above decide who else may read the mail.\n"
+	    "\n"
+	    "The password comes from, in this order: --password-command,\n"
+	    "--password-file, the IMAPFS_PASSWORD environment variable,\n"
+	    "or a prompt on the terminal.\n"
+	    "\n"
+	    "/etc/fstab example (one line):\n"
+	    "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
+	    "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
+	    "0 0\n"
+	    "\n"
+	    "See imapfs(1).\n",
+	    prog);
 }
 
 static void print_version(void)
@@ -716,6 +739,7 @@ void fs_options_clear(FsOptions *opts)
 	g_clear_pointer(&opts->password_file, g_free);
 	g_clear_pointer(&opts->cafile, g_free);
 	g_clear_pointer(&opts->cache_dir, g_free);
+	g_clear_pointer(&opts->name_format, g_free);
 	fuse_opt_free_args(&opts->fuse_args);
 	memset(&opts->fuse_args, 0, sizeof(opts->fuse_args));
 }

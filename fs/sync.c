@@ -17,7 +17,7 @@
 #include "cache/flags.h"
 #include "fs/merge.h"
 #include "fs/meta.h"
-#include "fs/names.h"
+#include "fs/name-format.h"
 #include "imap/ops.h"
 
 typedef struct {
@@ -25,6 +25,7 @@ typedef struct {
 	CacheFolderIndex *old;    /* copy, may be NULL; read only */
 	CacheFolderIndex *result; /* new index, or NULL when unchanged */
 	GArray *flag_updates;     /* FsMergeFlags of old messages, or NULL */
+	const FsNameFormat *fmt;  /* the mount's, outlives the job */
 } SyncJob;
 
 static void sync_job_free(gpointer data)
@@ -51,19 +52,39 @@ static uint8_t flags_of(const ImapMessageMeta *m)
 	return m->has_flags ? (uint8_t)(m->flags | CACHE_FLAG_KNOWN) : 0;
 }
 
+typedef struct {
+	GArray *msgs;
+	const FsNameFormat *fmt;
+} Collect;
+
 static void collect_meta(void *user_data, const ImapMessageMeta *m)
 {
-	GArray *msgs = user_data;
+	Collect *c = user_data;
+	FsNameFields nf = { m->uid,          m->subject, m->subject_len,
+			    m->content_type, m->from,    m->internaldate };
 	CacheMessage cm = {
 		.uid = m->uid,
 		.size = m->size,
 		.internaldate = m->internaldate,
 		.flags = flags_of(m),
 		.keywords = cache_keywords_intern(m->keywords),
-		.name = fs_name_for_message(m->uid, m->subject, m->subject_len),
+		.name = fs_name_format_message(c->fmt, &nf),
 	};
 
-	g_array_append_val(msgs, cm);
+	g_array_append_val(c->msgs, cm);
+}
+
+/* The listing fetch of the UIDs from first on into msgs, with the header
+ * fields the name format needs. */
+static int fetch_listing(ImapConn *conn, SyncJob *job, uint32_t first,
+			 GArray *msgs, GError **error)
+{
+	Collect c = { msgs, job->fmt };
+	unsigned fields =
+	    fs_name_format_uses_from(job->fmt) ? IMAP_META_FROM : 0;
+
+	return imap_fetch_meta_fields_since(conn, first, fields, collect_meta,
+					    &c, error);
 }
 
 static void collect_flags(void *user_data, const ImapMessageMeta *m)
@@ -137,7 +158,7 @@ static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	int rc;
 
 	if (st->exists > 0) {
-		rc = imap_fetch_meta_since(conn, 1, collect_meta, fresh, error);
+		rc = fetch_listing(conn, job, 1, fresh, error);
 		if (rc < 0)
 			return rc;
 	}
@@ -156,8 +177,7 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	int rc;
 
 	if (st->uidnext == 0 || st->uidnext > last + 1) {
-		rc = imap_fetch_meta_since(conn, last + 1, collect_meta, fresh,
-					   error);
+		rc = fetch_listing(conn, job, last + 1, fresh, error);
 		if (rc < 0)
 			return rc;
 	}
@@ -174,10 +194,8 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	return 0;
 }
 
-static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
-			void *data, GError **error)
+static int sync_job_work(ImapConn *conn, SyncJob *job, GError **error)
 {
-	SyncJob *job = data;
 	const CacheFolderIndex *old = job->old;
 	g_autoptr(GArray) vanished = NULL;
 	ImapMailboxState st = { 0 };
@@ -202,6 +220,17 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 	return rc;
 }
 
+static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
+			void *data, GError **error)
+{
+	SyncJob *job = data;
+	int rc = sync_job_work(conn, job, error);
+
+	if (job->result)
+		job->result->name_tag = fs_name_format_tag(job->fmt);
+	return rc;
+}
+
 /* Load the persisted index when the folder has no listing yet. Under
  * f->lock. */
 static void load_persisted(FsMount *mnt, FsFolder *f)
@@ -214,6 +243,11 @@ static void load_persisted(FsMount *mnt, FsFolder *f)
 	idx = cache_store_load_index(mnt->store, f->raw);
 	if (!idx)
 		return;
+	/* Names made under another --name-format: list the folder anew. */
+	if (idx->name_tag != fs_name_format_tag(mnt->name_format)) {
+		cache_folder_index_free(idx);
+		return;
+	}
 	if (cache_store_folder_id(mnt->store, f->raw, idx->uidvalidity,
 				  &folder_id) < 0) {
 		cache_folder_index_free(idx);
@@ -332,6 +366,7 @@ static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 	f->syncing = true;
 	job = g_new0(SyncJob, 1);
 	job->folder = g_strdup(f->raw);
+	job->fmt = mnt->name_format;
 	if (f->listing)
 		job->old = cache_folder_index_copy(f->listing->index);
 	g_mutex_unlock(&f->lock);

@@ -181,8 +181,8 @@ static void env_job_free(gpointer data)
 	g_free(job);
 }
 
-static int env_job_run(ImapConn *conn, const ImapMailboxState *st,
-		       void *data, GError **error)
+static int env_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
+		       GError **error)
 {
 	EnvJob *job = data;
 
@@ -292,8 +292,8 @@ typedef struct {
 static FsInoKind resolve(FsMount *mnt, fuse_ino_t ino, Target *t)
 {
 	memset(t, 0, sizeof(*t));
-	t->kind = fs_tree_resolve(mnt->tree, ino, &t->f, &t->folder_id,
-				  &t->uid);
+	t->kind =
+	    fs_tree_resolve(mnt->tree, ino, &t->f, &t->folder_id, &t->uid);
 	if (t->kind != FS_INO_MESSAGE)
 		return t->kind;
 	g_mutex_lock(&t->f->lock);
@@ -337,9 +337,9 @@ static char *local_value(const Target *t, Src src)
 	case SRC_DATE:
 		return t->listed ? rfc3339(t->m.internaldate) : NULL;
 	case SRC_SIZE:
-		return t->listed ? g_strdup_printf("%" G_GUINT64_FORMAT,
-						   t->m.size)
-				 : NULL;
+		return t->listed
+			   ? g_strdup_printf("%" G_GUINT64_FORMAT, t->m.size)
+			   : NULL;
 	case SRC_ENV:
 		break;
 	}

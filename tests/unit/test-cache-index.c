@@ -58,6 +58,7 @@ static void assert_index_equal(const CacheFolderIndex *a,
 	g_assert_cmpuint(a->uidnext, ==, b->uidnext);
 	g_assert_cmpuint(a->exists, ==, b->exists);
 	g_assert_cmpuint(a->highestmodseq, ==, b->highestmodseq);
+	g_assert_cmpuint(a->name_tag, ==, b->name_tag);
 	g_assert_cmpuint(a->messages->len, ==, b->messages->len);
 	for (guint i = 0; i < a->messages->len; i++) {
 		CacheMessage *x = &g_array_index(a->messages, CacheMessage, i);
@@ -119,8 +120,8 @@ static void test_empty(void)
 	check_round_trip(idx);
 	enc = cache_folder_index_encode(idx);
 	p = g_bytes_get_data(enc, &len);
-	/* magic, version, 3 x u32, u64, count, keyword count, crc */
-	g_assert_cmpuint(len, ==, 8 + 4 + 12 + 8 + 4 + 4 + 4);
+	/* magic, version, 3 x u32, u64, count, name tag, keyword count, crc */
+	g_assert_cmpuint(len, ==, 8 + 4 + 12 + 8 + 4 + 4 + 4 + 4);
 	g_assert_cmpmem(p, 8, "IMFSIDX1", 8);
 	g_assert_cmpuint(le32(p + 8), ==, 2);
 	g_assert_cmpuint(le32(p + 12), ==, 1);
@@ -146,11 +147,11 @@ static void test_one(void)
 	check_round_trip(idx);
 	enc = cache_folder_index_encode(idx);
 	p = g_bytes_get_data(enc, &len);
-	g_assert_cmpuint(len, ==, 44 + 28 + strlen(name));
-	g_assert_cmpuint(le32(p + 40), ==, UINT32_MAX); /* uid */
-	g_assert_cmpuint(p[44], ==, 1);                 /* size_exact */
-	g_assert_cmpuint(le32(p + 64), ==, strlen(name));
-	g_assert_cmpmem(p + 68, strlen(name), name, strlen(name));
+	g_assert_cmpuint(len, ==, 48 + 28 + strlen(name));
+	g_assert_cmpuint(le32(p + 44), ==, UINT32_MAX); /* uid */
+	g_assert_cmpuint(p[48], ==, 1);                 /* size_exact */
+	g_assert_cmpuint(le32(p + 68), ==, strlen(name));
+	g_assert_cmpmem(p + 72, strlen(name), name, strlen(name));
 	cache_folder_index_free(idx);
 }
 
@@ -351,9 +352,9 @@ static void test_index_forged(void)
 	g_autoptr(GBytes) enc = cache_folder_index_encode(idx);
 	size_t len;
 	const uint8_t *orig = g_bytes_get_data(enc, &len);
-	/* Record 0 starts at 40: uid, flags @44, size, date, len @64, name @68;
-	 * record 1 starts at 68 + strlen(name0). */
-	size_t rec1 = 68 + strlen("3 Re- quarterly.eml");
+	/* Record 0 starts at 44: uid, flags @48, size, date, len @68, name @72;
+	 * record 1 starts at 72 + strlen(name0). */
+	size_t rec1 = 72 + strlen("3 Re- quarterly.eml");
 	uint8_t *p;
 
 	p = g_memdup2(orig, len);
@@ -387,7 +388,7 @@ static void test_index_forged(void)
 
 	/* The smallest count the bound refuses: records are >= 28 bytes. */
 	p = g_memdup2(orig, len);
-	set_le32(p + 32, (uint32_t)((len - 44) / 28 + 1));
+	set_le32(p + 32, (uint32_t)((len - 48) / 28 + 1));
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*count*");
 	g_free(p);
@@ -412,25 +413,25 @@ static void test_index_forged(void)
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	set_le32(p + 40, 0); /* uid 0 */
+	set_le32(p + 44, 0); /* uid 0 */
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*ascending*");
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	p[44] = 3;
+	p[48] = 3;
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*flags*");
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	p[69] = '\0';
+	p[73] = '\0';
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*NUL*");
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	set_le32(p + 64, UINT32_MAX);
+	set_le32(p + 68, UINT32_MAX);
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*truncated*");
 	g_free(p);
@@ -461,11 +462,13 @@ static void test_flags(void)
 		m->keywords = i ? kw : CACHE_KEYWORDS_NONE;
 	}
 	m->flags |= CACHE_FLAG_FLAGGED | CACHE_FLAG_DELETED;
+	idx->name_tag = 7;
 	check_round_trip(idx);
 	enc = cache_folder_index_encode(idx);
 	p = g_bytes_get_data(enc, &len);
-	g_assert_cmpuint(le32(p + 36), ==, 1); /* one keyword string */
-	g_assert_cmpuint(le32(p + 40), ==, strlen("$Label1 $Junk"));
+	g_assert_cmpuint(le32(p + 36), ==, 7); /* name tag */
+	g_assert_cmpuint(le32(p + 40), ==, 1); /* one keyword string */
+	g_assert_cmpuint(le32(p + 44), ==, strlen("$Label1 $Junk"));
 	s = cache_flags_to_string(m->flags, m->keywords);
 	g_assert_cmpstr(s, ==, "\\Seen \\Flagged \\Deleted $Label1 $Junk");
 	g_clear_pointer(&s, g_free);
