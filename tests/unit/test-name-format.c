@@ -7,9 +7,8 @@
 #include <glib.h>
 #include <string.h>
 
-static char *name_of(const FsNameFormat *fmt, uint32_t uid,
-		     const char *subject, const char *ctype, const char *from,
-		     int64_t date)
+static char *name_of(const FsNameFormat *fmt, uint32_t uid, const char *subject,
+		     const char *ctype, const char *from, int64_t date)
 {
 	FsNameFields f = { uid,   subject, subject ? strlen(subject) : 0,
 			   ctype, from,    date };
@@ -80,8 +79,8 @@ static void test_names(void)
 	for (size_t i = 0; i < G_N_ELEMENTS(subjects); i++) {
 		g_autofree char *want =
 		    fs_name_for_message(42, subjects[i], strlen(subjects[i]));
-		g_autofree char *got = name_of(def, 42, subjects[i],
-					       "text/plain", NULL, 0);
+		g_autofree char *got =
+		    name_of(def, 42, subjects[i], "text/plain", NULL, 0);
 
 		g_assert_cmpstr(got, ==, want);
 	}
@@ -129,7 +128,8 @@ static void test_declared_charset(void)
 		{ latin1, "text/plain; charset=iso-8859-1",
 		  "35 Grüße aus Köln.eml" },
 		{ latin1, NULL, "35 Grüße aus Köln.eml" },
-		{ latin1, "text/plain; charset=utf-8", "35 Grüße aus Köln.eml" },
+		{ latin1, "text/plain; charset=utf-8",
+		  "35 Grüße aus Köln.eml" },
 		{ "\xf0\xd2\xc9\xd7\xc5\xd4", "text/plain; charset=koi8-r",
 		  "35 Привет.eml" },
 		/* A charset iconv does not know: UTF-8, then windows-1252. */
@@ -161,7 +161,6 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/name-format/parse", test_parse);
 	g_test_add_func("/name-format/names", test_names);
-	g_test_add_func("/name-format/declared-charset",
-			test_declared_charset);
+	g_test_add_func("/name-format/declared-charset", test_declared_charset);
 	return g_test_run();
 }
