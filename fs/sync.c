@@ -26,7 +26,13 @@ typedef struct {
 	CacheFolderIndex *result; /* new index, or NULL when unchanged */
 	GArray *flag_updates;     /* FsMergeFlags of old messages, or NULL */
 	const FsNameFormat *fmt;  /* the mount's, outlives the job */
+	bool all_flags_due;       /* may fetch every message's flags */
+	bool all_flags_done;      /* did (or listed the folder whole) */
 } SyncJob;
+
+/* Without CONDSTORE a flags check costs a FETCH of every message's flags:
+ * not on every poll, at most this often per folder. */
+#define ALL_FLAGS_INTERVAL_US (600 * G_USEC_PER_SEC)
 
 static void sync_job_free(gpointer data)
 {
@@ -106,8 +112,10 @@ static int fetch_flag_updates(ImapConn *conn, SyncJob *job,
 		     imap_conn_modseq_caps(conn) != 0;
 	g_autofree char *set = NULL;
 
-	if (!last || (since && st->highestmodseq == old->highestmodseq))
+	if (!last || (since && st->highestmodseq == old->highestmodseq) ||
+	    (!since && !job->all_flags_due))
 		return 0;
+	job->all_flags_done = !since;
 	set = g_strdup_printf("1:%u", last);
 	job->flag_updates = g_array_new(FALSE, FALSE, sizeof(FsMergeFlags));
 	return imap_fetch_flags(conn, set, since ? old->highestmodseq : 0,
@@ -163,6 +171,7 @@ static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 			return rc;
 	}
 	job->result = fs_merge_fresh(st, g_steal_pointer(&fresh));
+	job->all_flags_done = true;
 	return 0;
 }
 
@@ -367,6 +376,9 @@ static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 	job = g_new0(SyncJob, 1);
 	job->folder = g_strdup(f->raw);
 	job->fmt = mnt->name_format;
+	job->all_flags_due =
+	    f->flags_at == 0 ||
+	    g_get_monotonic_time() - f->flags_at >= ALL_FLAGS_INTERVAL_US;
 	if (f->listing)
 		job->old = cache_folder_index_copy(f->listing->index);
 	g_mutex_unlock(&f->lock);
@@ -387,6 +399,8 @@ static bool sync_end(FsFolder *f, int rc, SyncJob *job,
 	if (rc >= 0) {
 		f->synced_at = g_get_monotonic_time();
 		f->verified = true;
+		if (job->all_flags_done)
+			f->flags_at = f->synced_at;
 		*result = g_steal_pointer(&job->result);
 	}
 	have = f->listing != NULL;
