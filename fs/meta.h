@@ -20,8 +20,11 @@ void fs_meta_free(FsMeta *meta);
 
 /* Called after a resync installed a listing in which message uid of f
  * (listing folder_id) has other flags than before: old_* and new_* are
- * CACHE_FLAG_* bits and keyword ids (cache/flags.h). Runs on the refresh
- * thread, outside every lock; it may call fs_meta_flags(). */
+ * CACHE_FLAG_* bits and keyword ids (cache/flags.h). Runs on the thread
+ * that resynced (the refresh thread, or a FUSE request that found the
+ * listing stale), after the new listing is in place, outside every lock;
+ * it may call fs_meta_flags() and queue invalidations, and must not
+ * block on the network. */
 typedef void (*FsMetaFlagsFn)(void *user_data, FsFolder *f, uint32_t folder_id,
 			      uint32_t uid, uint8_t old_flags,
 			      uint16_t old_keywords, uint8_t new_flags,
