@@ -29,10 +29,10 @@ enum {
 	 CACHE_FLAG_DRAFT | CACHE_FLAG_DELETED | CACHE_FLAG_KNOWN)
 
 #define CACHE_KEYWORDS_NONE 0
-#define CACHE_KEYWORDS_MAX 65000u
+#define CACHE_KEYWORDS_MAX 16000u
 #define CACHE_KEYWORDS_OVERFLOW 65535u
 /* Longest keyword string kept (longer ones count as overflow). */
-#define CACHE_KEYWORDS_MAX_LEN 4096u
+#define CACHE_KEYWORDS_MAX_LEN 1000u
 
 /* The id of the keyword string kw (space-separated, as the server spelled
  * them); NULL or "" give CACHE_KEYWORDS_NONE. Thread-safe. */

@@ -295,6 +295,7 @@ static void keyword_table_build(KeywordTable *t, const GArray *messages)
 		const char *kw;
 
 		if (id == CACHE_KEYWORDS_NONE ||
+		    id == CACHE_KEYWORDS_OVERFLOW ||
 		    g_hash_table_contains(t->local, GUINT_TO_POINTER(id)))
 			continue;
 		kw = cache_keywords_get(id);
@@ -412,7 +413,22 @@ static GArray *decode_keywords(In *in, GError **error)
 
 		if (!kw)
 			return NULL;
+		/* What the encoder never writes would not re-encode the same.
+		 */
+		if (!*kw || strlen(kw) > CACHE_KEYWORDS_MAX_LEN) {
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "cache index: bad keyword string");
+			return NULL;
+		}
 		id = cache_keywords_intern(kw);
+		for (guint j = 1; j < ids->len; j++)
+			if (id != CACHE_KEYWORDS_OVERFLOW &&
+			    g_array_index(ids, uint16_t, j) == id) {
+				g_set_error(
+				    error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "cache index: keyword string twice");
+				return NULL;
+			}
 		g_array_append_val(ids, id);
 	}
 	return g_steal_pointer(&ids);
@@ -420,7 +436,7 @@ static GArray *decode_keywords(In *in, GError **error)
 
 /* One message record; false with error set. */
 static bool decode_message(In *in, uint32_t version, const GArray *kw,
-			   CacheMessage *m, GError **error)
+			   guint *kw_used, CacheMessage *m, GError **error)
 {
 	uint64_t date;
 	uint8_t flags, lo = 0, hi = 0;
@@ -440,11 +456,13 @@ static bool decode_message(In *in, uint32_t version, const GArray *kw,
 	if (version >= 2) {
 		guint k = (guint)lo | (guint)hi << 8;
 
-		if (k >= kw->len) {
+		/* Strings are numbered in order of first use. */
+		if (k >= kw->len || k > *kw_used + 1) {
 			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
 				    "cache index: keyword %u out of range", k);
 			return false;
 		}
+		*kw_used = MAX(*kw_used, k);
 		m->keywords = g_array_index(kw, uint16_t, k);
 	}
 	m->size_exact = flags & MSG_SIZE_EXACT;
@@ -461,6 +479,7 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	CacheFolderIndex *index;
 	uint32_t version, uidvalidity, uidnext, exists, count, prev = 0;
 	uint32_t name_tag = 0;
+	guint kw_used = 0;
 	uint64_t modseq;
 	In in;
 
@@ -492,7 +511,7 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	for (uint32_t i = 0; i < count; i++) {
 		CacheMessage m = { 0 };
 
-		if (!decode_message(&in, version, kw, &m, error)) {
+		if (!decode_message(&in, version, kw, &kw_used, &m, error)) {
 			g_free(m.name);
 			return NULL;
 		}
@@ -508,6 +527,11 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 	if (in.left) {
 		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
 			    "cache index: %zu trailing bytes", in.left);
+		return NULL;
+	}
+	if (kw && kw_used + 1 != kw->len) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "cache index: unused keyword strings");
 		return NULL;
 	}
 	index = g_new0(CacheFolderIndex, 1);
