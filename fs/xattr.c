@@ -118,13 +118,18 @@ static gpointer gmime_init_once(gpointer unused)
 	return NULL;
 }
 
-static char *decode_text(const char *raw)
+static void gmime_ready(void)
 {
 	static GOnce once = G_ONCE_INIT;
 
+	g_once(&once, gmime_init_once, NULL);
+}
+
+static char *decode_text(const char *raw)
+{
 	if (!raw)
 		return NULL;
-	g_once(&once, gmime_init_once, NULL);
+	gmime_ready();
 	return g_mime_utils_header_decode_text(NULL, raw);
 }
 
@@ -136,7 +141,7 @@ static char *decode_addresses(const char *raw)
 
 	if (!raw || !*raw)
 		return NULL;
-	decode_text(""); /* GMime initialised */
+	gmime_ready();
 	list = internet_address_list_parse(NULL, raw);
 	if (!list || internet_address_list_length(list) == 0) {
 		if (list)
