@@ -366,8 +366,9 @@ class RawImap:
 
 
 BODY_ITEMS = "BODY.PEEK[]"
-LIST_ITEMS = ("(UID RFC822.SIZE INTERNALDATE "
-              "BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+# What the daemon's listing fetch asks for (imap/ops.c imap_fetch_meta).
+LIST_ITEMS = ("(UID RFC822.SIZE INTERNALDATE FLAGS "
+              "BODY.PEEK[HEADER.FIELDS (SUBJECT CONTENT-TYPE)])")
 
 
 def raw_pass(dc, folders, items):
