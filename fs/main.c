@@ -48,6 +48,8 @@
 #include "fs/log.h"
 #include "fs/notify.h"
 #include "fs/mountcheck.h"
+#include "fs/meta.h"
+#include "fs/name-format.h"
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
@@ -55,6 +57,7 @@
 #include "fs/sync.h"
 #include "fs/token.h"
 #include "fs/watch.h"
+#include "fs/xattr.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
 #include "imap/url.h"
@@ -369,6 +372,10 @@ static int new_session(struct daemon *d)
 	mnt->refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
 	mnt->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
 	mnt->fetch = fs_fetch_new();
+	mnt->meta = fs_meta_new();
+	mnt->xattrs = fs_xattr_new();
+	/* Checked by the option parser already. */
+	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
 
@@ -474,6 +481,9 @@ static void free_daemon(struct daemon *d)
 	fs_inval_free(mnt->inval);
 	fs_tree_free(mnt->tree);
 	fs_fetch_free(mnt->fetch);
+	fs_meta_free(mnt->meta);
+	fs_xattr_free(mnt->xattrs);
+	fs_name_format_free(mnt->name_format);
 	if (d->mounted)
 		cache_store_free(mnt->store);
 	else

@@ -19,6 +19,7 @@
 #include "fs/fetch.h"
 #include "fs/names.h"
 #include "fs/sync.h"
+#include "fs/xattr.h"
 
 #define MESSAGE_TIMEOUT 86400.0 /* immutable once the size is exact */
 #define DIR_TIMEOUT 10.0
@@ -599,92 +600,27 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* ---- extended attributes: where a file comes from ---- */
-
-static char *xattr_value(FsMount *mnt, fuse_ino_t ino, const char *name)
-{
-	FsFolder *f;
-	uint32_t folder_id = 0, uid = 0, uidvalidity = 0;
-	FsInoKind kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
-
-	if (kind == FS_INO_NONE || (!f->raw && kind == FS_INO_DIR))
-		return NULL;
-	if (strcmp(name, "user.imapfs.folder") == 0)
-		return g_strdup(f->raw);
-	if (kind != FS_INO_MESSAGE)
-		return NULL;
-	if (strcmp(name, "user.imapfs.uid") == 0)
-		return g_strdup_printf("%u", uid);
-	if (strcmp(name, "user.imapfs.uidvalidity") == 0) {
-		g_mutex_lock(&f->lock);
-		if (f->listing && f->listing->folder_id == folder_id)
-			uidvalidity = f->listing->index->uidvalidity;
-		g_mutex_unlock(&f->lock);
-		return uidvalidity ? g_strdup_printf("%u", uidvalidity) : NULL;
-	}
-	return NULL;
-}
-
-static void reply_xattr(fuse_req_t req, const char *value, size_t len,
-			size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, value, len);
-}
+/* ---- extended attributes (fs/xattr.c) ---- */
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	g_autofree char *v = NULL;
-
 	if (!mount_of(req)->xattr) {
 		/* ENOSYS makes the kernel stop asking for the whole mount:
 		 * without it ls -l costs two round trips a file. */
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	v = xattr_value(mount_of(req), ino, name);
-
-	if (!v) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	reply_xattr(req, v, strlen(v), size);
+	fs_xattr_get(req, mount_of(req), ino, name, size);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char msg_names[] = "user.imapfs.folder\0"
-					"user.imapfs.uid\0"
-					"user.imapfs.uidvalidity";
-	static const char dir_names[] = "user.imapfs.folder";
-	FsMount *mnt = mount_of(req);
-	FsFolder *f;
-	uint32_t folder_id, uid;
-
-	if (!mnt->xattr) {
+	if (!mount_of(req)->xattr) {
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	switch (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid)) {
-	case FS_INO_MESSAGE:
-		reply_xattr(req, msg_names, sizeof(msg_names), size);
-		return;
-	case FS_INO_DIR:
-		if (f->raw) {
-			reply_xattr(req, dir_names, sizeof(dir_names), size);
-			return;
-		}
-		reply_xattr(req, "", 0, size);
-		return;
-	case FS_INO_NONE:
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
+	fs_xattr_list(req, mount_of(req), ino, size);
 }
 
 const struct fuse_lowlevel_ops fs_ops = {

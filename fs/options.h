@@ -28,6 +28,7 @@ typedef struct {
 				   mail, 5..86400, default 60 */
 	bool insecure;          /* skip certificate and host name checks */
 	bool xattr;             /* offer user.imapfs.* extended attributes */
+	char *name_format;      /* --name-format, NULL for the default */
 	unsigned umask;         /* -o umask=NNN, default 077: owner only */
 	uid_t uid;              /* -o uid=: owner of every file, default ours */
 	gid_t gid;              /* -o gid=: group, default ours */

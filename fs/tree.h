@@ -52,6 +52,8 @@ struct FsFolder {
 	bool syncing;
 	bool dirty;         /* listing has sizes not yet saved */
 	bool verify_queued; /* a background check is queued or ran */
+	gint64 flags_at;    /* monotonic us of the last fetch of every
+			       message's flags, 0 never (fs/sync.c) */
 };
 
 typedef struct FsTree FsTree;

@@ -12,6 +12,7 @@ packages=(
 	libclang-rt-14-dev clang-format
 	libsystemd-dev
 	libjson-glib-dev libcurl4-openssl-dev
+	libgmime-3.0-dev
 )
 
 missing=()
