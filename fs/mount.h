@@ -40,4 +40,5 @@ typedef struct {
 				* fs_ops_release_dirs() */
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
+	struct FsSearch *search; /* .search directories (fs/search.h) */
 } FsMount;

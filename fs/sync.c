@@ -16,6 +16,7 @@
 #include "fs/fetch.h"
 #include "fs/merge.h"
 #include "fs/names.h"
+#include "fs/search.h"
 #include "imap/ops.h"
 
 typedef struct {
@@ -351,6 +352,8 @@ static int install_listing(FsMount *mnt, FsFolder *f, CacheFolderIndex *result)
 	}
 	if (changed)
 		fs_inval_inode(mnt->inval, fs_tree_dir_ino(f));
+	if (changed)
+		fs_search_folder_changed(mnt->search, f);
 	return changed ? 1 : 0;
 }
 
