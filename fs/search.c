@@ -32,9 +32,10 @@
 #define INO_BIT ((fuse_ino_t)1 << 63)
 #define MAX_NODES 100000u
 #define RESULT_TTL_US (5 * G_USEC_PER_SEC)
-#define QUERY_TIMEOUT 1.0   /* entries and attributes of queries, links */
-#define DOT_TIMEOUT 10.0    /* of the .search directories */
+#define QUERY_TIMEOUT 1.0         /* entries and attributes of queries, links */
+#define DOT_TIMEOUT 10.0          /* of the .search directories */
 #define LINK_ATTR_TIMEOUT 86400.0 /* a link's target never changes */
+#define SYNC_THREADS 4            /* listings made at once for one search */
 
 typedef struct {
 	char *target; /* relative path to the message file */
@@ -82,11 +83,11 @@ typedef struct {
 struct FsSearch {
 	FsMount *mnt;
 	GMutex lock;
-	GPtrArray *nodes;     /* Node*, index id - 1 */
-	GHashTable *dots;     /* FsFolder* -> Node* */
-	GHashTable *changes;  /* FsFolder* -> count of changes */
-	guint64 all_changes;  /* changes to any folder */
-	GHashTable *handles;  /* Handle*, open */
+	GPtrArray *nodes;    /* Node*, index id - 1 */
+	GHashTable *dots;    /* FsFolder* -> Node* */
+	GHashTable *changes; /* FsFolder* -> count of changes */
+	guint64 all_changes; /* changes to any folder */
+	GHashTable *handles; /* Handle*, open */
 };
 
 /* ---- nodes, results, slots ---- */
@@ -335,26 +336,74 @@ static bool listing_has(FsListing *l, const ImapSearchTarget *t)
 	if (!l || (t->uidvalidity && l->index->uidvalidity != t->uidvalidity))
 		return false;
 	for (guint i = 0; i < t->uids->len; i++)
-		if (!cache_folder_index_find(l->index,
-					     g_array_index(t->uids, uint32_t, i)))
+		if (!cache_folder_index_find(
+			l->index, g_array_index(t->uids, uint32_t, i)))
 			return false;
 	return true;
 }
 
-/* The matches of target t in folder f, as slots of n. A match the
- * listing does not hold yet (new mail) makes the listing current first. */
+/* Make f's listing hold the matches of t: a folder never listed is
+ * listed, one that lacks a match (new mail) is brought up to date. */
+static void make_current(FsSearch *s, FsFolder *f, const ImapSearchTarget *t)
+{
+	FsListing *l = fs_folder_get_listing(f);
+	bool have = l != NULL, ok = listing_has(l, t);
+
+	fs_listing_unref(l);
+	if (!ok)
+		fs_sync_folder(s->mnt, f,
+			       have ? FS_SYNC_NOW : FS_SYNC_IF_MISSING);
+}
+
+typedef struct {
+	FsSearch *s;
+	FsFolder *f;
+	const ImapSearchTarget *t;
+} Listing;
+
+static void list_one(gpointer data, gpointer unused)
+{
+	Listing *job = data;
+
+	make_current(job->s, job->f, job->t);
+	g_free(job);
+}
+
+/* make_current() for every folder with matches, SYNC_THREADS at once:
+ * an account-wide search in a fresh mount may need many listings. */
+static void make_all_current(FsSearch *s, GPtrArray *folders,
+			     const SearchJob *job)
+{
+	GThreadPool *tp = NULL;
+
+	for (size_t i = 0; i < job->n; i++) {
+		const ImapSearchTarget *t = &job->targets[i];
+		Listing *one;
+
+		if (t->status < 0 || t->uids->len == 0)
+			continue;
+		if (job->n == 1) {
+			make_current(s, folders->pdata[i], t);
+			break;
+		}
+		if (!tp)
+			tp = g_thread_pool_new(list_one, NULL, SYNC_THREADS,
+					       FALSE, NULL);
+		one = g_new0(Listing, 1);
+		*one = (Listing){ s, folders->pdata[i], t };
+		g_thread_pool_push(tp, one, NULL);
+	}
+	if (tp)
+		g_thread_pool_free(tp, FALSE, TRUE);
+}
+
+/* The matches of target t in folder f, as slots of n. */
 static void collect(FsSearch *s, Node *n, FsFolder *f,
 		    const ImapSearchTarget *t, GArray *matches)
 {
 	g_autofree char *prefix = target_prefix(n->scope, f);
 	FsListing *l = fs_folder_get_listing(f);
 
-	if (!listing_has(l, t)) {
-		fs_listing_unref(l);
-		fs_sync_folder(s->mnt, f,
-			       l ? FS_SYNC_NOW : FS_SYNC_IF_MISSING);
-		l = fs_folder_get_listing(f);
-	}
 	if (!l)
 		return;
 	for (guint i = 0; i < t->uids->len; i++) {
@@ -400,8 +449,8 @@ static Results *results_new(GArray *matches)
 
 	r->refs = 1;
 	r->made_us = g_get_monotonic_time();
-	r->entries = g_array_sized_new(FALSE, FALSE, sizeof(Entry),
-				       matches->len);
+	r->entries =
+	    g_array_sized_new(FALSE, FALSE, sizeof(Entry), matches->len);
 	r->by_name = g_hash_table_new(g_str_hash, g_str_equal);
 	for (guint i = 0; i < matches->len; i++) {
 		Match *m = &g_array_index(matches, Match, i);
@@ -484,6 +533,7 @@ static int run_search(FsSearch *s, Node *n)
 			search_job_free(job);
 		return search_failed(n, rc, error);
 	}
+	make_all_current(s, folders, job);
 	for (size_t i = 0; i < job->n; i++)
 		if (job->targets[i].status == 0 && job->targets[i].uids->len)
 			collect(s, n, folders->pdata[i], &job->targets[i],
@@ -514,6 +564,9 @@ static int refresh(FsSearch *s, Node *n)
 	g_mutex_unlock(&s->lock);
 	if (!ok)
 		rc = run_search(s, n);
+	/* Offline: the last results, like the rest of the mount. */
+	if (rc == -EIO && n->results)
+		rc = 0;
 	g_mutex_unlock(&n->run_lock);
 	return rc;
 }
@@ -673,7 +726,7 @@ void fs_search_getattr(fuse_req_t req, FsSearch *s, fuse_ino_t ino)
 		dir_attr(s, n, &st);
 	g_mutex_unlock(&s->lock);
 	fuse_reply_attr(req, &st,
-			slot	? LINK_ATTR_TIMEOUT
+			slot     ? LINK_ATTR_TIMEOUT
 			: n->dot ? DOT_TIMEOUT
 				 : QUERY_TIMEOUT);
 }
@@ -765,7 +818,7 @@ static bool dir_item(FsSearch *s, Handle *h, size_t i, const char **name,
 	if (i < 2) {
 		*name = i == 0 ? "." : "..";
 		e->attr.st_mode = S_IFDIR;
-		e->attr.st_ino = i == 0	  ? node_ino(n)
+		e->attr.st_ino = i == 0   ? node_ino(n)
 				 : n->dot ? fs_tree_dir_ino(n->scope)
 					  : node_ino(n->parent);
 		return true;

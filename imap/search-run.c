@@ -74,9 +74,9 @@ static ImapSearchTarget *owner(RunCtx *ctx, const ImapSearchSource *src,
 	if (ctx->only)
 		return ctx->only;
 	if (ctx->by_mailbox)
-		return src->mailbox ? g_hash_table_lookup(ctx->by_mailbox,
-							  src->mailbox)
-				    : NULL;
+		return src->mailbox
+			   ? g_hash_table_lookup(ctx->by_mailbox, src->mailbox)
+			   : NULL;
 	i = imap_conn_batch_index(ctx->conn, src->tag);
 	if (i < 0)
 		return NULL;
@@ -170,11 +170,13 @@ static int run_serial(ImapConn *conn, const char *search, GPtrArray *crit,
 		RunCtx ctx = { .conn = conn, .targets = t, .only = &t[i] };
 		g_autoptr(GError) local = NULL;
 
-		t[i].status = imap_conn_examine(conn, t[i].mailbox, &st, &local);
+		t[i].status =
+		    imap_conn_examine(conn, t[i].mailbox, &st, &local);
 		if (t[i].status < 0) {
 			rc = imap_conn_is_broken(conn) ? t[i].status : 0;
 			if (rc < 0)
-				g_propagate_error(error, g_steal_pointer(&local));
+				g_propagate_error(error,
+						  g_steal_pointer(&local));
 			continue;
 		}
 		t[i].uidvalidity = st.uidvalidity;
@@ -216,7 +218,8 @@ static int run_batch(ImapConn *conn, const char *search_line,
 		if (!(n == 1 && sel && strcmp(sel, t[i].mailbox) == 0)) {
 			line_target[lines->len] = &t[i];
 			line_search[lines->len] = false;
-			g_ptr_array_add(lines, g_strdup_printf("EXAMINE %s", q));
+			g_ptr_array_add(lines,
+					g_strdup_printf("EXAMINE %s", q));
 		}
 		line_target[lines->len] = &t[i];
 		line_search[lines->len] = true;
@@ -268,9 +271,9 @@ static int run_pipelined(ImapConn *conn, const char *search_line,
 	ImapSearchTarget *bad = NULL;
 
 	for (size_t i = 0; i < n; i += BATCH_TARGETS) {
-		int rc = run_batch(conn, search_line, t + i,
-				   MIN(n - i, (size_t)BATCH_TARGETS), &bad,
-				   error);
+		int rc =
+		    run_batch(conn, search_line, t + i,
+			      MIN(n - i, (size_t)BATCH_TARGETS), &bad, error);
 
 		if (rc < 0)
 			return rc;

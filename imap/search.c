@@ -27,22 +27,22 @@ typedef struct {
 } SearchKey;
 
 static const SearchKey keys[] = {
-	{ "ALL", "", false },	      { "ANSWERED", "", false },
-	{ "BCC", "s", false },	      { "BEFORE", "d", false },
-	{ "BODY", "s", false },	      { "CC", "s", false },
+	{ "ALL", "", false },         { "ANSWERED", "", false },
+	{ "BCC", "s", false },        { "BEFORE", "d", false },
+	{ "BODY", "s", false },       { "CC", "s", false },
 	{ "DELETED", "", false },     { "DRAFT", "", false },
 	{ "FLAGGED", "", false },     { "FROM", "s", false },
 	{ "HEADER", "ss", false },    { "KEYWORD", "k", false },
 	{ "LARGER", "n", false },     { "MODSEQ", "n", false },
-	{ "NEW", "", false },	      { "NOT", "K", false },
-	{ "OLD", "", false },	      { "OLDER", "n", false },
-	{ "ON", "d", false },	      { "OR", "KK", false },
+	{ "NEW", "", false },         { "NOT", "K", false },
+	{ "OLD", "", false },         { "OLDER", "n", false },
+	{ "ON", "d", false },         { "OR", "KK", false },
 	{ "RECENT", "", false },      { "SEEN", "", false },
 	{ "SENTBEFORE", "d", false }, { "SENTON", "d", false },
 	{ "SENTSINCE", "d", false },  { "SINCE", "d", false },
 	{ "SMALLER", "n", false },    { "SUBJECT", "s", false },
-	{ "TEXT", "s", false },	      { "TO", "s", false },
-	{ "UID", "u", false },	      { "UNANSWERED", "", false },
+	{ "TEXT", "s", false },       { "TO", "s", false },
+	{ "UID", "u", false },        { "UNANSWERED", "", false },
 	{ "UNDELETED", "", false },   { "UNDRAFT", "", false },
 	{ "UNFLAGGED", "", false },   { "UNKEYWORD", "k", false },
 	{ "UNSEEN", "", false },      { "YOUNGER", "n", false },
@@ -61,7 +61,7 @@ typedef struct {
 	GArray *toks; /* Token */
 	guint pos;
 	unsigned caps;
-	GString *cur;	   /* the chunk being written */
+	GString *cur;      /* the chunk being written */
 	GPtrArray *chunks; /* finished chunks */
 	bool non_ascii;
 	char *why;
@@ -300,7 +300,8 @@ static int compile_key(Compiler *c, unsigned depth)
 		return compile_group(c, depth);
 	k = t->kind == TOK_WORD ? find_key(t->text) : NULL;
 	if (!k || (k->gmail && !(c->caps & IMAP_SEARCH_GMAIL)))
-		return fail(c, "\"%s\" is not a search key", t->text ? t->text : ")");
+		return fail(c, "\"%s\" is not a search key",
+			    t->text ? t->text : ")");
 	g_string_append(c->cur, k->name);
 	for (const char *a = k->args; *a; a++) {
 		g_string_append_c(c->cur, ' ');
@@ -363,7 +364,8 @@ static bool first_is_key(const Compiler *c)
 	if (c->toks->len == 0)
 		return false;
 	t = &g_array_index(c->toks, Token, 0);
-	return t->kind == TOK_OPEN || (t->kind == TOK_WORD && find_key(t->text));
+	return t->kind == TOK_OPEN ||
+	       (t->kind == TOK_WORD && find_key(t->text));
 }
 
 static int check_query(Compiler *c, const char *query)
@@ -405,8 +407,8 @@ int imap_search_compile(const char *query, unsigned caps, GPtrArray **chunks,
 	}
 	g_ptr_array_add(c.chunks, g_string_free(c.cur, FALSE));
 	if (c.non_ascii) {
-		char *first = g_strconcat("CHARSET UTF-8 ", c.chunks->pdata[0],
-					  NULL);
+		char *first =
+		    g_strconcat("CHARSET UTF-8 ", c.chunks->pdata[0], NULL);
 
 		g_free(c.chunks->pdata[0]);
 		c.chunks->pdata[0] = first;

@@ -51,7 +51,8 @@ static void check_chunk(const char *s, size_t lit_first)
 		}
 		n = strtoul(s + i + 1, &end, 10);
 		if (end[0] == '+') {
-			CHECK(end[1] == '}' && end[2] == '\r' && end[3] == '\n');
+			CHECK(end[1] == '}' && end[2] == '\r' &&
+			      end[3] == '\n');
 			i = (size_t)(end + 4 - s) + n;
 			CHECK(i <= len);
 			continue;

@@ -36,8 +36,7 @@ static void expect(const char *query, unsigned caps, const char *want)
 	g_assert_cmpstr(got, ==, want);
 }
 
-static void expect_refused(const char *query, unsigned caps,
-			   const char *words)
+static void expect_refused(const char *query, unsigned caps, const char *words)
 {
 	g_autofree char *why = NULL;
 	g_autofree char *got = compile(query, caps, &why);
@@ -166,8 +165,8 @@ static void test_answers(void)
 	g_assert_cmpint(parse_answer("* SEARCH\r\n", uids, &src), ==, 1);
 	g_assert_cmpuint(uids->len, ==, 0);
 	g_assert_cmpint(
-	    parse_answer("* SEARCH 2 5 (MODSEQ 917162500)\r\n", uids, &src),
-	    ==, 1);
+	    parse_answer("* SEARCH 2 5 (MODSEQ 917162500)\r\n", uids, &src), ==,
+	    1);
 	g_assert_cmpuint(uids->len, ==, 2);
 	g_assert_cmpint(parse_answer("* ESEARCH (TAG \"A7\" MAILBOX \"a b\" "
 				     "UIDVALIDITY 42) UID ALL 3,5:7\r\n",
@@ -195,12 +194,11 @@ static void test_answers(void)
 			-EPROTO);
 	g_assert_cmpint(parse_answer("* ESEARCH ALL 1:3\r\n", uids, &src), ==,
 			-EPROTO);
-	g_assert_cmpint(parse_answer("* ESEARCH UID ALL 1:4294967295\r\n", uids,
-				     &src),
-			==, -E2BIG);
 	g_assert_cmpint(
-	    parse_answer("* ESEARCH UID ALL 1,,2\r\n", uids, &src), ==,
-	    -EPROTO);
+	    parse_answer("* ESEARCH UID ALL 1:4294967295\r\n", uids, &src), ==,
+	    -E2BIG);
+	g_assert_cmpint(parse_answer("* ESEARCH UID ALL 1,,2\r\n", uids, &src),
+			==, -EPROTO);
 	imap_search_source_clear(&src);
 }
 
@@ -284,9 +282,8 @@ static void test_run_multisearch(void)
 	g_assert_cmpuint(t[1].uids->len, ==, 2);
 	g_assert_cmpuint(g_array_index(t[1].uids, uint32_t, 0), ==, 3);
 	g_assert_cmpuint(t[1].uidvalidity, ==, 7);
-	g_assert_cmpint(
-	    imap_search_run(conn, "SINCE 1-Foo-2024", t, 2, &error), ==,
-	    -EINVAL);
+	g_assert_cmpint(imap_search_run(conn, "SINCE 1-Foo-2024", t, 2, &error),
+			==, -EINVAL);
 	g_assert_nonnull(strstr(error->message, "Invalid search date"));
 	targets_clear(t, 2);
 	finish(conn, srv);
@@ -328,26 +325,24 @@ static void test_run_literal(void)
  * A2, so the pipeline's are A3 to A8. */
 static void test_run_pipelined(void)
 {
-	static const char *const script[] = {
-		LOGIN(""),
-		"C:EXAMINE \"A\"",
-		"C:UID SEARCH UNSEEN",
-		"C:EXAMINE \"B\"",
-		"C:UID SEARCH UNSEEN",
-		"C:EXAMINE \"C\"",
-		"C:UID SEARCH UNSEEN",
-		"S:* OK [UIDVALIDITY 1] a",
-		"S:A3 OK a",
-		"S:* SEARCH 1 2",
-		"S:A4 OK a",
-		"S:A5 NO no such folder",
-		"S:A6 BAD no folder selected",
-		"S:* OK [UIDVALIDITY 3] c",
-		"S:A7 OK c",
-		"S:* SEARCH 7",
-		"S:$T OK c",
-		NULL
-	};
+	static const char *const script[] = { LOGIN(""),
+					      "C:EXAMINE \"A\"",
+					      "C:UID SEARCH UNSEEN",
+					      "C:EXAMINE \"B\"",
+					      "C:UID SEARCH UNSEEN",
+					      "C:EXAMINE \"C\"",
+					      "C:UID SEARCH UNSEEN",
+					      "S:* OK [UIDVALIDITY 1] a",
+					      "S:A3 OK a",
+					      "S:* SEARCH 1 2",
+					      "S:A4 OK a",
+					      "S:A5 NO no such folder",
+					      "S:A6 BAD no folder selected",
+					      "S:* OK [UIDVALIDITY 3] c",
+					      "S:A7 OK c",
+					      "S:* SEARCH 7",
+					      "S:$T OK c",
+					      NULL };
 	static const char *const names[] = { "A", "B", "C" };
 	g_autoptr(GError) error = NULL;
 	ImapSearchTarget t[3] = { 0 };
@@ -370,6 +365,39 @@ static void test_run_pipelined(void)
 	finish(conn, srv);
 }
 
+/* Gmail: "gmail:" becomes X-GM-RAW, with the selected folder searched
+ * at once (no EXAMINE). */
+static void test_run_gmail(void)
+{
+	static const char *const script[] = {
+		LOGIN("X-GM-EXT-1"),
+		"C:EXAMINE \"INBOX\"",
+		"S:* OK [UIDVALIDITY 11] ok",
+		"S:$T OK [READ-ONLY] done",
+		"C:UID SEARCH X-GM-RAW \"from:alice has:attachment\"",
+		"S:* SEARCH 12 4",
+		"S:$T OK done",
+		NULL
+	};
+	static const char *const names[] = { "INBOX" };
+	g_autoptr(GError) error = NULL;
+	ImapSearchTarget t[1] = { 0 };
+	ScriptedServer *srv;
+	ImapConn *conn = open_on(script, &srv);
+
+	targets_init(t, names, 1);
+	g_assert_cmpint(imap_conn_examine(conn, "INBOX", NULL, &error), ==, 0);
+	g_assert_cmpint(imap_search_run(conn, "gmail:from:alice has:attachment",
+					t, 1, &error),
+			==, 0);
+	g_assert_no_error(error);
+	g_assert_cmpuint(t[0].uids->len, ==, 2);
+	g_assert_cmpuint(g_array_index(t[0].uids, uint32_t, 1), ==, 12);
+	g_assert_cmpstr(imap_conn_selected(conn), ==, "INBOX");
+	targets_clear(t, 1);
+	finish(conn, srv);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -382,5 +410,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/search/run-multisearch", test_run_multisearch);
 	g_test_add_func("/search/run-literal", test_run_literal);
 	g_test_add_func("/search/run-pipelined", test_run_pipelined);
+	g_test_add_func("/search/run-gmail", test_run_gmail);
 	return g_test_run();
 }
