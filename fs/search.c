@@ -229,6 +229,7 @@ static uint32_t slot_for(Node *n, uint32_t folder_id, uint32_t uid,
 
 /* ---- attributes ---- */
 
+/* Under s->lock. */
 static void dir_attr(FsSearch *s, Node *n, struct stat *st)
 {
 	FsMount *mnt = s->mnt;
@@ -236,7 +237,7 @@ static void dir_attr(FsSearch *s, Node *n, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_ino = node_ino(n);
 	st->st_mode = S_IFDIR | mnt->dir_mode;
-	st->st_nlink = 2;
+	st->st_nlink = 2 + (n->dot ? n->queries->len : 0);
 	st->st_uid = mnt->uid;
 	st->st_gid = mnt->gid;
 	st->st_size = 4096;
