@@ -12,18 +12,22 @@ criteria, fails with EINVAL and one log line with the server's words;
 "%2F" stands for '/'; ls MOUNT/.search lists the searches made; find and
 ls -R never send a SEARCH (counted in the -d log); grep -l over the results
 fetches only those messages; cp -L copies the message; a new matching
-message shows up in the results once the live update has seen it."""
+message shows up in the results once the live update has seen it. The
+same against a Dovecot without LITERAL+ and ESEARCH: synchronising
+literals, plain SEARCH answers matched to their folders."""
 
 import errno
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "live"))
 import imapfs_harness as h  # noqa: E402
+import livelib  # noqa: E402
 
 DAY = 86400
 BASE = 1796083200  # 1-Dec-2026 00:00 UTC
@@ -247,13 +251,63 @@ def check_new_mail(t, m, client):
             "a new matching message appears in the results")
 
 
-def body(t):
-    dc = h.Dovecot()
+def seed(dc):
     w = h.MaildirWriter(dc)
     for folder, key, subj, date, text, sender, flags, pad, enc in SEED:
         w.add(folder, msg(key, subj, date, text, sender, pad, enc), flags,
               date)
     w.finish()
+
+
+def account_uids(client, folders, *criteria, literal=None):
+    return {(f, u) for f in folders
+            for u in server_search(client, f, *criteria, literal=literal)}
+
+
+def link_places(d):
+    out = set()
+    for n in os.listdir(d):
+        folder, fname = os.readlink(os.path.join(d, n))[6:].rsplit("/", 1)
+        out.add((folder, int(fname.split(" ")[0])))
+    return out
+
+
+def without_literal_plus(t):
+    """A server without LITERAL+ and ESEARCH: text that is not ASCII goes
+    as synchronising literals (one folder after the other), answers come
+    as plain SEARCH (matched to their folder by order)."""
+    dc = livelib.LiveDovecot()
+    seed(dc)
+    dc.start()
+    caps = dc.without_caps("LITERAL+", "LITERAL-", "ESEARCH", "MULTISEARCH")
+    t.check("LITERAL+" not in caps and "ESEARCH" not in caps,
+            "Dovecot offers neither LITERAL+ nor ESEARCH")
+    folders = ["INBOX", "Work", "Work/Sub"]
+    m = h.Mount(dc, args=["-d"]).start()
+    with dc.client() as client:
+        want = server_search(client, "INBOX", "CHARSET", "UTF-8", "SUBJECT",
+                             literal="Köln")
+        got = link_uids(t, m.path("INBOX", ".search", "SUBJECT Köln"),
+                        "no LITERAL+: INBOX SUBJECT Köln")
+        t.equal(sorted(got), sorted(want),
+                "no LITERAL+: SUBJECT Köln, the UIDs of the same UID SEARCH")
+        t.equal(sorted(link_places(m.path(".search", "FROM alice"))),
+                sorted(account_uids(client, folders, "FROM", "alice")),
+                "no ESEARCH: account-wide FROM alice, pipelined")
+        t.equal(sorted(link_places(m.path(".search", "Köln"))),
+                sorted(account_uids(client, folders, "CHARSET", "UTF-8",
+                                    "TEXT", literal="Köln")),
+                "no LITERAL+: account-wide Köln, folder after folder")
+    text = m.stderr_text()
+    t.check(re.search(r"UID SEARCH CHARSET UTF-8 SUBJECT \{5\}$", text,
+                      re.M) and "{5+}" not in text,
+            "the literal was a synchronising one")
+    t.equal(m.unmount(), 0, "no LITERAL+: unmount, exit 0")
+
+
+def body(t):
+    dc = h.Dovecot()
+    seed(dc)
     dc.start()
     m = h.Mount(dc, args=["-d"]).start()
     with dc.client() as client:
@@ -270,6 +324,8 @@ def body(t):
         check_grep(t, m, client)
         check_new_mail(t, m, client)
     t.equal(m.unmount(), 0, "unmount, exit 0")
+    dc.stop()
+    without_literal_plus(t)
 
 
 if __name__ == "__main__":
