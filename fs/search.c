@@ -525,8 +525,13 @@ static int run_search(FsSearch *s, Node *n)
 		fs_tree_foreach(s->mnt->tree, add_folder, folders);
 	job = job_for(n, folders);
 	g_debug("search \"%s\" in %u folders", n->query, folders->len);
-	rc = imap_pool_run(s->mnt->pool, NULL, search_job_run, job,
-			   search_job_free, &error);
+	/* One folder: named, so that the pool picks a connection that has
+	 * it selected (the one that listed it) and the search is one round
+	 * trip; many: the job EXAMINEs each itself, pipelined. */
+	rc = imap_pool_run(s->mnt->pool,
+			   n->scope->parent && folders->len == 1 ? n->scope->raw
+								 : NULL,
+			   search_job_run, job, search_job_free, &error);
 	if (rc == -ETIMEDOUT)
 		job = NULL; /* the pool frees it */
 	if (rc < 0) {
