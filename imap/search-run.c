@@ -17,7 +17,9 @@
 #include "imap/conn-private.h"
 #include "imap/search.h"
 
-#define BATCH_TARGETS 32 /* mailboxes per pipelined batch */
+/* Mailboxes per pipelined batch: about 10 KB of commands, which a socket
+ * buffer takes whole while the answers wait. */
+#define BATCH_TARGETS 100
 
 typedef struct {
 	ImapConn *conn;
