@@ -9,9 +9,9 @@ file. MOUNT/.search/QUERY searches every folder, nested ones included, with
 links such as ../../Work/Sub/1 x.eml (two matches of the same name in two
 folders both show). A query the server rejects, or one that is not valid
 criteria, fails with EINVAL and one log line with the server's words;
-"%2F" stands for '/'; ls MOUNT/.search lists the searches made; find and
-ls -R never send a SEARCH (counted in the -d log); grep -l over the results
-fetches only those messages; cp -L copies the message; a new matching
+"%2F" stands for '/'; ls MOUNT/.search lists the searches made; find,
+ls -R and grep -r never send a SEARCH (counted in the -d log); grep -l
+over the results fetches only those messages; cp -L copies the message; a new matching
 message shows up in the results once the live update has seen it. The
 same against a Dovecot without LITERAL+ and ESEARCH: synchronising
 literals, plain SEARCH answers matched to their folders."""
@@ -192,11 +192,14 @@ def check_walks(t, m):
     before = count_searches(m)
     h.run(["find", m.mountpoint], timeout=120)
     h.run(["ls", "-lR", m.mountpoint], timeout=120)
+    h.run(["grep", "-rl", "needle-A", m.mountpoint], timeout=120,
+          check=False)
     found = h.run(["find", m.mountpoint, "-name", "*.search*"],
                   timeout=120).stdout
     t.equal(found.strip(), b"", "find does not see .search")
     t.equal(count_searches(m), before,
-            "find and ls -R send no SEARCH (counted in the -d log)")
+            "find, ls -R and grep -r send no SEARCH (counted in the -d "
+            "log)")
 
 
 def check_grep(t, m, client):
