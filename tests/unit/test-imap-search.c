@@ -321,28 +321,25 @@ static void test_run_literal(void)
 }
 
 /* Pipelined: the answers go to the folder whose commands they follow, and
- * a folder that cannot be opened fails alone. The login took tags A1 and
- * A2, so the pipeline's are A3 to A8. */
+ * a folder that cannot be opened fails alone; a refused search fails with
+ * the server's words. The login took tags A1 and A2, so the pipelines'
+ * are A3 to A8, then A9 and A10. */
 static void test_run_pipelined(void)
 {
-	static const char *const script[] = { LOGIN(""),
-					      "C:EXAMINE \"A\"",
-					      "C:UID SEARCH UNSEEN",
-					      "C:EXAMINE \"B\"",
-					      "C:UID SEARCH UNSEEN",
-					      "C:EXAMINE \"C\"",
-					      "C:UID SEARCH UNSEEN",
-					      "S:* OK [UIDVALIDITY 1] a",
-					      "S:A3 OK a",
-					      "S:* SEARCH 1 2",
-					      "S:A4 OK a",
-					      "S:A5 NO no such folder",
-					      "S:A6 BAD no folder selected",
-					      "S:* OK [UIDVALIDITY 3] c",
-					      "S:A7 OK c",
-					      "S:* SEARCH 7",
-					      "S:$T OK c",
-					      NULL };
+	static const char *const script[] = {
+		LOGIN(""), "C:EXAMINE \"A\"", "C:UID SEARCH UNSEEN",
+		"C:EXAMINE \"B\"", "C:UID SEARCH UNSEEN", "C:EXAMINE \"C\"",
+		"C:UID SEARCH UNSEEN", "S:* OK [UIDVALIDITY 1] a", "S:A3 OK a",
+		"S:* SEARCH 1 2", "S:A4 OK a", "S:A5 NO no such folder",
+		"S:A6 BAD no folder selected", "S:* OK [UIDVALIDITY 3] c",
+		"S:A7 OK c", "S:* SEARCH 7", "S:$T OK c",
+		/* refused: asked again alone */
+		"C:EXAMINE \"A\"", "C:UID SEARCH SINCE 1-Foo-2024", "S:A9 OK a",
+		"S:A10 BAD bad date", "C:EXAMINE \"A\"",
+		"S:* OK [UIDVALIDITY 1] a", "S:$T OK a",
+		"C:UID SEARCH SINCE 1-Foo-2024", "S:$T BAD Invalid search date",
+		NULL
+	};
 	static const char *const names[] = { "A", "B", "C" };
 	g_autoptr(GError) error = NULL;
 	ImapSearchTarget t[3] = { 0 };
@@ -361,6 +358,9 @@ static void test_run_pipelined(void)
 	g_assert_cmpuint(t[2].uids->len, ==, 1);
 	g_assert_cmpuint(t[2].uidvalidity, ==, 3);
 	g_assert_null(imap_conn_selected(conn));
+	g_assert_cmpint(imap_search_run(conn, "SINCE 1-Foo-2024", t, 1, &error),
+			==, -EINVAL);
+	g_assert_nonnull(strstr(error->message, "Invalid search date"));
 	targets_clear(t, 3);
 	finish(conn, srv);
 }
