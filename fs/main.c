@@ -53,6 +53,7 @@
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
+#include "fs/search.h"
 #include "fs/stop.h"
 #include "fs/sync.h"
 #include "fs/token.h"
@@ -378,6 +379,7 @@ static int new_session(struct daemon *d)
 	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
+	mnt->search = fs_search_new(mnt);
 
 	d->se =
 	    fuse_session_new(&d->opts.fuse_args, &fs_ops, sizeof(fs_ops), mnt);
@@ -479,6 +481,7 @@ static void free_daemon(struct daemon *d)
 	fs_push_free(mnt->push);
 	imap_conn_free(d->conn);
 	fs_inval_free(mnt->inval);
+	fs_search_free(mnt->search);
 	fs_tree_free(mnt->tree);
 	fs_fetch_free(mnt->fetch);
 	fs_meta_free(mnt->meta);

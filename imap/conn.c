@@ -889,3 +889,51 @@ void imap_conn_free(ImapConn *conn)
 	g_free(conn->refusal);
 	g_free(conn);
 }
+
+/* ---- helpers for imap/search-run.c ---- */
+
+typedef struct {
+	char **chunks;
+	size_t n;
+	size_t next;
+} Chunks;
+
+static char *next_chunk(void *data, const ImapResponse *r)
+{
+	Chunks *c = data;
+
+	return c->next < c->n ? g_strdup(c->chunks[c->next++]) : NULL;
+}
+
+int imap_conn_command_chunks(ImapConn *conn, char **chunks, size_t n,
+			     ImapUntaggedFn fn, void *user_data, GError **error)
+{
+	g_autofree char *line = g_strdup(chunks[0]);
+	Chunks c = { chunks, n, 1 };
+	Batch b = { .lines = &line,
+		    .fn = fn,
+		    .user_data = user_data,
+		    .cont = next_chunk,
+		    .cont_data = &c };
+
+	return run_one(conn, &b, error);
+}
+
+int imap_conn_batch_index(const ImapConn *conn, const char *tag)
+{
+	const Batch *b = conn->batch;
+
+	if (!b || !b->tags)
+		return -1;
+	for (size_t i = 0; i < b->n && i < b->tags->len; i++) {
+		if (tag ? strcmp(b->tags->pdata[i], tag) == 0
+			: b->statuses[i] == 1)
+			return (int)i;
+	}
+	return -1;
+}
+
+void imap_conn_forget_selected(ImapConn *conn)
+{
+	g_clear_pointer(&conn->selected, g_free);
+}
