@@ -649,6 +649,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
+	if (fs_search_owns(ino)) {
+		fuse_reply_err(req, ENODATA); /* no attributes of their own */
+		return;
+	}
 	fs_xattr_get(req, mount_of(req), ino, name, size);
 }
 
@@ -656,6 +660,13 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	if (!mount_of(req)->xattr) {
 		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (fs_search_owns(ino)) {
+		if (size == 0)
+			fuse_reply_xattr(req, 0);
+		else
+			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
 	fs_xattr_list(req, mount_of(req), ino, size);

@@ -615,6 +615,7 @@ bool fs_search_lookup_dot(fuse_req_t req, FsSearch *s, FsFolder *f,
 	n = g_hash_table_lookup(s->dots, f);
 	if (!n) {
 		n = node_new(true, f);
+		n->made_wall = g_get_real_time() / G_USEC_PER_SEC;
 		rc = publish(s, n);
 		if (rc == 0)
 			g_hash_table_insert(s->dots, f, n);

@@ -11,7 +11,9 @@ folders both show). A query the server rejects, or one that is not valid
 criteria, fails with EINVAL and one log line with the server's words;
 "%2F" stands for '/'; ls MOUNT/.search lists the searches made; find,
 ls -R and grep -r never send a SEARCH (counted in the -d log); grep -l
-over the results fetches only those messages; cp -L copies the message; a new matching
+over the results fetches only those messages; cp -L copies the message;
+with --xattr the search tree has no attributes and a link leads to the
+message's; a new matching
 message shows up in the results once the live update has seen it. The
 same against a Dovecot without LITERAL+ and ESEARCH: synchronising
 literals, plain SEARCH answers matched to their folders."""
@@ -188,6 +190,26 @@ def check_rejected(t, m):
             "a dot name in .search is no query")
 
 
+def check_xattr(t, m):
+    """With --xattr: the search tree has no attributes of its own, and a
+    link leads to the message's."""
+    d = m.path("INBOX", ".search", "FROM alice")
+    link = os.path.join(d, sorted(os.listdir(d))[0])
+    r = h.run(["getfattr", "-d", d], check=False)
+    t.check(r.returncode == 0 and not r.stdout.strip(),
+            "getfattr -d on a query directory: no attributes, no error",
+            r.stderr.decode())
+    r = h.run(["getfattr", "-h", "-d", link], check=False)
+    t.check(r.returncode == 0 and not r.stdout.strip(),
+            "getfattr -h -d on a link: no attributes, no error",
+            r.stderr.decode())
+    uid = os.readlink(link).split("/")[-1].split(" ")[0]
+    r = h.run(["getfattr", "--only-values", "-n", "user.imap.uid", link],
+              check=False)
+    t.equal(r.stdout.decode(), uid, "getfattr through a link reads the "
+            "message's user.imap.uid")
+
+
 def check_walks(t, m):
     before = count_searches(m)
     h.run(["find", m.mountpoint], timeout=120)
@@ -312,7 +334,7 @@ def body(t):
     dc = h.Dovecot()
     seed(dc)
     dc.start()
-    m = h.Mount(dc, args=["-d"]).start()
+    m = h.Mount(dc, args=["-d", "--xattr"]).start()
     with dc.client() as client:
         root = os.listdir(m.mountpoint)
         t.check(".search" not in root and ".search" not in
@@ -323,6 +345,7 @@ def body(t):
         check_folder_queries(t, m, client)
         check_account(t, m, client, ["INBOX", "Work", "Work/Sub"])
         check_rejected(t, m)
+        check_xattr(t, m)
         check_walks(t, m)
         check_grep(t, m, client)
         check_new_mail(t, m, client)
