@@ -13,8 +13,8 @@ criteria, fails with EINVAL and one log line with the server's words;
 ls -R and grep -r never send a SEARCH (counted in the -d log); grep -l
 over the results fetches only those messages; cp -L copies the message;
 with --xattr the search tree has no attributes and a link leads to the
-message's; a new matching
-message shows up in the results once the live update has seen it. The
+message's; a new matching message shows up in the results once the live
+update has seen it. The
 same against a Dovecot without LITERAL+ and ESEARCH: synchronising
 literals, plain SEARCH answers matched to their folders."""
 
