@@ -50,8 +50,14 @@ void imap_transport_init(ImapTransport *t, const ImapAccount *account)
 void imap_transport_clear(ImapTransport *t)
 {
 	if (t->ssl) {
-		if (!t->broken)
+		/* close_notify, so that the server sees a clean end (after
+		 * LOGOUT the transport is already marked broken by the BYE).
+		 * No second call to wait for the server's answer. */
+		if (t->tls_up && t->fd >= 0) {
+			ERR_clear_error();
 			SSL_shutdown(t->ssl);
+			ERR_clear_error();
+		}
 		SSL_free(t->ssl);
 	}
 	if (t->ctx)
@@ -119,6 +125,9 @@ static int ssl_wait_or_fail(ImapTransport *t, int r, const char *what,
 		return wait_fd(t, POLLIN, error);
 	if (err == SSL_ERROR_WANT_WRITE)
 		return wait_fd(t, POLLOUT, error);
+	/* OpenSSL forbids SSL_shutdown() after these. */
+	if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL)
+		t->tls_up = false;
 	if (err == SSL_ERROR_ZERO_RETURN ||
 	    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
 		imap_transport_fail(t, error, IMAP_ERROR_CLOSED,
@@ -456,8 +465,10 @@ int imap_transport_start_tls(ImapTransport *t, GError **error)
 		rc = tls_new_ssl(t, error);
 	if (rc == 0)
 		rc = tls_handshake(t, error);
-	if (rc == 0)
+	if (rc == 0) {
+		t->tls_up = true;
 		note_progress(t);
+	}
 	return rc;
 }
 
