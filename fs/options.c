@@ -42,6 +42,7 @@ enum opt_id {
 	OPT_UMASK,
 	OPT_UID,
 	OPT_GID,
+	OPT_NAMESPACE,
 };
 
 struct opt_spec {
@@ -64,6 +65,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "umask", OPT_UMASK, true },
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
+	{ "namespace", OPT_NAMESPACE, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -327,6 +329,15 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 			return -1;
 		}
 		return 0;
+	case OPT_NAMESPACE:
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
 	}
 	return 0;
 }
@@ -457,6 +468,13 @@ static void print_help(const char *argv0)
 	       "a number or\n"
 	       "                             a name (default: the mounting "
 	       "user's)\n"
+	       "    --namespace=top|server   top: folders under the personal "
+	       "namespace's\n"
+	       "                             prefix (INBOX. on Cyrus, "
+	       "Courier) beside INBOX\n"
+	       "                             at the top; server: as the "
+	       "server names them\n"
+	       "                             (default: top)\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"

@@ -31,6 +31,7 @@ typedef struct {
 	unsigned umask;         /* -o umask=NNN, default 077: owner only */
 	uid_t uid;              /* -o uid=: owner of every file, default ours */
 	gid_t gid;              /* -o gid=: group, default ours */
+	bool namespace_server;  /* --namespace=server: no prefix stripping */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
 
