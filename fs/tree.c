@@ -244,6 +244,13 @@ static int prune(FsTree *tree, FsFolder *f, GHashTable *seen,
 	return n + removed;
 }
 
+static int entry_rank(const FsTree *tree, const CacheFolderEntry *e)
+{
+	if (!tree->ns.prefix[0] || g_ascii_strcasecmp(e->name, "INBOX") == 0)
+		return 0;
+	return imap_namespace_strip(&tree->ns, e->name, e->delimiter) ? 1 : 2;
+}
+
 static int apply(FsTree *tree, GPtrArray *entries,
 		 void (*changed)(FsFolder *, FsFolder *, void *), void *data,
 		 GError **error)
@@ -251,17 +258,14 @@ static int apply(FsTree *tree, GPtrArray *entries,
 	g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
 	int n = 0;
 
-	/* Personal folders (and INBOX) first, so that they keep their names
-	 * when one outside the namespace has the same. */
-	for (int pass = 0; pass < 2; pass++) {
+	/* INBOX, then personal folders, then the rest: the first keeps a
+	 * name that two would be shown as (INBOX.INBOX, or INBOX.X and a
+	 * shared X, when the personal namespace is at the top). */
+	for (int pass = 0; pass < 3; pass++) {
 		for (guint i = 0; i < entries->len; i++) {
 			const CacheFolderEntry *e = entries->pdata[i];
-			bool mine = !tree->ns.prefix[0] ||
-				    g_ascii_strcasecmp(e->name, "INBOX") == 0 ||
-				    imap_namespace_strip(&tree->ns, e->name,
-							 e->delimiter);
 
-			if (mine != (pass == 0))
+			if (entry_rank(tree, e) != pass)
 				continue;
 			if (add_entry(tree, e, seen, changed, data, error) < 0)
 				return -EIO;

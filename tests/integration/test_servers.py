@@ -20,15 +20,21 @@ import imapfs_harness as h  # noqa: E402
 # Generous bound for a change to show; the test asserts only that it does.
 LIVE_BOUND = 120
 TLS_NOISE = "Unexpected SSL connection shutdown"
+# A personal folder that the top layout would show as INBOX.
+COLLIDE = "INBOX.INBOX"
 
 
-def mount_view(view):
+def mount_view(view, renames=None):
     """The server view with each folder renamed to where the mount shows
-    it (the default mapping: the personal namespace at the top)."""
-    folders = [dict(f, name=hs.flat_name(f["name"]))
-               for f in view["folders"]]
-    return {"folders": folders,
-            "messages": {hs.flat_name(k): v
+    it: by the default layout (the personal namespace at the top), or as
+    renames says (raw server name -> mount name)."""
+    renames = renames or {}
+
+    def where(f):
+        return renames.get(f["raw"], hs.flat_name(f["name"]))
+    names = {f["name"]: where(f) for f in view["folders"]}
+    return {"folders": [dict(f, name=where(f)) for f in view["folders"]],
+            "messages": {names.get(k, k): v
                          for k, v in view["messages"].items()}}
 
 
@@ -36,15 +42,36 @@ def top_names(view):
     return {f["name"].split("/")[0] for f in view["folders"]}
 
 
-def check_tree(t, srv, client, m, msgs, label):
-    view = mount_view(h.server_view(client))
-    t.equal(set(os.listdir(m.mountpoint)), top_names(view),
-            "%s: ls of the root shows INBOX beside the personal folders"
-            % label)
+def check_tree(t, srv, client, m, msgs, label, layout="top"):
+    """Compare the mount with the server. INBOX.INBOX, shown at the top
+    like INBOX, must get a name of its own starting with INBOX."""
+    raw_view = h.server_view(client)
+    if layout == "server":
+        view = raw_view
+        t.equal(set(os.listdir(m.mountpoint)), {"INBOX"},
+                "%s: --namespace=server shows INBOX alone at the top"
+                % label)
+    else:
+        plain = mount_view(dict(raw_view, folders=[
+            f for f in raw_view["folders"] if f["raw"] != COLLIDE]))
+        top = set(os.listdir(m.mountpoint))
+        extra = sorted(top - top_names(plain))
+        t.check(len(extra) == 1 and extra[0].startswith("INBOX") and
+                extra[0] != "INBOX",
+                "%s: ls of the root shows INBOX beside the personal "
+                "folders, and INBOX.INBOX under a name of its own" % label,
+                "extra names %r, want one like INBOX~..." % extra)
+        view = mount_view(raw_view, {COLLIDE: extra[0] if extra else "?"})
+        t.check("%s would both be shown as INBOX" % COLLIDE in
+                m.stderr_text(), "%s: the daemon logs the name clash"
+                % label, m.stderr_text()[-500:])
     files = h.compare_tree(t, m, view)
     problems = []
     for msg in msgs:
-        p = files.get((msg.folder, msg.uid))
+        name = msg.folder if layout == "top" else "/".join(
+            ["INBOX"] + msg.folder.split("/")) if msg.folder != "INBOX" \
+            else "INBOX"
+        p = files.get((name, msg.uid))
         why = "no file" if p is None else \
             msg.expected_name_problem(os.path.basename(p))
         if why:
@@ -141,6 +168,18 @@ def run_mode(t, srv, client, msgs, mode, full):
             "%s remount: the message expunged while unmounted is gone"
             % label)
     t.equal(m2.unmount(), 0, "%s remount: the daemon exits 0" % label)
+    # The other layout on the same cache: the same folders and bodies,
+    # nothing fetched again under other keys.
+    before = set(h.cache_bodies(m.cache_dir))
+    m3 = h.Mount(srv, mode=mode, cache_dir=m.cache_dir,
+                 args=["--namespace=server"]).start()
+    check_tree(t, srv, client, m3, msgs, label + " --namespace=server",
+               layout="server")
+    t.equal(set(h.cache_bodies(m.cache_dir)), before,
+            "%s --namespace=server: the cache holds the same bodies under "
+            "the same keys" % label)
+    t.equal(m3.unmount(), 0, "%s --namespace=server: the daemon exits 0"
+            % label)
 
 
 def body(t, name):
@@ -153,6 +192,10 @@ def body(t, name):
     msgs = srv.seed(h.core_messages(large=full))
     client = srv.client()
     h.add_cleanup(client.close)
+    client.create(COLLIDE)
+    client.append(COLLIDE, h.make_message(
+        "collide", "In INBOX.INBOX", int(time.time()), eol=b"\r\n",
+        body="A personal folder named INBOX.\n"))
     run_mode(t, srv, client, msgs, "imaps", True)
     run_mode(t, srv, client, msgs, "imap", full)
 

@@ -104,8 +104,7 @@ static void test_strip(void)
 
 	g_assert_cmpstr(imap_namespace_strip(&ns, "INBOX.Sent", '.'), ==,
 			"Sent");
-	g_assert_cmpstr(imap_namespace_strip(&ns, "INBOX.A.B", '.'), ==,
-			"A.B");
+	g_assert_cmpstr(imap_namespace_strip(&ns, "INBOX.A.B", '.'), ==, "A.B");
 	g_assert_null(imap_namespace_strip(&ns, "INBOX", '.'));
 	g_assert_null(imap_namespace_strip(&ns, "INBOX.", '.'));
 	g_assert_null(imap_namespace_strip(&ns, "user.bob", '.'));
