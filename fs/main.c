@@ -294,7 +294,8 @@ static void start_threads(struct daemon *d)
 	fs_push_start(mnt->push, d->se);
 	fs_stop_start(d->stop);
 	fs_sync_start_background(mnt);
-	d->watch = fs_watch_new(mnt, d->opts.poll_interval);
+	d->watch =
+	    fs_watch_new(mnt, d->opts.poll_interval, d->opts.status_interval);
 	mnt->watch = d->watch;
 	g_message("mounted %s on %s", d->opts.url, d->opts.mountpoint);
 }

@@ -43,6 +43,7 @@ enum opt_id {
 	OPT_UID,
 	OPT_GID,
 	OPT_NAMESPACE,
+	OPT_STATUS_INTERVAL,
 };
 
 struct opt_spec {
@@ -66,6 +67,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
 	{ "namespace", OPT_NAMESPACE, true },
+	{ "status-interval", OPT_STATUS_INTERVAL, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -338,6 +340,14 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		}
 		opts->namespace_server = g_str_equal(value, "server");
 		return 0;
+	case OPT_STATUS_INTERVAL:
+		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
+			fs_options_error(error,
+					 "--status-interval must be between 0 "
+					 "(off) and 3600 seconds");
+			return -1;
+		}
+		return 0;
 	}
 	return 0;
 }
@@ -475,6 +485,14 @@ static void print_help(const char *argv0)
 	       "                             at the top; server: as the "
 	       "server names them\n"
 	       "                             (default: top)\n"
+	       "    --status-interval=SECONDS  without NOTIFY, how often "
+	       "folders listed\n"
+	       "                             in the last 10 minutes are "
+	       "checked by STATUS\n"
+	       "                             (and the folder list every 5 "
+	       "times, 15 s at\n"
+	       "                             least); 0 turns it off (default: "
+	       "3)\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
@@ -681,6 +699,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	opts->connections = 4;
 	opts->timeout = 10;
 	opts->poll_interval = 60;
+	opts->status_interval = 3;
 	opts->umask = 077;
 	opts->uid = getuid();
 	opts->gid = getgid();

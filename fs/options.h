@@ -32,8 +32,10 @@ typedef struct {
 	uid_t uid;              /* -o uid=: owner of every file, default ours */
 	gid_t gid;              /* -o gid=: group, default ours */
 	bool namespace_server;  /* --namespace=server: no prefix stripping */
-	bool foreground;        /* -f */
-	bool debug;             /* -d: debug log on stderr, implies -f */
+	unsigned status_interval; /* seconds between STATUS polls without
+				     NOTIFY, 0..3600 (0: off), default 3 */
+	bool foreground;          /* -f */
+	bool debug;               /* -d: debug log on stderr, implies -f */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

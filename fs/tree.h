@@ -53,6 +53,8 @@ struct FsFolder {
 	bool syncing;
 	bool dirty;         /* listing has sizes not yet saved */
 	bool verify_queued; /* a background check is queued or ran */
+	gint64 used_at;     /* monotonic us a user last listed it (atomic);
+			       fs/watch.c polls such folders by STATUS */
 };
 
 typedef struct FsTree FsTree;

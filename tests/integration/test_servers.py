@@ -93,7 +93,10 @@ def wait_file(t, m, folder, uid, want, label):
             return None
         return names.get(uid)
 
+    t0 = time.monotonic()
     name = h.wait_for(found, LIVE_BOUND, interval=0.25)
+    h.log("# %s: %s UID %d showed after %.1f s" % (
+        label, folder, uid, time.monotonic() - t0))
     t.check(name is not None, "%s: the new message %s UID %d shows up" % (
         label, folder, uid))
     if name:
@@ -150,6 +153,11 @@ def run_mode(t, srv, client, msgs, mode, full):
         uid, body = append(client, folder, "live-%s-%s" % (
             mode, folder.lower()), srv.crlf_only)
         wait_file(t, m, folder, uid, body, label)
+    # A folder created while mounted shows up (the folder list is
+    # re-read every 15 s without NOTIFY).
+    client.create(hs.folder_raw("Live"))
+    uid, body = append(client, "Live", "live-folder-" + mode, srv.crlf_only)
+    wait_file(t, m, "Live", uid, body, label)
     noise = tls_noise(srv)
     t.equal(m.unmount(), 0, "%s: unmount: the daemon exits 0" % label)
     if srv.name == "courier":
@@ -159,6 +167,7 @@ def run_mode(t, srv, client, msgs, mode, full):
     uid, body = append(client, "Entwürfe", "offline-" + mode,
                        srv.crlf_only)
     gone = expunge_first(client, "Q&A")
+    client.conn.delete('"%s"' % hs.folder_raw("Live"))
     msgs[:] = [x for x in msgs if (x.folder, x.uid) != ("Q&A", gone)]
     m2 = h.Mount(srv, mode=mode, cache_dir=m.cache_dir).start()
     view2, files2 = check_tree(t, srv, client, m2, [], label + " remount")
