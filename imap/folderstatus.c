@@ -91,10 +91,10 @@ int imap_folder_status_many(ImapConn *conn, char *const *folders, size_t n,
 			    GError **error)
 {
 	g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
-	const char *items = (imap_conn_modseq_caps(conn) &
-			     IMAP_MODSEQ_CONDSTORE)
-				? "(UIDNEXT MESSAGES UIDVALIDITY HIGHESTMODSEQ)"
-				: "(UIDNEXT MESSAGES UIDVALIDITY)";
+	const char *items =
+	    (imap_conn_modseq_caps(conn) & IMAP_MODSEQ_CONDSTORE)
+		? "(UIDNEXT MESSAGES UIDVALIDITY HIGHESTMODSEQ)"
+		: "(UIDNEXT MESSAGES UIDVALIDITY)";
 	StatusCtx ctx = { fn, user_data, NULL, false };
 	const char *selected = imap_conn_selected(conn);
 	g_autofree int *statuses = NULL;
@@ -110,9 +110,8 @@ int imap_folder_status_many(ImapConn *conn, char *const *folders, size_t n,
 			ctx.selected = selected;
 			g_ptr_array_add(lines, g_strdup("NOOP"));
 		} else if (q)
-			g_ptr_array_add(lines,
-					g_strdup_printf("STATUS %s %s", q,
-							items));
+			g_ptr_array_add(
+			    lines, g_strdup_printf("STATUS %s %s", q, items));
 	}
 	if (lines->len == 0)
 		return 0;

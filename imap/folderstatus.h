@@ -19,8 +19,7 @@ typedef struct {
 			 one */
 } ImapFolderStatus;
 
-typedef void (*ImapFolderStatusFn)(void *user_data,
-				   const ImapFolderStatus *st);
+typedef void (*ImapFolderStatusFn)(void *user_data, const ImapFolderStatus *st);
 
 /* From an untagged "* STATUS name (ITEM n ...)": false when r is not one
  * (or its name holds a NUL byte). st->folder points into r. */
@@ -29,8 +28,8 @@ bool imap_folder_status_parse(const ImapResponse *r, ImapFolderStatus *st);
 /* STATUS name (UIDNEXT MESSAGES UIDVALIDITY [HIGHESTMODSEQ where
  * CONDSTORE is offered]) for each of the n raw names, sent together;
  * NOOP instead for the folder selected on conn, whose news fn sees as
- * changed. fn sees each answer. A folder the server refuses (deleted meanwhile) is
- * skipped. 0, or -errno with error set when the connection broke. */
+ * changed. fn sees each answer. A folder the server refuses (deleted meanwhile)
+ * is skipped. 0, or -errno with error set when the connection broke. */
 int imap_folder_status_many(ImapConn *conn, char *const *folders, size_t n,
 			    ImapFolderStatusFn fn, void *user_data,
 			    GError **error);

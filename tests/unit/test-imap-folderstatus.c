@@ -32,8 +32,8 @@ static void test_parse(void)
 		  "UIDVALIDITY 1796621215 HIGHESTMODSEQ 4)");
 	g_assert_true(imap_folder_status_parse(r, &st));
 	g_assert_cmpstr(st.folder, ==, "INBOX.Projects");
-	g_assert_true(st.has_messages && st.has_uidnext &&
-		      st.has_uidvalidity && st.has_modseq);
+	g_assert_true(st.has_messages && st.has_uidnext && st.has_uidvalidity &&
+		      st.has_modseq);
 	g_assert_cmpuint(st.messages, ==, 3);
 	g_assert_cmpuint(st.uidnext, ==, 4);
 	g_assert_cmpuint(st.uidvalidity, ==, 1796621215u);
