@@ -190,6 +190,18 @@ int imap_transport_write(ImapTransport *t, const char *buf, size_t len,
 	return 0;
 }
 
+/* Acknowledge at once what arrives. A server that does not set
+ * TCP_NODELAY (Cyrus, Courier) holds back the short tail of an answer
+ * until its earlier segments are acknowledged, and Linux delays an ACK by
+ * up to 40 ms: one stall per command. The kernel clears the flag as it
+ * goes, so it is set again before each read. */
+static void quick_ack(ImapTransport *t)
+{
+	int one = 1;
+
+	setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 /* Read at least one byte into rbuf. */
 int imap_transport_read(ImapTransport *t, GError **error)
 {
@@ -205,6 +217,7 @@ int imap_transport_read(ImapTransport *t, GError **error)
 		size_t n = 0;
 		int rc;
 
+		quick_ack(t);
 		if (t->ssl) {
 			int r;
 
