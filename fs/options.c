@@ -57,6 +57,8 @@ enum opt_id {
 	OPT_OFFLINE,
 	OPT_NONEMPTY,
 	OPT_NAME_FORMAT,
+	OPT_NAMESPACE,
+	OPT_STATUS_INTERVAL,
 };
 
 struct opt_spec {
@@ -95,6 +97,8 @@ static const struct opt_spec opt_specs[] = {
 	{ "offline", OPT_OFFLINE, false },
 	{ "nonempty", OPT_NONEMPTY, false },
 	{ "name-format", OPT_NAME_FORMAT, true },
+	{ "namespace", OPT_NAMESPACE, true },
+	{ "status-interval", OPT_STATUS_INTERVAL, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -388,6 +392,23 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->name_format, spec, value, false,
 				  error);
 	}
+	case OPT_NAMESPACE:
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
+	case OPT_STATUS_INTERVAL:
+		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
+			fs_options_error(error,
+					 "--status-interval must be between 0 "
+					 "(off) and 3600 seconds");
+			return -1;
+		}
+		return 0;
 	}
 	return 0;
 }
@@ -651,6 +672,18 @@ static void print_help(const char *argv0)
 	    "a number or\n"
 	    "                             a name (default: the mounting "
 	    "user's)\n"
+	    "    --namespace=top|server   top: folders under the personal "
+	    "namespace's\n"
+	    "                             prefix (INBOX. on Cyrus, "
+	    "Courier) beside INBOX\n"
+	    "                             at the top; server: as the "
+	    "server names them\n"
+	    "                             (default: top)\n"
+	    "    --status-interval=SECONDS  without NOTIFY, STATUS of "
+	    "recently listed\n"
+	    "                             folders this often, LIST every "
+	    "5th (15 s at\n"
+	    "                             least); 0: off (default: 3)\n"
 	    "    --offline                serve only what is cached; never "
 	    "connect\n"
 	    "                             (without it, an account with a "
@@ -973,6 +1006,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	opts->connections = 4;
 	opts->timeout = 10;
 	opts->poll_interval = 60;
+	opts->status_interval = 3;
 	opts->umask = 077;
 	opts->uid = getuid();
 	opts->gid = getgid();
