@@ -46,13 +46,20 @@
 #include "fs/mount.h"
 #include "fs/fetch.h"
 #include "fs/log.h"
+#include "fs/notify.h"
 #include "fs/mountcheck.h"
+#include "fs/meta.h"
+#include "fs/name-format.h"
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
+#include "fs/search.h"
 #include "fs/stop.h"
 #include "fs/sync.h"
+#include "fs/token.h"
 #include "fs/watch.h"
+#include "fs/xattr.h"
+#include "imap/namespace.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
 #include "imap/url.h"
@@ -71,6 +78,7 @@ struct daemon {
 	FsStop *stop;  /* SIGTERM and SIGINT, until the loop has ended */
 	bool mounted;  /* else the cache this run created is removed */
 	FsWatch *watch;
+	FsToken *token; /* OAuth access tokens, or NULL: a password */
 };
 
 /* Prints "imapfs: " and the message on stderr; the caller unwinds. */
@@ -125,12 +133,46 @@ static int catch_sighup(void)
 	return sigaction(SIGHUP, &sa, NULL);
 }
 
+static char *token_get(void *data, GError **error)
+{
+	return fs_token_get(data, error);
+}
+
+static char *token_refetch(void *data, GError **error)
+{
+	return fs_token_refetch(data, error);
+}
+
+/* With OAuth, the first access token stands in for the password. */
+static int read_token(struct daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	d->token = fs_token_new(&d->opts, &error);
+	if (d->token)
+		d->password = fs_token_get(d->token, &error);
+	if (!d->password) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	return 0;
+}
+
 static int read_password(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 
 	if (d->opts.offline)
 		return 0; /* never logs in */
+	if (fs_token_configured(&d->opts))
+		return read_token(d);
+	if (d->opts.auth == IMAP_AUTH_XOAUTH2 ||
+	    d->opts.auth == IMAP_AUTH_OAUTHBEARER) {
+		report_error("--auth=xoauth2 and oauthbearer need an access "
+			     "token: give --token-command, --provider or "
+			     "--oauth-token-url");
+		return -1;
+	}
 	d->password = fs_password_get(&d->opts, &error);
 	if (!d->password) {
 		report_error("%s", error->message);
@@ -156,7 +198,10 @@ static int check_mountpoint(struct daemon *d)
  * hear of at once, or by a daemon still exiting, worth waiting for. */
 static bool mounted_elsewhere(struct daemon *d)
 {
-	g_autofree char *fsname = imap_url_to_string(&d->opts.server);
+	/* The fsname the mount shows: the account's name, else the URL. */
+	g_autofree char *fsname = d->opts.account
+				      ? g_strdup(d->opts.account)
+				      : imap_url_to_string(&d->opts.server);
 	g_autofree char *where = fs_mountcheck_find_account(fsname);
 
 	if (!where)
@@ -246,11 +291,34 @@ static int mount_offline(struct daemon *d, const char *why)
 	return 0;
 }
 
+/* The personal namespace whose folders the tree shows at the top
+ * (--namespace=top), or none (--namespace=server). */
+static int personal_namespace(struct daemon *d, ImapNamespace *ns)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (d->opts.namespace_server)
+		return 0;
+	if (imap_namespace_get(d->conn, ns, &error) < 0) {
+		if (imap_conn_is_broken(d->conn)) {
+			report_error("%s", error->message);
+			return -1;
+		}
+		/* A server that refuses NAMESPACE: keep its names. */
+		g_message("NAMESPACE failed (%s): folders are shown as the "
+			  "server names them",
+			  error->message);
+		imap_namespace_clear(ns);
+	}
+	return 0;
+}
+
 /* Logs in and reads the folder list: the last failures the user sees. */
 static int connect_server(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) folders = NULL;
+	g_auto(ImapNamespace) ns = { 0 };
 	ImapAccount *account = &d->account;
 	bool greeted = false;
 
@@ -266,6 +334,13 @@ static int connect_server(struct daemon *d)
 		account->reread_password = reread_password;
 		account->reread_data = &d->opts;
 	}
+	account->auth = (ImapAuthMech)d->opts.auth;
+	if (d->token) {
+		account->bearer = true;
+		account->login_secret = token_get;
+		account->reread_password = token_refetch;
+		account->login_secret_data = account->reread_data = d->token;
+	}
 	if (d->opts.insecure)
 		g_warning(
 		    "--insecure: the server's certificate is not checked");
@@ -279,6 +354,8 @@ static int connect_server(struct daemon *d)
 		report_error("%s", error->message);
 		return -1;
 	}
+	if (personal_namespace(d, &ns) < 0)
+		return -1;
 	folders = g_ptr_array_new_with_free_func(
 	    (GDestroyNotify)cache_folder_entry_free);
 	if (imap_list_mailboxes(d->conn, fs_tree_collect_folder, folders,
@@ -288,7 +365,7 @@ static int connect_server(struct daemon *d)
 	}
 	if (cache_store_save_folders(d->mnt.store, folders) < 0)
 		g_message("cannot save the folder list in the cache");
-	d->mnt.tree = fs_tree_new(d->mnt.store, folders, &error);
+	d->mnt.tree = fs_tree_new_ns(d->mnt.store, folders, &ns, &error);
 	if (!d->mnt.tree) {
 		report_error("%s", error->message);
 		return -1;
@@ -322,8 +399,13 @@ static int new_session(struct daemon *d)
 	mnt->refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
 	mnt->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
 	mnt->fetch = fs_fetch_new();
+	mnt->meta = fs_meta_new();
+	mnt->xattrs = fs_xattr_new();
+	/* Checked by the option parser already. */
+	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
+	mnt->search = fs_search_new(mnt);
 
 	d->se =
 	    fuse_session_new(&d->opts.fuse_args, &fs_ops, sizeof(fs_ops), mnt);
@@ -362,9 +444,12 @@ static void start_threads(struct daemon *d)
 	fs_push_start(mnt->push, d->se);
 	fs_stop_start(d->stop);
 	fs_sync_start_background(mnt);
-	d->watch = fs_watch_new(mnt, d->opts.poll_interval);
+	d->watch =
+	    fs_watch_new(mnt, d->opts.poll_interval, d->opts.status_interval);
 	mnt->watch = d->watch;
 	g_message("mounted %s on %s", d->opts.url, d->opts.mountpoint);
+	fs_notify_ready(d->opts.account ? d->opts.account : d->opts.url,
+			d->opts.mountpoint);
 }
 
 /* Step 1 of the shutdown: returns main()'s exit status. */
@@ -423,13 +508,18 @@ static void free_daemon(struct daemon *d)
 	fs_push_free(mnt->push);
 	imap_conn_free(d->conn);
 	fs_inval_free(mnt->inval);
+	fs_search_free(mnt->search);
 	fs_tree_free(mnt->tree);
 	fs_fetch_free(mnt->fetch);
+	fs_meta_free(mnt->meta);
+	fs_xattr_free(mnt->xattrs);
+	fs_name_format_free(mnt->name_format);
 	if (d->mounted)
 		cache_store_free(mnt->store);
 	else
 		cache_store_free_new(mnt->store);
 	fs_password_free(d->password);
+	fs_token_free(d->token);
 	g_free(d->offline);
 	fs_options_clear(&d->opts);
 }
@@ -452,6 +542,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fs_log_init(d.opts.debug);
+	if (d.opts.authorize) {
+		ret = fs_token_authorize(&d.opts, &error) < 0 ? 1 : 0;
+		if (ret)
+			report_error("%s", error->message);
+		fs_options_clear(&d.opts);
+		return ret;
+	}
 
 	/* Whatever fails here fails in the foreground, before the mount. */
 	if (check_mountpoint(&d) < 0 || read_password(&d) < 0 ||
@@ -469,6 +566,7 @@ int main(int argc, char **argv)
 	}
 	start_threads(&d);
 	ret = run_session(&d);
+	fs_notify_stopping();
 	stop_background(&d);
 out_unmount:
 	unmount_session(&d);

@@ -37,6 +37,7 @@ struct ImapConn {
 	bool qresync;        /* ENABLE QRESYNC succeeded */
 	char *refusal;       /* text of the last NO, BAD or BYE */
 	struct Batch *batch; /* the commands being answered, NULL between */
+	bool bye;            /* the server ended the session (not a limit) */
 	unsigned id;         /* [cN] in the debug log */
 	bool greeted;        /* the server's greeting came */
 };
@@ -154,6 +155,7 @@ static int refuse(ImapConn *conn, const ImapResponse *r, const char *line,
 static int closed_by_bye(ImapConn *conn, const ImapResponse *r, GError **error)
 {
 	note_refusal(conn, r);
+	conn->bye = !imap_text_is_throttling(r->code, r->text);
 	imap_transport_fail(
 	    &conn->t, error,
 	    imap_text_is_throttling(r->code, r->text) ? IMAP_ERROR_THROTTLED
@@ -821,6 +823,7 @@ ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
 {
 	ImapConn *conn = g_new0(ImapConn, 1);
 	ImapParserLimits limits;
+	bool logged_in;
 	int rc;
 
 	conn->id = (unsigned)g_atomic_int_add(&last_conn_id, 1) + 1;
@@ -831,6 +834,7 @@ ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
 	conn->parser = imap_parser_new(&limits, &literal_trampoline, conn);
 
 	rc = open_session(conn, error);
+	logged_in = rc == 0;
 	/* Capabilities may change after login; some servers send them in
 	 * the OK, others only on request. */
 	if (rc == 0)
@@ -841,8 +845,16 @@ ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
 	if (rc == 0 && imap_conn_has_cap(conn, "QRESYNC"))
 		imap_conn_command(conn, enabled_untagged, &conn->qresync, NULL,
 				  "ENABLE QRESYNC");
-	if (rc == 0 && conn->t.broken)
+	if (logged_in && conn->bye) {
+		/* Logged in, then ended by a BYE (a kick, a restart under
+		 * way): the pool tries once more rather than call the server
+		 * down. */
+		g_clear_error(error);
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_DROPPED,
+			    "%s closed the session right after the login",
+			    account->host);
 		rc = -EIO;
+	}
 	if (rc < 0) {
 		if (error && *error == NULL)
 			g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
@@ -876,4 +888,52 @@ void imap_conn_free(ImapConn *conn)
 	g_free(conn->idle_tag);
 	g_free(conn->refusal);
 	g_free(conn);
+}
+
+/* ---- helpers for imap/search-run.c ---- */
+
+typedef struct {
+	char **chunks;
+	size_t n;
+	size_t next;
+} Chunks;
+
+static char *next_chunk(void *data, const ImapResponse *r)
+{
+	Chunks *c = data;
+
+	return c->next < c->n ? g_strdup(c->chunks[c->next++]) : NULL;
+}
+
+int imap_conn_command_chunks(ImapConn *conn, char **chunks, size_t n,
+			     ImapUntaggedFn fn, void *user_data, GError **error)
+{
+	g_autofree char *line = g_strdup(chunks[0]);
+	Chunks c = { chunks, n, 1 };
+	Batch b = { .lines = &line,
+		    .fn = fn,
+		    .user_data = user_data,
+		    .cont = next_chunk,
+		    .cont_data = &c };
+
+	return run_one(conn, &b, error);
+}
+
+int imap_conn_batch_index(const ImapConn *conn, const char *tag)
+{
+	const Batch *b = conn->batch;
+
+	if (!b || !b->tags)
+		return -1;
+	for (size_t i = 0; i < b->n && i < b->tags->len; i++) {
+		if (tag ? strcmp(b->tags->pdata[i], tag) == 0
+			: b->statuses[i] == 1)
+			return (int)i;
+	}
+	return -1;
+}
+
+void imap_conn_forget_selected(ImapConn *conn)
+{
+	g_clear_pointer(&conn->selected, g_free);
 }

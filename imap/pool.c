@@ -334,15 +334,17 @@ static void suspend_logins(ImapPool *pool, const char *why)
 	    "not logging in to %s: the server refused the password",
 	    pool->account.host);
 	if (first)
-		g_warning(
-		    "%s; imapfs will not log in again until the "
-		    "password changes%s, on SIGHUP (pkill -HUP imapfs), or "
-		    "in 15 minutes; cached messages stay readable",
-		    why,
-		    pool->account.reread_password
-			? " (the password source is read again "
-			  "every minute)"
-			: "");
+		g_warning("%s; imapfs will not log in again until the "
+			  "%s changes%s, on SIGHUP (pkill -HUP imapfs), or "
+			  "in 15 minutes; cached messages stay readable",
+			  why,
+			  pool->account.bearer ? "access token" : "password",
+			  pool->account.reread_password
+			      ? (pool->account.bearer
+				     ? " (a new one is asked for every minute)"
+				     : " (the password source is read again "
+				       "every minute)")
+			      : "");
 	fail_queued(pool, pool->login_reason);
 }
 
@@ -354,9 +356,21 @@ static ImapConn *open_once(ImapPool *pool, unsigned budget_ms, GError **error)
 	char *pw;
 	ImapConn *conn;
 
-	g_mutex_lock(&pool->lock);
-	pw = g_strdup(pool->password);
-	g_mutex_unlock(&pool->lock);
+	if (pool->account.login_secret) {
+		/* A fresh access token for every login; the last one is
+		 * what a token read again is compared with. */
+		pw = pool->account.login_secret(pool->account.login_secret_data,
+						error);
+		if (!pw)
+			return NULL;
+		g_mutex_lock(&pool->lock);
+		set_password(pool, g_strdup(pw));
+		g_mutex_unlock(&pool->lock);
+	} else {
+		g_mutex_lock(&pool->lock);
+		pw = g_strdup(pool->password);
+		g_mutex_unlock(&pool->lock);
+	}
 	account.password = pw;
 	account.timeout_ms = MAX(budget_ms, 1u);
 	conn = imap_conn_open(&account, error);
@@ -449,6 +463,13 @@ static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
 		*rc_out = -EAGAIN;
 		return false;
 	}
+	/* A session the server ended as it began (see imap_conn_open()):
+	 * once more at once; an outage only if that fails too. */
+	if (tries == 0 && !probing && !pool->stopping &&
+	    g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_DROPPED)) {
+		g_message("%s; logging in again", (*error)->message);
+		return true;
+	}
 	/* Servers answer late after a refused login (Dovecot's penalty grows
 	 * to 15 s): a timeout while testing a secret right after a refusal
 	 * is one more refusal, not an outage to retry with backoff. */
@@ -469,8 +490,10 @@ static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
 		pw = reread_password(pool);
 		g_mutex_lock(&pool->lock);
 		if (set_password(pool, pw)) {
-			g_message("%s; trying the password read again",
-				  (*error)->message);
+			g_message("%s; trying %s", (*error)->message,
+				  pool->account.login_secret
+				      ? "a new access token"
+				      : "the password read again");
 			return true;
 		}
 	}

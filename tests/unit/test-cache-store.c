@@ -682,7 +682,11 @@ static void test_index_files(Fixture *f, gconstpointer data)
 	g_autoptr(GPtrArray) back = NULL;
 	CacheFolderIndex *idx = cache_folder_index_new();
 	CacheFolderIndex *got;
-	CacheMessage m = { 12, true, 345, 1700000000, g_strdup("12 Hi.eml") };
+	CacheMessage m = { .uid = 12,
+			   .size_exact = true,
+			   .size = 345,
+			   .internaldate = 1700000000,
+			   .name = g_strdup("12 Hi.eml") };
 	g_autofree char *raw = NULL;
 	gsize raw_len;
 

@@ -558,9 +558,9 @@ static void test_errors(void)
 	parse_fails("cafile /nonexistent/ca.pem: No such file or directory",
 		    "--cafile=/nonexistent/ca.pem", URL, mnt, NULL);
 	/* The URL is checked before the mountpoint. */
-	parse_fails("invalid URL 'x': expected imaps://USER@HOST[:PORT] or "
+	parse_fails("invalid URL 'x:': expected imaps://USER@HOST[:PORT] or "
 		    "imap://USER@HOST[:PORT]",
-		    "x", missing, NULL);
+		    "x:", missing, NULL);
 }
 
 static void test_help(void)
@@ -591,6 +591,14 @@ static void test_help(void)
 	g_test_trap_assert_stdout("*--insecure*");
 	g_test_trap_assert_stdout("*IMAPFS_PASSWORD*");
 	g_test_trap_assert_stdout("*fuse.imapfs*");
+	g_test_trap_assert_stdout(
+	    "*--auth=MECH*--token-command=CMD*"
+	    "--provider=NAME*--oauth-client-id=ID*"
+	    "--oauth-client-secret-command=CMD*"
+	    "--oauth-token-url=URL*--oauth-device-url=URL*"
+	    "--oauth-scope=SCOPE*"
+	    "--oauth-refresh-token-command=CMD*"
+	    "--authorize URL*");
 	g_test_trap_assert_stdout("*\nSee imapfs(1).\n");
 }
 
@@ -616,6 +624,45 @@ static void test_version(void)
 			       fuse_pkgversion(), glib_major_version,
 			       glib_minor_version, glib_micro_version);
 	g_test_trap_assert_stdout(want);
+}
+
+/* OAuth: --auth, the token sources, --authorize without a mount point,
+ * and a client secret refused on the command line (its value unsaid). */
+static void test_oauth(void)
+{
+	FsOptions opts;
+
+	parse_ok(&opts, "--auth=XOAUTH2", "--token-command=oama access me",
+		 "-o", "provider=google,oauth_client_id=id.apps", URL, mnt,
+		 NULL);
+	g_assert_cmpuint(opts.auth, ==, 3);
+	g_assert_cmpstr(opts.token_command, ==, "oama access me");
+	g_assert_cmpstr(opts.provider, ==, "google");
+	g_assert_cmpstr(opts.oauth_client_id, ==, "id.apps");
+	g_assert_false(opts.authorize);
+	fs_options_clear(&opts);
+
+	parse_ok(&opts, "--authorize", URL, "--provider=microsoft",
+		 "--oauth-scope=a b", "--oauth-device-url=https://h/d", NULL);
+	g_assert_true(opts.authorize);
+	g_assert_null(opts.mountpoint);
+	g_assert_cmpstr(opts.oauth_scope, ==, "a b");
+	g_assert_cmpstr(opts.oauth_device_url, ==, "https://h/d");
+	fs_options_clear(&opts);
+
+	parse_fails("--auth must be auto, plain, login, xoauth2 or "
+		    "oauthbearer",
+		    "--auth=cram-md5", URL, mnt, NULL);
+	parse_fails("--provider must be google or microsoft",
+		    "--provider=yahoo", URL, mnt, NULL);
+	parse_fails("oauth-client-secret is a secret and is not accepted on "
+		    "the command line (other users can see it there): put it "
+		    "in the config file or use --oauth-client-secret-command",
+		    "--oauth-client-secret=" SECRET, URL, mnt, NULL);
+	parse_fails("oauth-client-secret is a secret and is not accepted on "
+		    "the command line (other users can see it there): put it "
+		    "in the config file or use --oauth-client-secret-command",
+		    "-o", "oauth_client_secret=" SECRET, URL, mnt, NULL);
 }
 
 int main(int argc, char **argv)
@@ -648,6 +695,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/offline-nonempty", test_offline_nonempty);
 	g_test_add_func("/options/help", test_help);
 	g_test_add_func("/options/version", test_version);
+	g_test_add_func("/options/oauth", test_oauth);
 	r = g_test_run();
 
 	test_remove_tree(tmpdir);
