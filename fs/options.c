@@ -861,8 +861,9 @@ static void missing_args(GError **error, const char *argv0, const char *what)
 
 	fs_options_error(error,
 			 "missing %s\nusage: %s [options] URL MOUNTPOINT\n"
+			 "       %s [options] ACCOUNT [MOUNTPOINT]\n"
 			 "Try '%s --help' for more information.",
-			 what, prog, prog);
+			 what, prog, prog, prog);
 }
 
 /* The loop over argv; options may come before or after the positionals. */
@@ -1037,7 +1038,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (opts->account && use_account(opts, &st, &acct, error) < 0)
 		goto out;
 	if (!st.url) {
-		missing_args(error, prog, "URL");
+		missing_args(error, prog, "URL or ACCOUNT");
 		goto out;
 	}
 	if (!st.mountpoint && !opts->authorize) {
