@@ -59,6 +59,7 @@
 #include "fs/token.h"
 #include "fs/watch.h"
 #include "fs/xattr.h"
+#include "imap/namespace.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
 #include "imap/url.h"
@@ -197,17 +198,20 @@ static int check_mountpoint(struct daemon *d)
  * hear of at once, or by a daemon still exiting, worth waiting for. */
 static bool mounted_elsewhere(struct daemon *d)
 {
-	/* The fsname the mount shows: the account's name, else the URL. */
-	g_autofree char *fsname = d->opts.account
-				      ? g_strdup(d->opts.account)
-				      : imap_url_to_string(&d->opts.server);
-	g_autofree char *where = fs_mountcheck_find_account(fsname);
+	/* Its fsname: the account's name, or the URL (fs/options.c). */
+	g_autofree char *url = imap_url_to_string(&d->opts.server);
+	const char *name = d->opts.account ? d->opts.account : url;
+	g_autofree char *where = fs_mountcheck_find_account(name);
 
+	if (!where && d->opts.account) {
+		name = url;
+		where = fs_mountcheck_find_account(url);
+	}
 	if (!where)
 		return false;
 	report_error("%s is already mounted on %s; unmount it first with "
 		     "fusermount3 -u %s",
-		     fsname, where, where);
+		     name, where, where);
 	return true;
 }
 
@@ -290,11 +294,34 @@ static int mount_offline(struct daemon *d, const char *why)
 	return 0;
 }
 
+/* The personal namespace whose folders the tree shows at the top
+ * (--namespace=top), or none (--namespace=server). */
+static int personal_namespace(struct daemon *d, ImapNamespace *ns)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (d->opts.namespace_server)
+		return 0;
+	if (imap_namespace_get(d->conn, ns, &error) < 0) {
+		if (imap_conn_is_broken(d->conn)) {
+			report_error("%s", error->message);
+			return -1;
+		}
+		/* A server that refuses NAMESPACE: keep its names. */
+		g_message("NAMESPACE failed (%s): folders are shown as the "
+			  "server names them",
+			  error->message);
+		imap_namespace_clear(ns);
+	}
+	return 0;
+}
+
 /* Logs in and reads the folder list: the last failures the user sees. */
 static int connect_server(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) folders = NULL;
+	g_auto(ImapNamespace) ns = { 0 };
 	ImapAccount *account = &d->account;
 	bool greeted = false;
 
@@ -330,6 +357,8 @@ static int connect_server(struct daemon *d)
 		report_error("%s", error->message);
 		return -1;
 	}
+	if (personal_namespace(d, &ns) < 0)
+		return -1;
 	folders = g_ptr_array_new_with_free_func(
 	    (GDestroyNotify)cache_folder_entry_free);
 	if (imap_list_mailboxes(d->conn, fs_tree_collect_folder, folders,
@@ -339,7 +368,7 @@ static int connect_server(struct daemon *d)
 	}
 	if (cache_store_save_folders(d->mnt.store, folders) < 0)
 		g_message("cannot save the folder list in the cache");
-	d->mnt.tree = fs_tree_new(d->mnt.store, folders, &error);
+	d->mnt.tree = fs_tree_new_ns(d->mnt.store, folders, &ns, &error);
 	if (!d->mnt.tree) {
 		report_error("%s", error->message);
 		return -1;
@@ -418,7 +447,8 @@ static void start_threads(struct daemon *d)
 	fs_push_start(mnt->push, d->se);
 	fs_stop_start(d->stop);
 	fs_sync_start_background(mnt);
-	d->watch = fs_watch_new(mnt, d->opts.poll_interval);
+	d->watch =
+	    fs_watch_new(mnt, d->opts.poll_interval, d->opts.status_interval);
 	mnt->watch = d->watch;
 	g_message("mounted %s on %s", d->opts.url, d->opts.mountpoint);
 	fs_notify_ready(d->opts.account ? d->opts.account : d->opts.url,

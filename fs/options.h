@@ -50,6 +50,9 @@ typedef struct {
 	bool authorize;
 	bool offline;  /* --offline: never connect, serve the cache */
 	bool nonempty; /* -o nonempty: mount over a non-empty directory */
+	bool namespace_server;    /* --namespace=server: no prefix stripping */
+	unsigned status_interval; /* seconds between STATUS polls without
+				     NOTIFY, 0..3600 (0: off), default 3 */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

@@ -510,6 +510,10 @@ int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 
 	if (!f->selectable)
 		return -ENOENT;
+	/* Only a user's readdir asks for IF_STALE. */
+	if (when == FS_SYNC_IF_STALE)
+		__atomic_store_n(&f->used_at, g_get_monotonic_time(),
+				 __ATOMIC_RELAXED);
 	job = sync_begin(mnt, f, when, &rc);
 	if (!job)
 		return rc;

@@ -57,8 +57,14 @@ void imap_transport_init(ImapTransport *t, const ImapAccount *account)
 void imap_transport_clear(ImapTransport *t)
 {
 	if (t->ssl) {
-		if (!t->broken)
+		/* close_notify, so that the server sees a clean end (after
+		 * LOGOUT the transport is already marked broken by the BYE).
+		 * No second call to wait for the server's answer. */
+		if (t->tls_up && t->fd >= 0) {
+			ERR_clear_error();
 			SSL_shutdown(t->ssl);
+			ERR_clear_error();
+		}
 		SSL_free(t->ssl);
 	}
 	if (t->ctx)
@@ -126,6 +132,9 @@ static int ssl_wait_or_fail(ImapTransport *t, int r, const char *what,
 		return wait_fd(t, POLLIN, error);
 	if (err == SSL_ERROR_WANT_WRITE)
 		return wait_fd(t, POLLOUT, error);
+	/* OpenSSL forbids SSL_shutdown() after these. */
+	if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL)
+		t->tls_up = false;
 	if (err == SSL_ERROR_ZERO_RETURN ||
 	    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
 		imap_transport_fail(t, error, IMAP_ERROR_CLOSED,
@@ -188,6 +197,18 @@ int imap_transport_write(ImapTransport *t, const char *buf, size_t len,
 	return 0;
 }
 
+/* Acknowledge at once what arrives. A server that does not set
+ * TCP_NODELAY (Cyrus, Courier) holds back the short tail of an answer
+ * until its earlier segments are acknowledged, and Linux delays an ACK by
+ * up to 40 ms: one stall per command. The kernel clears the flag as it
+ * goes, so it is set again before each read. */
+static void quick_ack(ImapTransport *t)
+{
+	int one = 1;
+
+	setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 /* Read at least one byte into rbuf. */
 int imap_transport_read(ImapTransport *t, GError **error)
 {
@@ -203,6 +224,7 @@ int imap_transport_read(ImapTransport *t, GError **error)
 		size_t n = 0;
 		int rc;
 
+		quick_ack(t);
 		if (t->ssl) {
 			int r;
 
@@ -555,8 +577,10 @@ int imap_transport_start_tls(ImapTransport *t, GError **error)
 		rc = tls_new_ssl(t, error);
 	if (rc == 0)
 		rc = tls_handshake(t, error);
-	if (rc == 0)
+	if (rc == 0) {
+		t->tls_up = true;
 		note_progress(t);
+	}
 	return rc;
 }
 

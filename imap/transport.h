@@ -27,11 +27,14 @@ typedef struct {
 	size_t rpos, rlen;
 	gint64 last_progress; /* monotonic time of the last byte in */
 	bool broken;
+	bool tls_up; /* handshake done, no fatal TLS error since */
 } ImapTransport;
 
 /* Set up t for account (which must outlive t); nothing is connected. */
 void imap_transport_init(ImapTransport *t, const ImapAccount *account);
-/* Close TLS (cleanly unless broken) and the socket; free the buffer. */
+/* Close TLS and the socket; free the buffer. While TLS is up (even after
+ * a BYE or a timeout), one SSL_shutdown() sends close_notify first; the
+ * socket is non-blocking, so it never waits for the server. */
 void imap_transport_clear(ImapTransport *t);
 
 /* Mark t broken and set *error (unless error is NULL or already set). */
