@@ -7,6 +7,11 @@
  * the receive buffer. One thread at a time, so no locking; last_progress
  * is written and read atomically because the pool watches it.
  *
+ * A URL whose TLS mode does not fit the port fails at once with the URL
+ * to use instead: imaps:// meets a greeting in clear during the handshake;
+ * imap:// that gets no greeting within a moment probes the port with a
+ * TLS ClientHello on a second connection (fail_tls_mismatch()).
+ *
  * Invariants: the certificate and the host name are checked unless the
  * account is insecure; a failed wait or a failed read or write marks the
  * transport broken, and a broken transport is never used again.
@@ -27,6 +32,8 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+
+#include "imap/url.h"
 
 void imap_transport_fail(ImapTransport *t, GError **error, ImapErrorCode code,
 			 const char *fmt, ...)
@@ -431,6 +438,95 @@ static int tls_new_ssl(ImapTransport *t, GError **error)
 	return 0;
 }
 
+/* ---- a TLS mode that does not match the port ---- */
+
+/* How long a plain connection waits for the greeting before it asks
+ * whether the port expects TLS from the start. */
+#define GREETING_PROBE_MS 1500
+
+/* Did the handshake fail because the server answered in clear? (An
+ * IMAP greeting read as a TLS record.) Peeks at OpenSSL's error queue. */
+static bool answered_in_clear(void)
+{
+	int reason = ERR_GET_REASON(ERR_peek_error());
+
+	return reason == SSL_R_WRONG_VERSION_NUMBER ||
+	       reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+	       reason == SSL_R_UNKNOWN_PROTOCOL || reason == SSL_R_HTTP_REQUEST;
+}
+
+/* The two hints, kept together: what the user typed, and the URL to
+ * type instead (the other scheme, same user, host and port). */
+static void fail_tls_mismatch(ImapTransport *t, GError **error, bool implicit)
+{
+	const ImapAccount *a = t->account;
+	ImapUrl other = { .implicit_tls = !implicit,
+			  .user = (char *)(a->user ? a->user : ""),
+			  .host = (char *)a->host,
+			  .port = a->port };
+	g_autofree char *url = imap_url_to_string(&other);
+
+	ERR_clear_error();
+	if (implicit)
+		imap_transport_fail(
+		    t, error, IMAP_ERROR_TLS,
+		    "TLS handshake with %s:%u failed: the server "
+		    "does not speak TLS on this port; try %s "
+		    "(STARTTLS) or port 993",
+		    a->host, a->port, url);
+	else
+		imap_transport_fail(t, error, IMAP_ERROR_TLS,
+				    "%s:%u expects TLS from the start (as port "
+				    "993 does): use %s",
+				    a->host, a->port, url);
+}
+
+/* A second connection sends a TLS ClientHello: does a TLS record (0x16
+ * handshake, 0x15 alert) come back? A plain IMAP server greets instead. */
+static bool port_speaks_tls(const ImapAccount *account)
+{
+	ImapAccount a = *account;
+	ImapTransport p;
+	unsigned char b = 0;
+	bool tls = false;
+
+	a.insecure = true; /* nothing is sent but the ClientHello */
+	a.timeout_ms = GREETING_PROBE_MS;
+	imap_transport_init(&p, &a);
+	if (imap_transport_connect(&p, NULL) == 0 &&
+	    tls_new_ctx(&p, NULL) == 0 && tls_new_ssl(&p, NULL) == 0) {
+		ERR_clear_error();
+		SSL_connect(p.ssl); /* non-blocking: sends, then wants input */
+		ERR_clear_error();
+		if (imap_transport_wait_input(&p, GREETING_PROBE_MS) &&
+		    recv(p.fd, &b, 1, MSG_PEEK) == 1)
+			tls = b == 0x16 || b == 0x15;
+	}
+	p.broken = true; /* no close_notify */
+	imap_transport_clear(&p);
+	return tls;
+}
+
+int imap_transport_expect_plain(ImapTransport *t, GError **error)
+{
+	unsigned char b = 0;
+
+	if (t->account->timeout_ms <= GREETING_PROBE_MS ||
+	    imap_transport_wait_input(t, GREETING_PROBE_MS)) {
+		if (recv(t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 &&
+		    (b == 0x16 || b == 0x15)) {
+			fail_tls_mismatch(t, error, false);
+			return -EPROTO;
+		}
+		return 0;
+	}
+	if (port_speaks_tls(t->account)) {
+		fail_tls_mismatch(t, error, false);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static int tls_handshake(ImapTransport *t, GError **error)
 {
 	const ImapAccount *a = t->account;
@@ -451,7 +547,10 @@ static int tls_handshake(ImapTransport *t, GError **error)
 		else {
 			long vr = SSL_get_verify_result(t->ssl);
 
-			if (vr != X509_V_OK)
+			if (vr == X509_V_OK && a->implicit_tls &&
+			    answered_in_clear())
+				fail_tls_mismatch(t, error, true);
+			else if (vr != X509_V_OK)
 				imap_transport_fail(
 				    t, error, IMAP_ERROR_CERT,
 				    "certificate of %s not trusted: %s%s",

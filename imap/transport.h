@@ -48,6 +48,11 @@ int imap_transport_connect(ImapTransport *t, GError **error);
  * host name unless the account is insecure. -errno (IMAP_ERROR_TLS or
  * IMAP_ERROR_CERT, with a hint for the user where there is one). */
 int imap_transport_start_tls(ImapTransport *t, GError **error);
+/* Before the greeting of a plain connection (STARTTLS to come): when none
+ * comes within a moment, check whether the port expects TLS from the
+ * start, so that imap:// on port 993 fails at once with a hint instead of
+ * after the timeout. 0, or -EPROTO with error set (IMAP_ERROR_TLS). */
+int imap_transport_expect_plain(ImapTransport *t, GError **error);
 
 /* Write all of buf, waiting at most one timeout for each step. */
 int imap_transport_write(ImapTransport *t, const char *buf, size_t len,
