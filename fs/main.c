@@ -58,8 +58,8 @@
 #include "fs/sync.h"
 #include "fs/token.h"
 #include "fs/watch.h"
-#include "imap/namespace.h"
 #include "fs/xattr.h"
+#include "imap/namespace.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
 #include "imap/url.h"
@@ -198,17 +198,20 @@ static int check_mountpoint(struct daemon *d)
  * hear of at once, or by a daemon still exiting, worth waiting for. */
 static bool mounted_elsewhere(struct daemon *d)
 {
-	/* The fsname the mount shows: the account's name, else the URL. */
-	g_autofree char *fsname = d->opts.account
-				      ? g_strdup(d->opts.account)
-				      : imap_url_to_string(&d->opts.server);
-	g_autofree char *where = fs_mountcheck_find_account(fsname);
+	/* Its fsname: the account's name, or the URL (fs/options.c). */
+	g_autofree char *url = imap_url_to_string(&d->opts.server);
+	const char *name = d->opts.account ? d->opts.account : url;
+	g_autofree char *where = fs_mountcheck_find_account(name);
 
+	if (!where && d->opts.account) {
+		name = url;
+		where = fs_mountcheck_find_account(url);
+	}
 	if (!where)
 		return false;
 	report_error("%s is already mounted on %s; unmount it first with "
 		     "fusermount3 -u %s",
-		     fsname, where, where);
+		     name, where, where);
 	return true;
 }
 
@@ -247,6 +250,19 @@ static int open_cache(struct daemon *d)
 	return 0;
 }
 
+/* May the mount go on offline after this failure to connect? Only when
+ * the server could not be reached: a TLS, certificate or login failure
+ * stays fatal (mounting would hide a mistake the user must fix), also
+ * when it is a timeout after the greeting (a server slow to refuse). */
+static bool is_unreachable(const GError *error, bool greeted)
+{
+	if (greeted)
+		return false;
+	return g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CONNECT) ||
+	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_TIMEOUT) ||
+	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
+}
+
 /* The namespace is kept beside the folder list, so that an offline mount
  * shows the same layout: "<prefix>\n<delimiter>" in the cache dir. */
 static void namespace_save(struct daemon *d, const ImapNamespace *ns)
@@ -276,42 +292,6 @@ static void namespace_load(struct daemon *d, ImapNamespace *ns)
 	imap_namespace_clear(ns);
 	ns->prefix = g_strndup(text, (gsize)(nl - text));
 	ns->delimiter = nl[1];
-}
-
-/* The personal namespace whose folders the tree shows at the top
- * (--namespace=top), or none (--namespace=server). */
-static int personal_namespace(struct daemon *d, ImapNamespace *ns)
-{
-	g_autoptr(GError) error = NULL;
-
-	if (d->opts.namespace_server)
-		return 0;
-	if (imap_namespace_get(d->conn, ns, &error) < 0) {
-		if (imap_conn_is_broken(d->conn)) {
-			report_error("%s", error->message);
-			return -1;
-		}
-		/* A server that refuses NAMESPACE: keep its names. */
-		g_message("NAMESPACE failed (%s): folders are shown as the "
-			  "server names them",
-			  error->message);
-		imap_namespace_clear(ns);
-	}
-	namespace_save(d, ns);
-	return 0;
-}
-
-/* May the mount go on offline after this failure to connect? Only when
- * the server could not be reached: a TLS, certificate or login failure
- * stays fatal (mounting would hide a mistake the user must fix), also
- * when it is a timeout after the greeting (a server slow to refuse). */
-static bool is_unreachable(const GError *error, bool greeted)
-{
-	if (greeted)
-		return false;
-	return g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CONNECT) ||
-	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_TIMEOUT) ||
-	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
 }
 
 /* The folder tree from the list an earlier mount saved. why: what kept
@@ -344,6 +324,29 @@ static int mount_offline(struct daemon *d, const char *why)
 		g_message("%s: mounting offline from the cache; going online "
 			  "when the server answers",
 			  why);
+	return 0;
+}
+
+/* The personal namespace whose folders the tree shows at the top
+ * (--namespace=top), or none (--namespace=server). */
+static int personal_namespace(struct daemon *d, ImapNamespace *ns)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (d->opts.namespace_server)
+		return 0;
+	if (imap_namespace_get(d->conn, ns, &error) < 0) {
+		if (imap_conn_is_broken(d->conn)) {
+			report_error("%s", error->message);
+			return -1;
+		}
+		/* A server that refuses NAMESPACE: keep its names. */
+		g_message("NAMESPACE failed (%s): folders are shown as the "
+			  "server names them",
+			  error->message);
+		imap_namespace_clear(ns);
+	}
+	namespace_save(d, ns);
 	return 0;
 }
 

@@ -32,11 +32,8 @@ typedef struct {
 	unsigned umask;         /* -o umask=NNN, default 077: owner only */
 	uid_t uid;              /* -o uid=: owner of every file, default ours */
 	gid_t gid;              /* -o gid=: group, default ours */
-	bool namespace_server;  /* --namespace=server: no prefix stripping */
-	unsigned status_interval; /* seconds between STATUS polls without
-				     NOTIFY, 0..3600 (0: off), default 3 */
-	bool foreground;          /* -f */
-	bool debug;               /* -d: debug log on stderr, implies -f */
+	bool foreground;        /* -f */
+	bool debug;             /* -d: debug log on stderr, implies -f */
 	char *account; /* "imapfs NAME": the config file's account, or NULL */
 	/* OAuth 2.0 sign-in (fs/token.c): --auth (an ImapAuthMech), the
 	 * token sources, --authorize (run the device grant, do not mount). */
@@ -53,6 +50,9 @@ typedef struct {
 	bool authorize;
 	bool offline;  /* --offline: never connect, serve the cache */
 	bool nonempty; /* -o nonempty: mount over a non-empty directory */
+	bool namespace_server;    /* --namespace=server: no prefix stripping */
+	unsigned status_interval; /* seconds between STATUS polls without
+				     NOTIFY, 0..3600 (0: off), default 3 */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

@@ -53,10 +53,10 @@ struct FsFolder {
 	bool syncing;
 	bool dirty;         /* listing has sizes not yet saved */
 	bool verify_queued; /* a background check is queued or ran */
-	gint64 used_at;     /* monotonic us a user last listed it (atomic);
-			       fs/watch.c polls such folders by STATUS */
 	gint64 flags_at;    /* monotonic us of the last fetch of every
 			       message's flags, 0 never (fs/sync.c) */
+	gint64 used_at;     /* monotonic us a user last listed it (atomic);
+			       fs/watch.c polls such folders by STATUS */
 };
 
 typedef struct FsTree FsTree;
