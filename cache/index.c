@@ -7,6 +7,7 @@
  *   "IMFSIDX1"  u32 version  u32 uidvalidity  u32 uidnext  u32 exists
  *   u64 highestmodseq  u32 count
  *   count x { u32 uid  u8 flags  u64 size  i64 internaldate
+ *             [u64 gid, when flags has 0x02]
  *             u32 name_len  name bytes (no NUL) }
  *   u32 crc32 of every byte before it
  * Folder list:
@@ -35,7 +36,8 @@
 #define CRC_LEN 4
 
 #define MSG_SIZE_EXACT 0x01u
-#define MSG_FLAGS_KNOWN MSG_SIZE_EXACT
+#define MSG_HAS_GID 0x02u
+#define MSG_FLAGS_KNOWN (MSG_SIZE_EXACT | MSG_HAS_GID)
 #define FOLDER_FLAGS_KNOWN                                                     \
 	(CACHE_FOLDER_NOSELECT | CACHE_FOLDER_NOINFERIORS |                    \
 	 CACHE_FOLDER_NONEXISTENT)
@@ -292,7 +294,7 @@ GBytes *cache_folder_index_encode(const CacheFolderIndex *index)
 			return NULL;
 		}
 		prev = m->uid;
-		len += INDEX_RECORD_MIN + nl;
+		len += INDEX_RECORD_MIN + nl + (m->gid ? 8 : 0);
 	}
 
 	buf = g_malloc(len);
@@ -310,9 +312,12 @@ GBytes *cache_folder_index_encode(const CacheFolderIndex *index)
 		size_t nl = m->name ? strlen(m->name) : 0;
 
 		put_u32(&o, m->uid);
-		put_u8(&o, m->size_exact ? MSG_SIZE_EXACT : 0);
+		put_u8(&o, (m->size_exact ? MSG_SIZE_EXACT : 0) |
+			       (m->gid ? MSG_HAS_GID : 0));
 		put_u64(&o, m->size);
 		put_u64(&o, (uint64_t)m->internaldate);
+		if (m->gid)
+			put_u64(&o, m->gid);
 		put_u32(&o, (uint32_t)nl);
 		put_bytes(&o, m->name, nl);
 	}
@@ -370,6 +375,15 @@ CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 		prev = m.uid;
 		m.size_exact = flags & MSG_SIZE_EXACT;
 		m.internaldate = (int64_t)date;
+		if ((flags & MSG_HAS_GID) && !get_u64(&in, &m.gid)) {
+			set_truncated(error, "cache index");
+			return NULL;
+		}
+		if ((flags & MSG_HAS_GID) && m.gid == 0) {
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "cache index: message id 0");
+			return NULL;
+		}
 		m.name = get_name(&in, "cache index", error);
 		if (!m.name)
 			return NULL;

@@ -576,7 +576,9 @@ static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 		budget -= m->size;
 		rp->pushed_to = i + 1;
 		fs_push_cached(mnt->push,
-			       fs_tree_message_ino(l->folder_id, m->uid),
+			       m->gid
+				   ? fs_links_ino(m->gid)
+				   : fs_tree_message_ino(l->folder_id, m->uid),
 			       f->raw, l->index->uidvalidity, m->uid);
 	}
 }
@@ -605,6 +607,7 @@ static void note_first_read(ReadPattern *rp, guint pos)
 typedef struct {
 	uint32_t uid;
 	uint64_t size;
+	uint64_t gid;
 } Pick;
 
 /* Under fetch->lock: the messages of the window ahead of pos that a
@@ -628,7 +631,7 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 	to = MIN(msgs->len, pos + 1 + window);
 	for (guint i = from; i < to; i++) {
 		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
-		Pick p = { m->uid, m->size };
+		Pick p = { m->uid, m->size, m->gid };
 
 		if (m->size > budget)
 			break;
@@ -645,14 +648,20 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 
 /* Without the lock (these open files and scan packs): drop the picks
  * that are cached already. */
-static void drop_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
+static void drop_cached(FsMount *mnt, FsFolder *f, const FsListing *l,
 			GArray *picks)
 {
+	uint32_t uidvalidity = l->index->uidvalidity, folder_id = l->folder_id;
 	guint kept = 0;
 
 	for (guint i = 0; i < picks->len; i++) {
 		Pick p = g_array_index(picks, Pick, i);
 
+		/* A message also in other folders is fetched and cached
+		 * through its home only (fs/links.h): never twice. */
+		if (p.gid && !fs_links_is_home(fs_tree_links(mnt->tree), p.gid,
+					       folder_id, p.uid))
+			continue;
 		if (!body_cached(mnt, f, uidvalidity, p.uid))
 			g_array_index(picks, Pick, kept++) = p;
 	}
@@ -718,7 +727,7 @@ static void maybe_prefetch(FsMount *mnt, FsFolder *f, FsListing *l, guint pos)
 	g_mutex_unlock(&fetch->lock);
 	if (!picks)
 		return;
-	drop_cached(mnt, f, l->index->uidvalidity, picks);
+	drop_cached(mnt, f, l, picks);
 	submit_picks(mnt, f, l, picks);
 }
 

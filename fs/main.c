@@ -178,6 +178,7 @@ static int connect_server(struct daemon *d)
 	account->cafile = d->opts.cafile;
 	account->insecure = d->opts.insecure;
 	account->timeout_ms = d->opts.timeout * 1000;
+	account->disable_extension = d->opts.disable_extension;
 	if (fs_password_can_reread(&d->opts)) {
 		account->reread_password = reread_password;
 		account->reread_data = &d->opts;

@@ -42,6 +42,7 @@ enum opt_id {
 	OPT_UMASK,
 	OPT_UID,
 	OPT_GID,
+	OPT_DISABLE_EXTENSION,
 };
 
 struct opt_spec {
@@ -64,6 +65,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "umask", OPT_UMASK, true },
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
+	{ "disable-extension", OPT_DISABLE_EXTENSION, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -266,6 +268,15 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->cafile, spec, value, true, error);
 	case OPT_CACHE_DIR:
 		return set_string(&opts->cache_dir, spec, value, true, error);
+	case OPT_DISABLE_EXTENSION: {
+		/* Given twice, both lists count. */
+		char *old = opts->disable_extension;
+
+		opts->disable_extension =
+		    old ? g_strjoin(" ", old, value, NULL) : g_strdup(value);
+		g_free(old);
+		return 0;
+	}
 	case OPT_CONNECTIONS:
 		if (!parse_uint(value, 1, 64, &opts->connections)) {
 			fs_options_error(
@@ -457,6 +468,12 @@ static void print_help(const char *argv0)
 	       "a number or\n"
 	       "                             a name (default: the mounting "
 	       "user's)\n"
+	       "    --disable-extension=\"EXT ...\"\n"
+	       "                             never use these IMAP extensions "
+	       "(QRESYNC,\n"
+	       "                             CONDSTORE, X-GM-EXT-1, ...; "
+	       "separated by\n"
+	       "                             spaces, ':' or '+')\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
@@ -716,6 +733,7 @@ void fs_options_clear(FsOptions *opts)
 	g_clear_pointer(&opts->password_file, g_free);
 	g_clear_pointer(&opts->cafile, g_free);
 	g_clear_pointer(&opts->cache_dir, g_free);
+	g_clear_pointer(&opts->disable_extension, g_free);
 	fuse_opt_free_args(&opts->fuse_args);
 	memset(&opts->fuse_args, 0, sizeof(opts->fuse_args));
 }

@@ -33,6 +33,8 @@ typedef struct {
 	gid_t gid;              /* -o gid=: group, default ours */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
+	char *disable_extension; /* IMAP extensions never to use, separated
+				    by spaces, ':' or '+'; NULL: none */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

@@ -28,6 +28,7 @@ struct FsTree {
 	GHashTable *gone; /* path_raw -> FsFolder*, vanished folders, for
 			     revival when the name comes back; under
 			     update_lock */
+	FsLinks *links;   /* messages in several folders (fs/links.h) */
 };
 
 static FsFolder *folder_new(FsTree *tree, FsFolder *parent, const char *name,
@@ -281,6 +282,7 @@ FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
 	tree->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
 	tree->by_folder_id = g_hash_table_new(g_direct_hash, g_direct_equal);
 	tree->gone = g_hash_table_new(g_str_hash, g_str_equal);
+	tree->links = fs_links_new();
 	tree->root = folder_new(tree, NULL, "", "");
 	g_mutex_lock(&tree->update_lock);
 	if (apply(tree, entries, NULL, NULL, error) < 0) {
@@ -338,6 +340,7 @@ void fs_tree_free(FsTree *tree)
 	g_hash_table_unref(tree->by_id);
 	g_hash_table_unref(tree->by_folder_id);
 	g_hash_table_unref(tree->gone);
+	fs_links_free(tree->links);
 	g_mutex_clear(&tree->update_lock);
 	g_rw_lock_clear(&tree->ids_lock);
 	g_mutex_clear(&tree->folder_id_lock);
@@ -379,7 +382,10 @@ FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
 		*folder = tree->root;
 		return FS_INO_DIR;
 	}
-	if (lo == 0) {
+	if (fs_links_is_link_ino(ino)) {
+		if (!fs_links_resolve(tree->links, ino, &hi, &lo))
+			return FS_INO_NONE;
+	} else if (lo == 0) {
 		g_rw_lock_reader_lock(&tree->ids_lock);
 		f = g_hash_table_lookup(tree->by_id, GUINT_TO_POINTER(hi));
 		g_rw_lock_reader_unlock(&tree->ids_lock);
@@ -404,6 +410,11 @@ void fs_tree_register_folder_id(FsTree *tree, uint32_t folder_id, FsFolder *f)
 	g_mutex_lock(&tree->folder_id_lock);
 	g_hash_table_insert(tree->by_folder_id, GUINT_TO_POINTER(folder_id), f);
 	g_mutex_unlock(&tree->folder_id_lock);
+}
+
+FsLinks *fs_tree_links(FsTree *tree)
+{
+	return tree->links;
 }
 
 FsFolder *fs_folder_child(const FsFolder *f, const char *name)

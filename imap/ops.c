@@ -232,19 +232,49 @@ static int meta_untagged(void *user_data, ImapResponse *r)
 		break;
 	}
 	m.subject = subject;
+	m.gid = imap_fetch_message_gid(list);
 	ctx->fn(ctx->user_data, &m);
 	return 0;
+}
+
+uint64_t imap_fetch_message_gid(const ImapValue *list)
+{
+	const ImapValue *v = imap_fetch_get(list, "X-GM-MSGID");
+	g_autoptr(GChecksum) sum = NULL;
+	guint8 digest[32];
+	gsize dlen = sizeof(digest);
+	uint64_t n = 0;
+	const char *s;
+	size_t len = 0;
+
+	if (imap_value_get_u64(v, &n))
+		return n;
+	v = imap_fetch_get(list, "EMAILID");
+	if (v && v->type == IMAP_VALUE_LIST && v->len == 1)
+		v = &v->items[0];
+	s = imap_value_get_string(v, &len);
+	if (!s || len == 0)
+		return 0;
+	sum = g_checksum_new(G_CHECKSUM_SHA256);
+	g_checksum_update(sum, (const guchar *)s, (gssize)len);
+	g_checksum_get_digest(sum, digest, &dlen);
+	for (int i = 0; i < 8; i++)
+		n = n << 8 | digest[i];
+	return n ? n : 1;
 }
 
 int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
 		    void *user_data, GError **error)
 {
 	MetaCtx ctx = { fn, user_data };
+	const char *gid = imap_conn_has_cap(conn, "X-GM-EXT-1") ? " X-GM-MSGID"
+			  : imap_conn_has_cap(conn, "OBJECTID") ? " EMAILID"
+								: "";
 
 	return imap_conn_command(conn, meta_untagged, &ctx, error,
-				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
+				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE%s "
 				 "BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
-				 uid_set);
+				 uid_set, gid);
 }
 
 /* ---- SEARCH ---- */

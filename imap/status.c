@@ -91,9 +91,15 @@ int imap_refusal_errno(const ImapResponse *r)
 bool imap_text_is_throttling(const char *code, const char *text)
 {
 	static const char *const words[] = {
-		"too many connections", "maximum number of connections",
-		"connection limit",     "too many simultaneous",
+		"too many connections",
+		"maximum number of connections",
+		"connection limit",
+		"too many simultaneous",
 		"try again later",
+		/* Microsoft 365 to logins that come too fast. */
+		"authenticated but not connected",
+		"throttl",
+		"rate limit",
 	};
 	g_autofree char *lower = NULL;
 

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""test_providers: the daemon against the providers' profiles of the fake
+server (providers.py), checked with real tools on the mount.
+
+Cases (run one with: test_providers.py CASE ...):
+  gmail_labels       every message read right; a message in several
+                     folders is one inode (st_nlink = its folders) and is
+                     downloaded once (the server's counters)
+  gmail_no_id        --disable-extension=X-GM-EXT-1: no X-GM-MSGID asked,
+                     one inode per folder, still every message right
+  gmail_connections  --connections=20 against Gmail's 15: the 16th login is
+                     refused, the pool shrinks, no read fails
+  microsoft          estimated sizes, IDLE only; "authenticated but not
+                     connected" to fast logins: backoff, no storm, no EIO,
+                     not taken for a wrong password
+  icloud             QRESYNC offered but broken: never used (built-in
+                     table); a remount still shows every message
+  yahoo              NO [LIMIT] on commands over 100 messages: a folder of
+                     250 is listed in ranges, every message read right
+"""
+
+import collections
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quirk_common as q  # noqa: E402
+import providers as pv  # noqa: E402
+
+h = q.h
+fk = q.fk
+
+
+def walk_files(m):
+    out = []
+    for root, _, names in os.walk(m.mountpoint):
+        out += [os.path.join(root, n) for n in names]
+    return sorted(out)
+
+
+def read_all(m):
+    """{path: (rc, data, err)} of every file, read by 6 threads at once."""
+    paths = walk_files(m)
+    results = {}
+
+    def reader(k):
+        for p in paths[k::6]:
+            rc, data, err, _ = h.cat(p, timeout=60)
+            results[p] = (rc, data, err)
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(180)
+    return paths, results
+
+
+def bad_reads(m, acct, paths, results):
+    sel, _ = q.expected_tree(acct)
+    bad = []
+    for p in paths:
+        rel = os.path.relpath(os.path.dirname(p), m.mountpoint)
+        f = sel.get(rel)
+        uid = h.uid_of_name(os.path.basename(p))
+        msg = f.by_uid(uid) if f else None
+        r = results.get(p)
+        if r is None:
+            bad.append("%s: not read" % p)
+        elif msg is None:
+            bad.append("%s: no such message on the server" % p)
+        elif r[0] != 0 or r[1] != msg.body:
+            bad.append("%s: rc %s, %d bytes (server %d) %s" % (
+                p, r[0], len(r[1]), len(msg.body), r[2].strip()))
+    return bad
+
+
+def case_gmail_labels(t):
+    label = "gmail_labels"
+    srv, shared = pv.gmail()
+    srv.start()
+    m = q.mount(srv).start()
+    q.compare_account(t, m, srv.account, label)
+    sends = [(gmid, sum(srv.body_sends.get((f.raw, uid), 0)
+                        for f, uid in where))
+             for gmid, where in sorted(shared.items())]
+    h.log("#   %s: whole bodies sent per message: %s" % (
+        label, collections.Counter(n for _, n in sends)))
+    t.all_ok("%s: each of %d messages downloaded exactly once, whatever "
+             "its labels (%d folder copies read)" % (
+                 label, len(shared), sum(len(w) for w in shared.values())),
+             ["X-GM-MSGID %d: %d downloads" % (g, n) for g, n in sends
+              if n != 1])
+    problems = []
+    for gmid, where in shared.items():
+        paths = [q.message_path(m, f.raw.decode(), uid) for f, uid in where]
+        sts = [os.stat(p) for p in paths if p]
+        inos = {st.st_ino for st in sts}
+        nl = {st.st_nlink for st in sts}
+        if len(inos) != 1 or nl != {len(where)}:
+            problems.append("X-GM-MSGID %d in %d folders: inodes %s, "
+                            "st_nlink %s" % (gmid, len(where), inos, nl))
+    t.all_ok("%s: a message in several folders is one inode, st_nlink "
+             "counts its folders" % label, problems)
+    first = shared[min(shared)]
+    t.check(len(first) == 4, "%s: message 0 is in INBOX, All Mail and two "
+            "labels" % label, str(len(first)))
+    t.check(srv.count(r"UID FETCH .*X-GM-MSGID") >= 1 and
+            srv.count(r"^FETCH|X-GM-MSGID\)$") == 0,
+            "%s: X-GM-MSGID asked with the listing, no extra command" % label)
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_gmail_no_id(t):
+    label = "gmail_no_id"
+    srv, shared = pv.gmail(n=6)
+    srv.start()
+    m = q.mount(srv, args=["--disable-extension=X-GM-EXT-1 CONDSTORE"]
+                ).start()
+    q.compare_account(t, m, srv.account, label)
+    t.equal(srv.count(r"X-GM-MSGID"), 0, "%s: the disabled extension is "
+            "never used" % label)
+    t.equal(srv.count(r"CONDSTORE|CHANGEDSINCE"), 0,
+            "%s: nor is CONDSTORE" % label)
+    where = shared[min(shared)]
+    sts = [os.stat(q.message_path(m, f.raw.decode(), uid))
+           for f, uid in where]
+    t.check(len({st.st_ino for st in sts}) == len(where) and
+            {st.st_nlink for st in sts} == {1},
+            "%s: without ids, one inode per folder copy" % label)
+    q.check_unmount(t, m, label)
+
+
+def case_gmail_connections(t):
+    label = "gmail_connections"
+    srv, shared = pv.gmail(n=40)
+    # The user's other clients hold 12 of the 15: imapfs gets 3.
+    srv.other_clients = 12
+    srv.start()
+    m = q.mount(srv, args=["--connections=20"]).start()
+    paths, results = read_all(m)
+    bad = bad_reads(m, srv.account, paths, results)
+    h.log("#   %s: %d logins refused, %d connections in all" % (
+        label, len(srv.refused_logins), len(srv.conns)))
+    t.check(len(srv.refused_logins) >= 1, "%s: the server refused logins "
+            "over its 15 connections" % label)
+    t.all_ok("%s: all %d reads succeeded, none got EIO" % (
+        label, len(paths)), bad)
+    t.check(len(srv.refused_logins) <= 10, "%s: the pool shrank instead of "
+            "hammering (%d refused)" % (label, len(srv.refused_logins)))
+    err = m.stderr_text().lower()
+    t.check("authentication" not in err and "password" not in err,
+            "%s: not taken for a wrong password" % label)
+    q.check_unmount(t, m, label)
+
+
+def case_microsoft(t):
+    label = "microsoft"
+    srv = pv.microsoft()
+    srv.start()
+    m = q.mount(srv, args=["--connections=8"]).start()
+    paths, results = read_all(m)
+    bad = bad_reads(m, srv.account, paths, results)
+    t.all_ok("%s: all %d messages read right (sizes were estimates)" % (
+        label, len(paths)), bad)
+    sizes = [p for p in paths if os.stat(p).st_size != len(
+        results[p][1])]
+    t.equal(sizes, [], "%s: st_size exact after reading" % label)
+    h.log("#   %s: %d logins throttled, %d connections in all" % (
+        label, len(srv.throttled), len(srv.conns)))
+    t.check(len(srv.conns) <= 16, "%s: throttling backs off: %d connection "
+            "attempts" % (label, len(srv.conns)))
+    err = m.stderr_text().lower()
+    t.check("authentication" not in err and "password" not in err,
+            "%s: throttling is not taken for a wrong password" % label,
+            h.short(err, 300))
+    for word in ("CONDSTORE", "QRESYNC", "ESEARCH", "NOTIFY"):
+        t.equal(srv.count(word), 0, "%s: no %s used" % (label, word))
+    q.check_unmount(t, m, label)
+
+
+def case_icloud(t):
+    label = "icloud"
+    srv = pv.icloud()
+    srv.start()
+    m = q.mount(srv).start()
+    q.compare_account(t, m, srv.account, label, read=False)
+    q.check_unmount(t, m, label)
+    m = q.mount(srv, cache_dir=m.cache_dir).start()
+    q.compare_account(t, m, srv.account, label + " (remount)")
+    t.equal(srv.count(r"QRESYNC"), 0, "%s: QRESYNC never used (known "
+            "broken on this server)" % label)
+    q.check_unmount(t, m, label)
+
+
+def case_yahoo(t):
+    label = "yahoo"
+    srv = pv.yahoo()
+    srv.start()
+    m = q.mount(srv, timeout_s=10).start()
+    q.compare_account(t, m, srv.account, label)
+    h.log("#   %s: %d refusals, at most %d messages per command" % (
+        label, srv.limit_refusals, srv.most_touched))
+    t.check(srv.limit_refusals <= 3, "%s: the limit is learnt, not hit "
+            "again and again (%d refusals)" % (label, srv.limit_refusals))
+    q.check_unmount(t, m, label)
+
+
+CASES = [case_gmail_labels, case_gmail_no_id, case_gmail_connections,
+         case_microsoft, case_icloud, case_yahoo]
+
+if __name__ == "__main__":
+    q.run_cases("test_providers", CASES)
