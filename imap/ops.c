@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "imap/limit.h"
+
 /* A hostile server must not make us expand "1:4294967295". */
 #define MAX_SEARCH_UIDS (16u * 1024 * 1024)
 
@@ -359,20 +361,42 @@ static int cmp_u32(gconstpointer a, gconstpointer b)
 	return x < y ? -1 : x > y;
 }
 
+/* "1:*" means all of them: UID SEARCH ALL, the form every server knows. */
+static int search_range(ImapConn *conn, const char *uid_set, void *data,
+			GError **error)
+{
+	bool all = strcmp(uid_set, "1:*") == 0;
+
+	if (imap_conn_has_cap(conn, "ESEARCH"))
+		return imap_conn_command(conn, search_untagged, data, error,
+					 "UID SEARCH RETURN (ALL) %s%s",
+					 all ? "" : "UID ",
+					 all ? "ALL" : uid_set);
+	return imap_conn_command(conn, search_untagged, data, error,
+				 "UID SEARCH %s%s", all ? "" : "UID ",
+				 all ? "ALL" : uid_set);
+}
+
 int imap_search_uids(ImapConn *conn, GArray *uids, GError **error)
 {
 	int rc;
 
 	g_array_set_size(uids, 0);
-	if (imap_conn_has_cap(conn, "ESEARCH"))
-		rc = imap_conn_command(conn, search_untagged, uids, error,
-				       "UID SEARCH RETURN (ALL) ALL");
-	else
-		rc = imap_conn_command(conn, search_untagged, uids, error,
-				       "UID SEARCH ALL");
+	rc = imap_limit_ranges(conn, 1, search_range, uids, error);
 	if (rc < 0)
 		return rc;
 	g_array_sort(uids, cmp_u32);
+	/* Ranges asked again after a refusal may repeat UIDs. */
+	for (guint i = 1, out = 1; i <= uids->len; i++) {
+		if (i == uids->len) {
+			g_array_set_size(uids, out);
+			break;
+		}
+		if (g_array_index(uids, uint32_t, i) !=
+		    g_array_index(uids, uint32_t, out - 1))
+			g_array_index(uids, uint32_t, out++) =
+			    g_array_index(uids, uint32_t, i);
+	}
 	return 0;
 }
 
@@ -597,13 +621,19 @@ static void since_meta(void *user_data, const ImapMessageMeta *m)
 		ctx->fn(ctx->user_data, m);
 }
 
+static int meta_range(ImapConn *conn, const char *uid_set, void *data,
+		      GError **error)
+{
+	return imap_fetch_meta(conn, uid_set, since_meta, data, error);
+}
+
 int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
 			  void *user_data, GError **error)
 {
-	g_autofree char *set = g_strdup_printf("%u:*", first);
 	SinceCtx ctx = { first, fn, user_data };
 
-	return imap_fetch_meta(conn, set, since_meta, &ctx, error);
+	/* In UID ranges on servers that limit a command's messages. */
+	return imap_limit_ranges(conn, first, meta_range, &ctx, error);
 }
 
 char *imap_uid_set(const GArray *uids)

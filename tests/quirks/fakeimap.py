@@ -845,6 +845,10 @@ class Conn:
         if f is None:
             return [t + b" BAD no folder selected\r\n"]
         uids = [x.uid for x in f.messages]
+        m = re.search(rb"(?i) UID ([0-9:*,]+)", cmd[len(b"UID SEARCH"):])
+        if m:
+            sets = parse_uid_set(m.group(1).decode(), max(uids, default=0))
+            uids = [u for u in uids if uid_in(u, sets)]
         if re.search(rb"(?i)RETURN", cmd):
             line = b'* ESEARCH (TAG "' + t + b'") UID'
             if uids:

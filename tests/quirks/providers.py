@@ -227,11 +227,13 @@ def yahoo(limit=100, n=250, delay=0.2, **kw):
 
     def touched(ctx):
         f = ctx.conn.selected
-        m = re.match(r"(?i)UID (?:FETCH|SEARCH) (?:UID )?([0-9:*,]+)",
-                     ctx.text)
+        if ctx.text.upper().startswith("UID SEARCH"):
+            m = re.search(r"(?i) UID ([0-9:*,]+)", ctx.text[10:])
+        else:
+            m = re.match(r"(?i)UID FETCH ([0-9:*,]+)", ctx.text)
         if f is None:
             return 0
-        if not m or re.match(r"(?i)UID SEARCH (ALL|RETURN)", ctx.text):
+        if not m:
             return len(f.messages)
         max_uid = max((x.uid for x in f.messages), default=0)
         sets = fk.parse_uid_set(m.group(1), max_uid)

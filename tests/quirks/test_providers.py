@@ -16,7 +16,8 @@ Cases (run one with: test_providers.py CASE ...):
   icloud             QRESYNC offered but broken: never used (built-in
                      table); a remount still shows every message
   yahoo              NO [LIMIT] on commands over 100 messages: a folder of
-                     250 is listed in ranges, every message read right
+                     250 is listed in ranges, every message read right;
+                     after deletions a remount resyncs by ranges too
 """
 
 import collections
@@ -204,6 +205,18 @@ def case_yahoo(t):
         label, srv.limit_refusals, srv.most_touched))
     t.check(srv.limit_refusals <= 3, "%s: the limit is learnt, not hit "
             "again and again (%d refusals)" % (label, srv.limit_refusals))
+    q.check_unmount(t, m, label)
+    # Deleted on the server while unmounted: the resync asks which UIDs
+    # remain (UID SEARCH), in ranges too.
+    bulk = srv.account.folder("Bulk")
+    del bulk.messages[10:13]
+    srv.limit_refusals = 0
+    m = q.mount(srv, timeout_s=10, cache_dir=m.cache_dir).start()
+    q.compare_account(t, m, srv.account, label + " (remount)", read=False)
+    t.check(srv.count(r"^UID SEARCH UID \d+:\d+") >= 2,
+            "%s: UID SEARCH in UID ranges" % label)
+    t.check(srv.limit_refusals <= 3, "%s (remount): %d refusals" % (
+        label, srv.limit_refusals))
     q.check_unmount(t, m, label)
 
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fs/links.h"
+#include "imap/limit.h"
 #include "imap/ops.h"
 #include "imap/quirks.h"
 
@@ -27,9 +28,10 @@ static void test_gid(void)
 {
 	uint64_t a, b;
 
-	g_assert_cmpuint(gid_of("* 1 FETCH (UID 5 X-GM-MSGID 1278455344230334865"
-				" RFC822.SIZE 10)\r\n"),
-			 ==, 1278455344230334865ull);
+	g_assert_cmpuint(
+	    gid_of("* 1 FETCH (UID 5 X-GM-MSGID 1278455344230334865"
+		   " RFC822.SIZE 10)\r\n"),
+	    ==, 1278455344230334865ull);
 	g_assert_cmpuint(gid_of("* 1 FETCH (UID 5 RFC822.SIZE 10)\r\n"), ==, 0);
 	a = gid_of("* 1 FETCH (UID 5 EMAILID (M6d99ac3275bb4e))\r\n");
 	b = gid_of("* 9 FETCH (EMAILID (M6d99ac3275bb4e) UID 77)\r\n");
@@ -62,7 +64,8 @@ static void test_links(void)
 	CacheFolderIndex *inbox = index_of(u1, g1, 3);
 	CacheFolderIndex *label = index_of(u2, g2, 2);
 	CacheFolderIndex *shrunk = index_of(u2, g2, 1);
-	g_autoptr(GArray) changed = g_array_new(FALSE, FALSE, sizeof(fuse_ino_t));
+	g_autoptr(GArray) changed =
+	    g_array_new(FALSE, FALSE, sizeof(fuse_ino_t));
 	uint32_t fid = 0, uid = 0;
 
 	g_assert_true(fs_links_is_link_ino(fs_links_ino(7)));
@@ -104,12 +107,12 @@ static void test_links(void)
 
 static void test_quirks(void)
 {
-	g_auto(GStrv) none = imap_quirks_disabled(NULL, "imap.example.org",
-						  "Dovecot ready.");
-	g_auto(GStrv) user = imap_quirks_disabled("qresync, compress:x-gm-ext-1",
-						  NULL, NULL);
-	g_auto(GStrv) icloud = imap_quirks_disabled(NULL, "imap.mail.me.com",
-						    NULL);
+	g_auto(GStrv) none =
+	    imap_quirks_disabled(NULL, "imap.example.org", "Dovecot ready.");
+	g_auto(GStrv) user =
+	    imap_quirks_disabled("qresync, compress:x-gm-ext-1", NULL, NULL);
+	g_auto(GStrv) icloud =
+	    imap_quirks_disabled(NULL, "imap.mail.me.com", NULL);
 	g_auto(GStrv) greeting = imap_quirks_disabled(
 	    NULL, "127.0.0.1", "iSCREAM ready to rumble (1S:1127)");
 	g_auto(GStrv) not_icloud =
@@ -132,11 +135,23 @@ static void test_quirks(void)
 	g_assert_false(imap_quirks_cap_disabled(NULL, "QRESYNC"));
 }
 
+static void test_limit_width(void)
+{
+	g_assert_cmpuint(imap_limit_first_width(0, 0, 250), ==, 125);
+	g_assert_cmpuint(imap_limit_first_width(0, 0, 50000), ==, 1000);
+	g_assert_cmpuint(imap_limit_first_width(0, 0, 1), ==, 1);
+	g_assert_cmpuint(imap_limit_first_width(0, 0, 0), ==, 1);
+	g_assert_cmpuint(imap_limit_first_width(1000, 0, 50000), ==, 1000);
+	g_assert_cmpuint(imap_limit_first_width(0, 62, 50000), ==, 62);
+	g_assert_cmpuint(imap_limit_first_width(1000, 62, 9), ==, 62);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/providers/gid", test_gid);
 	g_test_add_func("/providers/links", test_links);
 	g_test_add_func("/providers/quirks", test_quirks);
+	g_test_add_func("/providers/limit-width", test_limit_width);
 	return g_test_run();
 }
