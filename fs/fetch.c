@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cache/memory.h"
+#include "fs/quota.h"
 #include "fs/sync.h"
 #include "imap/ops.h"
 
@@ -44,6 +45,8 @@ struct FsFetch {
 	gsize heads_bytes;
 	gint64 disk_full_logged_at; /* 0: never */
 	CacheMemory *memory;        /* bodies kept off a full disk */
+	FsQuota *quota;             /* downloads stopped by the server */
+	FsPrefetch prefetch;        /* fs_fetch_set_prefetch() */
 };
 
 FsFetch *fs_fetch_new(void)
@@ -58,6 +61,8 @@ FsFetch *fs_fetch_new(void)
 	fetch->heads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					     (GDestroyNotify)g_bytes_unref);
 	fetch->memory = cache_memory_new(UNCACHED_MAX_BYTES);
+	fetch->quota = fs_quota_new();
+	fetch->prefetch = FS_PREFETCH_AHEAD;
 	return fetch;
 }
 
@@ -69,6 +74,7 @@ void fs_fetch_free(FsFetch *fetch)
 	g_hash_table_unref(fetch->readers);
 	g_hash_table_unref(fetch->heads);
 	cache_memory_free(fetch->memory);
+	fs_quota_free(fetch->quota);
 	g_mutex_clear(&fetch->lock);
 	g_free(fetch);
 }
@@ -345,8 +351,12 @@ static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 	}
 	rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
 			       error);
+	if (rc < 0 && fs_quota_is_refusal(rc, error ? *error : NULL))
+		fs_quota_hit(job->mnt->fetch->quota,
+			     error && *error ? (*error)->message : "quota");
 	if (rc < 0)
 		return rc;
+	fs_quota_ok(job->mnt->fetch->quota);
 	for (guint i = 0; i < job->uids->len; i++) {
 		if (!g_array_index(job->done, gboolean, i)) {
 			/* Tagged OK without the data: an error for that
@@ -482,7 +492,9 @@ static int fetch_one(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 
 	/* While the pool fails jobs at once it has said why, once: one line
 	 * per read would flood the log of a busy file manager. */
-	if (rc < 0 && g_error_matches(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED))
+	if (rc < 0 &&
+	    (g_error_matches(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED) ||
+	     fs_quota_stopped(fetch->quota)))
 		g_debug("cannot fetch %s UID %u: %s", f->raw, uid,
 			error->message);
 	else if (rc < 0)
@@ -717,12 +729,16 @@ static void maybe_prefetch(FsMount *mnt, FsFolder *f, FsListing *l, guint pos)
 
 	if (mnt->cache_limit)
 		budget = MIN(budget, mnt->cache_limit / 4);
+	/* Off, or the server stopped downloads: fetch only what is read. */
+	if (fetch->prefetch == FS_PREFETCH_OFF ||
+	    fs_quota_stopped(fetch->quota))
+		budget = 0;
 
 	g_mutex_lock(&fetch->lock);
 	rp = read_pattern(fetch, f, l->folder_id);
 	note_first_read(rp, pos);
 	push_ahead(mnt, f, l, rp, pos);
-	if (rp->streak >= 2)
+	if (rp->streak >= 2 && budget > 0)
 		picks = pick_window(l, rp, pos, budget);
 	g_mutex_unlock(&fetch->lock);
 	if (!picks)
@@ -881,11 +897,19 @@ int fs_fetch_open(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid,
 	for (int attempt = 0; attempt < 3; attempt++) {
 		if (open_cached(mnt, f, folder_id, uidvalidity, uid, body) == 0)
 			return 0;
+		/* Downloads stopped: EIO at once, the server is not asked. */
+		if (attempt == 0 && fs_quota_blocked(mnt->fetch->quota))
+			return -EIO;
 		rc = fetch_one(mnt, f, folder_id, uidvalidity, uid);
 		if (rc < 0 && rc != -EAGAIN)
 			return rc;
 	}
 	return -EIO;
+}
+
+void fs_fetch_set_prefetch(FsFetch *fetch, FsPrefetch mode)
+{
+	fetch->prefetch = mode;
 }
 
 void fs_fetch_forget_folder(FsMount *mnt, const char *folder,

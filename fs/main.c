@@ -50,6 +50,7 @@
 #include "fs/watch.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
+#include "imap/quirks.h"
 #include "imap/url.h"
 
 #define REFRESH_SECONDS 30
@@ -255,11 +256,30 @@ static int new_session(struct daemon *d)
 	return 0;
 }
 
+/* --prefetch, with auto decided by the server (its first connection). */
+static void choose_prefetch(struct daemon *d)
+{
+	bool metered = imap_quirks_metered(
+	    d->account.host,
+	    d->conn && imap_conn_has_cap(d->conn, "X-GM-EXT-1"));
+	int mode = d->opts.prefetch;
+
+	if (mode == FS_OPT_PREFETCH_AUTO && metered)
+		g_message("this server caps downloads: prefetch is off "
+			  "(--prefetch=ahead turns it on)");
+	if (mode == FS_OPT_PREFETCH_AUTO)
+		mode = metered ? FS_OPT_PREFETCH_OFF : FS_OPT_PREFETCH_AHEAD;
+	fs_fetch_set_prefetch(d->mnt.fetch, mode == FS_OPT_PREFETCH_OFF
+						? FS_PREFETCH_OFF
+						: FS_PREFETCH_AHEAD);
+}
+
 /* After fuse_daemonize(): fork() keeps only the calling thread. */
 static void start_threads(struct daemon *d)
 {
 	FsMount *mnt = &d->mnt;
 
+	choose_prefetch(d);
 	if (!d->opts.foreground)
 		fs_log_to_syslog();
 	mnt->pool = imap_pool_new(&d->account, d->opts.connections,

@@ -43,6 +43,7 @@ enum opt_id {
 	OPT_UID,
 	OPT_GID,
 	OPT_DISABLE_EXTENSION,
+	OPT_PREFETCH,
 };
 
 struct opt_spec {
@@ -66,6 +67,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
 	{ "disable-extension", OPT_DISABLE_EXTENSION, true },
+	{ "prefetch", OPT_PREFETCH, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -268,6 +270,19 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->cafile, spec, value, true, error);
 	case OPT_CACHE_DIR:
 		return set_string(&opts->cache_dir, spec, value, true, error);
+	case OPT_PREFETCH:
+		if (strcmp(value, "auto") == 0)
+			opts->prefetch = FS_OPT_PREFETCH_AUTO;
+		else if (strcmp(value, "off") == 0)
+			opts->prefetch = FS_OPT_PREFETCH_OFF;
+		else if (strcmp(value, "ahead") == 0)
+			opts->prefetch = FS_OPT_PREFETCH_AHEAD;
+		else {
+			fs_options_error(error, "--prefetch must be auto, off "
+						"or ahead");
+			return -1;
+		}
+		return 0;
 	case OPT_DISABLE_EXTENSION: {
 		/* Given twice, both lists count. */
 		char *old = opts->disable_extension;
@@ -474,6 +489,14 @@ static void print_help(const char *argv0)
 	       "                             CONDSTORE, X-GM-EXT-1, ...; "
 	       "separated by\n"
 	       "                             spaces, ':' or '+')\n"
+	       "    --prefetch=MODE          fetch messages before they are "
+	       "read: ahead\n"
+	       "                             (for sequential readers), off "
+	       "(only what\n"
+	       "                             is read) or auto (default: off "
+	       "for Gmail,\n"
+	       "                             whose downloads are capped, "
+	       "else ahead)\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"

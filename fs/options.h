@@ -35,12 +35,19 @@ typedef struct {
 	bool debug;             /* -d: debug log on stderr, implies -f */
 	char *disable_extension; /* IMAP extensions never to use, separated
 				    by spaces, ':' or '+'; NULL: none */
+	int prefetch;            /* FS_OPT_PREFETCH_*, default auto */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,
 	 * fsname=URL). */
 	struct fuse_args fuse_args;
 } FsOptions;
+
+enum {
+	FS_OPT_PREFETCH_AUTO = 0, /* off on metered providers, else ahead */
+	FS_OPT_PREFETCH_OFF,
+	FS_OPT_PREFETCH_AHEAD,
+};
 
 enum {
 	FS_OPTIONS_RUN = 0,     /* go on and mount */

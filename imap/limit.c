@@ -29,8 +29,9 @@ unsigned imap_limit_first_width(unsigned advertised, unsigned learnt,
 /* MESSAGELIMIT=N among the capabilities, 0 when absent. */
 static unsigned advertised_limit(ImapConn *conn)
 {
-	static const unsigned known[] = { 100, 250, 500, 1000, 2000, 5000,
-					  10000 };
+	static const unsigned known[] = {
+		100, 250, 500, 1000, 2000, 5000, 10000
+	};
 
 	/* imap_conn_has_cap() matches whole atoms: try the usual values. */
 	for (size_t i = 0; i < G_N_ELEMENTS(known); i++) {

@@ -85,3 +85,9 @@ bool imap_quirks_cap_disabled(char *const *names, const char *cap)
 	}
 	return false;
 }
+
+bool imap_quirks_metered(const char *host, bool gmail_ext)
+{
+	return gmail_ext || host_matches(host, "gmail.com") ||
+	       host_matches(host, "googlemail.com");
+}

@@ -24,3 +24,8 @@ char **imap_quirks_disabled(const char *user_list, const char *host,
  * "NAME=..." forms; CONDSTORE disabled also disables QRESYNC, which needs
  * it. */
 bool imap_quirks_cap_disabled(char *const *names, const char *cap);
+
+/* A provider that counts downloads against a cap (Gmail: gmail_ext, the
+ * server offers X-GM-EXT-1, or a host under gmail.com or googlemail.com):
+ * prefetch nothing there. */
+bool imap_quirks_metered(const char *host, bool gmail_ext);

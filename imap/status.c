@@ -76,9 +76,13 @@ int imap_status_errno(const ImapResponse *r, bool login)
 	for (size_t i = 0; r->code && i < G_N_ELEMENTS(busy); i++)
 		if (strcmp(r->code, busy[i]) == 0)
 			rc = -EAGAIN;
+	/* A download cap (Gmail's daily bandwidth limit). */
+	if (r->code && strcmp(r->code, "OVERQUOTA") == 0)
+		rc = -EDQUOT;
 	if (!login)
 		return rc;
-	return rc == -EAGAIN || imap_text_is_throttling(NULL, r->text)
+	return rc == -EAGAIN || rc == -EDQUOT ||
+		       imap_text_is_throttling(NULL, r->text)
 		   ? -EAGAIN
 		   : -EACCES;
 }
@@ -100,6 +104,8 @@ bool imap_text_is_throttling(const char *code, const char *text)
 		"authenticated but not connected",
 		"throttl",
 		"rate limit",
+		/* Gmail over its download cap refuses logins too. */
+		"bandwidth limits",
 	};
 	g_autofree char *lower = NULL;
 

@@ -10,6 +10,12 @@ Cases (run one with: test_providers.py CASE ...):
                      one inode per folder, still every message right
   gmail_connections  --connections=20 against Gmail's 15: the 16th login is
                      refused, the pool shrinks, no read fails
+  gmail_prefetch     Gmail's default: reading 8 files costs 8 downloads;
+                     --prefetch=ahead fetches ahead
+  gmail_quota        the daily download cap (NO [OVERQUOTA] ... bandwidth
+                     limits): EIO for uncached reads without asking the
+                     server, cached ones readable, one log line, reads
+                     again once the server allows them (after the backoff)
   microsoft          estimated sizes, IDLE only; "authenticated but not
                      connected" to fast logins: backoff, no storm, no EIO,
                      not taken for a wrong password
@@ -220,7 +226,100 @@ def case_yahoo(t):
     q.check_unmount(t, m, label)
 
 
+def all_mail_paths(m):
+    d = os.path.join(m.mountpoint, "[Gmail]", "All Mail")
+    listing = h.list_message_files(d)
+    return [os.path.join(d, listing[u]) for u in sorted(listing)]
+
+
+def case_gmail_prefetch(t):
+    label = "gmail_prefetch"
+    srv, shared = pv.gmail(n=40)
+    srv.start()
+    m = q.mount(srv).start()
+    paths = all_mail_paths(m)
+    for p in paths[:8]:
+        h.cat(p)
+    sent = sum(srv.body_sends.values())
+    t.equal(sent, 8, "%s: by default on Gmail, 8 files read in order cost "
+            "8 downloads (no prefetch)" % label)
+    q.check_unmount(t, m, label)
+    srv.body_sends.clear()
+    m = q.mount(srv, args=["--prefetch=ahead"]).start()
+    paths = all_mail_paths(m)
+    for p in paths[:8]:
+        h.cat(p)
+    h.wait_for(lambda: sum(srv.body_sends.values()) > 8, 10)
+    t.check(sum(srv.body_sends.values()) > 8, "%s: --prefetch=ahead fetches "
+            "ahead of the reader (%d downloads)" % (
+                label, sum(srv.body_sends.values())))
+    q.check_unmount(t, m, label)
+
+
+def case_gmail_quota(t):
+    label = "gmail_quota"
+    srv, shared = pv.gmail(n=20, cap_bytes=2000)
+    srv.start()
+    m = q.mount(srv, env={"IMAPFS_TEST_QUOTA_RETRY_MS": "3000"}).start()
+    paths = all_mail_paths(m)
+    want = {p: srv.account.folder("[Gmail]/All Mail").by_uid(
+        h.uid_of_name(os.path.basename(p))).body for p in paths}
+    done, failed = [], None
+    for p in paths:
+        rc, data, err, _ = h.cat(p)
+        if rc != 0:
+            failed = (p, rc, err)
+            break
+        t.require(data == want[p], "%s: %s read right" % (label, p))
+        done.append(p)
+    t.require(failed is not None and q.is_eio(failed[1], failed[2]),
+              "%s: a read over the cap fails with EIO (%d read before)" % (
+                  label, len(done)), str(failed))
+    t.check(len(done) >= 2, "%s: reads worked until the cap" % label)
+    fetches = srv.count(r"UID FETCH .*BODY\.PEEK\[\]")
+    again = [h.cat(p) for p in paths[len(done):len(done) + 5]]
+    t.check(all(q.is_eio(r[0], r[2]) for r in again),
+            "%s: further uncached reads fail with EIO" % label)
+    t.equal(srv.count(r"UID FETCH .*BODY\.PEEK\[\]"), fetches,
+            "%s: ... without asking the server" % label)
+    cached = [p for p in done if h.cat(p)[1] != want[p]]
+    t.equal(cached, [], "%s: what is cached stays readable" % label)
+    lines = [x for x in m.stderr_text().splitlines()
+             if "stopped downloads" in x]
+    t.check(len(lines) == 1, "%s: one log line says what happened" % label,
+            h.short(m.stderr_text(), 600))
+    t.check("auth" not in m.stderr_text().lower(), "%s: not taken for an "
+            "authentication failure" % label)
+    # A new mount (no page cache) while the cap holds: the disk cache
+    # serves what was read.
+    q.check_unmount(t, m, label)
+    old = m.mountpoint
+    m = q.mount(srv, cache_dir=m.cache_dir,
+                env={"IMAPFS_TEST_QUOTA_RETRY_MS": "3000"}).start()
+
+    def moved(p):
+        return os.path.join(m.mountpoint, os.path.relpath(p, old))
+    want = {moved(p): b for p, b in want.items()}
+    done = [moved(p) for p in done]
+    failed = (moved(failed[0]),) + failed[1:]
+    cached = [p for p in done if h.cat(p)[1] != want[p]]
+    t.equal(cached, [], "%s: after a remount, cached messages are read from "
+            "the disk cache while the server refuses" % label)
+    r = h.cat(failed[0])
+    t.check(q.is_eio(r[0], r[2]), "%s: and uncached ones fail with EIO" %
+            label)
+    srv.cap_lifted = True
+    ok = h.wait_for(lambda: h.cat(failed[0])[0] == 0, 15)
+    t.check(ok, "%s: once the server allows downloads, after the backoff, "
+            "reads work again" % label)
+    t.check(any("allows downloads again" in x
+                for x in m.stderr_text().splitlines()),
+            "%s: and the daemon says so" % label)
+    q.check_unmount(t, m, label)
+
+
 CASES = [case_gmail_labels, case_gmail_no_id, case_gmail_connections,
+         case_gmail_prefetch, case_gmail_quota,
          case_microsoft, case_icloud, case_yahoo]
 
 if __name__ == "__main__":

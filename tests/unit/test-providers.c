@@ -133,6 +133,11 @@ static void test_quirks(void)
 	g_assert_false(imap_quirks_cap_disabled(not_icloud, "QRESYNC"));
 	g_assert_true(imap_quirks_cap_disabled(cond, "QRESYNC"));
 	g_assert_false(imap_quirks_cap_disabled(NULL, "QRESYNC"));
+	g_assert_true(imap_quirks_metered("imap.gmail.com", false));
+	g_assert_true(imap_quirks_metered("imap.googlemail.com", false));
+	g_assert_true(imap_quirks_metered("localhost", true));
+	g_assert_false(imap_quirks_metered("imap.notgmail.com", false));
+	g_assert_false(imap_quirks_metered("outlook.office365.com", false));
 }
 
 static void test_limit_width(void)
