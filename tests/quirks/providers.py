@@ -207,6 +207,40 @@ def icloud(**kw):
     return srv
 
 
+FASTMAIL_CAPS = ["IMAP4rev1", "LITERAL+", "ID", "ENABLE", "ACL", "RIGHTS=kxten",
+                 "QUOTA", "MAILBOX-REFERRALS", "NAMESPACE", "UIDPLUS",
+                 "NO_ATOMIC_RENAME", "UNSELECT", "CHILDREN", "MULTIAPPEND",
+                 "BINARY", "CATENATE", "CONDSTORE", "ESEARCH", "SORT",
+                 "THREAD=ORDEREDSUBJECT", "LIST-EXTENDED", "LIST-STATUS",
+                 "WITHIN", "SASL-IR", "SPECIAL-USE", "CREATE-SPECIAL-USE",
+                 "IDLE", "MOVE", "OBJECTID", "SAVEDATE", "X-CYRUS"]
+
+
+def fastmail(n=8, **kw):
+    """OBJECTID (RFC 8474): a message copied into Archive and a label-like
+    folder keeps its EMAILID. Returns (srv, shared) like gmail()."""
+    acct = fk.Account()
+    inbox = acct.add_folder("INBOX", attrs=["\\HasNoChildren"])
+    archive = acct.add_folder("Archive", attrs=["\\HasNoChildren",
+                                                "\\Archive"])
+    clients = acct.add_folder("Clients", attrs=["\\HasNoChildren"])
+    shared = {}
+    for i in range(n):
+        emailid = "M%024x" % (0x5eed0000 + 977 * i)
+        body = q.message("Fastmail message %d" % i, "Cyrus body %d.\n" % i
+                         * (3 + i), "f%d" % i, )
+        where = [inbox] + ([archive] if i % 2 == 0 else []) + \
+            ([clients] if i % 3 == 0 else [])
+        for f in where:
+            m = f.add(body, date=q.T0 + 300 * i)
+            m.extra["EMAILID"] = ("(%s)" % emailid).encode()
+            m.extra["THREADID"] = b"(T%015x)" % (77 + i)
+            shared.setdefault(emailid, []).append((f, m.uid))
+    srv = fk.FakeImap(acct, **kw)
+    srv.caps_post = list(FASTMAIL_CAPS)
+    return srv, shared
+
+
 YAHOO_CAPS = ["IMAP4rev1", "ID", "MOVE", "NAMESPACE", "XYMHIGHESTMODSEQ",
               "UIDPLUS", "LITERAL+", "CHILDREN", "X-MSG-EXT", "UNSELECT"]
 

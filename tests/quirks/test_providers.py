@@ -6,6 +6,7 @@ Cases (run one with: test_providers.py CASE ...):
   gmail_labels       every message read right; a message in several
                      folders is one inode (st_nlink = its folders) and is
                      downloaded once (the server's counters)
+  fastmail_emailid   the same with EMAILID (OBJECTID, as Cyrus and Fastmail)
   gmail_no_id        --disable-extension=X-GM-EXT-1: no X-GM-MSGID asked,
                      one inode per folder, still every message right
   gmail_connections  --connections=20 against Gmail's 15: the 16th login is
@@ -116,6 +117,28 @@ def case_gmail_labels(t):
             srv.count(r"^FETCH|X-GM-MSGID\)$") == 0,
             "%s: X-GM-MSGID asked with the listing, no extra command" % label)
     q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_fastmail_emailid(t):
+    label = "fastmail_emailid"
+    srv, shared = pv.fastmail()
+    srv.start()
+    m = q.mount(srv).start()
+    q.compare_account(t, m, srv.account, label)
+    bad = []
+    for eid, where in sorted(shared.items()):
+        n = sum(srv.body_sends.get((f.raw, uid), 0) for f, uid in where)
+        sts = [os.stat(q.message_path(m, f.raw.decode(), uid))
+               for f, uid in where]
+        if n != 1 or len({st.st_ino for st in sts}) != 1 or \
+                {st.st_nlink for st in sts} != {len(where)}:
+            bad.append("%s in %d folders: %d downloads, st_nlink %s" % (
+                eid, len(where), n, sorted({st.st_nlink for st in sts})))
+    t.all_ok("%s: EMAILID makes a message in several folders one inode, "
+             "downloaded once" % label, bad)
+    t.check(srv.count(r"UID FETCH .* EMAILID ") >= 1, "%s: EMAILID asked "
+            "with the listing" % label)
     q.check_unmount(t, m, label)
 
 
@@ -318,7 +341,7 @@ def case_gmail_quota(t):
     q.check_unmount(t, m, label)
 
 
-CASES = [case_gmail_labels, case_gmail_no_id, case_gmail_connections,
+CASES = [case_gmail_labels, case_fastmail_emailid, case_gmail_no_id, case_gmail_connections,
          case_gmail_prefetch, case_gmail_quota,
          case_microsoft, case_icloud, case_yahoo]
 
