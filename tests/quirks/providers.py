@@ -45,7 +45,7 @@ def _authed(srv):
     return [c for c in srv.live_conns() if c.state != "nonauth"]
 
 
-def gmail(n=12, limit=GMAIL_LIMIT, cap_bytes=None, **kw):
+def gmail(n=12, limit=GMAIL_LIMIT, cap_bytes=None, cap_bye=False, **kw):
     """n messages; message 0 is in INBOX, All Mail, Work and Travel.
     Returns (srv, shared) where shared maps each X-GM-MSGID to the list of
     (folder, uid) holding it."""
@@ -108,14 +108,15 @@ def gmail(n=12, limit=GMAIL_LIMIT, cap_bytes=None, **kw):
         return ctx.default()
     srv.add_rule(r"^(LOGIN|AUTHENTICATE)", login)
     if cap_bytes is not None:
-        gmail_download_cap(srv, cap_bytes)
+        gmail_download_cap(srv, cap_bytes, cap_bye)
     return srv, shared
 
 
-def gmail_download_cap(srv, cap_bytes):
+def gmail_download_cap(srv, cap_bytes, bye=False):
     """Once cap_bytes of bodies went out, body fetches get the answer of a
-    Gmail account over its daily download limit, and so do new logins'
-    first body fetch, until srv.cap_lifted is set."""
+    Gmail account over its daily download limit (a tagged NO [OVERQUOTA],
+    or with bye a BYE and the connection closed), until srv.cap_lifted is
+    set."""
     srv.cap_lifted = False
     srv.cap_refusals = 0
 
@@ -125,6 +126,9 @@ def gmail_download_cap(srv, cap_bytes):
 
     def refuse(ctx):
         ctx.server.cap_refusals += 1
+        if bye:
+            return [b"* BYE [ALERT] Account exceeded command or bandwidth "
+                    b"limits. (Failure)\r\n", fk.CLOSE]
         return [b"{tag} NO [OVERQUOTA] Account exceeded command or bandwidth"
                 b" limits. (Failure)\r\n"]
     srv.add_rule(r"^UID FETCH .*BODY\.PEEK\[\]", refuse, when=over)

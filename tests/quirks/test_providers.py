@@ -17,6 +17,7 @@ Cases (run one with: test_providers.py CASE ...):
                      limits): EIO for uncached reads without asking the
                      server, cached ones readable, one log line, reads
                      again once the server allows them (after the backoff)
+  gmail_quota_bye    the same when the server says BYE and hangs up
   microsoft          estimated sizes, IDLE only; "authenticated but not
                      connected" to fast logins: backoff, no storm, no EIO,
                      not taken for a wrong password
@@ -280,8 +281,15 @@ def case_gmail_prefetch(t):
 
 
 def case_gmail_quota(t):
-    label = "gmail_quota"
-    srv, shared = pv.gmail(n=20, cap_bytes=2000)
+    quota_case(t, "gmail_quota", bye=False)
+
+
+def case_gmail_quota_bye(t):
+    quota_case(t, "gmail_quota_bye", bye=True)
+
+
+def quota_case(t, label, bye):
+    srv, shared = pv.gmail(n=20, cap_bytes=2000, cap_bye=bye)
     srv.start()
     m = q.mount(srv, env={"IMAPFS_TEST_QUOTA_RETRY_MS": "3000"}).start()
     paths = all_mail_paths(m)
@@ -342,7 +350,7 @@ def case_gmail_quota(t):
 
 
 CASES = [case_gmail_labels, case_fastmail_emailid, case_gmail_no_id, case_gmail_connections,
-         case_gmail_prefetch, case_gmail_quota,
+         case_gmail_prefetch, case_gmail_quota, case_gmail_quota_bye,
          case_microsoft, case_icloud, case_yahoo]
 
 if __name__ == "__main__":
