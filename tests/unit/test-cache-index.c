@@ -560,7 +560,6 @@ static void test_gid(void)
 	CacheFolderIndex *idx = small_index();
 	g_autoptr(GBytes) plain = cache_folder_index_encode(idx);
 	g_autoptr(GBytes) enc = NULL;
-	g_autoptr(GError) err = NULL;
 	const uint8_t *p;
 	uint8_t *bad;
 	size_t len;
