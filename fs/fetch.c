@@ -247,6 +247,21 @@ static int find_uid(const BodyJob *job, uint32_t uid)
 /* A body that arrived in memory (the parser keeps literals up to 64 KiB
  * there): into the folder's pack, no file to create; into the memory
  * table when the disk cannot take it. 0 or -EIO. */
+/* The inode the kernel knows uid of the job by (one for all the folders
+ * of a message with a global id). */
+static fuse_ino_t body_ino(BodyJob *job, uint32_t uid)
+{
+	FsListing *l = fs_folder_get_listing(job->folder);
+	const CacheMessage *m = l && l->folder_id == job->folder_id
+				    ? cache_folder_index_find(l->index, uid)
+				    : NULL;
+	fuse_ino_t ino = m && m->gid ? fs_links_ino(m->gid)
+				     : fs_tree_message_ino(job->folder_id, uid);
+
+	fs_listing_unref(l);
+	return ino;
+}
+
 static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
 {
 	FsMount *mnt = job->mnt;
@@ -271,8 +286,7 @@ static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
 		 * too, so that it reads the file without asking us. */
 		g_autoptr(GBytes) bytes = g_bytes_new(data, len);
 
-		fs_push_bytes(mnt->push,
-			      fs_tree_message_ino(job->folder_id, uid), bytes);
+		fs_push_bytes(mnt->push, body_ino(job, uid), bytes);
 	}
 	return 0;
 }

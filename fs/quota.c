@@ -78,10 +78,11 @@ void fs_quota_hit(FsQuota *quota, const char *why)
 	quota->retry_at = now + (gint64)quota->backoff_ms * 1000;
 	g_mutex_unlock(&quota->lock);
 	if (first)
-		g_warning("the server stopped downloads (%s): prefetch is off, "
-			  "cached messages stay readable, others fail with EIO; "
-			  "trying again in %u s",
-			  why, (unsigned)(quota->first_ms / 1000));
+		g_warning(
+		    "the server stopped downloads (%s): prefetch is off, "
+		    "cached messages stay readable, others fail with EIO; "
+		    "trying again in %u s",
+		    why, (unsigned)(quota->first_ms / 1000));
 }
 
 void fs_quota_ok(FsQuota *quota)
