@@ -4,7 +4,12 @@
 #include <glib.h>
 #include <string.h>
 
+#include <errno.h>
+
 #include "fs/links.h"
+#include "fs/quota.h"
+#include "imap/conn.h"
+#include "imap/status.h"
 #include "imap/limit.h"
 #include "imap/ops.h"
 #include "imap/quirks.h"
@@ -151,6 +156,87 @@ static void test_limit_width(void)
 	g_assert_cmpuint(imap_limit_first_width(1000, 62, 9), ==, 62);
 }
 
+static int status_errno(const char *line, bool login)
+{
+	ImapParser *p = imap_parser_new(NULL, NULL, NULL);
+	ImapResponse *r = NULL;
+	size_t used = 0;
+	int rc;
+
+	g_assert_cmpint(imap_parser_feed(p, line, strlen(line), &used, &r), ==,
+			1);
+	rc = imap_status_errno(r, login);
+	imap_response_free(r);
+	imap_parser_free(p);
+	return rc;
+}
+
+/* Providers' refusals: throttling and download caps are not a wrong
+ * password. */
+static void test_refusals(void)
+{
+	g_assert_cmpint(status_errno("A1 NO User is authenticated but not "
+				     "connected.\r\n",
+				     true),
+			==, -EAGAIN);
+	g_assert_cmpint(status_errno("A1 NO [ALERT] Too many simultaneous "
+				     "connections. (Failure)\r\n",
+				     true),
+			==, -EAGAIN);
+	g_assert_cmpint(status_errno("A1 NO [ALERT] Account exceeded command "
+				     "or bandwidth limits. (Failure)\r\n",
+				     true),
+			==, -EAGAIN);
+	g_assert_cmpint(status_errno("A1 NO [OVERQUOTA] over\r\n", true), ==,
+			-EAGAIN);
+	g_assert_cmpint(status_errno("A1 NO [AUTHENTICATIONFAILED] Invalid "
+				     "credentials (Failure)\r\n",
+				     true),
+			==, -EACCES);
+	g_assert_cmpint(status_errno("A1 NO [OVERQUOTA] over\r\n", false), ==,
+			-EDQUOT);
+	g_assert_cmpint(status_errno("A1 NO [LIMIT] too many\r\n", false), ==,
+			-EAGAIN);
+	g_assert_true(imap_text_is_throttling(
+	    NULL, "User is authenticated but not connected."));
+	g_assert_false(imap_text_is_throttling(NULL, "Invalid credentials"));
+}
+
+static void test_quota(void)
+{
+	FsQuota *q;
+	g_autoptr(GError) bye = g_error_new_literal(
+	    IMAP_ERROR, IMAP_ERROR_CLOSED,
+	    "imap.gmail.com closed the connection: Account exceeded command "
+	    "or bandwidth limits. (Failure)");
+	g_autoptr(GError) other =
+	    g_error_new_literal(IMAP_ERROR, IMAP_ERROR_CLOSED, "reset");
+
+	g_assert_true(fs_quota_is_refusal(-EDQUOT, NULL));
+	g_assert_true(fs_quota_is_refusal(-EIO, bye));
+	g_assert_false(fs_quota_is_refusal(-EIO, other));
+	g_assert_false(fs_quota_is_refusal(-EIO, NULL));
+	/* Long enough that no check below can see it end; the retry after
+	 * it is checked by the quirks suite (test_providers.py). */
+	g_setenv("IMAPFS_TEST_QUOTA_RETRY_MS", "600000", TRUE);
+	q = fs_quota_new();
+	g_assert_false(fs_quota_blocked(q));
+	g_assert_false(fs_quota_stopped(q));
+	g_test_expect_message("imapfs", G_LOG_LEVEL_WARNING,
+			      "*stopped downloads*");
+	fs_quota_hit(q, "test");
+	g_test_assert_expected_messages();
+	fs_quota_hit(q, "again: no second line");
+	g_assert_true(fs_quota_stopped(q));
+	g_assert_true(fs_quota_blocked(q));
+	g_assert_true(fs_quota_blocked(q));
+	fs_quota_ok(q);
+	g_assert_false(fs_quota_stopped(q));
+	g_assert_false(fs_quota_blocked(q));
+	fs_quota_free(q);
+	g_unsetenv("IMAPFS_TEST_QUOTA_RETRY_MS");
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -158,5 +244,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/providers/links", test_links);
 	g_test_add_func("/providers/quirks", test_quirks);
 	g_test_add_func("/providers/limit-width", test_limit_width);
+	g_test_add_func("/providers/refusals", test_refusals);
+	g_test_add_func("/providers/quota", test_quota);
 	return g_test_run();
 }
