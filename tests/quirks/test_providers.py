@@ -183,6 +183,9 @@ def case_gmail_connections(t):
     err = m.stderr_text().lower()
     t.check("authentication" not in err and "password" not in err,
             "%s: not taken for a wrong password" % label)
+    t.check("made no progress" not in err, "%s: no read waited for the "
+            "timeout: a job refused a connection goes to a live one at "
+            "once" % label, h.short(err, 400))
     q.check_unmount(t, m, label)
 
 
@@ -206,8 +209,12 @@ def case_microsoft(t):
     t.check("authentication" not in err and "password" not in err,
             "%s: throttling is not taken for a wrong password" % label,
             h.short(err, 300))
-    for word in ("CONDSTORE", "QRESYNC", "ESEARCH", "NOTIFY"):
+    t.check("made no progress" not in err, "%s: no read waited for the "
+            "timeout behind a throttled login" % label, h.short(err, 400))
+    for word in ("CONDSTORE", "QRESYNC", "RETURN", "NOTIFY"):
         t.equal(srv.count(word), 0, "%s: no %s used" % (label, word))
+    t.check(h.wait_for(lambda: srv.count(r"^IDLE$") >= 1, 20),
+            "%s: live updates by IDLE" % label)
     q.check_unmount(t, m, label)
 
 
