@@ -130,8 +130,6 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 	return sync_delta(conn, job, &st, vanished, error);
 }
 
-/* Load the persisted index when the folder has no listing yet. Under
- * f->lock. */
 /* Under the folder's lock: messages in several folders gained or lost a
  * folder; the kernel forgets the link counts it has. */
 static void note_links(FsMount *mnt, const FsListing *old, const FsListing *now)
@@ -147,6 +145,8 @@ static void note_links(FsMount *mnt, const FsListing *old, const FsListing *now)
 			       g_array_index(changed, fuse_ino_t, i));
 }
 
+/* Load the persisted index when the folder has no listing yet. Under
+ * f->lock. */
 static void load_persisted(FsMount *mnt, FsFolder *f)
 {
 	CacheFolderIndex *idx;
