@@ -244,9 +244,6 @@ static int find_uid(const BodyJob *job, uint32_t uid)
 	return -1;
 }
 
-/* A body that arrived in memory (the parser keeps literals up to 64 KiB
- * there): into the folder's pack, no file to create; into the memory
- * table when the disk cannot take it. 0 or -EIO. */
 /* The inode the kernel knows uid of the job by (one for all the folders
  * of a message with a global id). */
 static fuse_ino_t body_ino(BodyJob *job, uint32_t uid)
@@ -262,6 +259,9 @@ static fuse_ino_t body_ino(BodyJob *job, uint32_t uid)
 	return ino;
 }
 
+/* A body that arrived in memory (the parser keeps literals up to 64 KiB
+ * there): into the folder's pack, no file to create; into the memory
+ * table when the disk cannot take it. 0 or -EIO. */
 static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
 {
 	FsMount *mnt = job->mnt;
@@ -510,7 +510,7 @@ static int fetch_one(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 	    (g_error_matches(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED) ||
 	     fs_quota_stopped(fetch->quota)))
 		g_debug("cannot fetch %s UID %u: %s", f->raw, uid,
-			error->message);
+			error ? error->message : g_strerror(-rc));
 	else if (rc < 0)
 		g_message("cannot fetch %s UID %u: %s", f->raw, uid,
 			  error ? error->message : g_strerror(-rc));
