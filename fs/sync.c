@@ -164,7 +164,8 @@ static void load_persisted(FsMount *mnt, FsFolder *f)
 	}
 	fs_tree_register_folder_id(mnt->tree, folder_id, f);
 	f->listing = fs_listing_new(folder_id, idx);
-	note_links(mnt, NULL, f->listing);
+	if (!f->gone)
+		note_links(mnt, NULL, f->listing);
 }
 
 /* Under f->lock. A listing persisted by an earlier mount is used only
@@ -323,7 +324,9 @@ static FsListing *swap_listing(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		old_uidvalidity = old->index->uidvalidity;
 	f->listing = fs_listing_new(folder_id, result);
 	f->dirty = true;
-	note_links(mnt, old, f->listing);
+	/* A folder gone meanwhile no longer counts (fs/tree.c set_gone). */
+	if (!f->gone)
+		note_links(mnt, old, f->listing);
 	g_mutex_unlock(&f->lock);
 	if (old_uidvalidity) {
 		/* Outside the lock: deleting a large folder takes a while,

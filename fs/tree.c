@@ -94,6 +94,23 @@ static FsFolder *find_by_path(GPtrArray *children, const char *path_raw)
 
 /* The child of parent whose raw path is path_raw, created if needed.
  * Under update_lock. */
+/* Mark f gone or back, under its lock so that a sync swapping its listing
+ * (fs/sync.c) sees one or the other: a folder that vanished no longer
+ * holds its messages' links (reads of a message also elsewhere go there),
+ * one that came back holds them again. */
+static void set_gone(FsTree *tree, FsFolder *f, bool gone)
+{
+	g_mutex_lock(&f->lock);
+	if (f->listing && f->gone && !gone)
+		fs_links_replace(tree->links, 0, NULL, f->listing->folder_id,
+				 f->listing->index, NULL);
+	else if (f->listing && !f->gone && gone)
+		fs_links_replace(tree->links, f->listing->folder_id,
+				 f->listing->index, 0, NULL, NULL);
+	f->gone = gone;
+	g_mutex_unlock(&f->lock);
+}
+
 static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 			   size_t seglen, const char *path_raw, bool *added,
 			   GError **error)
@@ -115,7 +132,7 @@ static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 		 * compares UIDVALIDITY with what it had and drops old data
 		 * if the folder is new. */
 		g_hash_table_remove(tree->gone, path_raw);
-		f->gone = false;
+		set_gone(tree, f, false);
 		copy = g_ptr_array_copy(children, NULL, NULL);
 		g_ptr_array_add(copy, f);
 		set_children(tree, parent, copy);
@@ -199,7 +216,7 @@ static void mark_gone(FsTree *tree, FsFolder *c)
 {
 	GPtrArray *children = fs_folder_children(c);
 
-	c->gone = true;
+	set_gone(tree, c, true);
 	g_hash_table_replace(tree->gone, c->path_raw, c);
 	g_rw_lock_writer_lock(&tree->ids_lock);
 	g_hash_table_remove(tree->by_id, GUINT_TO_POINTER(c->id));

@@ -6,6 +6,8 @@ Cases (run one with: test_providers.py CASE ...):
   gmail_labels       every message read right; a message in several
                      folders is one inode (st_nlink = its folders) and is
                      downloaded once (the server's counters)
+  gmail_label_deleted  a label deleted on the server: its messages read
+                     right through the folders that still hold them
   fastmail_emailid   the same with EMAILID (OBJECTID, as Cyrus and Fastmail)
   gmail_no_id        --disable-extension=X-GM-EXT-1: no X-GM-MSGID asked,
                      one inode per folder, still every message right
@@ -118,6 +120,33 @@ def case_gmail_labels(t):
             srv.count(r"^FETCH|X-GM-MSGID\)$") == 0,
             "%s: X-GM-MSGID asked with the listing, no extra command" % label)
     q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_gmail_label_deleted(t):
+    label = "gmail_label_deleted"
+    srv, shared = pv.gmail()
+    srv.start()
+    m = q.mount(srv, args=["--poll-interval=5"]).start()
+    work = srv.account.folder("Work")
+    # Work is listed first: the home of its messages, which All Mail
+    # shows too.
+    names = os.listdir(os.path.join(m.mountpoint, "Work"))
+    all_mail = all_mail_paths(m)
+    t.require(len(names) >= 2, "%s: Work lists its messages" % label)
+    srv.account.folders.remove(work)
+    gone = h.wait_for(lambda: "Work" not in os.listdir(m.mountpoint), 30)
+    t.require(gone, "%s: the label deleted on the server leaves the mount"
+              % label)
+    f = srv.account.folder("[Gmail]/All Mail")
+    bad = []
+    for p in all_mail:
+        rc, data, err, _ = h.cat(p)
+        msg = f.by_uid(h.uid_of_name(os.path.basename(p)))
+        if rc != 0 or data != msg.body:
+            bad.append("%s: rc %s %s" % (p, rc, err.strip()))
+    t.all_ok("%s: every All Mail message, also those first seen in the "
+             "deleted label, reads right" % label, bad)
     q.check_unmount(t, m, label)
 
 
@@ -356,7 +385,7 @@ def quota_case(t, label, bye):
     q.check_unmount(t, m, label)
 
 
-CASES = [case_gmail_labels, case_fastmail_emailid, case_gmail_no_id, case_gmail_connections,
+CASES = [case_gmail_labels, case_gmail_label_deleted, case_fastmail_emailid, case_gmail_no_id, case_gmail_connections,
          case_gmail_prefetch, case_gmail_quota, case_gmail_quota_bye,
          case_microsoft, case_icloud, case_yahoo]
 
