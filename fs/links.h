@@ -2,8 +2,9 @@
  * folders (Gmail labels, Cyrus EMAILID): hard links.
  *
  * A message whose listing carries a global id (CacheMessage.gid) gets the
- * inode FS_LINKS_INO_BIT | (gid folded to 63 bits) instead of (folder id,
- * UID); st_nlink counts the loaded folders that hold it. Reads of that
+ * inode FS_LINKS_INO_BITS | (gid folded to 62 bits) instead of (folder
+ * id, UID): bits 63 and 62 both set (bit 63 alone is fs/search.c's);
+ * st_nlink counts the loaded folders that hold it. Reads of that
  * inode go to one "home" instance (the first folder loaded that holds it),
  * so its body is fetched and cached once whatever the folder it is read
  * through.
@@ -17,7 +18,7 @@
 
 #include "cache/index.h"
 
-#define FS_LINKS_INO_BIT (UINT64_C(1) << 63)
+#define FS_LINKS_INO_BITS (UINT64_C(3) << 62)
 
 typedef struct FsLinks FsLinks;
 
@@ -28,7 +29,7 @@ void fs_links_free(FsLinks *links);
 fuse_ino_t fs_links_ino(uint64_t gid);
 static inline bool fs_links_is_link_ino(fuse_ino_t ino)
 {
-	return (ino & FS_LINKS_INO_BIT) != 0;
+	return (ino & FS_LINKS_INO_BITS) == FS_LINKS_INO_BITS;
 }
 
 /* A folder's listing of generation folder_id goes from old_index (NULL:
