@@ -51,8 +51,8 @@ static void wipe_free(char *s)
 
 bool fs_token_configured(const FsOptions *opts)
 {
-	bool source =
-	    opts->token_command || opts->oauth_token_url || opts->provider;
+	bool source = opts->token_command || opts->oauth_token_url ||
+		      opts->provider || opts->oauth_client_id;
 
 	return source && (opts->auth == IMAP_AUTH_AUTO ||
 			  opts->auth == IMAP_AUTH_XOAUTH2 ||
@@ -92,10 +92,12 @@ static int setup_client(FsToken *t, GError **error)
 	c->client_id = o->oauth_client_id;
 	c->cafile = o->cafile;
 	c->timeout_s = MAX(o->timeout, 10u);
-	if (!c->token_url || !c->client_id) {
-		fs_options_error(error, "OAuth needs --oauth-client-id and "
-					"--oauth-token-url (or --provider), or "
-					"--token-command");
+	if (!c->client_id || !c->token_url) {
+		fs_options_error(error, "OAuth needs %s, or --token-command",
+				 !c->client_id
+				     ? "--oauth-client-id (your OAuth "
+				       "application's id: see imapfs(1))"
+				     : "--oauth-token-url or --provider");
 		return -1;
 	}
 	if (fs_oauth_check_url(c->token_url, error) < 0 ||
