@@ -393,8 +393,16 @@ int fs_token_authorize(const FsOptions *opts, GError **error)
 	if (!t)
 		return -1;
 	if (fs_oauth_device_start(&t->client, &dev, &err) != FS_OAUTH_OK) {
-		fs_options_error(error, "device authorization failed: %s",
-				 err->message);
+		/* Google's device grant does not cover the Gmail scope. */
+		bool google = opts->provider &&
+			      g_ascii_strcasecmp(opts->provider, "google") == 0;
+
+		fs_options_error(
+		    error, "device authorization failed: %s%s", err->message,
+		    google ? " (Google grants the Gmail scope only "
+			     "to a browser sign-in: use a helper "
+			     "as --token-command, see imapfs(1))"
+			   : "");
 		goto out;
 	}
 	printf("To let imapfs read the mail of %s at %s, open\n\n    %s\n\n"
