@@ -120,7 +120,8 @@ def check_refresh(t, dc, server, client, view):
         f.write(first + "\n")
     os.chmod(rtfile, 0o600)
     server.rotate = True
-    m = h.Mount(dc, password_env=False, args=oauth_args(server, secret),
+    m = h.Mount(dc, password_env=False,
+                args=["-d"] + oauth_args(server, secret),
                 env={"XDG_DATA_HOME": data}).start()
     t.equal(server.count("/token", "refresh_token"), 1,
             "one refresh-token exchange for the mount")
@@ -146,11 +147,13 @@ def check_refresh(t, dc, server, client, view):
     t.check(logins(dc) > n, "the sessions were re-established")
     text = m.stderr_text()
     for line in text.splitlines():
-        if "token" in line:
+        if "token" in line and "S: " not in line and "C: " not in line:
             h.log("#   daemon: " + line)
     t.check("access token was refused" in text and
             "trying a new access token" in text,
             "the refusal is logged", h.short(text[-600:]))
+    t.check("refused the access token (OAUTHBEARER, status invalid_token)"
+            in text, "-d logs the status of the server's JSON challenge")
     # Access tokens are kept until expires_in (less a margin): with 4 s
     # lives, a login after that exchanges the refresh token again before
     # the server has a chance to refuse the old token.
