@@ -42,6 +42,7 @@
 #include "fs/mount.h"
 #include "fs/fetch.h"
 #include "fs/log.h"
+#include "fs/notify.h"
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
@@ -314,6 +315,8 @@ static void start_threads(struct daemon *d)
 	d->watch = fs_watch_new(mnt, d->opts.poll_interval);
 	mnt->watch = d->watch;
 	g_message("mounted %s on %s", d->opts.url, d->opts.mountpoint);
+	fs_notify_ready(d->opts.account ? d->opts.account : d->opts.url,
+			d->opts.mountpoint);
 }
 
 /* Step 1 of the shutdown: returns main()'s exit status. */
@@ -421,6 +424,7 @@ int main(int argc, char **argv)
 	}
 	start_threads(&d);
 	ret = run_session(&d);
+	fs_notify_stopping();
 	stop_background(&d);
 out_unmount:
 	unmount_session(&d);

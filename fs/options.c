@@ -15,6 +15,7 @@
 #endif
 
 #include "fs/options.h"
+#include "fs/config.h"
 
 #include <errno.h>
 #include <fuse_opt.h>
@@ -108,6 +109,8 @@ struct parse_state {
 	const char *url;
 	const char *mountpoint;
 	GPtrArray *fuse_opts; /* the user's -o options for FUSE, unescaped */
+	char *config;         /* --config=FILE, else NULL: the default */
+	bool list_accounts;   /* --accounts */
 };
 
 void fs_options_error(GError **error, const char *fmt, ...)
@@ -205,10 +208,8 @@ static bool parse_owner(const char *s, bool group, unsigned *out)
 static char *make_absolute(const char *path)
 {
 	if (path[0] == '~' && (path[1] == '/' || path[1] == '\0')) {
-		const char *home = g_getenv("HOME");
+		const char *home = fs_config_home_dir();
 
-		if (!home || !*home)
-			home = g_get_home_dir();
 		return g_build_filename(home, path + 1, NULL);
 	}
 	if (g_path_is_absolute(path))
@@ -368,6 +369,35 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	return 0;
 }
 
+int fs_options_set(FsOptions *opts, const char *name, const char *value,
+		   GError **error)
+{
+	const struct opt_spec *spec = opt_lookup(name, strlen(name));
+
+	if (!spec)
+		return -ENOENT;
+	if (!spec->takes_value) {
+		/* A flag: "true" sets it; "false" leaves the default. */
+		if (g_ascii_strcasecmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0)
+			value = "";
+		else if (g_ascii_strcasecmp(value, "false") == 0 ||
+			 strcmp(value, "0") == 0)
+			return 0;
+		else {
+			fs_options_error(error, "%s takes true or false",
+					 spec->name);
+			return -EINVAL;
+		}
+	}
+	return apply_opt(opts, spec, value, error) < 0 ? -EINVAL : 0;
+}
+
+const char *fs_options_name(unsigned i)
+{
+	return i < G_N_ELEMENTS(opt_specs) ? opt_specs[i].name : NULL;
+}
+
 /* --auth=NAME: the index in this table is the ImapAuthMech. */
 static const char *const auth_names[] = {
 	"auto", "plain", "login", "xoauth2", "oauthbearer",
@@ -441,6 +471,17 @@ static int mount_opt(FsOptions *opts, struct parse_state *st, const char *opt,
 	size_t nlen = eq ? (size_t)(eq - opt) : strlen(opt);
 	const struct opt_spec *spec = opt_lookup(opt, nlen);
 
+	/* fstab: -o config=FILE, for the account named as the device. */
+	if (g_str_has_prefix(opt, "config=")) {
+		if (!opt[7]) {
+			fs_options_error(error, "option 'config' needs a "
+						"value");
+			return -1;
+		}
+		g_free(st->config);
+		st->config = g_strdup(opt + 7);
+		return 0;
+	}
 	if (spec) {
 		if (spec->takes_value && !eq) {
 			fs_options_error(error, "option '%.*s' needs a value",
@@ -515,70 +556,77 @@ static void print_help(const char *argv0)
 {
 	g_autofree char *prog = g_path_get_basename(argv0);
 
-	printf("usage: %s [options] URL MOUNTPOINT\n"
-	       "\n"
-	       "Mount an IMAP account read-only: folders are directories,\n"
-	       "messages are \"<UID> <subject>.eml\" files.\n"
-	       "\n"
-	       "URL:\n"
-	       "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
-	       "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
-	       "port 143)\n"
-	       "    Percent-encode '@' in USER: imaps://me%%40example.org@"
-	       "mail.example.org\n"
-	       "\n"
-	       "Options:\n"
-	       "    -h   --help              print this help and exit\n"
-	       "    -V   --version           print versions and exit\n"
-	       "    -f                       stay in the foreground\n"
-	       "    -d                       debug log on stderr (implies -f)\n"
-	       "    -o OPT[,OPT...]          mount options, see below\n"
-	       "    --password-command=CMD   run CMD with /bin/sh -c; the "
-	       "password is\n"
-	       "                             the first line of its output\n"
-	       "    --password-file=FILE     the password is the first line "
-	       "of FILE\n"
-	       "    --cafile=FILE            trust the CA certificates in "
-	       "FILE (PEM)\n"
-	       "    --cache-dir=DIR          cache directory (default:\n"
-	       "                             $XDG_CACHE_HOME/imapfs or "
-	       "~/.cache/imapfs)\n"
-	       "    --connections=N          connections to the server, "
-	       "1..64 (default: 4)\n"
-	       "    --timeout=SECONDS        how long a read waits for a "
-	       "server that makes\n"
-	       "                             no progress, 1..3600 (default: "
-	       "10); a connection\n"
-	       "                             silent for half of it is "
-	       "replaced\n"
-	       "    --insecure               do not verify the server's "
-	       "certificate\n"
-	       "                             or host name\n"
-	       "    --cache-size=SIZE        keep at most SIZE of message "
-	       "bodies (K, M, G;\n"
-	       "                             least recently read go first; "
-	       "default: 0,\n"
-	       "                             no limit)\n"
-	       "    --poll-interval=SECONDS  how often folders are checked "
-	       "for new and\n"
-	       "                             deleted mail (default: 60)\n"
-	       "    --xattr                  offer user.imapfs.* extended "
-	       "attributes\n"
-	       "                             (folder, uid, uidvalidity); off "
-	       "by default\n"
-	       "                             because it costs ls -l two "
-	       "round trips a file\n"
-	       "    --umask=NNN              permission bits to clear, octal "
-	       "(default: 077:\n"
-	       "                             messages 0600, folders 0700, "
-	       "owner only;\n"
-	       "                             022 gives 0644 and 0755)\n"
-	       "    --uid=USER --gid=GROUP   owner and group of every file, "
-	       "a number or\n"
-	       "                             a name (default: the mounting "
-	       "user's)\n"
-	       "\n",
-	       prog);
+	printf(
+	    "usage: %s [options] URL MOUNTPOINT\n"
+	    "       %s [options] ACCOUNT [MOUNTPOINT]\n"
+	    "\n"
+	    "Mount an IMAP account read-only: folders are directories,\n"
+	    "messages are \"<UID> <subject>.eml\" files.\n"
+	    "\n"
+	    "URL:\n"
+	    "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
+	    "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
+	    "port 143)\n"
+	    "    Percent-encode '@' in USER: imaps://me%%40example.org@"
+	    "mail.example.org\n"
+	    "\n"
+	    "ACCOUNT: a [group] of the config file, keys the long "
+	    "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
+	    "Options:\n"
+	    "    -h   --help              print this help and exit\n"
+	    "    -V   --version           print versions and exit\n"
+	    "    -f                       stay in the foreground\n"
+	    "    -d                       debug log on stderr (implies -f)\n"
+	    "    -o OPT[,OPT...]          mount options, see below\n"
+	    "    --config=FILE            accounts (~/.config/imapfs/config)\n"
+	    "    --accounts               list them, and where they are "
+	    "mounted\n"
+	    "    --password-command=CMD   run CMD with /bin/sh -c; the "
+	    "password is\n"
+	    "                             the first line of its output\n"
+	    "    --password-file=FILE     the password is the first line "
+	    "of FILE\n"
+	    "    --cafile=FILE            trust the CA certificates in "
+	    "FILE (PEM)\n"
+	    "    --cache-dir=DIR          cache directory (default:\n"
+	    "                             $XDG_CACHE_HOME/imapfs or "
+	    "~/.cache/imapfs)\n"
+	    "    --connections=N          connections to the server, "
+	    "1..64 (default: 4)\n"
+	    "    --timeout=SECONDS        how long a read waits for a "
+	    "server that makes\n"
+	    "                             no progress, 1..3600 (default: "
+	    "10); a connection\n"
+	    "                             silent for half of it is "
+	    "replaced\n"
+	    "    --insecure               do not verify the server's "
+	    "certificate\n"
+	    "                             or host name\n"
+	    "    --cache-size=SIZE        keep at most SIZE of message "
+	    "bodies (K, M, G;\n"
+	    "                             least recently read go first; "
+	    "default: 0,\n"
+	    "                             no limit)\n"
+	    "    --poll-interval=SECONDS  how often folders are checked "
+	    "for new and\n"
+	    "                             deleted mail (default: 60)\n"
+	    "    --xattr                  offer user.imapfs.* extended "
+	    "attributes\n"
+	    "                             (folder, uid, uidvalidity); off "
+	    "by default\n"
+	    "                             because it costs ls -l two "
+	    "round trips a file\n"
+	    "    --umask=NNN              permission bits to clear, octal "
+	    "(default: 077:\n"
+	    "                             messages 0600, folders 0700, "
+	    "owner only;\n"
+	    "                             022 gives 0644 and 0755)\n"
+	    "    --uid=USER --gid=GROUP   owner and group of every file, "
+	    "a number or\n"
+	    "                             a name (default: the mounting "
+	    "user's)\n"
+	    "\n",
+	    prog, prog);
 	print_oauth_help();
 	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
@@ -645,12 +693,19 @@ static char *default_cache_dir(void)
 	/* The XDG spec says to ignore a relative value. */
 	if (xdg && g_path_is_absolute(xdg))
 		return g_build_filename(xdg, "imapfs", NULL);
-	home = g_getenv("HOME");
-	if (!home || !*home)
-		home = g_get_home_dir();
+	home = fs_config_home_dir();
 	g_autofree char *dir = g_build_filename(home, ".cache", "imapfs", NULL);
 
 	return make_absolute(dir);
+}
+
+/* Each named account has a cache directory of its own, so that two of
+ * them never share a lock, also when they name the same server and user. */
+static char *account_cache_dir(const char *account)
+{
+	g_autofree char *root = default_cache_dir();
+
+	return g_build_filename(root, account, NULL);
 }
 
 static int build_fuse_args(FsOptions *opts, const char *prog,
@@ -686,11 +741,39 @@ static int build_fuse_args(FsOptions *opts, const char *prog,
 	return 0;
 }
 
+/* --accounts and --config[=]FILE: 1 when argv[*i] is one of them, 0 when
+ * not, -1 with error set. */
+static int config_arg(int argc, char **argv, int *i, struct parse_state *st,
+		      GError **error)
+{
+	const char *a = argv[*i];
+	const char *v = NULL;
+
+	if (strcmp(a, "--accounts") == 0) {
+		st->list_accounts = true;
+		return 1;
+	}
+	if (g_str_has_prefix(a, "--config="))
+		v = a + 9;
+	else if (strcmp(a, "--config") != 0)
+		return 0;
+	else if (*i + 1 < argc)
+		v = argv[++*i];
+	if (!v || !*v) {
+		fs_options_error(error, "option '--config' needs a value");
+		return -1;
+	}
+	g_free(st->config);
+	st->config = g_strdup(v);
+	return 1;
+}
+
 /* The loop over argv; options may come before or after the positionals. */
 static int parse_argv(int argc, char **argv, FsOptions *opts,
 		      struct parse_state *st, const char *prog, GError **error)
 {
 	bool only_positionals = false;
+	int c;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -731,6 +814,9 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 				return -1;
 			}
 			if (mount_opt_list(opts, st, list, error) < 0)
+				return -1;
+		} else if ((c = config_arg(argc, argv, &i, st, error)) != 0) {
+			if (c < 0)
 				return -1;
 		} else if (a[1] == '-') {
 			const char *name = a + 2;
@@ -777,11 +863,62 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 	return FS_OPTIONS_RUN;
 }
 
+/* "imapfs NAME [DIR]" and --accounts: a first look at argv finds them;
+ * the account's settings then go into opts before the command line, which
+ * overrides them. Returns FS_OPTIONS_RUN, FS_OPTIONS_EXIT_OK or -1. */
+static int read_config(int argc, char **argv, FsOptions *opts,
+		       struct parse_state *st, FsConfigAccount *acct,
+		       const char *prog, GError **error)
+{
+	FsOptions scratch = { 0 };
+	struct parse_state first = { 0 };
+	int r;
+
+	first.fuse_opts = g_ptr_array_new_with_free_func(g_free);
+	r = parse_argv(argc, argv, &scratch, &first, prog, error);
+	fs_options_clear(&scratch);
+	if (r == FS_OPTIONS_RUN && first.list_accounts) {
+		r = fs_config_print_accounts(first.config, error) < 0
+			? -1
+			: FS_OPTIONS_EXIT_OK;
+	} else if (r == FS_OPTIONS_RUN && first.url &&
+		   fs_config_is_account_name(first.url)) {
+		opts->account = g_strdup(first.url);
+		if (fs_config_load_account(first.config, first.url, opts, acct,
+					   error) < 0 ||
+		    (acct->options &&
+		     mount_opt_list(opts, st, acct->options, error) < 0))
+			r = -1;
+	}
+	g_ptr_array_unref(first.fuse_opts);
+	g_free(first.config);
+	return r;
+}
+
+/* The account's URL and mount point, unless the command line gave one. */
+static int use_account(FsOptions *opts, struct parse_state *st,
+		       FsConfigAccount *acct, GError **error)
+{
+	st->url = acct->url;
+	if (!st->mountpoint)
+		st->mountpoint = acct->mountpoint;
+	if (!st->mountpoint && !opts->authorize) {
+		fs_options_error(error,
+				 "account %s has no mountpoint: add "
+				 "\"mountpoint = DIR\" to [%s] in the config "
+				 "file, or give a directory after the name",
+				 opts->account, opts->account);
+		return -1;
+	}
+	return 0;
+}
+
 int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 {
 	const char *prog = argc > 0 && argv[0] ? argv[0] : "imapfs";
 	struct parse_state st = { 0 };
 	g_autofree char *fsname = NULL;
+	FsConfigAccount acct = { 0 };
 	int r;
 
 	memset(opts, 0, sizeof(*opts));
@@ -793,10 +930,14 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	opts->gid = getgid();
 	st.fuse_opts = g_ptr_array_new_with_free_func(g_free);
 
-	r = parse_argv(argc, argv, opts, &st, prog, error);
+	r = read_config(argc, argv, opts, &st, &acct, prog, error);
+	if (r == FS_OPTIONS_RUN)
+		r = parse_argv(argc, argv, opts, &st, prog, error);
 	if (r != FS_OPTIONS_RUN)
 		goto out;
 	r = -1;
+	if (opts->account && use_account(opts, &st, &acct, error) < 0)
+		goto out;
 	if (!st.url) {
 		fs_options_error(error, "missing URL");
 		goto out;
@@ -807,7 +948,9 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	}
 	if (imap_url_parse(st.url, &opts->server, error) < 0)
 		goto out;
-	fsname = imap_url_to_string(&opts->server);
+	/* A named account shows its name, as in an fstab line. */
+	fsname = opts->account ? g_strdup(opts->account)
+			       : imap_url_to_string(&opts->server);
 	opts->url = g_strdup(st.url);
 	if (opts->authorize) { /* --authorize: no mount */
 		r = FS_OPTIONS_RUN;
@@ -822,6 +965,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 				 g_strerror(e));
 		goto out;
 	}
+	if (!opts->cache_dir && opts->account)
+		opts->cache_dir = account_cache_dir(opts->account);
 	if (!opts->cache_dir)
 		opts->cache_dir = default_cache_dir();
 	if (opts->debug)
@@ -831,6 +976,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	r = FS_OPTIONS_RUN;
 out:
 	g_ptr_array_unref(st.fuse_opts);
+	g_free(st.config);
+	fs_config_account_clear(&acct);
 	if (r != FS_OPTIONS_RUN)
 		fs_options_clear(opts); /* nothing for the caller to free */
 	return r;
@@ -839,6 +986,7 @@ out:
 void fs_options_clear(FsOptions *opts)
 {
 	g_clear_pointer(&opts->url, g_free);
+	g_clear_pointer(&opts->account, g_free);
 	imap_url_clear(&opts->server);
 	g_clear_pointer(&opts->mountpoint, g_free);
 	g_clear_pointer(&opts->password_command, g_free);

@@ -529,9 +529,9 @@ static void test_errors(void)
 	parse_fails("cafile /nonexistent/ca.pem: No such file or directory",
 		    "--cafile=/nonexistent/ca.pem", URL, mnt, NULL);
 	/* The URL is checked before the mountpoint. */
-	parse_fails("invalid URL 'x': expected imaps://USER@HOST[:PORT] or "
+	parse_fails("invalid URL 'x:': expected imaps://USER@HOST[:PORT] or "
 		    "imap://USER@HOST[:PORT]",
-		    "x", missing, NULL);
+		    "x:", missing, NULL);
 }
 
 static void test_help(void)
