@@ -230,6 +230,33 @@ def check_device_grant(t, dc, server, client, view):
     files = h.compare_tree(t, m, view)
     t.check(len(files) > 0, "mounted with the authorized refresh token")
     t.equal(m.unmount(), 0, "device grant: unmount, exit 0")
+    # --authorize NAME: the account's settings from the config file,
+    # which may hold the client secret (never on the command line).
+    server.device_script = []
+    server.client_secret = "cs-" + os.urandom(8).hex()
+    conf = os.path.join(tmp, "config")
+    with open(conf, "w") as f:
+        f.write("[oauthtest]\nurl = %s\noauth-token-url = %s\n"
+                "oauth-device-url = %s\noauth-client-id = %s\n"
+                "oauth-client-secret = %s\n" % (
+                    dc.url("imaps"), server.url("/token"),
+                    server.url("/device"), server.client_id,
+                    server.client_secret))
+    os.chmod(conf, 0o600)
+    data3 = os.path.join(tmp, "data3")
+    r = h.run([h.imapfs_bin(), "--config=" + conf, "--authorize",
+               "oauthtest"], check=False, timeout=120,
+              env=dict(os.environ, XDG_DATA_HOME=data3))
+    t.equal(r.returncode, 0, "--authorize NAME (config file): exit 0")
+    rtfile3 = os.path.join(data3, "imapfs", "oauth",
+                           "%s@localhost" % dc.user)
+    t.check(os.path.exists(rtfile3) and
+            open(rtfile3).read().strip() in server.refresh,
+            "--authorize NAME saved the account's refresh token")
+    no_secrets(t, "--authorize NAME output",
+               [r.stdout.decode(), r.stderr.decode()], server,
+               [server.client_secret])
+    server.client_secret = None
     server.device_script = ["access_denied"]
     r = authorize(dc, server, os.path.join(tmp, "data2"))
     t.check(r.returncode == 1 and b"access_denied" in r.stderr,
