@@ -40,4 +40,9 @@ typedef struct {
 				* fs_ops_release_dirs() */
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
+
+	struct FsMeta *meta;              /* flag hooks (fs/meta.h) */
+	struct FsXattr *xattrs;           /* envelope cache (fs/xattr.h) */
+	struct FsNameFormat *name_format; /* --name-format (never NULL) */
+	struct FsSearch *search; /* .search directories (fs/search.h) */
 } FsMount;

@@ -16,6 +16,7 @@
 
 #include "fs/options.h"
 #include "fs/config.h"
+#include "fs/name-format.h"
 
 #include <errno.h>
 #include <fuse_opt.h>
@@ -53,6 +54,11 @@ enum opt_id {
 	OPT_OAUTH_CLIENT_SECRET_COMMAND,
 	OPT_OAUTH_SCOPE,
 	OPT_OAUTH_REFRESH_TOKEN_COMMAND,
+	OPT_OFFLINE,
+	OPT_NONEMPTY,
+	OPT_NAME_FORMAT,
+	OPT_NAMESPACE,
+	OPT_STATUS_INTERVAL,
 };
 
 struct opt_spec {
@@ -88,6 +94,11 @@ static const struct opt_spec opt_specs[] = {
 	{ "oauth-scope", OPT_OAUTH_SCOPE, true },
 	{ "oauth-refresh-token-command", OPT_OAUTH_REFRESH_TOKEN_COMMAND,
 	  true },
+	{ "offline", OPT_OFFLINE, false },
+	{ "nonempty", OPT_NONEMPTY, false },
+	{ "name-format", OPT_NAME_FORMAT, true },
+	{ "namespace", OPT_NAMESPACE, true },
+	{ "status-interval", OPT_STATUS_INTERVAL, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -313,6 +324,12 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_XATTR:
 		opts->xattr = true;
 		return 0;
+	case OPT_OFFLINE:
+		opts->offline = true;
+		return 0;
+	case OPT_NONEMPTY:
+		opts->nonempty = true;
+		return 0;
 	case OPT_UMASK:
 		if (!parse_octal_mask(value, &opts->umask)) {
 			fs_options_error(error,
@@ -365,6 +382,33 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_OAUTH_SCOPE:
 	case OPT_OAUTH_REFRESH_TOKEN_COMMAND:
 		return apply_oauth_opt(opts, spec, value, error);
+	case OPT_NAME_FORMAT: {
+		/* Checked here so that a bad format fails before mounting. */
+		g_autoptr(FsNameFormat) fmt =
+		    fs_name_format_parse(value, error);
+
+		if (!fmt)
+			return -1;
+		return set_string(&opts->name_format, spec, value, false,
+				  error);
+	}
+	case OPT_NAMESPACE:
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
+	case OPT_STATUS_INTERVAL:
+		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
+			fs_options_error(error,
+					 "--status-interval must be between 0 "
+					 "(off) and 3600 seconds");
+			return -1;
+		}
+		return 0;
 	}
 	return 0;
 }
@@ -610,12 +654,15 @@ static void print_help(const char *argv0)
 	    "    --poll-interval=SECONDS  how often folders are checked "
 	    "for new and\n"
 	    "                             deleted mail (default: 60)\n"
-	    "    --xattr                  offer user.imapfs.* extended "
-	    "attributes\n"
-	    "                             (folder, uid, uidvalidity); off "
-	    "by default\n"
-	    "                             because it costs ls -l two "
-	    "round trips a file\n"
+	    "    --xattr                  flags, dates, senders... as "
+	    "user.imap.* "
+	    "and\n"
+	    "                             user.mail.* attributes; off by "
+	    "default: ls -l\n"
+	    "                             then costs two round trips a file, "
+	    "4-10x slower\n"
+	    "    --name-format=FORMAT     {uid} then any of {date} {from} "
+	    "{subject}\n"
 	    "    --umask=NNN              permission bits to clear, octal "
 	    "(default: 077:\n"
 	    "                             messages 0600, folders 0700, "
@@ -625,6 +672,28 @@ static void print_help(const char *argv0)
 	    "a number or\n"
 	    "                             a name (default: the mounting "
 	    "user's)\n"
+	    "    --namespace=top|server   top: folders under the personal "
+	    "namespace's\n"
+	    "                             prefix (INBOX. on Cyrus, "
+	    "Courier) beside INBOX\n"
+	    "                             at the top; server: as the "
+	    "server names them\n"
+	    "                             (default: top)\n"
+	    "    --status-interval=SECONDS  without NOTIFY, STATUS of "
+	    "recently listed\n"
+	    "                             folders this often, LIST every "
+	    "5th (15 s at\n"
+	    "                             least); 0: off (default: 3)\n"
+	    "    --offline                serve only what is cached; never "
+	    "connect\n"
+	    "                             (without it, an account with a "
+	    "cache mounts\n"
+	    "                             offline when the server cannot "
+	    "be reached,\n"
+	    "                             and goes online when it "
+	    "answers)\n"
+	    "    --nonempty               mount over a directory that is "
+	    "not empty\n"
 	    "\n",
 	    prog, prog);
 	print_oauth_help();
@@ -766,6 +835,18 @@ static int config_arg(int argc, char **argv, int *i, struct parse_state *st,
 	g_free(st->config);
 	st->config = g_strdup(v);
 	return 1;
+}
+
+/* What a user who typed too little needs: the usage line and where to
+ * read more. */
+static void missing_args(GError **error, const char *argv0, const char *what)
+{
+	g_autofree char *prog = g_path_get_basename(argv0);
+
+	fs_options_error(error,
+			 "missing %s\nusage: %s [options] URL MOUNTPOINT\n"
+			 "Try '%s --help' for more information.",
+			 what, prog, prog);
 }
 
 /* The loop over argv; options may come before or after the positionals. */
@@ -925,6 +1006,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	opts->connections = 4;
 	opts->timeout = 10;
 	opts->poll_interval = 60;
+	opts->status_interval = 3;
 	opts->umask = 077;
 	opts->uid = getuid();
 	opts->gid = getgid();
@@ -939,11 +1021,11 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (opts->account && use_account(opts, &st, &acct, error) < 0)
 		goto out;
 	if (!st.url) {
-		fs_options_error(error, "missing URL");
+		missing_args(error, prog, "URL");
 		goto out;
 	}
 	if (!st.mountpoint && !opts->authorize) {
-		fs_options_error(error, "missing MOUNTPOINT");
+		missing_args(error, prog, "MOUNTPOINT");
 		goto out;
 	}
 	if (imap_url_parse(st.url, &opts->server, error) < 0)
@@ -1005,6 +1087,7 @@ void fs_options_clear(FsOptions *opts)
 	g_clear_pointer(&opts->oauth_client_secret_command, g_free);
 	g_clear_pointer(&opts->oauth_scope, g_free);
 	g_clear_pointer(&opts->oauth_refresh_token_command, g_free);
+	g_clear_pointer(&opts->name_format, g_free);
 	fuse_opt_free_args(&opts->fuse_args);
 	memset(&opts->fuse_args, 0, sizeof(opts->fuse_args));
 }

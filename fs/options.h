@@ -28,6 +28,7 @@ typedef struct {
 				   mail, 5..86400, default 60 */
 	bool insecure;          /* skip certificate and host name checks */
 	bool xattr;             /* offer user.imapfs.* extended attributes */
+	char *name_format;      /* --name-format, NULL for the default */
 	unsigned umask;         /* -o umask=NNN, default 077: owner only */
 	uid_t uid;              /* -o uid=: owner of every file, default ours */
 	gid_t gid;              /* -o gid=: group, default ours */
@@ -47,6 +48,11 @@ typedef struct {
 	char *oauth_scope;
 	char *oauth_refresh_token_command;
 	bool authorize;
+	bool offline;  /* --offline: never connect, serve the cache */
+	bool nonempty; /* -o nonempty: mount over a non-empty directory */
+	bool namespace_server;    /* --namespace=server: no prefix stripping */
+	unsigned status_interval; /* seconds between STATUS polls without
+				     NOTIFY, 0..3600 (0: off), default 3 */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

@@ -85,6 +85,10 @@ typedef struct {
 /* Connect, verify TLS, log in, read capabilities. NULL with error set
  * (IMAP_ERROR domain; the message is one line naming the cause). */
 ImapConn *imap_conn_open(const ImapAccount *account, GError **error);
+/* The same; on failure *greeted tells whether the server had greeted
+ * (it was reachable: the failure came later, in TLS or the login). */
+ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
+				 GError **error);
 /* Sends LOGOUT when the connection is healthy (bounded wait), then closes. */
 void imap_conn_free(ImapConn *conn);
 

@@ -18,7 +18,9 @@
  * server is down only when a fresh connection cannot be made: then jobs
  * fail at once until a backoff has passed. A refused password suspends
  * logins (see login_suspended()); a server that limits connections
- * shrinks the pool for a while.
+ * shrinks the pool for a while. A pool may start down (a mount made
+ * offline) and then behaves as after a failed connection; an offline one
+ * (--offline) never connects.
  */
 #include "imap/pool.h"
 
@@ -75,6 +77,8 @@ struct ImapPool {
 	gint64 refused_at;    /* when the suspension began */
 	gint64 rechecked_at;  /* when the source was last read again */
 	gint relogin_wanted;  /* atomic: SIGHUP asked to try again */
+
+	bool offline; /* --offline: never connect, every job fails */
 
 	unsigned conn_limit; /* workers that may hold a connection */
 	gint64 throttled_at; /* 0: not shrunk */
@@ -818,6 +822,12 @@ static int fail_fast(ImapPool *pool, GError **error)
 			    "shutting down");
 		return -ESHUTDOWN;
 	}
+	if (pool->offline) {
+		g_set_error(
+		    error, IMAP_ERROR, IMAP_ERROR_SUSPENDED,
+		    "offline (--offline): only cached mail can be read");
+		return -EIO;
+	}
 	if (login_suspended(pool, &recheck)) {
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
 			    pool->login_reason);
@@ -934,5 +944,24 @@ void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
 	job = job_new(folder, fn, data, free_data, true);
 	g_queue_push_tail(&pool->bg, job);
 	wake_worker(pool, folder);
+	g_mutex_unlock(&pool->lock);
+}
+
+void imap_pool_start_down(ImapPool *pool, const char *reason)
+{
+	g_mutex_lock(&pool->lock);
+	grow_backoff(pool);
+	pool->down = true;
+	pool->down_until =
+	    g_get_monotonic_time() + (gint64)pool->backoff_ms * 1000;
+	g_free(pool->down_reason);
+	pool->down_reason = g_strdup(reason);
+	g_mutex_unlock(&pool->lock);
+}
+
+void imap_pool_stay_offline(ImapPool *pool)
+{
+	g_mutex_lock(&pool->lock);
+	pool->offline = true;
 	g_mutex_unlock(&pool->lock);
 }

@@ -12,6 +12,10 @@ packages=(
 	libclang-rt-14-dev clang-format
 	libsystemd-dev
 	libjson-glib-dev libcurl4-openssl-dev
+	libgmime-3.0-dev
+	# Cyrus in tests/integration/harness_servers.py (fetched, not
+	# installed) finds its password plugin only at the system's path.
+	libsasl2-modules
 )
 
 missing=()

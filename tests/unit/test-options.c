@@ -39,6 +39,11 @@ static char *tmp_path(const char *name)
 	return g_build_filename(tmpdir, name, NULL);
 }
 
+/* What follows the message when arguments are missing. */
+#define USAGE                                                                  \
+	"\nusage: imapfs [options] URL MOUNTPOINT\n"                           \
+	"Try 'imapfs --help' for more information."
+
 /* Parse "imapfs" followed by the NULL-terminated arguments. */
 static int parse_v(FsOptions *opts, GError **error, va_list ap)
 {
@@ -493,6 +498,30 @@ static void test_bounds(void)
 	fs_options_clear(&opts);
 }
 
+/* --offline and -o nonempty are ours: libfuse 3 refuses "nonempty". */
+static void test_offline_nonempty(void)
+{
+	FsOptions opts;
+	g_autofree char *joined = NULL;
+
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_false(opts.offline);
+	g_assert_false(opts.nonempty);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--offline", URL, mnt, "-o", "nonempty", NULL);
+	g_assert_true(opts.offline);
+	g_assert_true(opts.nonempty);
+	joined = joined_fuse_args(&opts);
+	g_assert_null(strstr(joined, "nonempty"));
+	g_assert_null(strstr(joined, "offline"));
+	fs_options_clear(&opts);
+	parse_ok(&opts, URL, mnt, "-o", "offline", "--nonempty", NULL);
+	g_assert_true(opts.offline && opts.nonempty);
+	fs_options_clear(&opts);
+	parse_fails("option 'offline' takes no value", URL, mnt, "-o",
+		    "offline=1", NULL);
+}
+
 static void test_errors(void)
 {
 	g_autofree char *missing = tmp_path("no-such-dir");
@@ -502,9 +531,9 @@ static void test_errors(void)
 	g_autofree char *msg_file =
 	    g_strdup_printf("mountpoint %s: Not a directory", file);
 
-	parse_fails("missing URL", NULL);
-	parse_fails("missing URL", "-f", NULL);
-	parse_fails("missing MOUNTPOINT", URL, NULL);
+	parse_fails("missing URL" USAGE, NULL);
+	parse_fails("missing URL" USAGE, "-f", NULL);
+	parse_fails("missing MOUNTPOINT" USAGE, URL, NULL);
 	parse_fails("unexpected argument 'extra'", URL, mnt, "extra", NULL);
 	parse_fails("unknown option '--bogus'", "--bogus", URL, mnt, NULL);
 	parse_fails("unknown option '--bogus'", URL, mnt, "--bogus=" SECRET,
@@ -663,6 +692,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/cache-size", test_cache_size);
 	g_test_add_func("/options/poll-and-xattr", test_poll_and_xattr);
 	g_test_add_func("/options/errors", test_errors);
+	g_test_add_func("/options/offline-nonempty", test_offline_nonempty);
 	g_test_add_func("/options/help", test_help);
 	g_test_add_func("/options/version", test_version);
 	g_test_add_func("/options/oauth", test_oauth);
