@@ -290,6 +290,29 @@ static bool parse_size(const char *value, uint64_t *out)
 static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
 			   const char *value, GError **error);
 
+/* A number option: value within min..max, else msg. */
+static int uint_opt(const char *value, unsigned min, unsigned max,
+		    unsigned *out, GError **error, const char *msg)
+{
+	if (parse_uint(value, min, max, out))
+		return 0;
+	fs_options_error(error, "%s", msg);
+	return -1;
+}
+
+/* The field of an option that takes no value (OPT_INSECURE, OPT_XATTR,
+ * OPT_OFFLINE, OPT_NONEMPTY). */
+static bool *flag_field(FsOptions *opts, enum opt_id id)
+{
+	if (id == OPT_XATTR)
+		return &opts->xattr;
+	if (id == OPT_OFFLINE)
+		return &opts->offline;
+	if (id == OPT_NONEMPTY)
+		return &opts->nonempty;
+	return &opts->insecure;
+}
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -305,30 +328,16 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_CACHE_DIR:
 		return set_string(&opts->cache_dir, spec, value, true, error);
 	case OPT_CONNECTIONS:
-		if (!parse_uint(value, 1, 64, &opts->connections)) {
-			fs_options_error(
-			    error, "--connections must be between 1 and 64");
-			return -1;
-		}
-		return 0;
+		return uint_opt(value, 1, 64, &opts->connections, error,
+				"--connections must be between 1 and 64");
 	case OPT_TIMEOUT:
-		if (!parse_uint(value, 1, 3600, &opts->timeout)) {
-			fs_options_error(
-			    error, "--timeout must be between 1 and 3600");
-			return -1;
-		}
-		return 0;
+		return uint_opt(value, 1, 3600, &opts->timeout, error,
+				"--timeout must be between 1 and 3600");
 	case OPT_INSECURE:
-		opts->insecure = true;
-		return 0;
 	case OPT_XATTR:
-		opts->xattr = true;
-		return 0;
 	case OPT_OFFLINE:
-		opts->offline = true;
-		return 0;
 	case OPT_NONEMPTY:
-		opts->nonempty = true;
+		*flag_field(opts, spec->id) = true;
 		return 0;
 	case OPT_UMASK:
 		if (!parse_octal_mask(value, &opts->umask)) {
@@ -364,13 +373,9 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		}
 		return 0;
 	case OPT_POLL_INTERVAL:
-		if (!parse_uint(value, 5, 86400, &opts->poll_interval)) {
-			fs_options_error(error,
-					 "--poll-interval must be between 5 "
-					 "and 86400 seconds");
-			return -1;
-		}
-		return 0;
+		return uint_opt(value, 5, 86400, &opts->poll_interval, error,
+				"--poll-interval must be between 5 and 86400 "
+				"seconds");
 	case OPT_AUTH:
 	case OPT_TOKEN_COMMAND:
 	case OPT_PROVIDER:
@@ -402,13 +407,9 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		opts->namespace_server = g_str_equal(value, "server");
 		return 0;
 	case OPT_STATUS_INTERVAL:
-		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
-			fs_options_error(error,
-					 "--status-interval must be between 0 "
-					 "(off) and 3600 seconds");
-			return -1;
-		}
-		return 0;
+		return uint_opt(value, 0, 3600, &opts->status_interval, error,
+				"--status-interval must be between 0 (off) and "
+				"3600 seconds");
 	}
 	return 0;
 }
@@ -596,6 +597,25 @@ static void print_oauth_help(void)
 	       "\n");
 }
 
+static void print_help_notes(void);
+
+/* --offline and --nonempty in --help, and the blank line after the
+ * options. */
+static void print_offline_help(void)
+{
+	printf("    --offline                serve only what is cached; never "
+	       "connect\n"
+	       "                             (without it, an account with a "
+	       "cache mounts\n"
+	       "                             offline when the server cannot "
+	       "be reached,\n"
+	       "                             and goes online when it "
+	       "answers)\n"
+	       "    --nonempty               mount over a directory that is "
+	       "not empty\n"
+	       "\n");
+}
+
 static void print_help(const char *argv0)
 {
 	g_autofree char *prog = g_path_get_basename(argv0);
@@ -683,20 +703,16 @@ static void print_help(const char *argv0)
 	    "recently listed\n"
 	    "                             folders this often, LIST every "
 	    "5th (15 s at\n"
-	    "                             least); 0: off (default: 3)\n"
-	    "    --offline                serve only what is cached; never "
-	    "connect\n"
-	    "                             (without it, an account with a "
-	    "cache mounts\n"
-	    "                             offline when the server cannot "
-	    "be reached,\n"
-	    "                             and goes online when it "
-	    "answers)\n"
-	    "    --nonempty               mount over a directory that is "
-	    "not empty\n"
-	    "\n",
+	    "                             least); 0: off (default: 3)\n",
 	    prog, prog);
+	print_offline_help();
 	print_oauth_help();
+	print_help_notes();
+}
+
+/* The end of --help: -o, the password sources, fstab. */
+static void print_help_notes(void)
+{
 	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
 	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
@@ -845,8 +861,9 @@ static void missing_args(GError **error, const char *argv0, const char *what)
 
 	fs_options_error(error,
 			 "missing %s\nusage: %s [options] URL MOUNTPOINT\n"
+			 "       %s [options] ACCOUNT [MOUNTPOINT]\n"
 			 "Try '%s --help' for more information.",
-			 what, prog, prog);
+			 what, prog, prog, prog);
 }
 
 /* The loop over argv; options may come before or after the positionals. */
@@ -1021,7 +1038,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (opts->account && use_account(opts, &st, &acct, error) < 0)
 		goto out;
 	if (!st.url) {
-		missing_args(error, prog, "URL");
+		missing_args(error, prog, "URL or ACCOUNT");
 		goto out;
 	}
 	if (!st.mountpoint && !opts->authorize) {
