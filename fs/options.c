@@ -1058,7 +1058,7 @@ static int use_account(FsOptions *opts, struct parse_state *st,
 	st->url = acct->url;
 	if (!st->mountpoint)
 		st->mountpoint = acct->mountpoint;
-	if (!st->mountpoint) {
+	if (!st->mountpoint && !opts->authorize) {
 		fs_options_error(error,
 				 "account %s has no mountpoint: add "
 				 "\"mountpoint = DIR\" to [%s] in the config "
