@@ -41,6 +41,7 @@
 #include "cache/store.h"
 #include "fs/mount.h"
 #include "fs/fetch.h"
+#include "fs/layout.h"
 #include "fs/log.h"
 #include "fs/ops.h"
 #include "fs/options.h"
@@ -234,6 +235,7 @@ static int new_session(struct daemon *d)
 	mnt->refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
 	mnt->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
 	mnt->fetch = fs_fetch_new();
+	mnt->layout = fs_layout_get(d->opts.layout);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
 
@@ -331,6 +333,8 @@ static void free_daemon(struct daemon *d)
 	fs_inval_free(mnt->inval);
 	fs_tree_free(mnt->tree);
 	fs_fetch_free(mnt->fetch);
+	if (mnt->layout && mnt->layout->free)
+		mnt->layout->free(mnt);
 	cache_store_free(mnt->store);
 	fs_password_free(d->password);
 	fs_options_clear(&d->opts);

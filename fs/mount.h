@@ -14,6 +14,7 @@
 #include "imap/pool.h"
 
 typedef struct FsFetch FsFetch;
+struct FsLayout;
 
 typedef struct {
 	CacheStore *store;
@@ -40,4 +41,7 @@ typedef struct {
 				* fs_ops_release_dirs() */
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
+
+	const struct FsLayout *layout; /* --layout (fs/layout.h) */
+	void *layout_data;             /* the layout's own state */
 } FsMount;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fs/fetch.h"
+#include "fs/layout.h"
 #include "fs/names.h"
 #include "fs/sync.h"
 
@@ -52,6 +53,17 @@ static void message_attr(FsMount *mnt, uint32_t folder_id,
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_tree_message_ino(folder_id, m->uid);
 	st->st_mode = S_IFREG | mnt->file_mode;
+	if (mnt->layout->message_is_dir) {
+		st->st_mode = S_IFDIR | mnt->dir_mode;
+		st->st_nlink = 2;
+		st->st_size = 4096;
+		st->st_blksize = 4096;
+		st->st_uid = mnt->uid;
+		st->st_gid = mnt->gid;
+		st->st_mtime = st->st_ctime = st->st_atime =
+		    (time_t)m->internaldate;
+		return;
+	}
 	st->st_nlink = 1;
 	st->st_uid = mnt->uid;
 	st->st_gid = mnt->gid;
@@ -96,7 +108,7 @@ static int message_entry(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 	if (f->listing &&
 	    (folder_id == 0 || f->listing->folder_id == folder_id)) {
 		m = cache_folder_index_find(f->listing->index, uid);
-		if (m && (!name || strcmp(m->name, name) == 0)) {
+		if (m && (!name || mnt->layout->entry_matches(m, name))) {
 			memset(e, 0, sizeof(*e));
 			e->ino =
 			    fs_tree_message_ino(f->listing->folder_id, uid);
@@ -122,7 +134,7 @@ static void settle_zero_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 	CacheBody body;
 	int rc;
 
-	if (e->attr.st_size != 0 || exact)
+	if (e->attr.st_size != 0 || exact || mnt->layout->message_is_dir)
 		return;
 	l = fs_folder_get_listing(f);
 	if (!l)
@@ -174,6 +186,27 @@ static void op_destroy(void *userdata)
 	fs_sync_save_dirty(userdata);
 }
 
+/* Does a request on ino (of kind) go to the layout's hooks? */
+static bool layout_ino(FsMount *mnt, fuse_ino_t ino, FsInoKind kind)
+{
+	return mnt->layout->message_is_dir &&
+	       (kind == FS_INO_MESSAGE ||
+		(kind == FS_INO_NONE && (ino & FS_LAYOUT_INO_BIT)));
+}
+
+static void layout_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int rc = mount_of(req)->layout->lookup(mount_of(req), parent, name, &e);
+
+	if (rc == -ENOENT)
+		reply_negative(req);
+	else if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	FsMount *mnt = mount_of(req);
@@ -181,10 +214,15 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	FsFolder *f, *child;
 	uint32_t folder_id, uid;
 	bool exact = false;
+	FsInoKind kind;
 	int rc;
 
-	if (fs_tree_resolve(mnt->tree, parent, &f, &folder_id, &uid) !=
-	    FS_INO_DIR) {
+	kind = fs_tree_resolve(mnt->tree, parent, &f, &folder_id, &uid);
+	if (layout_ino(mnt, parent, kind)) {
+		layout_lookup(req, parent, name);
+		return;
+	}
+	if (kind != FS_INO_DIR) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -222,8 +260,19 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	uint32_t folder_id = 0, uid = 0;
 	bool exact = false;
 	struct stat st;
+	double timeout;
+	FsInoKind kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
 
-	switch (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid)) {
+	if (kind == FS_INO_NONE && layout_ino(mnt, ino, kind)) {
+		int rc = mnt->layout->getattr(mnt, ino, &st, &timeout);
+
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_attr(req, &st, timeout);
+		return;
+	}
+	switch (kind) {
 	case FS_INO_DIR:
 		dir_attr(mnt, f, &st);
 		fuse_reply_attr(req, &st, DIR_TIMEOUT);
@@ -248,6 +297,8 @@ typedef struct {
 	FsFolder *folder;
 	GPtrArray *children; /* snapshot; arrays live as long as the tree */
 	FsListing *listing;  /* may be NULL */
+	void *layout_dir;    /* a layout's directory instead (fs/layout.h) */
+	const FsLayout *layout;
 } DirHandle;
 
 static void dir_handle_free(void *data)
@@ -255,6 +306,8 @@ static void dir_handle_free(void *data)
 	DirHandle *dh = data;
 
 	fs_listing_unref(dh->listing);
+	if (dh->layout_dir)
+		dh->layout->releasedir(dh->layout_dir);
 	g_free(dh);
 }
 
@@ -286,14 +339,23 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	DirHandle *dh;
 	FsFolder *f;
 	uint32_t folder_id, uid;
+	void *layout_dir = NULL;
+	FsInoKind kind;
 	int rc = 0;
 
-	if (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid) !=
-	    FS_INO_DIR) {
+	kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
+	if (layout_ino(mnt, ino, kind)) {
+		rc = mnt->layout->opendir(mnt, ino, &layout_dir);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		f = NULL;
+	} else if (kind != FS_INO_DIR) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	if (f->selectable) {
+	if (f && f->selectable) {
 		rc = fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
 		if (rc < 0 && rc != -ENOENT) {
 			fuse_reply_err(req, EIO);
@@ -302,8 +364,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	dh = g_new0(DirHandle, 1);
 	dh->folder = f;
-	dh->children = fs_folder_children(f);
-	dh->listing = fs_folder_get_listing(f);
+	dh->layout_dir = layout_dir;
+	dh->layout = mnt->layout;
+	if (f) {
+		dh->children = fs_folder_children(f);
+		dh->listing = fs_folder_get_listing(f);
+	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	/* The kernel may keep its cached listing unless it just changed;
 	 * changes found elsewhere are invalidated through fs/inval.c. */
@@ -330,13 +396,16 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 /* Entry i of a directory: ".", "..", subfolders, then messages. Fills
  * name and st (and e for readdirplus). Returns false past the end. */
 static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
-		     struct fuse_entry_param *e)
+		     struct fuse_entry_param *e, char *namebuf)
 {
 	FsFolder *f = dh->folder;
-	size_t nchild = dh->children->len;
-	size_t nmsg = dh->listing ? dh->listing->index->messages->len : 0;
+	size_t nchild, nmsg;
 
 	memset(e, 0, sizeof(*e));
+	if (dh->layout_dir)
+		return mnt->layout->dir_item(mnt, dh->layout_dir, i, name, e);
+	nchild = dh->children->len;
+	nmsg = dh->listing ? dh->listing->index->messages->len : 0;
 	if (i == 0 || i == 1) {
 		FsFolder *d = (i == 1 && f->parent) ? f->parent : f;
 
@@ -358,7 +427,7 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 		CacheMessage *m = &g_array_index(dh->listing->index->messages,
 						 CacheMessage, i);
 
-		*name = m->name;
+		*name = mnt->layout->entry_name(m, namebuf);
 		g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
 		e->ino = fs_tree_message_ino(dh->listing->folder_id, m->uid);
 		e->entry_timeout = MESSAGE_TIMEOUT;
@@ -379,8 +448,9 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 	size_t used = 0;
 	struct fuse_entry_param e;
 	const char *name;
+	char namebuf[FS_NAME_MAX + 1];
 
-	if (off == 0) {
+	if (off == 0 && !dh->layout_dir) {
 		/* A new pass (also after rewinddir): show the directory as
 		 * it is now, not as it was at opendir. */
 		FsListing *now = fs_folder_get_listing(dh->folder);
@@ -390,7 +460,8 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		dh->children = fs_folder_children(dh->folder);
 		fs_sync_verify_children(mnt, dh->folder);
 	}
-	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e); i++) {
+	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e, namebuf);
+	     i++) {
 		size_t need;
 
 		if (plus)
@@ -561,7 +632,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	CacheBody body;
 	int rc;
 
+	if ((ino & FS_LAYOUT_INO_BIT) && mnt->layout->open_file) {
+		rc = mnt->layout->open_file(mnt, ino, &body);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			reply_body(req, &body, size, off);
+		return;
+	}
 	rc = read_target(mnt, ino, &f, &uid, &l, &m);
+	if (rc == 0 && mnt->layout->message_is_dir) {
+		fs_listing_unref(l);
+		rc = -EISDIR;
+	}
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;

@@ -42,6 +42,7 @@ enum opt_id {
 	OPT_UMASK,
 	OPT_UID,
 	OPT_GID,
+	OPT_LAYOUT,
 };
 
 struct opt_spec {
@@ -64,6 +65,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "umask", OPT_UMASK, true },
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
+	{ "layout", OPT_LAYOUT, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -252,6 +254,24 @@ static bool parse_size(const char *value, uint64_t *out)
 	return true;
 }
 
+/* --layout: eml (the default), parts, maildir (not yet). */
+static int parse_layout(const char *value, FsLayoutKind *out, GError **error)
+{
+	if (strcmp(value, "eml") == 0) {
+		*out = FS_LAYOUT_EML;
+	} else if (strcmp(value, "parts") == 0) {
+		*out = FS_LAYOUT_PARTS;
+	} else if (strcmp(value, "maildir") == 0) {
+		fs_options_error(error, "--layout=maildir is not available yet "
+					"in this version: use eml or parts");
+		return -1;
+	} else {
+		fs_options_error(error, "--layout must be eml or parts");
+		return -1;
+	}
+	return 0;
+}
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -327,6 +347,8 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 			return -1;
 		}
 		return 0;
+	case OPT_LAYOUT:
+		return parse_layout(value, &opts->layout, error);
 	}
 	return 0;
 }
@@ -457,6 +479,13 @@ static void print_help(const char *argv0)
 	       "a number or\n"
 	       "                             a name (default: the mounting "
 	       "user's)\n"
+	       "    --layout=NAME            eml (default): a message is a "
+	       ".eml file;\n"
+	       "                             parts: a message is a directory "
+	       "with\n"
+	       "                             message.eml, text.txt, text.html "
+	       "and its\n"
+	       "                             attachments, decoded\n"
 	       "\n"
 	       "Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"

@@ -1,0 +1,475 @@
+/* fs/parts.c: the parts layout (--layout=parts): a message is a directory
+ * of its decoded parts (fs/parts-mime.c builds them).
+ *
+ * Listing a folder costs what it costs in the eml layout: a message entry
+ * is a directory made from the listing alone. Looking into it (LOOKUP
+ * below it, OPENDIR) takes the message's body from the cache or fetches
+ * it once, like a read in the eml layout (the same cache file: message.eml
+ * is that file), and builds its tree. Trees are kept for the
+ * PARTS_MAX_TREES messages used last and rebuilt from the cache after.
+ *
+ * Inodes of files and directories inside a message carry FS_LAYOUT_INO_BIT
+ * and a counter; paths maps each to "FOLDER_ID:UID/name/name" and inos
+ * back, for the life of the mount (the kernel may hold any of them), so a
+ * rebuilt tree keeps its inode numbers. One mutex guards everything here;
+ * it is never held across a fetch or a build, and nothing from a tree
+ * escapes it but copies and dup()ed fds.
+ */
+#include <errno.h>
+#include <gmime/gmime.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/fetch.h"
+#include "fs/layout.h"
+#include "fs/names.h"
+#include "fs/parts-mime.h"
+
+#define PARTS_MAX_TREES 64
+#define PARTS_TIMEOUT 86400.0 /* a message's parts never change */
+
+typedef struct {
+	uint64_t key; /* folder_id << 32 | uid */
+	PartsItem *root;
+	int64_t date; /* INTERNALDATE: the times of its files */
+	GList *lru;   /* its link in FsParts.lru */
+} PartsTree;
+
+typedef struct {
+	GMutex lock;
+	GHashTable *trees; /* key -> PartsTree* (owned) */
+	GQueue lru;        /* PartsTree*, used last at the head */
+	GHashTable *inos;  /* path -> ino */
+	GHashTable *paths; /* ino -> path (owns the strings) */
+	uint64_t next_ino;
+	char *tmpdir;
+} FsParts;
+
+static void tree_free(void *data)
+{
+	PartsTree *t = data;
+
+	fs_parts_item_free(t->root);
+	g_free(t);
+}
+
+static FsParts *parts_of(FsMount *mnt)
+{
+	static GMutex init_lock;
+	FsParts *p;
+
+	g_mutex_lock(&init_lock);
+	p = mnt->layout_data;
+	if (!p) {
+		g_mime_init();
+		p = g_new0(FsParts, 1);
+		g_mutex_init(&p->lock);
+		p->trees = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+						 NULL, tree_free);
+		g_queue_init(&p->lru);
+		p->inos = g_hash_table_new(g_str_hash, g_str_equal);
+		p->paths = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+						 g_free, g_free);
+		p->next_ino = 1;
+		p->tmpdir =
+		    g_build_filename(cache_store_dir(mnt->store), "tmp", NULL);
+		mnt->layout_data = p;
+	}
+	g_mutex_unlock(&init_lock);
+	return p;
+}
+
+static void parts_free(FsMount *mnt)
+{
+	FsParts *p = mnt->layout_data;
+
+	if (!p)
+		return;
+	g_queue_clear(&p->lru);
+	g_hash_table_unref(p->trees);
+	g_hash_table_unref(p->inos);
+	g_hash_table_unref(p->paths);
+	g_mutex_clear(&p->lock);
+	g_free(p->tmpdir);
+	g_free(p);
+	mnt->layout_data = NULL;
+}
+
+/* The inode of path (registered on first use). Under p->lock. */
+static fuse_ino_t ino_for(FsParts *p, const char *path)
+{
+	gpointer v;
+	uint64_t *key;
+	char *copy;
+
+	if (g_hash_table_lookup_extended(p->inos, path, NULL, &v))
+		return (fuse_ino_t)(uintptr_t)v;
+	key = g_new(uint64_t, 1);
+	*key = FS_LAYOUT_INO_BIT | p->next_ino++;
+	copy = g_strdup(path);
+	g_hash_table_insert(p->paths, key, copy);
+	g_hash_table_insert(p->inos, copy, (gpointer)(uintptr_t)*key);
+	return (fuse_ino_t)*key;
+}
+
+/* The path of a message inode or of one of ours (g_free), or NULL. */
+static char *path_of(FsMount *mnt, FsParts *p, fuse_ino_t ino)
+{
+	FsFolder *f;
+	uint32_t folder_id = 0, uid = 0;
+	uint64_t key = ino;
+	char *path;
+
+	if (!(ino & FS_LAYOUT_INO_BIT)) {
+		if (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid) !=
+		    FS_INO_MESSAGE)
+			return NULL;
+		return g_strdup_printf("%u:%u", folder_id, uid);
+	}
+	g_mutex_lock(&p->lock);
+	path = g_strdup(g_hash_table_lookup(p->paths, &key));
+	g_mutex_unlock(&p->lock);
+	return path;
+}
+
+/* The message's current listing entry: 0 with *date set, or -ENOENT
+ * (expunged, or its folder's UIDVALIDITY moved on). *fp and *lp (a
+ * reference) for the fetch. */
+static int find_message(FsMount *mnt, uint32_t folder_id, uint32_t uid,
+			FsFolder **fp, FsListing **lp, int64_t *date)
+{
+	const CacheMessage *m;
+	uint32_t fid = 0, u = 0;
+	FsListing *l;
+
+	if (fs_tree_resolve(mnt->tree, fs_tree_message_ino(folder_id, uid), fp,
+			    &fid, &u) != FS_INO_MESSAGE)
+		return -ENOENT;
+	l = fs_folder_get_listing(*fp);
+	if (!l || l->folder_id != folder_id) {
+		fs_listing_unref(l);
+		return -ENOENT;
+	}
+	g_mutex_lock(&(*fp)->lock);
+	m = cache_folder_index_find(l->index, uid);
+	if (m)
+		*date = m->internaldate;
+	g_mutex_unlock(&(*fp)->lock);
+	if (!m) {
+		fs_listing_unref(l);
+		return -ENOENT;
+	}
+	*lp = l;
+	return 0;
+}
+
+static void evict(FsParts *p)
+{
+	while (g_queue_get_length(&p->lru) > PARTS_MAX_TREES) {
+		PartsTree *t = g_queue_pop_tail(&p->lru);
+
+		g_hash_table_remove(p->trees, &t->key);
+	}
+}
+
+/* The tree of the message, built when not at hand: 0 with p->lock held
+ * and *tp set, or -errno without the lock. */
+static int lock_tree(FsMount *mnt, FsParts *p, uint32_t folder_id,
+		     uint32_t uid, PartsTree **tp)
+{
+	uint64_t key = (uint64_t)folder_id << 32 | uid;
+	PartsTree *t;
+	FsFolder *f;
+	FsListing *l = NULL;
+	CacheBody body;
+	int64_t date = 0;
+	PartsItem *root;
+	int rc = find_message(mnt, folder_id, uid, &f, &l, &date);
+
+	if (rc < 0)
+		return rc;
+	g_mutex_lock(&p->lock);
+	t = g_hash_table_lookup(p->trees, &key);
+	if (t) {
+		g_queue_unlink(&p->lru, t->lru);
+		g_queue_push_head_link(&p->lru, t->lru);
+		fs_listing_unref(l);
+		*tp = t;
+		return 0;
+	}
+	g_mutex_unlock(&p->lock);
+	rc = fs_fetch_open(mnt, f, l, uid, false, &body);
+	fs_listing_unref(l);
+	if (rc < 0)
+		return rc;
+	root = fs_parts_build(body.fd, body.offset, body.size, p->tmpdir);
+	close(body.fd);
+	if (!root)
+		return -EIO;
+	g_mutex_lock(&p->lock);
+	t = g_hash_table_lookup(p->trees, &key);
+	if (t) { /* another thread was quicker */
+		fs_parts_item_free(root);
+		*tp = t;
+		return 0;
+	}
+	t = g_new0(PartsTree, 1);
+	t->key = key;
+	t->root = root;
+	t->date = date;
+	g_queue_push_head(&p->lru, t);
+	t->lru = p->lru.head;
+	g_hash_table_insert(p->trees, &t->key, t);
+	evict(p);
+	*tp = t;
+	return 0;
+}
+
+static PartsItem *child_named(PartsItem *dir, const char *name)
+{
+	for (guint i = 0; dir->children && i < dir->children->len; i++) {
+		PartsItem *c = dir->children->pdata[i];
+
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+/* The item that path names: 0 with p->lock held and *itp, *tp set, or
+ * -errno without the lock. */
+static int lock_item(FsMount *mnt, FsParts *p, const char *path,
+		     PartsItem **itp, PartsTree **tp)
+{
+	uint32_t folder_id, uid;
+	const char *slash = strchr(path, '/');
+	g_auto(GStrv) names = NULL;
+	PartsItem *it;
+	int rc;
+
+	if (sscanf(path, "%u:%u", &folder_id, &uid) != 2)
+		return -ENOENT;
+	rc = lock_tree(mnt, p, folder_id, uid, tp);
+	if (rc < 0)
+		return rc;
+	it = (*tp)->root;
+	if (slash) {
+		names = g_strsplit(slash + 1, "/", -1);
+		for (size_t i = 0; it && names[i]; i++)
+			it = it->dir ? child_named(it, names[i]) : NULL;
+	}
+	if (!it) {
+		g_mutex_unlock(&p->lock);
+		return -ENOENT;
+	}
+	*itp = it;
+	return 0;
+}
+
+static void item_attr(FsMount *mnt, const PartsTree *t, const PartsItem *it,
+		      fuse_ino_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = mnt->uid;
+	st->st_gid = mnt->gid;
+	st->st_mtime = st->st_ctime = st->st_atime = (time_t)t->date;
+	if (it->dir) {
+		st->st_mode = S_IFDIR | mnt->dir_mode;
+		st->st_nlink = 2;
+		st->st_size = 4096;
+		st->st_blksize = 4096;
+		return;
+	}
+	st->st_mode = S_IFREG | mnt->file_mode;
+	st->st_nlink = 1;
+	st->st_size = (off_t)it->size;
+	st->st_blocks = (blkcnt_t)((it->size + 511) / 512);
+	st->st_blksize = 65536;
+}
+
+static void fill_entry(FsMount *mnt, FsParts *p, const PartsTree *t,
+		       const PartsItem *it, const char *path,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ino_for(p, path);
+	e->entry_timeout = PARTS_TIMEOUT;
+	e->attr_timeout = PARTS_TIMEOUT;
+	item_attr(mnt, t, it, e->ino, &e->attr);
+}
+
+static int parts_lookup(FsMount *mnt, fuse_ino_t parent, const char *name,
+			struct fuse_entry_param *e)
+{
+	FsParts *p = parts_of(mnt);
+	g_autofree char *path = path_of(mnt, p, parent);
+	g_autofree char *child_path = NULL;
+	PartsItem *dir, *it;
+	PartsTree *t;
+	int rc;
+
+	if (!path)
+		return -ENOENT;
+	rc = lock_item(mnt, p, path, &dir, &t);
+	if (rc < 0)
+		return rc;
+	it = dir->dir ? child_named(dir, name) : NULL;
+	if (it) {
+		child_path = g_strdup_printf("%s/%s", path, name);
+		fill_entry(mnt, p, t, it, child_path, e);
+	}
+	g_mutex_unlock(&p->lock);
+	return it ? 0 : -ENOENT;
+}
+
+static int parts_getattr(FsMount *mnt, fuse_ino_t ino, struct stat *st,
+			 double *timeout)
+{
+	FsParts *p = parts_of(mnt);
+	g_autofree char *path = path_of(mnt, p, ino);
+	PartsItem *it;
+	PartsTree *t;
+	int rc;
+
+	if (!path)
+		return -ENOENT;
+	rc = lock_item(mnt, p, path, &it, &t);
+	if (rc < 0)
+		return rc;
+	item_attr(mnt, t, it, ino, st);
+	g_mutex_unlock(&p->lock);
+	*timeout = PARTS_TIMEOUT;
+	return 0;
+}
+
+/* An open directory: a snapshot of its entries. */
+typedef struct {
+	fuse_ino_t ino;
+	GPtrArray *names;  /* char* */
+	GArray *entries;   /* struct fuse_entry_param */
+} PartsDir;
+
+static int parts_opendir(FsMount *mnt, fuse_ino_t ino, void **handle)
+{
+	FsParts *p = parts_of(mnt);
+	g_autofree char *path = path_of(mnt, p, ino);
+	PartsItem *dir;
+	PartsTree *t;
+	PartsDir *d;
+	int rc;
+
+	if (!path)
+		return -ENOENT;
+	rc = lock_item(mnt, p, path, &dir, &t);
+	if (rc < 0)
+		return rc;
+	if (!dir->dir) {
+		g_mutex_unlock(&p->lock);
+		return -ENOTDIR;
+	}
+	d = g_new0(PartsDir, 1);
+	d->ino = ino;
+	d->names = g_ptr_array_new_with_free_func(g_free);
+	d->entries = g_array_new(FALSE, TRUE, sizeof(struct fuse_entry_param));
+	for (guint i = 0; i < dir->children->len; i++) {
+		PartsItem *c = dir->children->pdata[i];
+		g_autofree char *cp = g_strdup_printf("%s/%s", path, c->name);
+		struct fuse_entry_param e;
+
+		fill_entry(mnt, p, t, c, cp, &e);
+		g_ptr_array_add(d->names, g_strdup(c->name));
+		g_array_append_val(d->entries, e);
+	}
+	g_mutex_unlock(&p->lock);
+	*handle = d;
+	return 0;
+}
+
+static bool parts_dir_item(FsMount *mnt, void *handle, size_t i,
+			   const char **name, struct fuse_entry_param *e)
+{
+	PartsDir *d = handle;
+
+	memset(e, 0, sizeof(*e));
+	if (i < 2) {
+		*name = i == 0 ? "." : "..";
+		e->attr.st_ino = d->ino;
+		e->attr.st_mode = S_IFDIR;
+		return true;
+	}
+	i -= 2;
+	if (i >= d->names->len)
+		return false;
+	*name = d->names->pdata[i];
+	*e = g_array_index(d->entries, struct fuse_entry_param, i);
+	return true;
+}
+
+static void parts_releasedir(void *handle)
+{
+	PartsDir *d = handle;
+
+	g_ptr_array_unref(d->names);
+	g_array_unref(d->entries);
+	g_free(d);
+}
+
+static int parts_open_file(FsMount *mnt, fuse_ino_t ino, CacheBody *body)
+{
+	FsParts *p = parts_of(mnt);
+	g_autofree char *path = path_of(mnt, p, ino);
+	PartsItem *it;
+	PartsTree *t;
+	int rc;
+
+	if (!path)
+		return -ENOENT;
+	rc = lock_item(mnt, p, path, &it, &t);
+	if (rc < 0)
+		return rc;
+	if (it->dir) {
+		g_mutex_unlock(&p->lock);
+		return -EISDIR;
+	}
+	body->fd = dup(it->fd);
+	body->offset = it->offset;
+	body->size = it->size;
+	g_mutex_unlock(&p->lock);
+	return body->fd < 0 ? -EIO : 0;
+}
+
+/* A message directory is named like its .eml file without ".eml". */
+static const char *parts_entry_name(const CacheMessage *m, char *buf)
+{
+	size_t n = strlen(m->name);
+
+	if (n > 4 && g_str_has_suffix(m->name, ".eml"))
+		n -= 4;
+	n = MIN(n, (size_t)FS_NAME_MAX);
+	memcpy(buf, m->name, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static bool parts_entry_matches(const CacheMessage *m, const char *name)
+{
+	char buf[FS_NAME_MAX + 1];
+
+	return strcmp(parts_entry_name(m, buf), name) == 0;
+}
+
+const FsLayout fs_layout_parts = {
+	.name = "parts",
+	.message_is_dir = true,
+	.entry_name = parts_entry_name,
+	.entry_matches = parts_entry_matches,
+	.lookup = parts_lookup,
+	.getattr = parts_getattr,
+	.opendir = parts_opendir,
+	.dir_item = parts_dir_item,
+	.releasedir = parts_releasedir,
+	.open_file = parts_open_file,
+	.free = parts_free,
+};
