@@ -70,12 +70,12 @@ static int temp_file(const char *dir)
 static const char *ext_for(const char *mime_type)
 {
 	static const char *const map[][2] = {
-		{ "text/plain", "txt" },	{ "text/html", "html" },
-		{ "text/calendar", "ics" },	{ "text/csv", "csv" },
-		{ "image/png", "png" },		{ "image/jpeg", "jpg" },
-		{ "image/gif", "gif" },		{ "image/webp", "webp" },
-		{ "image/svg+xml", "svg" },	{ "application/pdf", "pdf" },
-		{ "application/zip", "zip" },	{ "message/rfc822", "eml" },
+		{ "text/plain", "txt" },        { "text/html", "html" },
+		{ "text/calendar", "ics" },     { "text/csv", "csv" },
+		{ "image/png", "png" },         { "image/jpeg", "jpg" },
+		{ "image/gif", "gif" },         { "image/webp", "webp" },
+		{ "image/svg+xml", "svg" },     { "application/pdf", "pdf" },
+		{ "application/zip", "zip" },   { "message/rfc822", "eml" },
 		{ "application/json", "json" }, { "text/xml", "xml" },
 	};
 
@@ -138,7 +138,8 @@ static char *unique_name(Dir *d, char *name)
 
 	for (int n = 2; g_hash_table_contains(d->used, try); n++) {
 		g_free(try);
-		try = g_strdup_printf("%.*s (%d)%s", stem, name, n, name + stem);
+		try =
+		    g_strdup_printf("%.*s (%d)%s", stem, name, n, name + stem);
 	}
 	g_free(name);
 	g_hash_table_add(d->used, g_strdup(try));
@@ -246,6 +247,9 @@ static char *to_utf8(const char *data, size_t len, const char *charset,
 	char *out;
 	gsize written = 0;
 
+	*out_len = 0;
+	if (len == 0)
+		return g_strdup("");
 	if (charset && g_ascii_strcasecmp(charset, "utf-8") != 0 &&
 	    g_ascii_strcasecmp(charset, "us-ascii") != 0) {
 		out = g_convert(data, (gssize)len, "UTF-8",
@@ -284,8 +288,8 @@ static void to_lf(GString *s)
 static GString *part_text(GMimeObject *part)
 {
 	g_autoptr(GByteArray) raw = decoded_bytes(part);
-	const char *cs = g_mime_object_get_content_type_parameter(part,
-								  "charset");
+	const char *cs =
+	    g_mime_object_get_content_type_parameter(part, "charset");
 	size_t n;
 	char *utf8 = to_utf8((const char *)raw->data, raw->len, cs, &n);
 	GString *s = g_string_new_len(utf8, (gssize)n);
@@ -350,6 +354,32 @@ static void add_text(Dir *d, GMimeMessage *msg)
 	}
 }
 
+/* text.txt of what GMime cannot parse at all: the bytes as text. */
+static void add_raw_text(Dir *d, int fd, uint64_t offset, uint64_t size)
+{
+	GString *raw = g_string_sized_new((gsize)MIN(size, 1u << 20));
+	GString *out = g_string_new("\n");
+	char buf[65536];
+	size_t len;
+	char *utf8;
+
+	while (raw->len < size && raw->len < (1u << 24)) {
+		ssize_t n = pread(fd, buf, MIN(sizeof(buf), size - raw->len),
+				  (off_t)(offset + raw->len));
+
+		if (n <= 0)
+			break;
+		g_string_append_len(raw, buf, n);
+	}
+	utf8 = to_utf8(raw->str, raw->len, NULL, &len);
+	g_string_append_len(out, utf8, (gssize)len);
+	to_lf(out);
+	add_bytes(d, "text.txt", out->str, out->len);
+	g_free(utf8);
+	g_string_free(raw, TRUE);
+	g_string_free(out, TRUE);
+}
+
 /* ---- structure ---- */
 
 static bool is_attachment(GMimeObject *o)
@@ -357,6 +387,18 @@ static bool is_attachment(GMimeObject *o)
 	GMimeContentDisposition *cd = g_mime_object_get_content_disposition(o);
 
 	return cd && g_mime_content_disposition_is_attachment(cd);
+}
+
+/* "Content-Type: text" with no subtype, which GMime reads as
+ * application/octet-stream and mail readers as text/plain. */
+static bool bare_text(GMimeObject *o)
+{
+	const char *v = g_mime_object_get_header(o, "Content-Type");
+
+	while (v && g_ascii_isspace(*v))
+		v++;
+	return v && g_ascii_strncasecmp(v, "text", 4) == 0 &&
+	       (v[4] == '\0' || v[4] == ';' || g_ascii_isspace(v[4]));
 }
 
 /* The first text/plain and text/html leaves that are not attachments,
@@ -378,7 +420,8 @@ static void find_body(Dir *d, GMimeObject *o, int depth)
 	if (!GMIME_IS_PART(o) || is_attachment(o))
 		return;
 	ct = g_mime_object_get_content_type(o);
-	if (!d->plain && g_mime_content_type_is_type(ct, "text", "plain"))
+	if (!d->plain &&
+	    (g_mime_content_type_is_type(ct, "text", "plain") || bare_text(o)))
 		d->plain = o;
 	else if (!d->html && g_mime_content_type_is_type(ct, "text", "html"))
 		d->html = o;
@@ -390,14 +433,14 @@ static char *join_section(const char *base, int n)
 		     : g_strdup_printf("%d", n);
 }
 
-static void build_message(Dir *d, GMimeMessage *msg, const char *base,
-			  int fd, uint64_t offset, uint64_t size);
+static void build_message(Dir *d, GMimeMessage *msg, const char *base, int fd,
+			  uint64_t offset, uint64_t size);
 
 /* The directory of an attached message. */
 static void add_message_dir(Dir *d, GMimeObject *o, const char *section)
 {
-	GMimeMessage *inner = g_mime_message_part_get_message(
-	    GMIME_MESSAGE_PART(o));
+	GMimeMessage *inner =
+	    g_mime_message_part_get_message(GMIME_MESSAGE_PART(o));
 	const char *fname =
 	    g_mime_object_get_content_disposition_parameter(o, "filename");
 	g_autofree char *stem = NULL;
@@ -420,6 +463,8 @@ static void add_message_dir(Dir *d, GMimeObject *o, const char *section)
 	sub.used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	if (inner)
 		build_message(&sub, inner, section, -1, 0, 0);
+	else
+		add_bytes(&sub, "text.txt", "\n", 1);
 	g_hash_table_unref(sub.used);
 }
 
@@ -457,8 +502,8 @@ static void walk_part(Dir *d, GMimeObject *o, const char *section, int depth)
 
 /* message.eml (the raw bytes when fd >= 0, else as GMime writes the
  * attached message), text.txt, text.html, then the other parts. */
-static void build_message(Dir *d, GMimeMessage *msg, const char *base,
-			  int fd, uint64_t offset, uint64_t size)
+static void build_message(Dir *d, GMimeMessage *msg, const char *base, int fd,
+			  uint64_t offset, uint64_t size)
 {
 	GMimeObject *body = msg ? g_mime_message_get_mime_part(msg) : NULL;
 
@@ -488,13 +533,93 @@ static void build_message(Dir *d, GMimeMessage *msg, const char *base,
 	}
 }
 
+/* A descriptor of fd's file with a file offset of its own: GMime's
+ * streams seek and read, and the cache hands out dup()s of one pack
+ * descriptor to every reader (cache/pack.c). */
+static int private_fd(int fd)
+{
+	char path[64];
+	int own;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	own = open(path, O_RDONLY | O_CLOEXEC);
+	return own >= 0 ? own : dup(fd);
+}
+
+/* Does the message end in a boundary line without a line break? GMime
+ * would then keep the CR of the last part's final CRLF. */
+static bool ends_in_bare_boundary(int fd, uint64_t offset, uint64_t size)
+{
+	char tail[256];
+	size_t n = (size_t)MIN(size, sizeof(tail));
+	ssize_t got = pread(fd, tail, n, (off_t)(offset + size - n));
+	ssize_t i;
+
+	if (got <= 0 || tail[got - 1] == '\n')
+		return false;
+	for (i = got - 1; i >= 0 && tail[i] != '\n'; i--)
+		;
+	return i >= 0 && got - i > 3 && tail[i + 1] == '-' &&
+	       tail[i + 2] == '-';
+}
+
+/* The bytes of the message for the parser, with a line break after a
+ * final boundary that lacks one. */
+static GMimeStream *input(int fd, uint64_t offset, uint64_t size)
+{
+	GMimeStream *raw = g_mime_stream_fs_new_with_bounds(
+	    private_fd(fd), (gint64)offset, (gint64)(offset + size));
+	GMimeStream *cat, *eol;
+
+	if (size == 0 || !ends_in_bare_boundary(fd, offset, size))
+		return raw;
+	cat = g_mime_stream_cat_new();
+	eol = g_mime_stream_mem_new_with_buffer("\r\n", 2);
+	g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), raw);
+	g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), eol);
+	g_object_unref(raw);
+	g_object_unref(eol);
+	return cat;
+}
+
+/* The message in [offset, offset + size) of fd, or NULL. Mail that
+ * starts with blank lines (some archives write them) is parsed from its
+ * first non-blank line. */
+static GMimeMessage *parse(int fd, uint64_t offset, uint64_t size)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		GMimeStream *in = input(fd, offset, size);
+		GMimeParser *parser = g_mime_parser_new_with_stream(in);
+		GMimeMessage *msg =
+		    g_mime_parser_construct_message(parser, NULL);
+		char buf[4096];
+		ssize_t n;
+		size_t skip = 0;
+
+		g_object_unref(parser);
+		g_object_unref(in);
+		if (msg || attempt == 1)
+			return msg;
+		n = pread(fd, buf, MIN(sizeof(buf), size), (off_t)offset);
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n')
+				skip = (size_t)i + 1;
+			else if (!g_ascii_isspace(buf[i]))
+				break;
+		}
+		if (skip == 0)
+			return NULL;
+		offset += skip;
+		size -= skip;
+	}
+	return NULL;
+}
+
 PartsItem *fs_parts_build(int fd, uint64_t offset, uint64_t size,
 			  const char *tmpdir)
 {
 	PartsItem *root = g_new0(PartsItem, 1);
 	Dir d = { .tmpdir = tmpdir };
-	GMimeStream *in;
-	GMimeParser *parser;
 	GMimeMessage *msg;
 	int probe = temp_file(tmpdir);
 
@@ -510,15 +635,12 @@ PartsItem *fs_parts_build(int fd, uint64_t offset, uint64_t size,
 	    g_ptr_array_new_with_free_func((GDestroyNotify)fs_parts_item_free);
 	d.items = root->children;
 	d.used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	in = g_mime_stream_fs_new_with_bounds(dup(fd), (gint64)offset,
-					      (gint64)(offset + size));
-	parser = g_mime_parser_new_with_stream(in);
-	msg = g_mime_parser_construct_message(parser, NULL);
+	msg = parse(fd, offset, size);
 	build_message(&d, msg, "", fd, offset, size);
 	if (msg)
 		g_object_unref(msg);
-	g_object_unref(parser);
-	g_object_unref(in);
+	else
+		add_raw_text(&d, fd, offset, size);
 	g_hash_table_unref(d.used);
 	return root;
 }
@@ -544,13 +666,13 @@ static size_t skip_past(const char *s, size_t len, const char *word)
 static void html_entity(GString *out, const char *s, size_t len, size_t *used)
 {
 	static const char *const named[][2] = {
-		{ "amp", "&" },	 { "lt", "<" },	   { "gt", ">" },
-		{ "quot", "\"" }, { "apos", "'" }, { "nbsp", " " },
+		{ "amp", "&" },    { "lt", "<" },     { "gt", ">" },
+		{ "quot", "\"" },  { "apos", "'" },   { "nbsp", " " },
 		{ "eacute", "é" }, { "egrave", "è" }, { "agrave", "à" },
 		{ "auml", "ä" },   { "ouml", "ö" },   { "uuml", "ü" },
 		{ "Auml", "Ä" },   { "Ouml", "Ö" },   { "Uuml", "Ü" },
 		{ "szlig", "ß" },  { "ccedil", "ç" }, { "copy", "©" },
-		{ "reg", "®" },	   { "euro", "€" },   { "hellip", "…" },
+		{ "reg", "®" },    { "euro", "€" },   { "hellip", "…" },
 		{ "mdash", "—" },  { "ndash", "–" },  { "laquo", "«" },
 		{ "raquo", "»" },
 	};
@@ -587,9 +709,9 @@ static void html_entity(GString *out, const char *s, size_t len, size_t *used)
 /* One tag at s (starting '<'); returns the bytes it covers. */
 static size_t html_tag(GString *out, const char *s, size_t len)
 {
-	static const char *const breaks[] = { "br",    "p",  "div", "li",
-					      "tr",    "h1", "h2",  "h3",
-					      "h4",    "h5", "h6",  "table",
+	static const char *const breaks[] = { "br",        "p",  "div", "li",
+					      "tr",        "h1", "h2",  "h3",
+					      "h4",        "h5", "h6",  "table",
 					      "blockquote" };
 	const char *gt = memchr(s, '>', len);
 	size_t end = gt ? (size_t)(gt - s) + 1 : len;
@@ -604,9 +726,9 @@ static size_t html_tag(GString *out, const char *s, size_t len)
 	while (p < s + len && n < sizeof(name) - 1 && g_ascii_isalnum(*p))
 		name[n++] = g_ascii_tolower(*p++);
 	name[n] = '\0';
-	if (s[1] != '/' && (strcmp(name, "script") == 0 ||
-			    strcmp(name, "style") == 0 ||
-			    strcmp(name, "head") == 0)) {
+	if (s[1] != '/' &&
+	    (strcmp(name, "script") == 0 || strcmp(name, "style") == 0 ||
+	     strcmp(name, "head") == 0)) {
 		g_autofree char *close = g_strdup_printf("</%s", name);
 
 		end = skip_past(s, len, close);

@@ -175,8 +175,8 @@ static void evict(FsParts *p)
 
 /* The tree of the message, built when not at hand: 0 with p->lock held
  * and *tp set, or -errno without the lock. */
-static int lock_tree(FsMount *mnt, FsParts *p, uint32_t folder_id,
-		     uint32_t uid, PartsTree **tp)
+static int lock_tree(FsMount *mnt, FsParts *p, uint32_t folder_id, uint32_t uid,
+		     PartsTree **tp)
 {
 	uint64_t key = (uint64_t)folder_id << 32 | uid;
 	PartsTree *t;
@@ -347,8 +347,8 @@ static int parts_getattr(FsMount *mnt, fuse_ino_t ino, struct stat *st,
 /* An open directory: a snapshot of its entries. */
 typedef struct {
 	fuse_ino_t ino;
-	GPtrArray *names;  /* char* */
-	GArray *entries;   /* struct fuse_entry_param */
+	GPtrArray *names; /* char* */
+	GArray *entries;  /* struct fuse_entry_param */
 } PartsDir;
 
 static int parts_opendir(FsMount *mnt, fuse_ino_t ino, void **handle)
