@@ -110,15 +110,15 @@ static char *join_section(const char *base, size_t n)
 static int parse_part(const ImapValue *v, const char *section, int depth,
 		      Budget *b, ImapBodyPart **out);
 
-static int parse_multipart(const ImapValue *v, const char *section,
-			   int depth, Budget *b, ImapBodyPart *p)
+static int parse_multipart(const ImapValue *v, const char *section, int depth,
+			   Budget *b, ImapBodyPart *p)
 {
 	size_t n = 0;
 	int rc;
 
 	p->type = g_strdup("multipart");
-	p->children = g_ptr_array_new_with_free_func(
-	    (GDestroyNotify)imap_body_part_free);
+	p->children =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)imap_body_part_free);
 	while (n < v->len && v->items[n].type == IMAP_VALUE_LIST) {
 		g_autofree char *s = join_section(section, n + 1);
 		ImapBodyPart *c = NULL;

@@ -21,18 +21,18 @@
 
 typedef struct ImapBodyPart ImapBodyPart;
 struct ImapBodyPart {
-	char *type;    /* lower-case: "text", "multipart", "message", ... */
-	char *subtype; /* lower-case */
-	char *section; /* "1.2"; "" for a top-level multipart */
-	GPtrArray *params;   /* Content-Type parameters: name, value, name,
-				value... (names lower-case, values raw) */
-	char *encoding;      /* lower-case Content-Transfer-Encoding, or NULL */
-	uint64_t size;       /* octets of the encoded body */
-	char *disposition;   /* lower-case "attachment", "inline", or NULL */
+	char *type;        /* lower-case: "text", "multipart", "message", ... */
+	char *subtype;     /* lower-case */
+	char *section;     /* "1.2"; "" for a top-level multipart */
+	GPtrArray *params; /* Content-Type parameters: name, value, name,
+			      value... (names lower-case, values raw) */
+	char *encoding;    /* lower-case Content-Transfer-Encoding, or NULL */
+	uint64_t size;     /* octets of the encoded body */
+	char *disposition; /* lower-case "attachment", "inline", or NULL */
 	GPtrArray *disp_params; /* like params */
-	char *subject;       /* message/rfc822: the envelope's raw Subject */
-	ImapBodyPart *message;  /* message/rfc822: the attached message's body */
-	GPtrArray *children;    /* multipart: ImapBodyPart* (owned) */
+	char *subject;          /* message/rfc822: the envelope's raw Subject */
+	ImapBodyPart *message; /* message/rfc822: the attached message's body */
+	GPtrArray *children;   /* multipart: ImapBodyPart* (owned) */
 };
 
 /* Parse v (the value after "BODYSTRUCTURE"). 0 with *out set (free with

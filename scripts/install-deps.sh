@@ -10,6 +10,7 @@ packages=(
 	libfuse3-dev fuse3 libglib2.0-dev libssl-dev
 	dovecot-imapd openssl attr isync python3
 	libclang-rt-14-dev clang-format
+	libgmime-3.0-dev
 )
 
 missing=()

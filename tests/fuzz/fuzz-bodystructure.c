@@ -55,8 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lim.max_depth = 10000;
 	parser = imap_parser_new(&lim, NULL, NULL);
 	if (imap_parser_feed(parser, line->str, line->len, &used, &r) == 1) {
-		const ImapValue *v = imap_fetch_get(
-		    imap_list_get(&r->args, 0), "BODYSTRUCTURE");
+		const ImapValue *v =
+		    imap_fetch_get(imap_list_get(&r->args, 0), "BODYSTRUCTURE");
 
 		rc = imap_bodystructure_parse(v, &b);
 		if (rc == 0) {

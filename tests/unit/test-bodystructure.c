@@ -30,20 +30,20 @@ static int parse_bs(const char *bs, ImapBodyPart **out)
 	return rc;
 }
 
-#define TEXT_PART                                                          \
-	"(\"text\" \"plain\" (\"charset\" \"iso-8859-1\") NIL NIL "        \
+#define TEXT_PART                                                              \
+	"(\"text\" \"plain\" (\"charset\" \"iso-8859-1\") NIL NIL "            \
 	"\"quoted-printable\" 42 2 NIL NIL NIL NIL)"
-#define PDF_PART                                                           \
-	"(\"application\" \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\" " \
+#define PDF_PART                                                               \
+	"(\"application\" \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\" "    \
 	"4096 NIL (\"attachment\" (\"filename\" \"invoice.pdf\")) NIL NIL)"
-#define INNER                                                              \
-	"((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 1 " \
-	"NIL NIL NIL NIL)(\"application\" \"octet-stream\" NIL NIL NIL "   \
-	"\"base64\" 16 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"in\") NIL " \
+#define INNER                                                                  \
+	"((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 1 "  \
+	"NIL NIL NIL NIL)(\"application\" \"octet-stream\" NIL NIL NIL "       \
+	"\"base64\" 16 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"in\") NIL "  \
 	"NIL NIL)"
-#define MESSAGE_PART                                                       \
-	"(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 300 (NIL "            \
-	"\"=?UTF-8?Q?Inner?=\" NIL NIL NIL NIL NIL NIL NIL NIL) " INNER      \
+#define MESSAGE_PART                                                           \
+	"(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 300 (NIL "               \
+	"\"=?UTF-8?Q?Inner?=\" NIL NIL NIL NIL NIL NIL NIL NIL) " INNER        \
 	" 12 NIL NIL NIL NIL)"
 
 static void test_mixed(void)
@@ -79,9 +79,9 @@ static void test_mixed(void)
 	g_assert_nonnull(msg->message);
 	g_assert_cmpstr(msg->message->section, ==, "3");
 	g_assert_cmpuint(msg->message->children->len, ==, 2);
-	g_assert_cmpstr(((ImapBodyPart *)msg->message->children->pdata[1])
-			    ->section,
-			==, "3.2");
+	g_assert_cmpstr(
+	    ((ImapBodyPart *)msg->message->children->pdata[1])->section, ==,
+	    "3.2");
 	imap_body_part_free(b);
 }
 
@@ -96,8 +96,7 @@ static void test_single_and_leaves(void)
 	g_autoptr(GPtrArray) sections = g_ptr_array_new();
 
 	/* no extension data at all, as some servers send */
-	g_assert_cmpint(parse_bs("(\"TEXT\" \"HTML\" NIL NIL NIL NIL 5 1)",
-				 &b),
+	g_assert_cmpint(parse_bs("(\"TEXT\" \"HTML\" NIL NIL NIL NIL 5 1)", &b),
 			==, 0);
 	g_assert_cmpstr(b->type, ==, "text");
 	g_assert_cmpstr(b->subtype, ==, "html");
