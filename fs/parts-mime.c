@@ -45,12 +45,12 @@ void fs_parts_item_free(PartsItem *item)
 		close(item->fd);
 	if (item->children)
 		g_ptr_array_unref(item->children);
+	g_free(item->section);
 	g_free(item->name);
 	g_free(item);
 }
 
-/* An unlinked temp file in dir, or -errno. */
-static int temp_file(const char *dir)
+int fs_parts_temp_file(const char *dir)
 {
 	g_autofree char *path = NULL;
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -130,37 +130,43 @@ char *fs_parts_file_name(const char *name, const char *section,
 }
 
 /* name, or "name (2).ext", "name (3).ext"... when taken. Takes name. */
-static char *unique_name(Dir *d, char *name)
+static char *unique_name(GHashTable *used, char *name)
 {
 	const char *dot = strrchr(name, '.');
 	int stem = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
 	char *try = g_strdup(name);
 
-	for (int n = 2; g_hash_table_contains(d->used, try); n++) {
+	for (int n = 2; g_hash_table_contains(used, try); n++) {
 		g_free(try);
 		try =
 		    g_strdup_printf("%.*s (%d)%s", stem, name, n, name + stem);
 	}
 	g_free(name);
-	g_hash_table_add(d->used, g_strdup(try));
+	g_hash_table_add(used, g_strdup(try));
 	return try;
+}
+
+PartsItem *fs_parts_item_add(GPtrArray *items, GHashTable *used, char *name,
+			     bool dir)
+{
+	PartsItem *it = g_new0(PartsItem, 1);
+
+	it->name = unique_name(used, name);
+	it->dir = dir;
+	it->fd = -1;
+	g_ptr_array_add(items, it);
+	return it;
 }
 
 static PartsItem *add_item(Dir *d, char *name, bool dir)
 {
-	PartsItem *it = g_new0(PartsItem, 1);
-
-	it->name = unique_name(d, name);
-	it->dir = dir;
-	it->fd = -1;
-	g_ptr_array_add(d->items, it);
-	return it;
+	return fs_parts_item_add(d->items, d->used, name, dir);
 }
 
 /* A file holding len bytes of data. */
 static void add_bytes(Dir *d, const char *name, const void *data, size_t len)
 {
-	int fd = temp_file(d->tmpdir);
+	int fd = fs_parts_temp_file(d->tmpdir);
 	PartsItem *it;
 	size_t done = 0;
 
@@ -187,7 +193,7 @@ static void add_streamed(Dir *d, char *name,
 			 void (*write_fn)(GMimeObject *o, GMimeStream *s),
 			 GMimeObject *obj)
 {
-	int fd = temp_file(d->tmpdir);
+	int fd = fs_parts_temp_file(d->tmpdir);
 	GMimeStream *out;
 	struct stat st;
 	PartsItem *it;
@@ -621,7 +627,7 @@ PartsItem *fs_parts_build(int fd, uint64_t offset, uint64_t size,
 	PartsItem *root = g_new0(PartsItem, 1);
 	Dir d = { .tmpdir = tmpdir };
 	GMimeMessage *msg;
-	int probe = temp_file(tmpdir);
+	int probe = fs_parts_temp_file(tmpdir);
 
 	if (probe < 0) {
 		g_free(root);

@@ -21,6 +21,15 @@ struct PartsItem {
 	uint64_t offset;
 	uint64_t size;
 	GPtrArray *children; /* dir: PartsItem*, in display order */
+	/* A file not fetched yet (fd -1), fs/parts-lazy.c: */
+	int lazy;      /* PARTS_LAZY_* */
+	char *section; /* PARTS_LAZY_SECTION: its MIME section */
+};
+
+enum {
+	PARTS_LAZY_NONE = 0,
+	PARTS_LAZY_SECTION, /* BINARY.PEEK[section] on first read */
+	PARTS_LAZY_WHOLE,   /* the whole message (message.eml) */
 };
 
 /* MIME nesting deeper than this is not walked (the bytes stay in
@@ -33,6 +42,14 @@ struct PartsItem {
 PartsItem *fs_parts_build(int fd, uint64_t offset, uint64_t size,
 			  const char *tmpdir);
 void fs_parts_item_free(PartsItem *item);
+
+/* For trees built another way (fs/parts-lazy.c), with the same rules: */
+/* A new item named name (taken; made unique among used, a set of the
+ * names in items) appended to items. */
+PartsItem *fs_parts_item_add(GPtrArray *items, GHashTable *used, char *name,
+			     bool dir);
+/* An unlinked temp file in dir (O_TMPFILE where it works), or -errno. */
+int fs_parts_temp_file(const char *dir);
 
 /* HTML to plain text, for text.txt of a message without a text/plain
  * part: tags dropped, <br>, <p>, <div>, <li>, <tr> and headings as line

@@ -24,16 +24,21 @@
 #include "fs/fetch.h"
 #include "fs/layout.h"
 #include "fs/names.h"
+#include "fs/parts-lazy.h"
 #include "fs/parts-mime.h"
 
 #define PARTS_MAX_TREES 64
 #define PARTS_TIMEOUT 86400.0 /* a message's parts never change */
+/* Below this, one fetch of the whole message beats several small ones. */
+#define PARTS_LAZY_MIN (1024 * 1024)
 
 typedef struct {
 	uint64_t key; /* folder_id << 32 | uid */
 	PartsItem *root;
 	int64_t date; /* INTERNALDATE: the times of its files */
 	GList *lru;   /* its link in FsParts.lru */
+	bool lazy;    /* built by section: files may still be fetched */
+	uint32_t uidvalidity;
 } PartsTree;
 
 typedef struct {
@@ -44,6 +49,7 @@ typedef struct {
 	GHashTable *paths; /* ino -> path (owns the strings) */
 	uint64_t next_ino;
 	char *tmpdir;
+	uint64_t lazy_min; /* messages this large go by section */
 } FsParts;
 
 static void tree_free(void *data)
@@ -74,6 +80,11 @@ static FsParts *parts_of(FsMount *mnt)
 		p->next_ino = 1;
 		p->tmpdir =
 		    g_build_filename(cache_store_dir(mnt->store), "tmp", NULL);
+		p->lazy_min = PARTS_LAZY_MIN;
+		/* for the tests: by section at any size */
+		if (g_getenv("IMAPFS_PARTS_LAZY_MIN"))
+			p->lazy_min = g_ascii_strtoull(
+			    g_getenv("IMAPFS_PARTS_LAZY_MIN"), NULL, 10);
 		mnt->layout_data = p;
 	}
 	g_mutex_unlock(&init_lock);
@@ -133,11 +144,11 @@ static char *path_of(FsMount *mnt, FsParts *p, fuse_ino_t ino)
 	return path;
 }
 
-/* The message's current listing entry: 0 with *date set, or -ENOENT
- * (expunged, or its folder's UIDVALIDITY moved on). *fp and *lp (a
- * reference) for the fetch. */
+/* The message's current listing entry: 0 with *mp (a copy, its name
+ * not set) filled, or -ENOENT (expunged, or its folder's UIDVALIDITY
+ * moved on). *fp and *lp (a reference) for the fetch. */
 static int find_message(FsMount *mnt, uint32_t folder_id, uint32_t uid,
-			FsFolder **fp, FsListing **lp, int64_t *date)
+			FsFolder **fp, FsListing **lp, CacheMessage *mp)
 {
 	const CacheMessage *m;
 	uint32_t fid = 0, u = 0;
@@ -153,8 +164,10 @@ static int find_message(FsMount *mnt, uint32_t folder_id, uint32_t uid,
 	}
 	g_mutex_lock(&(*fp)->lock);
 	m = cache_folder_index_find(l->index, uid);
-	if (m)
-		*date = m->internaldate;
+	if (m) {
+		*mp = *m;
+		mp->name = NULL;
+	}
 	g_mutex_unlock(&(*fp)->lock);
 	if (!m) {
 		fs_listing_unref(l);
@@ -162,6 +175,18 @@ static int find_message(FsMount *mnt, uint32_t folder_id, uint32_t uid,
 	}
 	*lp = l;
 	return 0;
+}
+
+/* The UIDVALIDITY of folder_id's listing, or 0. */
+static uint32_t folder_uidvalidity(FsFolder *f, uint32_t folder_id)
+{
+	uint32_t v = 0;
+
+	g_mutex_lock(&f->lock);
+	if (f->listing && f->listing->folder_id == folder_id)
+		v = f->listing->index->uidvalidity;
+	g_mutex_unlock(&f->lock);
+	return v;
 }
 
 static void evict(FsParts *p)
@@ -173,8 +198,43 @@ static void evict(FsParts *p)
 	}
 }
 
+/* Forget t (under p->lock). */
+static void drop_tree(FsParts *p, PartsTree *t)
+{
+	g_queue_delete_link(&p->lru, t->lru);
+	g_hash_table_remove(p->trees, &t->key);
+}
+
+/* A new tree for the message: by section when it is large and not
+ * cached (fs/parts-lazy.c), else from the whole body. NULL or -errno in
+ * *rc. */
+static PartsItem *build_tree(FsMount *mnt, FsParts *p, FsFolder *f,
+			     FsListing *l, const CacheMessage *m, bool *lazy,
+			     int *rc)
+{
+	CacheBody body;
+	PartsItem *root = NULL;
+
+	*lazy = false;
+	if (m->size >= p->lazy_min && !fs_fetch_is_cached(mnt, f, l, m->uid))
+		root = fs_parts_lazy_build(mnt, f, l->index->uidvalidity,
+					   m->uid, m->size, p->tmpdir);
+	if (root) {
+		*lazy = true;
+		return root;
+	}
+	*rc = fs_fetch_open(mnt, f, l, m->uid, false, &body);
+	if (*rc < 0)
+		return NULL;
+	root = fs_parts_build(body.fd, body.offset, body.size, p->tmpdir);
+	close(body.fd);
+	*rc = root ? 0 : -EIO;
+	return root;
+}
+
 /* The tree of the message, built when not at hand: 0 with p->lock held
- * and *tp set, or -errno without the lock. */
+ * and *tp set, or -errno without the lock. A tree built by section is
+ * built again from the body once that is cached: no more fetches. */
 static int lock_tree(FsMount *mnt, FsParts *p, uint32_t folder_id, uint32_t uid,
 		     PartsTree **tp)
 {
@@ -182,31 +242,30 @@ static int lock_tree(FsMount *mnt, FsParts *p, uint32_t folder_id, uint32_t uid,
 	PartsTree *t;
 	FsFolder *f;
 	FsListing *l = NULL;
-	CacheBody body;
-	int64_t date = 0;
+	CacheMessage m;
 	PartsItem *root;
-	int rc = find_message(mnt, folder_id, uid, &f, &l, &date);
+	bool lazy, cached;
+	int rc = find_message(mnt, folder_id, uid, &f, &l, &m);
 
 	if (rc < 0)
 		return rc;
 	g_mutex_lock(&p->lock);
 	t = g_hash_table_lookup(p->trees, &key);
-	if (t) {
+	cached = t && t->lazy && fs_fetch_is_cached(mnt, f, l, uid);
+	if (t && !cached) {
 		g_queue_unlink(&p->lru, t->lru);
 		g_queue_push_head_link(&p->lru, t->lru);
 		fs_listing_unref(l);
 		*tp = t;
 		return 0;
 	}
+	if (t)
+		drop_tree(p, t);
 	g_mutex_unlock(&p->lock);
-	rc = fs_fetch_open(mnt, f, l, uid, false, &body);
+	root = build_tree(mnt, p, f, l, &m, &lazy, &rc);
 	fs_listing_unref(l);
-	if (rc < 0)
-		return rc;
-	root = fs_parts_build(body.fd, body.offset, body.size, p->tmpdir);
-	close(body.fd);
 	if (!root)
-		return -EIO;
+		return rc;
 	g_mutex_lock(&p->lock);
 	t = g_hash_table_lookup(p->trees, &key);
 	if (t) { /* another thread was quicker */
@@ -217,7 +276,9 @@ static int lock_tree(FsMount *mnt, FsParts *p, uint32_t folder_id, uint32_t uid,
 	t = g_new0(PartsTree, 1);
 	t->key = key;
 	t->root = root;
-	t->date = date;
+	t->date = m.internaldate;
+	t->lazy = lazy;
+	t->uidvalidity = folder_uidvalidity(f, folder_id);
 	g_queue_push_head(&p->lru, t);
 	t->lru = p->lru.head;
 	g_hash_table_insert(p->trees, &t->key, t);
@@ -416,6 +477,57 @@ static void parts_releasedir(void *handle)
 	g_free(d);
 }
 
+/* Fetch a file of a tree built by section; called with p->lock held
+ * (t and it from lock_item()), returns without it. The section lands in
+ * a temp file that the item keeps; message.eml is the cached body. */
+static int fetch_lazy(FsMount *mnt, FsParts *p, PartsTree *t, PartsItem *it,
+		      const char *path, CacheBody *body)
+{
+	uint32_t folder_id = (uint32_t)(t->key >> 32), uid = (uint32_t)t->key;
+	uint32_t uidvalidity = t->uidvalidity;
+	g_autofree char *section = g_strdup(it->section);
+	int lazy = it->lazy, fd, rc;
+	FsListing *l = NULL;
+	CacheMessage m;
+	uint64_t size = 0;
+	FsFolder *f;
+
+	g_mutex_unlock(&p->lock);
+	rc = find_message(mnt, folder_id, uid, &f, &l, &m);
+	if (rc < 0)
+		return rc;
+	if (lazy == PARTS_LAZY_WHOLE) {
+		rc = fs_fetch_open(mnt, f, l, uid, false, body);
+		fs_listing_unref(l);
+		return rc == -ESTALE ? rc : rc < 0 ? -EIO : 0;
+	}
+	fs_listing_unref(l);
+	fd = fs_parts_lazy_fetch(mnt, f, uidvalidity, uid, section, p->tmpdir,
+				 &size);
+	if (fd < 0)
+		return fd == -ESTALE ? fd : -EIO;
+	rc = lock_item(mnt, p, path, &it, &t);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	if (it->fd < 0 && it->lazy == PARTS_LAZY_SECTION) {
+		if (size != it->size)
+			g_debug("UID %u section %s: %" G_GUINT64_FORMAT
+				" bytes, BINARY.SIZE said %" G_GUINT64_FORMAT,
+				uid, section, size, it->size);
+		it->fd = g_steal_fd(&fd);
+		it->size = size;
+	}
+	if (fd >= 0)
+		close(fd);
+	body->fd = it->fd >= 0 ? dup(it->fd) : -1;
+	body->offset = it->offset;
+	body->size = it->size;
+	g_mutex_unlock(&p->lock);
+	return body->fd < 0 ? -EIO : 0;
+}
+
 static int parts_open_file(FsMount *mnt, fuse_ino_t ino, CacheBody *body)
 {
 	FsParts *p = parts_of(mnt);
@@ -433,6 +545,8 @@ static int parts_open_file(FsMount *mnt, fuse_ino_t ino, CacheBody *body)
 		g_mutex_unlock(&p->lock);
 		return -EISDIR;
 	}
+	if (it->fd < 0 && it->lazy != PARTS_LAZY_NONE)
+		return fetch_lazy(mnt, p, t, it, path, body);
 	body->fd = dup(it->fd);
 	body->offset = it->offset;
 	body->size = it->size;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <glib.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "imap/parser.h"
@@ -28,7 +29,9 @@ struct ImapBodyPart {
 			      value... (names lower-case, values raw) */
 	char *encoding;    /* lower-case Content-Transfer-Encoding, or NULL */
 	uint64_t size;     /* octets of the encoded body */
-	char *disposition; /* lower-case "attachment", "inline", or NULL */
+	uint64_t binary_size;   /* decoded octets (BINARY.SIZE, RFC 3516) */
+	bool has_binary_size;   /* set by imap_fetch_structure() */
+	char *disposition;      /* lower-case "attachment", "inline", or NULL */
 	GPtrArray *disp_params; /* like params */
 	char *subject;          /* message/rfc822: the envelope's raw Subject */
 	ImapBodyPart *message; /* message/rfc822: the attached message's body */

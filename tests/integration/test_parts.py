@@ -10,7 +10,10 @@ encoding, a 1,000-deep nesting) gives a directory, never an error; an
 expunged message's directory disappears; a remount reads the parts from
 the cache with the server stopped. With the corpus present
 (../shared/corpus or $IMAPFS_CORPUS), a subset of it is checked the same
-way (all of it with IMAPFS_PARTS_CORPUS=all)."""
+way (IMAPFS_PARTS_CORPUS=N for about N messages, =all for all of it).
+Generated mail is checked again with every message fetched by section,
+and the bytes the server sends for one attachment of a 40 MB message are
+counted by a proxy."""
 
 import base64
 import email
@@ -22,10 +25,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import imapfs_harness as h  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "faults"))
+from faultproxy import FaultProxy  # noqa: E402
+
 WORD = "Grüßeimapfs"  # only ever QP-encoded ISO-8859-1 in the mail below
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)
-CORPUS_SUBSET = 1200
+CORPUS_SUBSET = 600
 MESSAGE_TYPES = ("message/rfc822", "message/news", "message/global")
 
 
@@ -378,6 +385,83 @@ def check_generated(t, dc, client, m):
                 "an unknown charset falls back to ISO-8859-1")
 
 
+BIG_ATTACHMENT = 22 << 20  # 30 MB as base64
+BIG_OTHER = 15 << 19  # 7.5 MB, 10 MB as base64
+
+
+def msg_big():
+    """A 40 MB message: an attachment of 30 MB as base64 (22 MB decoded)
+    and one of 10 MB."""
+    att = bytes((i * 7 + 3) & 0xff for i in range(256)) * (BIG_ATTACHMENT //
+                                                         256)
+    other = os.urandom(BIG_OTHER)
+    parts = [b"Content-Type: text/plain\r\n\r\nthe big one\r\n",
+             b"Content-Type: application/octet-stream\r\n"
+             b"Content-Disposition: attachment; filename=big.bin\r\n"
+             b"Content-Transfer-Encoding: base64\r\n\r\n" + b64(att),
+             b"Content-Type: application/octet-stream\r\n"
+             b"Content-Disposition: attachment; filename=other.bin\r\n"
+             b"Content-Transfer-Encoding: base64\r\n\r\n" + b64(other)]
+    return mime(HEAD + [b"Subject: Big",
+                        b"Content-Type: multipart/mixed; boundary=\"bb\""],
+                parts, b"bb"), att
+
+
+def check_by_section(t, dc, client):
+    """Generated mail by section (any size), then one attachment of a
+    40 MB message: the bytes that cross a proxy."""
+    lazy = h.Mount(dc, args=["--layout=parts"],
+                   env={"IMAPFS_PARTS_LAZY_MIN": "0"}).start()
+    view = {uid: data for uid, data in client.fetch_bodies("INBOX")}
+    problems = []
+    for uid, raw in sorted(view.items()):
+        if uid != 6:
+            check_dir(t, parts_dir(lazy, "INBOX", uid), raw,
+                      "by section, UID %d" % uid, problems)
+    t.all_ok("by section: each part equals Python's decoding", problems)
+    lazy.unmount()
+
+    proxy = FaultProxy(dc.imaps_port).start()
+    h.add_cleanup(proxy.close)
+    m = h.Mount(dc, url=dc.url("imaps", port=proxy.port),
+                args=["--layout=parts"]).start()
+    d = m.path("Big")
+    name = os.listdir(d)[0]
+    before = proxy.counters()["s2c"]
+    path = os.path.join(d, name, "big.bin")
+    size = os.stat(path).st_size
+    with open(path, "rb") as f:
+        data = f.read()
+    moved = proxy.counters()["s2c"] - before
+    h.log("# one attachment (%.1f MB as base64, %.1f MB decoded) of a "
+          "%.1f MB message: %.1f MB from the server" % (
+              BIG_ATTACHMENT * 4 / 3 / 1e6, BIG_ATTACHMENT / 1e6,
+              client_size(client) / 1e6, moved / 1e6))
+    t.equal(size, BIG_ATTACHMENT, "stat gives the decoded size first")
+    t.check(data == BIG_ATTACHMENT_DATA[0], "big.bin holds the decoded bytes")
+    t.check(BIG_ATTACHMENT <= moved < BIG_ATTACHMENT + (3 << 20),
+            "the server sent the attachment's decoded bytes, not the "
+            "whole message (%d bytes)" % moved)
+    before = proxy.counters()["s2c"]
+    with open(os.path.join(d, name, "message.eml"), "rb") as f:
+        eml = f.read()
+    t.equal(eml, client.fetch_body("Big", 1), "message.eml is the message")
+    with open(os.path.join(d, name, "other.bin"), "rb") as f:
+        f.read()
+    moved = proxy.counters()["s2c"] - before
+    t.check(moved < len(eml) + (1 << 20), "once the message is cached its "
+            "parts cost nothing more (%d bytes for message.eml and "
+            "other.bin)" % moved)
+    m.unmount()
+
+
+BIG_ATTACHMENT_DATA = []
+
+
+def client_size(client):
+    return len(client.fetch_body("Big", 1))
+
+
 def check_grep(t, m, eml_mount):
     r = h.run(["grep", "-rl", WORD, m.mountpoint], check=False, timeout=120,
               text=True)
@@ -397,8 +481,9 @@ def check_corpus(t, dc_dir):
         return
     files = sorted(os.path.join(r, f) for r, _, fs in os.walk(corpus)
                    for f in fs if f != "SOURCES.md")
-    if os.environ.get("IMAPFS_PARTS_CORPUS") != "all":
-        step = max(1, len(files) // CORPUS_SUBSET)
+    want = os.environ.get("IMAPFS_PARTS_CORPUS", str(CORPUS_SUBSET))
+    if want != "all":
+        step = max(1, len(files) // int(want))
         files = files[::step]
     dc = h.Dovecot()
     w = h.MaildirWriter(dc)
@@ -449,6 +534,9 @@ def body(t):
         w.add("INBOX", data, "", 1_700_000_000)
     w.add("Other", h.make_message("o1", "Other", 1_700_000_000,
                                   body="plain\n"))
+    big, att = msg_big()
+    BIG_ATTACHMENT_DATA.append(att)
+    w.add("Big", big, "", 1_700_000_000)
     w.finish()
     dc.start()
     client = dc.client()
@@ -461,6 +549,7 @@ def body(t):
     check_generated(t, dc, client, m)
     check_grep(t, m, eml)
     eml.unmount()
+    check_by_section(t, dc, client)
 
     # An expunged message's directory disappears.
     gone = parts_dir(m, "INBOX", 2)

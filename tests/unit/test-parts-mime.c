@@ -44,7 +44,8 @@ static void test_html(void)
 	static const struct {
 		const char *html, *want;
 	} cases[] = {
-		{ "<p>Caf&eacute; &amp; co</p><p>next</p>", "Café & co\nnext\n" },
+		{ "<p>Caf&eacute; &amp; co</p><p>next</p>",
+		  "Café & co\nnext\n" },
 		{ "a<br>b<br><br>c", "a\nb\n\nc\n" },
 		{ "<style>p{}</style><script>x<y</script>t", "t\n" },
 		{ "&#233;&#xE9;&bogus; &", "éé&bogus; &\n" },
@@ -54,8 +55,8 @@ static void test_html(void)
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-		g_autofree char *got = fs_parts_html_to_text(
-		    cases[i].html, strlen(cases[i].html));
+		g_autofree char *got =
+		    fs_parts_html_to_text(cases[i].html, strlen(cases[i].html));
 
 		g_assert_cmpstr(got, ==, cases[i].want);
 	}
