@@ -187,9 +187,9 @@ static char *part_filename(const ImapBodyPart *p)
 	GMimeContentDisposition *cd =
 	    g_mime_content_disposition_parse(NULL, disp);
 	GMimeContentType *ct = g_mime_content_type_parse(NULL, type);
-	const char *v = cd ? g_mime_content_disposition_get_parameter(
-				 cd, "filename")
-			   : NULL;
+	const char *v =
+	    cd ? g_mime_content_disposition_get_parameter(cd, "filename")
+	       : NULL;
 	char *out;
 
 	if (!v && ct)
@@ -394,9 +394,8 @@ static void add_leaves(Build *b, const ImapBodyPart *p, GPtrArray *items,
 	}
 	type = g_strdup_printf("%s/%s", p->type, p->subtype);
 	fname = part_filename(p);
-	it = fs_parts_item_add(items, used,
-			       fs_parts_file_name(fname, p->section, type),
-			       false);
+	it = fs_parts_item_add(
+	    items, used, fs_parts_file_name(fname, p->section, type), false);
 	it->lazy = PARTS_LAZY_SECTION;
 	it->section = g_strdup(p->section);
 	it->size = p->binary_size;
@@ -445,8 +444,8 @@ int fs_parts_lazy_fetch(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 			uint64_t *size)
 {
 	Job *j = NULL;
-	int fd, rc = run_job(mnt, f, uidvalidity, uid, section, true, tmpdir,
-			     &j);
+	int fd,
+	    rc = run_job(mnt, f, uidvalidity, uid, section, true, tmpdir, &j);
 
 	if (rc < 0)
 		return rc;

@@ -174,9 +174,9 @@ int imap_fetch_section(ImapConn *conn, uint32_t uid, const char *section,
 	SectionCtx ctx = { uid, item, fn, user_data, false, 0 };
 	int rc;
 
-	rc = imap_conn_command_sink(conn, sink, sink_data, section_untagged,
-				    &ctx, error, "UID FETCH %u (UID %s.PEEK[%s])",
-				    uid, kind, section);
+	rc = imap_conn_command_sink(
+	    conn, sink, sink_data, section_untagged, &ctx, error,
+	    "UID FETCH %u (UID %s.PEEK[%s])", uid, kind, section);
 	if (rc == 0 && !ctx.seen) {
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
 			    "no %s for UID %u", item, uid);

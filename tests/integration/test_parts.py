@@ -289,15 +289,17 @@ def check_dir(t, d, raw, label, problems, depth=0):
             fname = p.get_filename()
         except Exception:  # a header Python cannot parse
             fname = None
+        take = match[0]
         if fname and "\ufffd" not in fname and fname.isprintable():
             want_name = sanitised(fname)
             stem, dot, ext = want_name.rpartition(".")
-            if not any(n == want_name or (n.startswith(stem + " (") and
-                                          n.endswith(dot + ext))
-                       for n in match):
+            named = [n for n in match if n == want_name or (
+                n.startswith(stem + " (") and n.endswith(dot + ext))]
+            if not named:
                 problems.append("%s: %s not among %s" % (label, want_name,
                                                          match))
-        del left[match[0]]
+            take = (named or match)[0]
+        del left[take]
     if len(left) != split:
         problems.append("%s: files %s hold no part Python decodes" % (
             label, sorted(left)))
