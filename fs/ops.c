@@ -765,7 +765,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		reply_xattr(req, "", 0, size);
 		return;
 	case FS_INO_NONE:
-		fuse_reply_err(req, ENOENT);
+		if (ino & FS_LAYOUT_INO_BIT) /* inside a message: none */
+			reply_xattr(req, "", 0, size);
+		else
+			fuse_reply_err(req, ENOENT);
 		return;
 	}
 }
