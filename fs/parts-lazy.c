@@ -202,6 +202,22 @@ static char *part_filename(const ImapBodyPart *p)
 	return out;
 }
 
+/* The decoded disposition filename of an attached message (its type's
+ * name does not count, as in fs/parts-mime.c), or NULL. */
+static char *disposition_filename(const ImapBodyPart *p)
+{
+	g_autofree char *disp = params_header("attachment", p->disp_params);
+	GMimeContentDisposition *cd =
+	    g_mime_content_disposition_parse(NULL, disp);
+	char *out = cd ? g_strdup(g_mime_content_disposition_get_parameter(
+			     cd, "filename"))
+		       : NULL;
+
+	if (cd)
+		g_object_unref(cd);
+	return out;
+}
+
 static bool is_attachment(const ImapBodyPart *p)
 {
 	return p->disposition && strcmp(p->disposition, "attachment") == 0;
@@ -337,7 +353,7 @@ static int add_text(Build *b, const ImapBodyPart *top, GPtrArray *items,
 static void add_message(Build *b, const ImapBodyPart *p, GPtrArray *items,
 			GHashTable *used)
 {
-	g_autofree char *stem = part_filename(p);
+	g_autofree char *stem = disposition_filename(p);
 	uint64_t size = 0;
 	PartsItem *it, *tree;
 	int fd;

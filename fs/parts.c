@@ -501,17 +501,30 @@ static int fetch_lazy(FsMount *mnt, FsParts *p, PartsTree *t, PartsItem *it,
 		fs_listing_unref(l);
 		return rc == -ESTALE ? rc : rc < 0 ? -EIO : 0;
 	}
-	fs_listing_unref(l);
 	fd = fs_parts_lazy_fetch(mnt, f, uidvalidity, uid, section, p->tmpdir,
 				 &size);
-	if (fd < 0)
-		return fd == -ESTALE ? fd : -EIO;
+	if (fd == -ESTALE) {
+		fs_listing_unref(l);
+		return fd;
+	}
+	if (fd < 0) {
+		/* The server cannot decode it (Dovecot refuses BINARY of
+		 * broken base64): the whole message, cached, then the tree
+		 * is built again from it by lock_item(). */
+		rc = fs_fetch_open(mnt, f, l, uid, false, body);
+		if (rc == 0)
+			close(body->fd);
+	}
+	fs_listing_unref(l);
+	if (fd < 0 && rc < 0)
+		return rc == -ESTALE ? rc : -EIO;
 	rc = lock_item(mnt, p, path, &it, &t);
 	if (rc < 0) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return rc;
 	}
-	if (it->fd < 0 && it->lazy == PARTS_LAZY_SECTION) {
+	if (fd >= 0 && it->fd < 0 && it->lazy == PARTS_LAZY_SECTION) {
 		if (size != it->size)
 			g_debug("UID %u section %s: %" G_GUINT64_FORMAT
 				" bytes, BINARY.SIZE said %" G_GUINT64_FORMAT,
