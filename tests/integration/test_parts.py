@@ -526,6 +526,24 @@ def check_corpus(t, dc_dir):
     t.all_ok("corpus: every part equals Python's decoding", problems,
              limit=40)
     m.unmount()
+    # Many readers at once, whole and by section: every pass reads the
+    # same bytes (trees are built, evicted and rebuilt under them).
+    for lazy in ("0", None):
+        env = {"IMAPFS_PARTS_LAZY_MIN": lazy} if lazy else {}
+        m = h.Mount(dc, args=["--layout=parts"], env=env).start()
+        passes = [parallel_sums(m.path("Corpus")) for _ in range(2)]
+        t.check(passes[0] == passes[1] and len(passes[0]) > len(view),
+                "%s: two passes of 8 parallel readers read the same "
+                "bytes (%d files)" % ("by section" if lazy else "whole",
+                                      len(passes[0])))
+        t.equal(m.bug_reports(), [], "no sanitizer report or critical")
+        m.unmount()
+
+
+def parallel_sums(d):
+    r = h.run("find '%s' -type f -print0 | xargs -0 -P 8 -n 10 md5sum "
+              "| sort" % d, shell=True, timeout=900, check=False, text=True)
+    return r.stdout.splitlines()
 
 
 def body(t):
