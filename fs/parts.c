@@ -3,10 +3,14 @@
  *
  * Listing a folder costs what it costs in the eml layout: a message entry
  * is a directory made from the listing alone. Looking into it (LOOKUP
- * below it, OPENDIR) takes the message's body from the cache or fetches
- * it once, like a read in the eml layout (the same cache file: message.eml
- * is that file), and builds its tree. Trees are kept for the
- * PARTS_MAX_TREES messages used last and rebuilt from the cache after.
+ * below it, OPENDIR) builds its tree: for a message of PARTS_LAZY_MIN
+ * bytes or more that is not cached, by section (fs/parts-lazy.c: files
+ * are fetched on first read, and the tree is built again from the body
+ * once that is cached); otherwise from the body, taken from the cache or
+ * fetched once like a read in the eml layout (the same cache file:
+ * message.eml is that file). Trees are kept for the PARTS_MAX_TREES
+ * messages used last and rebuilt after. The paths table grows with every
+ * name looked up (about 100 bytes each) until the unmount.
  *
  * Inodes of files and directories inside a message carry FS_LAYOUT_INO_BIT
  * and a counter; paths maps each to "FOLDER_ID:UID/name/name" and inos
