@@ -12,6 +12,8 @@ typedef struct {
 	uint32_t uid;
 	bool
 	    size_exact; /* size is the BODY[] literal length, not RFC822.SIZE */
+	uint8_t flags;  /* CACHE_FLAG_* (cache/flags.h) */
+	uint16_t keywords; /* interned keyword set (cache/flags.h) */
 	uint64_t size;
 	int64_t internaldate; /* seconds since the epoch, UTC */
 	char *name;           /* file name shown in the mount (owned) */
@@ -22,6 +24,8 @@ typedef struct {
 	uint32_t uidnext;
 	uint32_t exists;
 	uint64_t highestmodseq; /* 0 when the server has no CONDSTORE */
+	uint32_t name_tag;      /* which name format made the names; 0 for
+				   the default (see fs/name-format.h) */
 	GArray *messages;       /* CacheMessage, sorted by uid ascending */
 } CacheFolderIndex;
 

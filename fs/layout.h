@@ -4,9 +4,12 @@
  * inode a layout makes of its own, to the mount's FsLayout. The eml layout
  * (a message is one file of raw bytes) is fs/ops.c's own code path and has
  * no hooks; a layout that shows a message as a directory sets
- * message_is_dir and the hooks below. A layout's own inodes carry
- * FS_LAYOUT_INO_BIT, which no folder or message inode has (folder ids stay
- * below 2^31), so fs_tree_resolve() answers FS_INO_NONE for them.
+ * message_is_dir and the hooks below. A layout's own inodes carry both
+ * FS_LAYOUT_INO_BITS (bits 63 and 62): no folder or message inode has bit
+ * 63 (folder ids stay below 2^31), so fs_tree_resolve() answers
+ * FS_INO_NONE for them, and the .search tree (fs/search.h), whose inodes
+ * have bit 63, keeps its node ids far below 2^30, so never bit 62;
+ * fs/ops.c asks fs_layout_owns() before fs_search_owns().
  *
  * Hooks run on FUSE worker threads, may block on the pool (bounded by its
  * timeout) and return 0 or -errno.
@@ -22,7 +25,12 @@
 #include "fs/mount.h"
 #include "fs/options.h"
 
-#define FS_LAYOUT_INO_BIT ((fuse_ino_t)1 << 63)
+#define FS_LAYOUT_INO_BITS ((fuse_ino_t)3 << 62)
+
+static inline bool fs_layout_owns(fuse_ino_t ino)
+{
+	return (ino & FS_LAYOUT_INO_BITS) == FS_LAYOUT_INO_BITS;
+}
 
 typedef struct FsLayout FsLayout;
 struct FsLayout {

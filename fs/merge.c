@@ -182,3 +182,64 @@ void fs_merge_foreach_gone(const CacheFolderIndex *old,
 		fn(user_data, m);
 	}
 }
+
+static int cmp_flags_uid(gconstpointer a, gconstpointer b)
+{
+	uint32_t x = ((const FsMergeFlags *)a)->uid;
+	uint32_t y = ((const FsMergeFlags *)b)->uid;
+
+	return x < y ? -1 : x > y;
+}
+
+guint fs_merge_flags(CacheFolderIndex *idx, GArray *updates)
+{
+	guint changed = 0, j = 0;
+
+	g_array_sort(updates, cmp_flags_uid);
+	for (guint i = 0; i < updates->len; i++) {
+		const FsMergeFlags *u =
+		    &g_array_index(updates, FsMergeFlags, i);
+		CacheMessage *m = NULL;
+
+		/* Both ascending: one walk, no search per update. */
+		while (j < idx->messages->len &&
+		       g_array_index(idx->messages, CacheMessage, j).uid <
+			   u->uid)
+			j++;
+		if (j < idx->messages->len &&
+		    g_array_index(idx->messages, CacheMessage, j).uid == u->uid)
+			m = &g_array_index(idx->messages, CacheMessage, j);
+		if (!m || (m->flags == u->flags && m->keywords == u->keywords))
+			continue;
+		m->flags = u->flags;
+		m->keywords = u->keywords;
+		changed++;
+	}
+	return changed;
+}
+
+void fs_merge_foreach_flag_change(const CacheFolderIndex *old,
+				  const CacheFolderIndex *now,
+				  FsMergeFlagsFn fn, void *user_data)
+{
+	guint j = 0;
+
+	if (old->uidvalidity != now->uidvalidity)
+		return;
+	for (guint i = 0; i < old->messages->len; i++) {
+		const CacheMessage *m =
+		    &g_array_index(old->messages, CacheMessage, i);
+		const CacheMessage *n;
+
+		while (j < now->messages->len &&
+		       g_array_index(now->messages, CacheMessage, j).uid <
+			   m->uid)
+			j++;
+		if (j >= now->messages->len)
+			return;
+		n = &g_array_index(now->messages, CacheMessage, j);
+		if (n->uid == m->uid &&
+		    (n->flags != m->flags || n->keywords != m->keywords))
+			fn(user_data, m, n);
+	}
+}

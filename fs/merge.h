@@ -56,3 +56,22 @@ typedef void (*FsMergeGoneFn)(void *user_data, const CacheMessage *m);
 void fs_merge_foreach_gone(const CacheFolderIndex *old,
 			   const CacheFolderIndex *now, FsMergeGoneFn fn,
 			   void *user_data);
+
+/* One message's flags as a resync found them (see fs_merge_flags()). */
+typedef struct {
+	uint32_t uid;
+	uint8_t flags;     /* CACHE_FLAG_*, CACHE_FLAG_KNOWN set */
+	uint16_t keywords; /* cache_keywords_intern() id */
+} FsMergeFlags;
+
+/* Set the flags of the messages of idx named in updates (any order;
+ * sorted here). Returns how many messages changed. */
+guint fs_merge_flags(CacheFolderIndex *idx, GArray *updates);
+
+/* Call fn for each message whose flags differ between old and now (same
+ * UIDVALIDITY; messages only in one of them are not reported). */
+typedef void (*FsMergeFlagsFn)(void *user_data, const CacheMessage *old,
+			       const CacheMessage *now);
+void fs_merge_foreach_flag_change(const CacheFolderIndex *old,
+				  const CacheFolderIndex *now,
+				  FsMergeFlagsFn fn, void *user_data);

@@ -42,6 +42,10 @@ typedef struct {
 
 	FsFetch *fetch; /* bodies being fetched, prefetch (fs/fetch.h) */
 
+	struct FsMeta *meta;              /* flag hooks (fs/meta.h) */
+	struct FsXattr *xattrs;           /* envelope cache (fs/xattr.h) */
+	struct FsNameFormat *name_format; /* --name-format (never NULL) */
+	struct FsSearch *search;       /* .search directories (fs/search.h) */
 	const struct FsLayout *layout; /* --layout (fs/layout.h) */
 	void *layout_data;             /* the layout's own state */
 } FsMount;

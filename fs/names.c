@@ -118,6 +118,33 @@ static void names_append_charset(GString *out, const char *charset,
 		names_append_raw(out, p, n);
 }
 
+/* Raw 8-bit text outside encoded words: the message's declared charset
+ * first (the Content-Type charset of its header), then as above (UTF-8,
+ * then windows-1252). Only charsets other than UTF-8 and latin1 change
+ * anything: for those the old reading already is the right one. */
+static void names_append_declared(GString *out, const char *charset,
+				  const char *p, size_t n)
+{
+	static const char *const plain[] = {
+		"utf-8",        "utf8",      "us-ascii",   "ascii",
+		"iso-8859-1",   "iso8859-1", "iso_8859-1", "latin1",
+		"windows-1252", "cp1252",    NULL
+	};
+	g_autofree char *conv = NULL;
+	gsize written = 0;
+	bool ascii = true;
+
+	for (size_t i = 0; i < n && ascii; i++)
+		ascii = !(p[i] & 0x80);
+	if (!ascii && charset && *charset && !names_charset_is(charset, plain))
+		conv = g_convert(p, (gssize)n, "UTF-8", charset, NULL, &written,
+				 NULL);
+	if (conv)
+		names_append_raw(out, conv, written);
+	else
+		names_append_raw(out, p, n);
+}
+
 /* ---- RFC 2047 ---- */
 
 static int names_b64_value(unsigned char c)
@@ -253,7 +280,8 @@ static bool names_is_lwsp(const char *p, size_t n)
  * mail readers do. White space between two encoded words is dropped, and the
  * bytes of adjacent words in the same charset are converted together, so a
  * character split across two words comes out whole. */
-static GString *names_decode_subject(const char *s, size_t len)
+static GString *names_decode_subject(const char *s, size_t len,
+				     const char *declared)
 {
 	GString *out = g_string_sized_new(len + 1);
 	g_autoptr(GString) group = g_string_new(NULL); /* pending word bytes */
@@ -281,7 +309,8 @@ static GString *names_decode_subject(const char *s, size_t len)
 			if (have_group)
 				names_append_charset(out, group_cs, group->str,
 						     group->len);
-			names_append_raw(out, s + raw_start, i - raw_start);
+			names_append_declared(out, declared, s + raw_start,
+					      i - raw_start);
 			have_group = false;
 		}
 		if (have_group && g_ascii_strcasecmp(group_cs, cs)) {
@@ -300,7 +329,7 @@ static GString *names_decode_subject(const char *s, size_t len)
 	}
 	if (have_group)
 		names_append_charset(out, group_cs, group->str, group->len);
-	names_append_raw(out, s + raw_start, len - raw_start);
+	names_append_declared(out, declared, s + raw_start, len - raw_start);
 	return out;
 }
 
@@ -401,17 +430,33 @@ static char *names_sanitise(const GString *in)
 	return g_string_free(out, FALSE);
 }
 
+char *fs_name_subject_part(const char *subject, size_t len, const char *charset)
+{
+	GString *decoded;
+	char *subj;
+
+	if (!subject || !len)
+		return g_strdup("");
+	decoded = names_decode_subject(subject, len, charset);
+	subj = names_sanitise(decoded);
+	g_string_free(decoded, TRUE);
+	return subj;
+}
+
+char *fs_name_text_part(const char *text)
+{
+	g_autoptr(GString) in = g_string_new(NULL);
+
+	if (text)
+		names_append_raw(in, text, strlen(text));
+	return names_sanitise(in);
+}
+
 char *fs_name_for_message(uint32_t uid, const char *subject, size_t len)
 {
-	g_autofree char *subj = NULL;
+	g_autofree char *subj = fs_name_subject_part(subject, len, NULL);
 
-	if (subject && len) {
-		GString *decoded = names_decode_subject(subject, len);
-
-		subj = names_sanitise(decoded);
-		g_string_free(decoded, TRUE);
-	}
-	if (!subj || !*subj)
+	if (!*subj)
 		return g_strdup_printf("%" G_GUINT32_FORMAT ".eml", uid);
 	return g_strdup_printf("%" G_GUINT32_FORMAT " %s.eml", uid, subj);
 }

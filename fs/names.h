@@ -19,6 +19,16 @@
  * result depends only on (uid, subject), so it is stable. g_free it. */
 char *fs_name_for_message(uint32_t uid, const char *subject, size_t len);
 
+/* The subject part of a message file name: subject decoded and sanitised,
+ * "" when nothing is left. charset (may be NULL) is the message's declared
+ * charset (its Content-Type charset), tried first for raw 8-bit bytes
+ * outside encoded words; then UTF-8, then windows-1252. g_free it. */
+char *fs_name_subject_part(const char *subject, size_t len,
+			   const char *charset);
+/* Any UTF-8 text (invalid bytes read as windows-1252) sanitised like a
+ * subject. g_free it. */
+char *fs_name_text_part(const char *text);
+
 /* Parse the UID that begins a message file name: one or more decimal digits
  * (no leading zero, fitting in 32 bits, not 0) followed by a non-digit.
  * Returns true and sets *uid on success. Cheap: used by lookup to reject

@@ -19,7 +19,9 @@
 #include "fs/fetch.h"
 #include "fs/layout.h"
 #include "fs/names.h"
+#include "fs/search.h"
 #include "fs/sync.h"
+#include "fs/xattr.h"
 
 #define MESSAGE_TIMEOUT 86400.0 /* immutable once the size is exact */
 #define DIR_TIMEOUT 10.0
@@ -186,12 +188,19 @@ static void op_destroy(void *userdata)
 	fs_sync_save_dirty(userdata);
 }
 
+/* An inode of the .search tree (fs/search.h); the layout's own inodes
+ * (fs/layout.h) share its bit 63 and are asked first. */
+static bool search_ino(fuse_ino_t ino)
+{
+	return fs_search_owns(ino) && !fs_layout_owns(ino);
+}
+
 /* Does a request on ino (of kind) go to the layout's hooks? */
 static bool layout_ino(FsMount *mnt, fuse_ino_t ino, FsInoKind kind)
 {
 	return mnt->layout->message_is_dir &&
 	       (kind == FS_INO_MESSAGE ||
-		(kind == FS_INO_NONE && (ino & FS_LAYOUT_INO_BIT)));
+		(kind == FS_INO_NONE && fs_layout_owns(ino)));
 }
 
 static void layout_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -217,6 +226,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	FsInoKind kind;
 	int rc;
 
+	if (layout_ino(mnt, parent, FS_INO_NONE)) {
+		layout_lookup(req, parent, name);
+		return;
+	}
+	if (search_ino(parent)) {
+		fs_search_lookup(req, mnt->search, parent, name);
+		return;
+	}
 	kind = fs_tree_resolve(mnt->tree, parent, &f, &folder_id, &uid);
 	if (layout_ino(mnt, parent, kind)) {
 		layout_lookup(req, parent, name);
@@ -232,6 +249,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
+	if (fs_search_lookup_dot(req, mnt->search, f, name))
+		return;
 	/* Names that cannot be messages (".hidden", "desktop.ini") never
 	 * cost a server round trip. */
 	if (!f->selectable || !fs_name_parse_uid(name, &uid)) {
@@ -270,6 +289,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 			fuse_reply_err(req, -rc);
 		else
 			fuse_reply_attr(req, &st, timeout);
+		return;
+	}
+	if (search_ino(ino)) {
+		fs_search_getattr(req, mnt->search, ino);
 		return;
 	}
 	switch (kind) {
@@ -344,6 +367,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	int rc = 0;
 
 	kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
+	if (search_ino(ino)) {
+		fs_search_opendir(req, mnt->search, ino, fi);
+		return;
+	}
 	if (layout_ino(mnt, ino, kind)) {
 		rc = mnt->layout->opendir(mnt, ino, &layout_dir);
 		if (rc < 0) {
@@ -388,6 +415,10 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 {
 	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
 
+	if (search_ino(ino)) {
+		fs_search_releasedir(req, mount_of(req)->search, fi);
+		return;
+	}
 	if (dh)
 		release_dir(mount_of(req), dh);
 	fuse_reply_err(req, 0);
@@ -481,12 +512,22 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	if (search_ino(ino)) {
+		fs_search_readdir(req, mount_of(req)->search, size, off, fi,
+				  false);
+		return;
+	}
 	readdir_common(req, size, off, fi, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
+	if (search_ino(ino)) {
+		fs_search_readdir(req, mount_of(req)->search, size, off, fi,
+				  true);
+		return;
+	}
 	readdir_common(req, size, off, fi, true);
 }
 
@@ -632,7 +673,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	CacheBody body;
 	int rc;
 
-	if ((ino & FS_LAYOUT_INO_BIT) && mnt->layout->open_file) {
+	if (fs_layout_owns(ino) && mnt->layout->open_file) {
 		rc = mnt->layout->open_file(mnt, ino, &body);
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
@@ -672,6 +713,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	reply_body(req, &body, size, off);
 }
 
+/* Only the search results are symbolic links (fs/search.c). */
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	if (search_ino(ino))
+		fs_search_readlink(req, mount_of(req)->search, ino);
+	else
+		fuse_reply_err(req, EINVAL);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs sv = { 0 };
@@ -682,95 +732,27 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* ---- extended attributes: where a file comes from ---- */
-
-static char *xattr_value(FsMount *mnt, fuse_ino_t ino, const char *name)
-{
-	FsFolder *f;
-	uint32_t folder_id = 0, uid = 0, uidvalidity = 0;
-	FsInoKind kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
-
-	if (kind == FS_INO_NONE || (!f->raw && kind == FS_INO_DIR))
-		return NULL;
-	if (strcmp(name, "user.imapfs.folder") == 0)
-		return g_strdup(f->raw);
-	if (kind != FS_INO_MESSAGE)
-		return NULL;
-	if (strcmp(name, "user.imapfs.uid") == 0)
-		return g_strdup_printf("%u", uid);
-	if (strcmp(name, "user.imapfs.uidvalidity") == 0) {
-		g_mutex_lock(&f->lock);
-		if (f->listing && f->listing->folder_id == folder_id)
-			uidvalidity = f->listing->index->uidvalidity;
-		g_mutex_unlock(&f->lock);
-		return uidvalidity ? g_strdup_printf("%u", uidvalidity) : NULL;
-	}
-	return NULL;
-}
-
-static void reply_xattr(fuse_req_t req, const char *value, size_t len,
-			size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, value, len);
-}
+/* ---- extended attributes (fs/xattr.c) ---- */
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	g_autofree char *v = NULL;
-
 	if (!mount_of(req)->xattr) {
 		/* ENOSYS makes the kernel stop asking for the whole mount:
 		 * without it ls -l costs two round trips a file. */
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	v = xattr_value(mount_of(req), ino, name);
-
-	if (!v) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	reply_xattr(req, v, strlen(v), size);
+	fs_xattr_get(req, mount_of(req), ino, name, size);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char msg_names[] = "user.imapfs.folder\0"
-					"user.imapfs.uid\0"
-					"user.imapfs.uidvalidity";
-	static const char dir_names[] = "user.imapfs.folder";
-	FsMount *mnt = mount_of(req);
-	FsFolder *f;
-	uint32_t folder_id, uid;
-
-	if (!mnt->xattr) {
+	if (!mount_of(req)->xattr) {
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	switch (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid)) {
-	case FS_INO_MESSAGE:
-		reply_xattr(req, msg_names, sizeof(msg_names), size);
-		return;
-	case FS_INO_DIR:
-		if (f->raw) {
-			reply_xattr(req, dir_names, sizeof(dir_names), size);
-			return;
-		}
-		reply_xattr(req, "", 0, size);
-		return;
-	case FS_INO_NONE:
-		if (ino & FS_LAYOUT_INO_BIT) /* inside a message: none */
-			reply_xattr(req, "", 0, size);
-		else
-			fuse_reply_err(req, ENOENT);
-		return;
-	}
+	fs_xattr_list(req, mount_of(req), ino, size);
 }
 
 const struct fuse_lowlevel_ops fs_ops = {
@@ -789,4 +771,5 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.statfs = op_statfs,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
+	.readlink = op_readlink,
 };

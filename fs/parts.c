@@ -12,7 +12,7 @@
  * messages used last and rebuilt after. The paths table grows with every
  * name looked up (about 100 bytes each) until the unmount.
  *
- * Inodes of files and directories inside a message carry FS_LAYOUT_INO_BIT
+ * Inodes of files and directories inside a message carry FS_LAYOUT_INO_BITS
  * and a counter; paths maps each to "FOLDER_ID:UID/name/name" and inos
  * back, for the life of the mount (the kernel may hold any of them), so a
  * rebuilt tree keeps its inode numbers. One mutex guards everything here;
@@ -121,7 +121,7 @@ static fuse_ino_t ino_for(FsParts *p, const char *path)
 	if (g_hash_table_lookup_extended(p->inos, path, NULL, &v))
 		return (fuse_ino_t)(uintptr_t)v;
 	key = g_new(uint64_t, 1);
-	*key = FS_LAYOUT_INO_BIT | p->next_ino++;
+	*key = FS_LAYOUT_INO_BITS | p->next_ino++;
 	copy = g_strdup(path);
 	g_hash_table_insert(p->paths, key, copy);
 	g_hash_table_insert(p->inos, copy, (gpointer)(uintptr_t)*key);
@@ -136,7 +136,7 @@ static char *path_of(FsMount *mnt, FsParts *p, fuse_ino_t ino)
 	uint64_t key = ino;
 	char *path;
 
-	if (!(ino & FS_LAYOUT_INO_BIT)) {
+	if (!fs_layout_owns(ino)) {
 		if (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid) !=
 		    FS_INO_MESSAGE)
 			return NULL;

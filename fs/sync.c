@@ -15,15 +15,27 @@
 
 #include "fs/fetch.h"
 #include "fs/layout.h"
+#include "cache/flags.h"
 #include "fs/merge.h"
+#include "fs/meta.h"
+#include "fs/name-format.h"
 #include "fs/names.h"
+#include "fs/search.h"
 #include "imap/ops.h"
 
 typedef struct {
 	char *folder;             /* raw server name */
 	CacheFolderIndex *old;    /* copy, may be NULL; read only */
 	CacheFolderIndex *result; /* new index, or NULL when unchanged */
+	GArray *flag_updates;     /* FsMergeFlags of old messages, or NULL */
+	const FsNameFormat *fmt;  /* the mount's, outlives the job */
+	bool all_flags_due;       /* may fetch every message's flags */
+	bool all_flags_done;      /* did (or listed the folder whole) */
 } SyncJob;
+
+/* Without CONDSTORE a flags check costs a FETCH of every message's flags:
+ * not on every poll, at most this often per folder. */
+#define ALL_FLAGS_INTERVAL_US (600 * G_USEC_PER_SEC)
 
 static void sync_job_free(gpointer data)
 {
@@ -32,20 +44,103 @@ static void sync_job_free(gpointer data)
 	g_free(job->folder);
 	cache_folder_index_free(job->old);
 	cache_folder_index_free(job->result);
+	if (job->flag_updates)
+		g_array_unref(job->flag_updates);
 	g_free(job);
 }
 
+/* The two sets of bits are the same (checked once, here). */
+G_STATIC_ASSERT((int)IMAP_FLAG_SEEN == (int)CACHE_FLAG_SEEN &&
+		(int)IMAP_FLAG_ANSWERED == (int)CACHE_FLAG_ANSWERED &&
+		(int)IMAP_FLAG_FLAGGED == (int)CACHE_FLAG_FLAGGED &&
+		(int)IMAP_FLAG_DRAFT == (int)CACHE_FLAG_DRAFT &&
+		(int)IMAP_FLAG_DELETED == (int)CACHE_FLAG_DELETED);
+
+static uint8_t flags_of(const ImapMessageMeta *m)
+{
+	return m->has_flags ? (uint8_t)(m->flags | CACHE_FLAG_KNOWN) : 0;
+}
+
+typedef struct {
+	GArray *msgs;
+	const FsNameFormat *fmt;
+} Collect;
+
 static void collect_meta(void *user_data, const ImapMessageMeta *m)
 {
-	GArray *msgs = user_data;
+	Collect *c = user_data;
+	FsNameFields nf = { m->uid,          m->subject, m->subject_len,
+			    m->content_type, m->from,    m->internaldate };
 	CacheMessage cm = {
 		.uid = m->uid,
 		.size = m->size,
 		.internaldate = m->internaldate,
-		.name = fs_name_for_message(m->uid, m->subject, m->subject_len),
+		.flags = flags_of(m),
+		.keywords = cache_keywords_intern(m->keywords),
+		.name = fs_name_format_message(c->fmt, &nf),
 	};
 
-	g_array_append_val(msgs, cm);
+	g_array_append_val(c->msgs, cm);
+}
+
+/* The listing fetch of the UIDs from first on into msgs, with the header
+ * fields the name format needs. */
+static int fetch_listing(ImapConn *conn, SyncJob *job, uint32_t first,
+			 GArray *msgs, GError **error)
+{
+	Collect c = { msgs, job->fmt };
+	unsigned fields =
+	    fs_name_format_uses_from(job->fmt) ? IMAP_META_FROM : 0;
+
+	return imap_fetch_meta_fields_since(conn, first, fields, collect_meta,
+					    &c, error);
+}
+
+static void collect_flags(void *user_data, const ImapMessageMeta *m)
+{
+	FsMergeFlags f = { m->uid, flags_of(m),
+			   cache_keywords_intern(m->keywords) };
+
+	g_array_append_val((GArray *)user_data, f);
+}
+
+/* The flags of the old listing's messages that changed since it was made
+ * (CONDSTORE CHANGEDSINCE), or all of them where the server cannot say. */
+static int fetch_flag_updates(ImapConn *conn, SyncJob *job,
+			      const ImapMailboxState *st, GError **error)
+{
+	const CacheFolderIndex *old = job->old;
+	uint32_t last = fs_merge_last_uid(old);
+	bool since = old->highestmodseq && st->highestmodseq &&
+		     imap_conn_modseq_caps(conn) != 0;
+	g_autofree char *set = NULL;
+
+	if (!last || (since && st->highestmodseq == old->highestmodseq) ||
+	    (!since && !job->all_flags_due))
+		return 0;
+	job->all_flags_done = !since;
+	set = g_strdup_printf("1:%u", last);
+	job->flag_updates = g_array_new(FALSE, FALSE, sizeof(FsMergeFlags));
+	return imap_fetch_flags(conn, set, since ? old->highestmodseq : 0,
+				collect_flags, job->flag_updates, error);
+}
+
+/* Flags changed though no message came or went: the old listing with
+ * them (and the new MODSEQ). */
+static void sync_flags_only(SyncJob *job, const ImapMailboxState *st)
+{
+	CacheFolderIndex *idx;
+
+	if (!job->flag_updates && st->highestmodseq == job->old->highestmodseq)
+		return;
+	idx = cache_folder_index_copy(job->old);
+	if ((job->flag_updates && fs_merge_flags(idx, job->flag_updates)) ||
+	    st->highestmodseq != idx->highestmodseq) {
+		idx->highestmodseq = st->highestmodseq;
+		job->result = idx;
+	} else {
+		cache_folder_index_free(idx);
+	}
 }
 
 /* EXAMINE the folder anew, with QRESYNC from the old listing's MODSEQ
@@ -74,11 +169,12 @@ static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	int rc;
 
 	if (st->exists > 0) {
-		rc = imap_fetch_meta_since(conn, 1, collect_meta, fresh, error);
+		rc = fetch_listing(conn, job, 1, fresh, error);
 		if (rc < 0)
 			return rc;
 	}
 	job->result = fs_merge_fresh(st, g_steal_pointer(&fresh));
+	job->all_flags_done = true;
 	return 0;
 }
 
@@ -93,8 +189,7 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	int rc;
 
 	if (st->uidnext == 0 || st->uidnext > last + 1) {
-		rc = imap_fetch_meta_since(conn, last + 1, collect_meta, fresh,
-					   error);
+		rc = fetch_listing(conn, job, last + 1, fresh, error);
 		if (rc < 0)
 			return rc;
 	}
@@ -111,10 +206,8 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	return 0;
 }
 
-static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
-			void *data, GError **error)
+static int sync_job_work(ImapConn *conn, SyncJob *job, GError **error)
 {
-	SyncJob *job = data;
 	const CacheFolderIndex *old = job->old;
 	g_autoptr(GArray) vanished = NULL;
 	ImapMailboxState st = { 0 };
@@ -125,9 +218,29 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 		return rc;
 	if (!old || old->uidvalidity != st.uidvalidity)
 		return sync_full(conn, job, &st, error);
-	if (fs_merge_unchanged(old, &st))
-		return 0; /* nothing arrived, nothing left */
-	return sync_delta(conn, job, &st, vanished, error);
+	rc = fetch_flag_updates(conn, job, &st, error);
+	if (rc < 0)
+		return rc;
+	if (fs_merge_unchanged(old, &st)) {
+		/* nothing arrived, nothing left */
+		sync_flags_only(job, &st);
+		return 0;
+	}
+	rc = sync_delta(conn, job, &st, vanished, error);
+	if (rc == 0 && job->result && job->flag_updates)
+		fs_merge_flags(job->result, job->flag_updates);
+	return rc;
+}
+
+static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
+			void *data, GError **error)
+{
+	SyncJob *job = data;
+	int rc = sync_job_work(conn, job, error);
+
+	if (job->result)
+		job->result->name_tag = fs_name_format_tag(job->fmt);
+	return rc;
 }
 
 /* Load the persisted index when the folder has no listing yet. Under
@@ -142,6 +255,11 @@ static void load_persisted(FsMount *mnt, FsFolder *f)
 	idx = cache_store_load_index(mnt->store, f->raw);
 	if (!idx)
 		return;
+	/* Names made under another --name-format: list the folder anew. */
+	if (idx->name_tag != fs_name_format_tag(mnt->name_format)) {
+		cache_folder_index_free(idx);
+		return;
+	}
 	if (cache_store_folder_id(mnt->store, f->raw, idx->uidvalidity,
 				  &folder_id) < 0) {
 		cache_folder_index_free(idx);
@@ -190,6 +308,22 @@ static void forget_vanished(FsMount *mnt, FsFolder *f,
 	Forget fg = { mnt, fs_tree_dir_ino(f) };
 
 	fs_merge_foreach_gone(old, now, forget_one, &fg);
+}
+
+typedef struct {
+	FsMount *mnt;
+	FsFolder *f;
+	uint32_t folder_id;
+} FlagNews;
+
+static void flag_changed(void *user_data, const CacheMessage *old,
+			 const CacheMessage *now)
+{
+	FlagNews *fn = user_data;
+
+	fs_meta_flags_changed(fn->mnt->meta, fn->f, fn->folder_id, now->uid,
+			      old->flags, old->keywords, now->flags,
+			      now->keywords);
 }
 
 static void save_if_dirty(FsFolder *f, void *data)
@@ -246,6 +380,10 @@ static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 	f->syncing = true;
 	job = g_new0(SyncJob, 1);
 	job->folder = g_strdup(f->raw);
+	job->fmt = mnt->name_format;
+	job->all_flags_due =
+	    f->flags_at == 0 ||
+	    g_get_monotonic_time() - f->flags_at >= ALL_FLAGS_INTERVAL_US;
 	if (f->listing)
 		job->old = cache_folder_index_copy(f->listing->index);
 	g_mutex_unlock(&f->lock);
@@ -266,6 +404,8 @@ static bool sync_end(FsFolder *f, int rc, SyncJob *job,
 	if (rc >= 0) {
 		f->synced_at = g_get_monotonic_time();
 		f->verified = true;
+		if (job->all_flags_done)
+			f->flags_at = f->synced_at;
 		*result = g_steal_pointer(&job->result);
 	}
 	have = f->listing != NULL;
@@ -348,12 +488,18 @@ static int install_listing(FsMount *mnt, FsFolder *f, CacheFolderIndex *result)
 	else
 		save_if_dirty(f, mnt);
 	if (old) {
+		FlagNews news = { mnt, f, folder_id };
+
 		if (changed)
 			forget_vanished(mnt, f, old->index, result);
+		fs_merge_foreach_flag_change(old->index, result, flag_changed,
+					     &news);
 		fs_listing_unref(old);
 	}
 	if (changed)
 		fs_inval_inode(mnt->inval, fs_tree_dir_ino(f));
+	if (changed)
+		fs_search_folder_changed(mnt->search, f);
 	return changed ? 1 : 0;
 }
 
@@ -367,6 +513,10 @@ int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 
 	if (!f->selectable)
 		return -ENOENT;
+	/* Only a user's readdir asks for IF_STALE. */
+	if (when == FS_SYNC_IF_STALE)
+		__atomic_store_n(&f->used_at, g_get_monotonic_time(),
+				 __ATOMIC_RELAXED);
 	job = sync_begin(mnt, f, when, &rc);
 	if (!job)
 		return rc;

@@ -148,17 +148,25 @@ bool imap_parse_internaldate(const char *s, int64_t *out)
 
 char *imap_extract_subject(const char *block, size_t len, size_t *out_len)
 {
+	return imap_extract_header(block, len, "Subject", out_len);
+}
+
+char *imap_extract_header(const char *block, size_t len, const char *field,
+			  size_t *out_len)
+{
 	const char *end = block + len;
 	const char *p = block;
+	size_t flen = strlen(field);
 
 	while (p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		const char *next = eol ? eol + 1 : end;
 
-		if ((size_t)(end - p) >= 8 &&
-		    g_ascii_strncasecmp(p, "Subject:", 8) == 0) {
+		if ((size_t)(end - p) > flen &&
+		    g_ascii_strncasecmp(p, field, flen) == 0 &&
+		    p[flen] == ':') {
 			GString *v = g_string_new(NULL);
-			const char *q = p + 8;
+			const char *q = p + flen + 1;
 
 			for (;;) {
 				const char *le = eol ? eol : end;
@@ -187,19 +195,82 @@ char *imap_extract_subject(const char *block, size_t len, size_t *out_len)
 
 /* ---- FETCH metadata ---- */
 
+bool imap_parse_flags(const ImapValue *v, unsigned *flags, GString *keywords)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} sys[] = {
+		{ "\\Seen", IMAP_FLAG_SEEN },
+		{ "\\Answered", IMAP_FLAG_ANSWERED },
+		{ "\\Flagged", IMAP_FLAG_FLAGGED },
+		{ "\\Draft", IMAP_FLAG_DRAFT },
+		{ "\\Deleted", IMAP_FLAG_DELETED },
+	};
+
+	*flags = 0;
+	g_string_truncate(keywords, 0);
+	if (!v || v->type != IMAP_VALUE_LIST)
+		return false;
+	for (size_t i = 0; i < v->len; i++) {
+		const ImapValue *a = &v->items[i];
+		bool known = false;
+
+		if (a->type != IMAP_VALUE_ATOM ||
+		    imap_value_is_atom(a, "\\Recent"))
+			continue;
+		for (size_t k = 0; k < G_N_ELEMENTS(sys); k++)
+			if (imap_value_is_atom(a, sys[k].name)) {
+				*flags |= sys[k].bit;
+				known = true;
+			}
+		if (known)
+			continue;
+		if (keywords->len)
+			g_string_append_c(keywords, ' ');
+		g_string_append_len(keywords, a->str, a->len);
+	}
+	return true;
+}
+
 typedef struct {
 	ImapMetaFn fn;
 	void *user_data;
+	GString *keywords;
 } MetaCtx;
+
+/* The FLAGS of a FETCH list into m (has_flags stays false without). */
+static void meta_flags(MetaCtx *ctx, const ImapValue *list, ImapMessageMeta *m)
+{
+	if (imap_parse_flags(imap_fetch_get(list, "FLAGS"), &m->flags,
+			     ctx->keywords)) {
+		m->has_flags = true;
+		m->keywords = ctx->keywords->len ? ctx->keywords->str : NULL;
+	}
+}
+
+static const ImapValue *meta_header_block(const ImapValue *list)
+{
+	for (size_t i = 0; i + 1 < list->len; i += 2) {
+		const ImapValue *key = &list->items[i];
+
+		if (key->type == IMAP_VALUE_ATOM &&
+		    g_ascii_strncasecmp(key->str, "BODY[HEADER.FIELDS", 18) ==
+			0)
+			return &list->items[i + 1];
+	}
+	return NULL;
+}
 
 static int meta_untagged(void *user_data, ImapResponse *r)
 {
 	MetaCtx *ctx = user_data;
 	const ImapValue *list, *v;
 	ImapMessageMeta m = { 0 };
-	g_autofree char *subject = NULL;
+	g_autofree char *subject = NULL, *ctype = NULL, *from = NULL;
+	size_t blen = 0, unused;
 	uint64_t n;
-	const char *s;
+	const char *s, *block;
 
 	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
 		return 0;
@@ -216,35 +287,77 @@ static int meta_untagged(void *user_data, ImapResponse *r)
 	s = imap_value_get_string(imap_fetch_get(list, "INTERNALDATE"), NULL);
 	if (!s || !imap_parse_internaldate(s, &m.internaldate))
 		m.internaldate = 0;
-	for (size_t i = 0; i + 1 < list->len; i += 2) {
-		const ImapValue *key = &list->items[i];
-		size_t blen = 0;
-		const char *block;
-
-		if (key->type != IMAP_VALUE_ATOM ||
-		    g_ascii_strncasecmp(key->str, "BODY[HEADER.FIELDS", 18) !=
-			0)
-			continue;
-		block = imap_value_get_string(&list->items[i + 1], &blen);
-		if (block)
-			subject =
-			    imap_extract_subject(block, blen, &m.subject_len);
-		break;
+	meta_flags(ctx, list, &m);
+	block = imap_value_get_string(meta_header_block(list), &blen);
+	if (block) {
+		subject =
+		    imap_extract_header(block, blen, "Subject", &m.subject_len);
+		ctype =
+		    imap_extract_header(block, blen, "Content-Type", &unused);
+		from = imap_extract_header(block, blen, "From", &m.from_len);
 	}
 	m.subject = subject;
+	m.content_type = ctype;
+	m.from = from;
 	ctx->fn(ctx->user_data, &m);
 	return 0;
+}
+
+int imap_fetch_meta_fields(ImapConn *conn, const char *uid_set, unsigned fields,
+			   ImapMetaFn fn, void *user_data, GError **error)
+{
+	g_autoptr(GString) keywords = g_string_new(NULL);
+	MetaCtx ctx = { fn, user_data, keywords };
+
+	return imap_conn_command(conn, meta_untagged, &ctx, error,
+				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
+				 "FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT "
+				 "CONTENT-TYPE%s)])",
+				 uid_set,
+				 (fields & IMAP_META_FROM) ? " FROM" : "");
 }
 
 int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
 		    void *user_data, GError **error)
 {
-	MetaCtx ctx = { fn, user_data };
+	return imap_fetch_meta_fields(conn, uid_set, 0, fn, user_data, error);
+}
 
-	return imap_conn_command(conn, meta_untagged, &ctx, error,
-				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
-				 "BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
-				 uid_set);
+static int flags_untagged(void *user_data, ImapResponse *r)
+{
+	MetaCtx *ctx = user_data;
+	const ImapValue *list;
+	ImapMessageMeta m = { 0 };
+	uint64_t n;
+
+	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+		return 0;
+	list = &r->args.items[0];
+	if (list->type != IMAP_VALUE_LIST ||
+	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &n) || n == 0 ||
+	    n > UINT32_MAX)
+		return 0;
+	m.uid = (uint32_t)n;
+	meta_flags(ctx, list, &m);
+	if (m.has_flags)
+		ctx->fn(ctx->user_data, &m);
+	return 0;
+}
+
+int imap_fetch_flags(ImapConn *conn, const char *uid_set, uint64_t modseq,
+		     ImapMetaFn fn, void *user_data, GError **error)
+{
+	g_autoptr(GString) keywords = g_string_new(NULL);
+	MetaCtx ctx = { fn, user_data, keywords };
+
+	if (modseq)
+		return imap_conn_command(
+		    conn, flags_untagged, &ctx, error,
+		    "UID FETCH %s (UID FLAGS) (CHANGEDSINCE %" G_GUINT64_FORMAT
+		    ")",
+		    uid_set, modseq);
+	return imap_conn_command(conn, flags_untagged, &ctx, error,
+				 "UID FETCH %s (UID FLAGS)", uid_set);
 }
 
 /* ---- SEARCH ---- */
@@ -567,13 +680,22 @@ static void since_meta(void *user_data, const ImapMessageMeta *m)
 		ctx->fn(ctx->user_data, m);
 }
 
-int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
-			  void *user_data, GError **error)
+int imap_fetch_meta_fields_since(ImapConn *conn, uint32_t first,
+				 unsigned fields, ImapMetaFn fn,
+				 void *user_data, GError **error)
 {
 	g_autofree char *set = g_strdup_printf("%u:*", first);
 	SinceCtx ctx = { first, fn, user_data };
 
-	return imap_fetch_meta(conn, set, since_meta, &ctx, error);
+	return imap_fetch_meta_fields(conn, set, fields, since_meta, &ctx,
+				      error);
+}
+
+int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
+			  void *user_data, GError **error)
+{
+	return imap_fetch_meta_fields_since(conn, first, 0, fn, user_data,
+					    error);
 }
 
 char *imap_uid_set(const GArray *uids)
@@ -596,4 +718,47 @@ char *imap_uid_set(const GArray *uids)
 		i = j;
 	}
 	return g_string_free(s, FALSE);
+}
+
+/* ---- FETCH ENVELOPE ---- */
+
+typedef struct {
+	uint32_t uid;
+	ImapEnvelope *env;
+} EnvelopeCtx;
+
+static int envelope_untagged(void *user_data, ImapResponse *r)
+{
+	EnvelopeCtx *ctx = user_data;
+	const ImapValue *list;
+	uint64_t uid;
+
+	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+		return 0;
+	list = &r->args.items[0];
+	if (list->type != IMAP_VALUE_LIST ||
+	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &uid) ||
+	    uid != ctx->uid || ctx->env)
+		return 0;
+	ctx->env = imap_envelope_parse(list);
+	return 0;
+}
+
+int imap_fetch_envelope(ImapConn *conn, uint32_t uid, ImapEnvelope **out,
+			GError **error)
+{
+	EnvelopeCtx ctx = { uid, NULL };
+	bool gmail = imap_conn_has_cap(conn, "X-GM-EXT-1");
+	int rc;
+
+	rc = imap_conn_command(conn, envelope_untagged, &ctx, error,
+			       "UID FETCH %u (UID ENVELOPE%s)", uid,
+			       gmail ? " X-GM-LABELS X-GM-MSGID X-GM-THRID"
+				     : "");
+	if (rc < 0) {
+		imap_envelope_free(ctx.env);
+		ctx.env = NULL;
+	}
+	*out = ctx.env;
+	return rc;
 }

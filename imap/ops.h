@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "imap/conn.h"
+#include "imap/envelope.h"
 
 enum {
 	IMAP_MAILBOX_NOSELECT = 1 << 0,
@@ -23,20 +24,58 @@ typedef void (*ImapMailboxFn)(void *user_data, const char *name, char delimiter,
 int imap_list_mailboxes(ImapConn *conn, ImapMailboxFn fn, void *user_data,
 			GError **error);
 
+/* System flags of a FETCH FLAGS answer, as bits. */
+enum {
+	IMAP_FLAG_SEEN = 1 << 0,
+	IMAP_FLAG_ANSWERED = 1 << 1,
+	IMAP_FLAG_FLAGGED = 1 << 2,
+	IMAP_FLAG_DRAFT = 1 << 3,
+	IMAP_FLAG_DELETED = 1 << 4,
+};
+
 typedef struct {
 	uint32_t uid;
 	uint64_t size;        /* RFC822.SIZE: a hint */
 	int64_t internaldate; /* seconds since the epoch */
 	const char *subject;  /* unfolded raw Subject value or NULL */
 	size_t subject_len;
+	/* FLAGS: has_flags says whether the answer carried them; keywords
+	 * are the other flags, space-separated as the server spelled them
+	 * (NULL for none; \Recent is left out: it is per session). */
+	bool has_flags;
+	unsigned flags; /* IMAP_FLAG_* */
+	const char *keywords;
+	const char *content_type; /* unfolded raw Content-Type value or NULL */
+	const char *from;         /* with IMAP_META_FROM: raw From or NULL */
+	size_t from_len;
 } ImapMessageMeta;
 
 typedef void (*ImapMetaFn)(void *user_data, const ImapMessageMeta *meta);
 
-/* UID FETCH uid_set (UID RFC822.SIZE INTERNALDATE
- * BODY.PEEK[HEADER.FIELDS (SUBJECT)]) on the selected mailbox. */
+/* Optional header fields of the listing fetch. */
+enum {
+	IMAP_META_FROM = 1 << 0,
+};
+
+/* UID FETCH uid_set (UID RFC822.SIZE INTERNALDATE FLAGS
+ * BODY.PEEK[HEADER.FIELDS (SUBJECT CONTENT-TYPE)]) on the selected
+ * mailbox. */
 int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
 		    void *user_data, GError **error);
+/* The same with optional fields (IMAP_META_*) added to HEADER.FIELDS. */
+int imap_fetch_meta_fields(ImapConn *conn, const char *uid_set, unsigned fields,
+			   ImapMetaFn fn, void *user_data, GError **error);
+
+/* UID FETCH uid_set (UID FLAGS), with (CHANGEDSINCE modseq) when modseq
+ * is not 0 (needs CONDSTORE). fn gets uid and the flag fields of meta
+ * only. */
+int imap_fetch_flags(ImapConn *conn, const char *uid_set, uint64_t modseq,
+		     ImapMetaFn fn, void *user_data, GError **error);
+
+/* The flags of a FLAGS list into *flags (IMAP_FLAG_*) and keywords (the
+ * others but \Recent, space-separated; truncated first). False when v is
+ * not a list. */
+bool imap_parse_flags(const ImapValue *v, unsigned *flags, GString *keywords);
 
 /* All UIDs of the selected mailbox, ascending (UID SEARCH ALL, or ESEARCH
  * when offered, so that the answer stays compact). */
@@ -86,6 +125,9 @@ bool imap_parse_internaldate(const char *s, int64_t *out);
 /* From a "Subject: ..." header block, the unfolded value (g_free), or NULL
  * when there is no Subject field. */
 char *imap_extract_subject(const char *block, size_t len, size_t *out_len);
+/* The same for any field name ("From", "Content-Type"). */
+char *imap_extract_header(const char *block, size_t len, const char *field,
+			  size_t *out_len);
 
 /* ---- helpers for the watcher and for resyncs ---- */
 
@@ -109,6 +151,16 @@ int imap_examine_resync(ImapConn *conn, const char *mailbox,
  * even when it is below n. */
 int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,
 			  void *user_data, GError **error);
+/* The same with optional fields (IMAP_META_*). */
+int imap_fetch_meta_fields_since(ImapConn *conn, uint32_t first,
+				 unsigned fields, ImapMetaFn fn,
+				 void *user_data, GError **error);
 
 /* The sequence set "5,7:9,12" of uids (ascending). g_free the result. */
 char *imap_uid_set(const GArray *uids);
+
+/* UID FETCH uid (UID ENVELOPE), plus X-GM-LABELS X-GM-MSGID X-GM-THRID
+ * when the server offers X-GM-EXT-1: no body. *out is NULL (and 0
+ * returned) when the server sent no ENVELOPE for uid (expunged). */
+int imap_fetch_envelope(ImapConn *conn, uint32_t uid, ImapEnvelope **out,
+			GError **error);

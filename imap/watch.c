@@ -1,6 +1,6 @@
 /* imap/watch.c: the watcher's protocol: arming NOTIFY or EXAMINE INBOX,
- * keeping IDLE up, and turning untagged STATUS, LIST, EXISTS, EXPUNGE and
- * VANISHED responses into typed events.
+ * keeping IDLE up, and turning untagged STATUS, LIST, EXISTS, EXPUNGE,
+ * VANISHED and FETCH (flags) responses into typed events.
  *
  * Ownership: an ImapWatch owns its connection. No locking: one thread
  * drives a watch. Invariant: idling is true exactly while an IDLE this
@@ -103,6 +103,13 @@ static int watch_untagged(void *user_data, ImapResponse *r)
 	} else if (strcmp(r->name, "EXPUNGE") == 0 ||
 		   strcmp(r->name, "VANISHED") == 0) {
 		expunge_event(w, r);
+	} else if (strcmp(r->name, "FETCH") == 0) {
+		/* FLAGS of a message in the folder IDLE watches: another
+		 * client changed them. */
+		ImapWatchEvent ev = { .kind = IMAP_WATCH_FOLDER_CHANGED,
+				      .folder = IMAP_WATCH_MAILBOX };
+
+		w->fn(w->user_data, &ev);
 	}
 	return 0;
 }
@@ -125,7 +132,8 @@ int imap_watch_start(ImapConn *conn, ImapWatchFn fn, void *user_data,
 	if (imap_conn_has_cap(conn, "NOTIFY"))
 		rc = imap_conn_command(conn, watch_untagged, w, error,
 				       "NOTIFY SET (personal (MessageNew "
-				       "MessageExpunge MailboxName))");
+				       "MessageExpunge FlagChange "
+				       "MailboxName))");
 	else
 		rc = imap_conn_examine(conn, IMAP_WATCH_MAILBOX, NULL, error);
 	if (rc < 0) {

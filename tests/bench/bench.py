@@ -37,7 +37,7 @@ Two rows without a target help to read the others: grep -r and ls -l a
 second time on the same mount (kernel caches warm: FUSE overhead alone).
 
 Targets are the TARGETS table below; "met" compares the median ratio.
-Options: --figures grep,ls,rss,bytes,resync,mbsync (a subset), --large N,
+Options: --figures grep,ls,rss,bytes,resync,mbsync,xattr (a subset), --large N,
 --corpus DIR, --imapfs-arg=ARG (repeatable, e.g. --imapfs-arg=-o
 --imapfs-arg=max_read=131072), --results FILE (append the report as
 Markdown), -v (tracebacks).
@@ -124,6 +124,12 @@ FIGURES = {
                     "cold listing of R"),
     "resync_changed": ("remount resync of R, 100 new + 100 gone", "B",
                        "cold listing of R"),
+    "xattr_ls": ("ls -l L after remount, --xattr (s)", "s",
+                 "same without --xattr"),
+    "xattr_ls_again": ("ls -l L again, same mount, --xattr (s)", "s",
+                       "same without --xattr"),
+    "xattr_grep": ("warm grep -r C, --xattr (s)", "s",
+                   "same without --xattr"),
 }
 # Peak RSS budget after listing L: a fixed part plus a part per message.
 HWM_FIXED_KIB = 16 * KiB
@@ -360,8 +366,9 @@ class RawImap:
 
 
 BODY_ITEMS = "BODY.PEEK[]"
-LIST_ITEMS = ("(UID RFC822.SIZE INTERNALDATE "
-              "BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+# What the daemon's listing fetch asks for (imap/ops.c imap_fetch_meta).
+LIST_ITEMS = ("(UID RFC822.SIZE INTERNALDATE FLAGS "
+              "BODY.PEEK[HEADER.FIELDS (SUBJECT CONTENT-TYPE)])")
 
 
 def raw_pass(dc, folders, items):
@@ -761,6 +768,9 @@ class Bench:
             self.step(("bytes_ideal", "bytes_budget"), self.run_bytes)
         if self.r_count and "resync" in f:
             self.step(("resync_same", "resync_changed"), self.run_resync)
+        if self.l_count and self.c_folders and "xattr" in f:
+            self.step(("xattr_ls", "xattr_ls_again", "xattr_grep"),
+                      self.run_xattr)
 
     def wait_quiet(self, proxy, quiet=1.0, limit=60):
         """Bytes counted once nothing arrived for quiet seconds."""
@@ -948,6 +958,34 @@ class Bench:
             self.fig("hwm").add(hwm, budget)
         self.discard(cache)
 
+    def run_xattr(self):
+        """What --xattr costs: the kernel then asks for security and ACL
+        attributes of every file that ls -l and grep touch. Same cache,
+        with and without, in this run."""
+        cache = self.fresh_cache("xattr")
+        m = self.mount(cache)
+        try:
+            self.ls_mount(m)
+            self.grep_mount(m)
+        finally:
+            self.unmount(m, "xattr fill")
+        got = {}
+        for label, extra in (("off", []), ("on", ["--xattr"])):
+            m = h.Mount(self.dc, cache_dir=cache,
+                        args=self.imapfs_args + extra).start(timeout=120)
+            try:
+                got[label] = (self.ls_mount(m), self.ls_mount(m),
+                              self.grep_mount(m))
+            finally:
+                self.unmount(m, "xattr " + label)
+        log("# ls -l L after remount / again / warm grep -r C: without "
+            "--xattr %.3f / %.3f / %.3f s, with %.3f / %.3f / %.3f s" % (
+                got["off"] + got["on"]))
+        for i, key in enumerate(("xattr_ls", "xattr_ls_again",
+                                 "xattr_grep")):
+            self.fig(key).add(got["on"][i], got["off"][i])
+        self.discard(cache)
+
     def run_rss(self):
         cache = self.fresh_cache("rss")
         m = self.mount(cache)
@@ -1059,7 +1097,8 @@ class Bench:
                  "again_grep", "cold_ls", "remount_ls_raw",
                  "remount_ls_cold", "remount_ls_local", "again_ls", "hwm", "rss_growth",
                  "bytes_ideal", "bytes_budget", "resync_same",
-                 "resync_changed"]
+                 "resync_changed", "xattr_ls", "xattr_ls_again",
+                 "xattr_grep"]
         rows = []
         for key in order:
             fg = self.figures.get(key)
@@ -1180,9 +1219,10 @@ def main(argv=None):
                    os.path.normpath(os.path.join(SOURCE_ROOT, "..", "shared",
                                                  "corpus")),
                    help="corpus directory for workload C")
-    p.add_argument("--figures", default="grep,ls,rss,bytes,resync,mbsync",
+    p.add_argument("--figures",
+                   default="grep,ls,rss,bytes,resync,mbsync,xattr",
                    help="comma-separated subset of grep,ls,rss,bytes,resync,"
-                   "mbsync")
+                   "mbsync,xattr")
     p.add_argument("--imapfs-arg", action="append", metavar="ARG",
                    help="extra daemon argument (repeatable), e.g. "
                    "--imapfs-arg=--connections=8")

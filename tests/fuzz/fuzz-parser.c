@@ -7,9 +7,12 @@
  * reset and parsing resumes one byte further). Every response is freed and
  * every sink must be released.
  *
+ * The ENVELOPE reader (imap/envelope.c) runs on every list that comes out.
+ *
  * Built by meson with -Dfuzzing=true (CC=clang); tests/fuzz/run.sh does it
  * and runs it on tests/fuzz/corpus-parser.
  */
+#include "imap/envelope.h"
 #include "imap/parser.h"
 
 #include <stdio.h>
@@ -122,6 +125,8 @@ static void dump_response(GString *g, const ImapResponse *r)
 		(void)imap_value_get_string(v, &len);
 		(void)imap_fetch_get(v, "UID");
 		(void)imap_value_is_atom(v, "NIL");
+		/* ENVELOPE and Gmail items of a FETCH (imap/envelope.c) */
+		imap_envelope_free(imap_envelope_parse(v));
 	}
 }
 

@@ -1,5 +1,6 @@
 /* Unit tests for cache/index.c: round trips, exact layout, and that every
  * damaged buffer decodes to an error. */
+#include "cache/flags.h"
 #include "cache/index.h"
 
 #include <string.h>
@@ -41,7 +42,11 @@ static void set_le32(uint8_t *p, uint32_t v)
 static void add_msg(CacheFolderIndex *idx, uint32_t uid, bool exact,
 		    uint64_t size, int64_t date, const char *name)
 {
-	CacheMessage m = { uid, exact, size, date, g_strdup(name) };
+	CacheMessage m = { .uid = uid,
+			   .size_exact = exact,
+			   .size = size,
+			   .internaldate = date,
+			   .name = g_strdup(name) };
 
 	g_array_append_val(idx->messages, m);
 }
@@ -53,6 +58,7 @@ static void assert_index_equal(const CacheFolderIndex *a,
 	g_assert_cmpuint(a->uidnext, ==, b->uidnext);
 	g_assert_cmpuint(a->exists, ==, b->exists);
 	g_assert_cmpuint(a->highestmodseq, ==, b->highestmodseq);
+	g_assert_cmpuint(a->name_tag, ==, b->name_tag);
 	g_assert_cmpuint(a->messages->len, ==, b->messages->len);
 	for (guint i = 0; i < a->messages->len; i++) {
 		CacheMessage *x = &g_array_index(a->messages, CacheMessage, i);
@@ -63,6 +69,8 @@ static void assert_index_equal(const CacheFolderIndex *a,
 		g_assert_cmpuint(x->size, ==, y->size);
 		g_assert_cmpint(x->internaldate, ==, y->internaldate);
 		g_assert_cmpstr(x->name, ==, y->name);
+		g_assert_cmpuint(x->flags, ==, y->flags);
+		g_assert_cmpuint(x->keywords, ==, y->keywords);
 	}
 }
 
@@ -112,10 +120,10 @@ static void test_empty(void)
 	check_round_trip(idx);
 	enc = cache_folder_index_encode(idx);
 	p = g_bytes_get_data(enc, &len);
-	/* magic, version, 3 x u32, u64, count, crc */
-	g_assert_cmpuint(len, ==, 8 + 4 + 12 + 8 + 4 + 4);
+	/* magic, version, 3 x u32, u64, count, name tag, keyword count, crc */
+	g_assert_cmpuint(len, ==, 8 + 4 + 12 + 8 + 4 + 4 + 4 + 4);
 	g_assert_cmpmem(p, 8, "IMFSIDX1", 8);
-	g_assert_cmpuint(le32(p + 8), ==, 1);
+	g_assert_cmpuint(le32(p + 8), ==, 2);
 	g_assert_cmpuint(le32(p + 12), ==, 1);
 	g_assert_cmpuint(le32(p + 16), ==, 2);
 	g_assert_cmpuint(le32(p + 32), ==, 0);
@@ -139,11 +147,11 @@ static void test_one(void)
 	check_round_trip(idx);
 	enc = cache_folder_index_encode(idx);
 	p = g_bytes_get_data(enc, &len);
-	g_assert_cmpuint(len, ==, 40 + 25 + strlen(name));
-	g_assert_cmpuint(le32(p + 36), ==, UINT32_MAX); /* uid */
-	g_assert_cmpuint(p[40], ==, 1);                 /* size_exact */
-	g_assert_cmpuint(le32(p + 57), ==, strlen(name));
-	g_assert_cmpmem(p + 61, strlen(name), name, strlen(name));
+	g_assert_cmpuint(len, ==, 48 + 28 + strlen(name));
+	g_assert_cmpuint(le32(p + 44), ==, UINT32_MAX); /* uid */
+	g_assert_cmpuint(p[48], ==, 1);                 /* size_exact */
+	g_assert_cmpuint(le32(p + 68), ==, strlen(name));
+	g_assert_cmpmem(p + 72, strlen(name), name, strlen(name));
 	cache_folder_index_free(idx);
 }
 
@@ -243,7 +251,7 @@ static void test_null_name(void)
 	CacheFolderIndex *idx = cache_folder_index_new();
 	g_autoptr(GBytes) enc = NULL;
 	CacheFolderIndex *dec;
-	CacheMessage m = { 5, false, 1, 1, NULL };
+	CacheMessage m = { .uid = 5, .size = 1, .internaldate = 1 };
 
 	g_array_append_val(idx->messages, m);
 	enc = cache_folder_index_encode(idx);
@@ -344,9 +352,9 @@ static void test_index_forged(void)
 	g_autoptr(GBytes) enc = cache_folder_index_encode(idx);
 	size_t len;
 	const uint8_t *orig = g_bytes_get_data(enc, &len);
-	/* Record 0 starts at 36: uid, flags @40, size, date, len @57, name @61;
-	 * record 1 starts at 61 + strlen(name0). */
-	size_t rec1 = 61 + strlen("3 Re- quarterly.eml");
+	/* Record 0 starts at 44: uid, flags @48, size, date, len @68, name @72;
+	 * record 1 starts at 72 + strlen(name0). */
+	size_t rec1 = 72 + strlen("3 Re- quarterly.eml");
 	uint8_t *p;
 
 	p = g_memdup2(orig, len);
@@ -356,9 +364,9 @@ static void test_index_forged(void)
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	set_le32(p + 8, 2);
+	set_le32(p + 8, 3);
 	fix_crc(p, len);
-	expect_error(decode_index, p, len, "*version 2*");
+	expect_error(decode_index, p, len, "*version 3*");
 	g_free(p);
 
 	p = g_memdup2(orig, len);
@@ -378,9 +386,9 @@ static void test_index_forged(void)
 	expect_error(decode_index, p, len, "*count*");
 	g_free(p);
 
-	/* The smallest count the bound refuses: records are >= 25 bytes. */
+	/* The smallest count the bound refuses: records are >= 28 bytes. */
 	p = g_memdup2(orig, len);
-	set_le32(p + 32, (uint32_t)((len - 40) / 25 + 1));
+	set_le32(p + 32, (uint32_t)((len - 48) / 28 + 1));
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*count*");
 	g_free(p);
@@ -405,25 +413,25 @@ static void test_index_forged(void)
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	set_le32(p + 36, 0); /* uid 0 */
+	set_le32(p + 44, 0); /* uid 0 */
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*ascending*");
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	p[40] = 3;
+	p[48] = 3;
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*flags*");
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	p[62] = '\0';
+	p[73] = '\0';
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*NUL*");
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	set_le32(p + 57, UINT32_MAX);
+	set_le32(p + 68, UINT32_MAX);
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*truncated*");
 	g_free(p);
@@ -434,6 +442,80 @@ static void test_index_forged(void)
 	g_free(p);
 
 	cache_folder_index_free(idx);
+}
+
+/* Flags and keywords survive the round trip; a keyword set shared by
+ * several messages is stored once. */
+static void test_flags(void)
+{
+	CacheFolderIndex *idx = small_index();
+	uint16_t kw = cache_keywords_intern("$Label1 $Junk");
+	g_autoptr(GBytes) enc = NULL;
+	g_autofree char *s = NULL;
+	CacheMessage *m = NULL;
+	size_t len;
+	const uint8_t *p;
+
+	for (guint i = 0; i < idx->messages->len; i++) {
+		m = &g_array_index(idx->messages, CacheMessage, i);
+		m->flags = CACHE_FLAG_KNOWN | (i ? CACHE_FLAG_SEEN : 0);
+		m->keywords = i ? kw : CACHE_KEYWORDS_NONE;
+	}
+	m->flags |= CACHE_FLAG_FLAGGED | CACHE_FLAG_DELETED;
+	idx->name_tag = 7;
+	check_round_trip(idx);
+	enc = cache_folder_index_encode(idx);
+	p = g_bytes_get_data(enc, &len);
+	g_assert_cmpuint(le32(p + 36), ==, 7); /* name tag */
+	g_assert_cmpuint(le32(p + 40), ==, 1); /* one keyword string */
+	g_assert_cmpuint(le32(p + 44), ==, strlen("$Label1 $Junk"));
+	s = cache_flags_to_string(m->flags, m->keywords);
+	g_assert_cmpstr(s, ==, "\\Seen \\Flagged \\Deleted $Label1 $Junk");
+	g_clear_pointer(&s, g_free);
+	s = cache_flags_to_string(CACHE_FLAG_KNOWN, CACHE_KEYWORDS_NONE);
+	g_assert_cmpstr(s, ==, "");
+	g_assert_cmpuint(cache_keywords_intern("$Label1 $Junk"), ==, kw);
+	g_assert_cmpuint(cache_keywords_intern(""), ==, CACHE_KEYWORDS_NONE);
+	cache_folder_index_free(idx);
+}
+
+/* A version 1 index (no flags) still decodes: flags unknown and MODSEQ 0
+ * so that the next resync fetches them. */
+static void test_version1(void)
+{
+	static const char name[] = "3 Hi.eml";
+	GByteArray *b = g_byte_array_new();
+	g_autoptr(GError) err = NULL;
+	CacheFolderIndex *dec;
+	uint8_t u[8];
+
+#define PUT32(v) (set_le32(u, (v)), g_byte_array_append(b, u, 4))
+	g_byte_array_append(b, (const guint8 *)"IMFSIDX1", 8);
+	PUT32(1);                      /* version */
+	PUT32(77), PUT32(4), PUT32(1); /* uidvalidity uidnext exists */
+	PUT32(9), PUT32(0);            /* highestmodseq */
+	PUT32(1);                      /* count */
+	PUT32(3);                      /* uid */
+	g_byte_array_append(b, (const guint8 *)"\1", 1); /* size_exact */
+	PUT32(100), PUT32(0);                            /* size */
+	PUT32(1700000000), PUT32(0);                     /* date */
+	PUT32(strlen(name));
+	g_byte_array_append(b, (const guint8 *)name, strlen(name));
+	PUT32(ref_crc32(b->data, b->len));
+#undef PUT32
+	dec = cache_folder_index_decode(b->data, b->len, &err);
+	g_assert_no_error(err);
+	g_assert_cmpuint(dec->uidvalidity, ==, 77);
+	g_assert_cmpuint(dec->highestmodseq, ==, 0);
+	g_assert_cmpuint(dec->messages->len, ==, 1);
+	g_assert_cmpstr(g_array_index(dec->messages, CacheMessage, 0).name, ==,
+			name);
+	g_assert_cmpuint(g_array_index(dec->messages, CacheMessage, 0).flags,
+			 ==, 0);
+	g_assert_cmpuint(g_array_index(dec->messages, CacheMessage, 0).size, ==,
+			 100);
+	cache_folder_index_free(dec);
+	g_byte_array_unref(b);
 }
 
 static GPtrArray *sample_list(void)
@@ -565,6 +647,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/cache-index/unsorted-encode", test_unsorted_encode);
 	g_test_add_func("/cache-index/damage", test_index_damage);
 	g_test_add_func("/cache-index/forged", test_index_forged);
+	g_test_add_func("/cache-index/flags", test_flags);
+	g_test_add_func("/cache-index/version1", test_version1);
 	g_test_add_func("/cache-list/round-trip", test_list_round_trip);
 	g_test_add_func("/cache-list/damage", test_list_damage);
 	return g_test_run();

@@ -285,6 +285,50 @@ static void test_random(void)
 	g_rand_free(rand);
 }
 
+static void collect_flag_change(void *user_data, const CacheMessage *old,
+				const CacheMessage *now)
+{
+	g_assert_cmpuint(old->uid, ==, now->uid);
+	g_array_append_val((GArray *)user_data, now->uid);
+}
+
+/* Flag updates (any order, some for UIDs not listed) land on their
+ * messages; the changes are reported message by message. */
+static void test_flags(void)
+{
+	static const uint32_t uids[] = { 2, 5, 9, 12, 0 };
+	CacheFolderIndex *old = listing_of(7, 13, uids);
+	CacheFolderIndex *now = cache_folder_index_copy(old);
+	g_autoptr(GArray) up = g_array_new(FALSE, FALSE, sizeof(FsMergeFlags));
+	g_autoptr(GArray) seen = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+	FsMergeFlags f[] = {
+		{ 12, 0x81, 3 }, /* changed */
+		{ 3, 0x81, 0 },  /* not listed */
+		{ 2, 0x00, 0 },  /* same as before */
+		{ 9, 0x85, 0 },  /* changed */
+		{ 99, 0x81, 0 }, /* not listed */
+	};
+
+	g_array_append_vals(up, f, G_N_ELEMENTS(f));
+	g_assert_cmpuint(fs_merge_flags(now, up), ==, 2);
+	g_assert_cmpuint(cache_folder_index_find(now, 12)->flags, ==, 0x81);
+	g_assert_cmpuint(cache_folder_index_find(now, 12)->keywords, ==, 3);
+	g_assert_cmpuint(cache_folder_index_find(now, 9)->flags, ==, 0x85);
+	g_assert_cmpuint(cache_folder_index_find(now, 5)->flags, ==, 0);
+	g_assert_null(cache_folder_index_find(now, 3));
+	fs_merge_foreach_flag_change(old, now, collect_flag_change, seen);
+	g_assert_cmpuint(seen->len, ==, 2);
+	g_assert_cmpuint(g_array_index(seen, uint32_t, 0), ==, 9);
+	g_assert_cmpuint(g_array_index(seen, uint32_t, 1), ==, 12);
+	/* Another UIDVALIDITY: nothing to compare. */
+	g_array_set_size(seen, 0);
+	now->uidvalidity = 8;
+	fs_merge_foreach_flag_change(old, now, collect_flag_change, seen);
+	g_assert_cmpuint(seen->len, ==, 0);
+	cache_folder_index_free(old);
+	cache_folder_index_free(now);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -298,5 +342,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/merge/same-uids", test_same_uids);
 	g_test_add_func("/merge/gone", test_gone);
 	g_test_add_func("/merge/random", test_random);
+	g_test_add_func("/merge/flags", test_flags);
 	return g_test_run();
 }
