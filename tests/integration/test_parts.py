@@ -569,6 +569,12 @@ def body(t):
     check_generated(t, dc, client, m)
     check_grep(t, m, eml)
     eml.unmount()
+    # .search links lead to the message directories.
+    q = m.path("INBOX", ".search", "SUBJECT Forward")
+    links = os.listdir(q)
+    t.check(len(links) == 1 and os.path.isdir(os.path.join(q, links[0]))
+            and os.path.isfile(os.path.join(q, links[0], "message.eml")),
+            ".search links to the message directory", links)
     check_by_section(t, dc, client)
 
     # An expunged message's directory disappears.
