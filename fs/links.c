@@ -12,7 +12,7 @@
 #include "fs/links.h"
 
 typedef struct {
-	uint64_t key; /* gid folded to 62 bits, never 0 */
+	uint64_t key; /* gid folded to 61 bits, never 0 */
 	uint64_t home[2];
 	uint32_t nlink;
 } Link;
@@ -24,7 +24,7 @@ struct FsLinks {
 
 static uint64_t fold(uint64_t gid)
 {
-	uint64_t k = gid & ~FS_LINKS_INO_BITS;
+	uint64_t k = gid & ~FS_LINKS_INO_MASK;
 
 	return k ? k : 1;
 }
@@ -50,7 +50,7 @@ void fs_links_free(FsLinks *links)
 
 fuse_ino_t fs_links_ino(uint64_t gid)
 {
-	return (fuse_ino_t)(FS_LINKS_INO_BITS | fold(gid));
+	return (fuse_ino_t)(FS_LINKS_INO_TAG | fold(gid));
 }
 
 static Link *find(FsLinks *links, uint64_t gid)
@@ -157,7 +157,7 @@ void fs_links_replace(FsLinks *links, uint32_t old_id,
 bool fs_links_resolve(FsLinks *links, fuse_ino_t ino, uint32_t *folder_id,
 		      uint32_t *uid)
 {
-	uint64_t k = ino & ~FS_LINKS_INO_BITS, loc = 0;
+	uint64_t k = ino & ~FS_LINKS_INO_MASK, loc = 0;
 	Link *l;
 
 	g_mutex_lock(&links->lock);

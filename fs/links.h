@@ -2,8 +2,9 @@
  * folders (Gmail labels, Cyrus EMAILID): hard links.
  *
  * A message whose listing carries a global id (CacheMessage.gid) gets the
- * inode FS_LINKS_INO_BITS | (gid folded to 62 bits) instead of (folder
- * id, UID): bits 63 and 62 both set (bit 63 alone is fs/search.c's);
+ * inode FS_LINKS_INO_TAG | (gid folded to 61 bits) instead of (folder
+ * id, UID): the top three bits are 110 (10 is fs/search.c's, 111 the
+ * layout's own inodes, fs/layout.h);
  * st_nlink counts the loaded folders that hold it. Reads of that
  * inode go to one "home" instance (the first folder loaded that holds it),
  * so its body is fetched and cached once whatever the folder it is read
@@ -18,7 +19,8 @@
 
 #include "cache/index.h"
 
-#define FS_LINKS_INO_BITS (UINT64_C(3) << 62)
+#define FS_LINKS_INO_MASK (UINT64_C(7) << 61)
+#define FS_LINKS_INO_TAG (UINT64_C(6) << 61)
 
 typedef struct FsLinks FsLinks;
 
@@ -29,7 +31,7 @@ void fs_links_free(FsLinks *links);
 fuse_ino_t fs_links_ino(uint64_t gid);
 static inline bool fs_links_is_link_ino(fuse_ino_t ino)
 {
-	return (ino & FS_LINKS_INO_BITS) == FS_LINKS_INO_BITS;
+	return (ino & FS_LINKS_INO_MASK) == FS_LINKS_INO_TAG;
 }
 
 /* A folder's listing of generation folder_id goes from old_index (NULL:

@@ -45,6 +45,7 @@
 #include "cache/store.h"
 #include "fs/mount.h"
 #include "fs/fetch.h"
+#include "fs/layout.h"
 #include "fs/log.h"
 #include "fs/notify.h"
 #include "fs/mountcheck.h"
@@ -442,6 +443,7 @@ static int new_session(struct daemon *d)
 	mnt->xattrs = fs_xattr_new();
 	/* Checked by the option parser already. */
 	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
+	mnt->layout = fs_layout_get(d->opts.layout);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
 	mnt->search = fs_search_new(mnt);
@@ -572,6 +574,8 @@ static void free_daemon(struct daemon *d)
 	fs_meta_free(mnt->meta);
 	fs_xattr_free(mnt->xattrs);
 	fs_name_format_free(mnt->name_format);
+	if (mnt->layout && mnt->layout->free)
+		mnt->layout->free(mnt);
 	if (d->mounted)
 		cache_store_free(mnt->store);
 	else

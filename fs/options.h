@@ -11,6 +11,12 @@
 
 #include "imap/url.h"
 
+/* What a message looks like in the mount (--layout). */
+typedef enum {
+	FS_LAYOUT_EML = 0, /* one .eml file, the raw bytes */
+	FS_LAYOUT_PARTS,   /* a directory of decoded parts (fs/parts.c) */
+} FsLayoutKind;
+
 typedef struct {
 	char *url;        /* as given, never contains a password */
 	ImapUrl server;   /* the URL parsed: TLS mode, user, host, port */
@@ -56,6 +62,7 @@ typedef struct {
 	bool namespace_server;    /* --namespace=server: no prefix stripping */
 	unsigned status_interval; /* seconds between STATUS polls without
 				     NOTIFY, 0..3600 (0: off), default 3 */
+	FsLayoutKind layout;      /* --layout, default eml */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

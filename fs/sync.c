@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fs/fetch.h"
+#include "fs/layout.h"
 #include "cache/flags.h"
 #include "fs/merge.h"
 #include "fs/meta.h"
@@ -310,8 +311,10 @@ typedef struct {
 static void forget_one(void *user_data, const CacheMessage *m)
 {
 	Forget *fg = user_data;
+	char buf[FS_NAME_MAX + 1];
 
-	fs_inval_entry(fg->mnt->inval, fg->dir, m->name);
+	fs_inval_entry(fg->mnt->inval, fg->dir,
+		       fg->mnt->layout->entry_name(m, buf));
 }
 
 /* Tell the kernel to forget the names of messages that went away, so a

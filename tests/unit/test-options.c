@@ -440,6 +440,26 @@ static void test_provider_switches(void)
 		    URL, mnt, NULL);
 }
 
+static void test_layout(void)
+{
+	FsOptions opts;
+
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_EML);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--layout=parts", URL, mnt, NULL);
+	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_PARTS);
+	fs_options_clear(&opts);
+	parse_ok(&opts, URL, mnt, "-o", "layout=parts,layout=eml", NULL);
+	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_EML);
+	fs_options_clear(&opts);
+	parse_fails("--layout=maildir is not available yet in this version: "
+		    "use eml or parts",
+		    "--layout=maildir", URL, mnt, NULL);
+	parse_fails("--layout must be eml or parts", "--layout=mbox", URL, mnt,
+		    NULL);
+}
+
 static void test_modes(void)
 {
 	static const char *const bad_umask[] = { "8",   "0778", "1000", "",
@@ -717,6 +737,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/provider-switches", test_provider_switches);
 	g_test_add_func("/options/errors", test_errors);
 	g_test_add_func("/options/offline-nonempty", test_offline_nonempty);
+	g_test_add_func("/options/layout", test_layout);
 	g_test_add_func("/options/help", test_help);
 	g_test_add_func("/options/version", test_version);
 	g_test_add_func("/options/oauth", test_oauth);
