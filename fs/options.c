@@ -590,7 +590,7 @@ static void print_oauth_help(void)
 	       "token (default:\n"
 	       "                             a file under "
 	       "$XDG_DATA_HOME/imapfs/oauth)\n"
-	       "    --authorize URL          sign in on a web page (device "
+	       "    --authorize URL|ACCOUNT  sign in on a web page (device "
 	       "grant), save\n"
 	       "                             the refresh token, and exit\n"
 	       "\n");
@@ -983,7 +983,7 @@ static int use_account(FsOptions *opts, struct parse_state *st,
 	st->url = acct->url;
 	if (!st->mountpoint)
 		st->mountpoint = acct->mountpoint;
-	if (!st->mountpoint) {
+	if (!st->mountpoint && !opts->authorize) {
 		fs_options_error(error,
 				 "account %s has no mountpoint: add "
 				 "\"mountpoint = DIR\" to [%s] in the config "
