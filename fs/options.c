@@ -290,6 +290,39 @@ static bool parse_size(const char *value, uint64_t *out)
 static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
 			   const char *value, GError **error);
 
+/* The options of what the mount shows and how fresh it is. */
+static int apply_view_opt(FsOptions *opts, const struct opt_spec *spec,
+			  const char *value, GError **error)
+{
+	if (spec->id == OPT_NAME_FORMAT) {
+		/* Checked here so that a bad format fails before mounting. */
+		g_autoptr(FsNameFormat) fmt =
+		    fs_name_format_parse(value, error);
+
+		if (!fmt)
+			return -1;
+		return set_string(&opts->name_format, spec, value, false,
+				  error);
+	}
+	if (spec->id == OPT_NAMESPACE) {
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
+	}
+	/* OPT_STATUS_INTERVAL */
+	if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
+		fs_options_error(error, "--status-interval must be between 0 "
+					"(off) and 3600 seconds");
+		return -1;
+	}
+	return 0;
+}
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -382,33 +415,10 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_OAUTH_SCOPE:
 	case OPT_OAUTH_REFRESH_TOKEN_COMMAND:
 		return apply_oauth_opt(opts, spec, value, error);
-	case OPT_NAME_FORMAT: {
-		/* Checked here so that a bad format fails before mounting. */
-		g_autoptr(FsNameFormat) fmt =
-		    fs_name_format_parse(value, error);
-
-		if (!fmt)
-			return -1;
-		return set_string(&opts->name_format, spec, value, false,
-				  error);
-	}
+	case OPT_NAME_FORMAT:
 	case OPT_NAMESPACE:
-		if (g_strcmp0(value, "top") != 0 &&
-		    g_strcmp0(value, "server") != 0) {
-			fs_options_error(error, "--namespace must be top or "
-						"server");
-			return -1;
-		}
-		opts->namespace_server = g_str_equal(value, "server");
-		return 0;
 	case OPT_STATUS_INTERVAL:
-		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
-			fs_options_error(error,
-					 "--status-interval must be between 0 "
-					 "(off) and 3600 seconds");
-			return -1;
-		}
-		return 0;
+		return apply_view_opt(opts, spec, value, error);
 	}
 	return 0;
 }
@@ -596,6 +606,43 @@ static void print_oauth_help(void)
 	       "\n");
 }
 
+/* The second half of --help's options (print_help stays short). */
+static void print_help_more(void)
+{
+	printf("    --umask=NNN              permission bits to clear, octal "
+	       "(default: 077:\n"
+	       "                             messages 0600, folders 0700, "
+	       "owner only;\n"
+	       "                             022 gives 0644 and 0755)\n"
+	       "    --uid=USER --gid=GROUP   owner and group of every file, "
+	       "a number or\n"
+	       "                             a name (default: the mounting "
+	       "user's)\n"
+	       "    --namespace=top|server   top: folders under the personal "
+	       "namespace's\n"
+	       "                             prefix (INBOX. on Cyrus, "
+	       "Courier) beside INBOX\n"
+	       "                             at the top; server: as the "
+	       "server names them\n"
+	       "                             (default: top)\n"
+	       "    --status-interval=SECONDS  without NOTIFY, STATUS of "
+	       "recently listed\n"
+	       "                             folders this often, LIST every "
+	       "5th (15 s at\n"
+	       "                             least); 0: off (default: 3)\n"
+	       "    --offline                serve only what is cached; never "
+	       "connect\n"
+	       "                             (without it, an account with a "
+	       "cache mounts\n"
+	       "                             offline when the server cannot "
+	       "be reached,\n"
+	       "                             and goes online when it "
+	       "answers)\n"
+	       "    --nonempty               mount over a directory that is "
+	       "not empty\n"
+	       "\n");
+}
+
 static void print_help(const char *argv0)
 {
 	g_autofree char *prog = g_path_get_basename(argv0);
@@ -663,39 +710,9 @@ static void print_help(const char *argv0)
 	    "4-10x slower\n"
 	    "    --name-format=FORMAT     {uid} then any of {date} {from} "
 	    "{subject}\n"
-	    "    --umask=NNN              permission bits to clear, octal "
-	    "(default: 077:\n"
-	    "                             messages 0600, folders 0700, "
-	    "owner only;\n"
-	    "                             022 gives 0644 and 0755)\n"
-	    "    --uid=USER --gid=GROUP   owner and group of every file, "
-	    "a number or\n"
-	    "                             a name (default: the mounting "
-	    "user's)\n"
-	    "    --namespace=top|server   top: folders under the personal "
-	    "namespace's\n"
-	    "                             prefix (INBOX. on Cyrus, "
-	    "Courier) beside INBOX\n"
-	    "                             at the top; server: as the "
-	    "server names them\n"
-	    "                             (default: top)\n"
-	    "    --status-interval=SECONDS  without NOTIFY, STATUS of "
-	    "recently listed\n"
-	    "                             folders this often, LIST every "
-	    "5th (15 s at\n"
-	    "                             least); 0: off (default: 3)\n"
-	    "    --offline                serve only what is cached; never "
-	    "connect\n"
-	    "                             (without it, an account with a "
-	    "cache mounts\n"
-	    "                             offline when the server cannot "
-	    "be reached,\n"
-	    "                             and goes online when it "
-	    "answers)\n"
-	    "    --nonempty               mount over a directory that is "
-	    "not empty\n"
 	    "\n",
 	    prog, prog);
+	print_help_more();
 	print_oauth_help();
 	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
@@ -709,7 +726,9 @@ static void print_help(const char *argv0)
 	       "--password-file, the IMAPFS_PASSWORD environment variable,\n"
 	       "or a prompt on the terminal.\n"
 	       "\n"
-	       "/etc/fstab example (one line):\n"
+	       "/etc/fstab examples (one line each), an account of the "
+	       "config file\nor a URL:\n"
+	       "    work /home/me/mail fuse.imapfs noauto,user,_netdev 0 0\n"
 	       "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
 	       "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
 	       "0 0\n"
