@@ -48,13 +48,21 @@ static void dir_attr(FsMount *mnt, const FsFolder *f, struct stat *st)
 	st->st_mtime = st->st_ctime = st->st_atime = mount_time;
 }
 
+/* A message the server shows in several folders is one inode there. */
+static fuse_ino_t message_ino(uint32_t folder_id, const CacheMessage *m)
+{
+	return m->gid ? fs_links_ino(m->gid)
+		      : fs_tree_message_ino(folder_id, m->uid);
+}
+
 static void message_attr(FsMount *mnt, uint32_t folder_id,
 			 const CacheMessage *m, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = fs_tree_message_ino(folder_id, m->uid);
+	st->st_ino = message_ino(folder_id, m);
 	st->st_mode = S_IFREG | mnt->file_mode;
-	st->st_nlink = 1;
+	st->st_nlink =
+	    m->gid ? fs_links_count(fs_tree_links(mnt->tree), m->gid) : 1;
 	st->st_uid = mnt->uid;
 	st->st_gid = mnt->gid;
 	st->st_size = (off_t)m->size;
@@ -100,8 +108,7 @@ static int message_entry(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		m = cache_folder_index_find(f->listing->index, uid);
 		if (m && (!name || strcmp(m->name, name) == 0)) {
 			memset(e, 0, sizeof(*e));
-			e->ino =
-			    fs_tree_message_ino(f->listing->folder_id, uid);
+			e->ino = message_ino(f->listing->folder_id, m);
 			e->entry_timeout = MESSAGE_TIMEOUT;
 			e->attr_timeout = message_attr_timeout(m);
 			message_attr(mnt, f->listing->folder_id, m, &e->attr);
@@ -380,7 +387,7 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 
 		*name = m->name;
 		g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
-		e->ino = fs_tree_message_ino(dh->listing->folder_id, m->uid);
+		e->ino = message_ino(dh->listing->folder_id, m);
 		e->entry_timeout = MESSAGE_TIMEOUT;
 		e->attr_timeout = message_attr_timeout(m);
 		message_attr(mnt, dh->listing->folder_id, m, &e->attr);

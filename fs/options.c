@@ -59,6 +59,8 @@ enum opt_id {
 	OPT_NAME_FORMAT,
 	OPT_NAMESPACE,
 	OPT_STATUS_INTERVAL,
+	OPT_DISABLE_EXTENSION,
+	OPT_PREFETCH,
 };
 
 struct opt_spec {
@@ -99,6 +101,8 @@ static const struct opt_spec opt_specs[] = {
 	{ "name-format", OPT_NAME_FORMAT, true },
 	{ "namespace", OPT_NAMESPACE, true },
 	{ "status-interval", OPT_STATUS_INTERVAL, true },
+	{ "disable-extension", OPT_DISABLE_EXTENSION, true },
+	{ "prefetch", OPT_PREFETCH, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -313,6 +317,43 @@ static bool *flag_field(FsOptions *opts, enum opt_id id)
 	return &opts->insecure;
 }
 
+/* Per-server switches: --disable-extension (given twice, both lists
+ * count), --prefetch and --namespace. */
+static int apply_provider_opt(FsOptions *opts, const struct opt_spec *spec,
+			      const char *value, GError **error)
+{
+	if (spec->id == OPT_NAMESPACE) {
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
+	}
+	if (spec->id == OPT_DISABLE_EXTENSION) {
+		char *old = opts->disable_extension;
+
+		opts->disable_extension =
+		    old ? g_strjoin(" ", old, value, NULL) : g_strdup(value);
+		g_free(old);
+		return 0;
+	}
+	if (strcmp(value, "auto") == 0)
+		opts->prefetch = FS_OPT_PREFETCH_AUTO;
+	else if (strcmp(value, "off") == 0)
+		opts->prefetch = FS_OPT_PREFETCH_OFF;
+	else if (strcmp(value, "ahead") == 0)
+		opts->prefetch = FS_OPT_PREFETCH_AHEAD;
+	else {
+		fs_options_error(error,
+				 "--prefetch must be auto, off or ahead");
+		return -1;
+	}
+	return 0;
+}
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -327,6 +368,10 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->cafile, spec, value, true, error);
 	case OPT_CACHE_DIR:
 		return set_string(&opts->cache_dir, spec, value, true, error);
+	case OPT_DISABLE_EXTENSION:
+	case OPT_PREFETCH:
+	case OPT_NAMESPACE:
+		return apply_provider_opt(opts, spec, value, error);
 	case OPT_CONNECTIONS:
 		return uint_opt(value, 1, 64, &opts->connections, error,
 				"--connections must be between 1 and 64");
@@ -397,15 +442,6 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->name_format, spec, value, false,
 				  error);
 	}
-	case OPT_NAMESPACE:
-		if (g_strcmp0(value, "top") != 0 &&
-		    g_strcmp0(value, "server") != 0) {
-			fs_options_error(error, "--namespace must be top or "
-						"server");
-			return -1;
-		}
-		opts->namespace_server = g_str_equal(value, "server");
-		return 0;
 	case OPT_STATUS_INTERVAL:
 		return uint_opt(value, 0, 3600, &opts->status_interval, error,
 				"--status-interval must be between 0 (off) and "
@@ -616,6 +652,27 @@ static void print_offline_help(void)
 	       "\n");
 }
 
+/* Per-server switches (imap/quirks.c, fs/fetch.c). */
+static void print_provider_help(void)
+{
+	printf("Servers and providers:\n"
+	       "    --disable-extension=\"EXT ...\"\n"
+	       "                             never use these IMAP extensions "
+	       "(QRESYNC,\n"
+	       "                             CONDSTORE, X-GM-EXT-1, ...; "
+	       "separated by\n"
+	       "                             spaces, ':' or '+')\n"
+	       "    --prefetch=MODE          fetch messages before they are "
+	       "read: ahead\n"
+	       "                             (for sequential readers), off "
+	       "(only what\n"
+	       "                             is read) or auto (default: off "
+	       "for Gmail,\n"
+	       "                             whose downloads are capped, "
+	       "else ahead)\n"
+	       "\n");
+}
+
 static void print_help(const char *argv0)
 {
 	g_autofree char *prog = g_path_get_basename(argv0);
@@ -707,6 +764,7 @@ static void print_help(const char *argv0)
 	    prog, prog);
 	print_offline_help();
 	print_oauth_help();
+	print_provider_help();
 	print_help_notes();
 }
 
@@ -1094,6 +1152,7 @@ void fs_options_clear(FsOptions *opts)
 	g_clear_pointer(&opts->password_file, g_free);
 	g_clear_pointer(&opts->cafile, g_free);
 	g_clear_pointer(&opts->cache_dir, g_free);
+	g_clear_pointer(&opts->disable_extension, g_free);
 	g_clear_pointer(&opts->token_command, g_free);
 	g_clear_pointer(&opts->provider, g_free);
 	g_clear_pointer(&opts->oauth_token_url, g_free);

@@ -34,6 +34,9 @@ typedef struct {
 	gid_t gid;              /* -o gid=: group, default ours */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
+	char *disable_extension; /* IMAP extensions never to use, separated
+				    by spaces, ':' or '+'; NULL: none */
+	int prefetch;            /* FS_OPT_PREFETCH_*, default auto */
 	char *account; /* "imapfs NAME": the config file's account, or NULL */
 	/* OAuth 2.0 sign-in (fs/token.c): --auth (an ImapAuthMech), the
 	 * token sources, --authorize (run the device grant, do not mount). */
@@ -59,6 +62,12 @@ typedef struct {
 	 * fsname=URL). */
 	struct fuse_args fuse_args;
 } FsOptions;
+
+enum {
+	FS_OPT_PREFETCH_AUTO = 0, /* off on metered providers, else ahead */
+	FS_OPT_PREFETCH_OFF,
+	FS_OPT_PREFETCH_AHEAD,
+};
 
 enum {
 	FS_OPTIONS_RUN = 0,     /* go on and mount */

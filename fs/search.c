@@ -162,7 +162,8 @@ static fuse_ino_t node_ino(const Node *n)
 
 bool fs_search_owns(fuse_ino_t ino)
 {
-	return (ino & INO_BIT) != 0;
+	/* Bit 62 as well names a message in several folders (fs/links.h). */
+	return (ino >> 62) == 2;
 }
 
 /* The node and slot (0: the directory) ino names, or NULL. */

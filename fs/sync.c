@@ -74,6 +74,7 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 		.uid = m->uid,
 		.size = m->size,
 		.internaldate = m->internaldate,
+		.gid = m->gid,
 		.flags = flags_of(m),
 		.keywords = cache_keywords_intern(m->keywords),
 		.name = fs_name_format_message(c->fmt, &nf),
@@ -242,6 +243,21 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 	return rc;
 }
 
+/* Under the folder's lock: messages in several folders gained or lost a
+ * folder; the kernel forgets the link counts it has. */
+static void note_links(FsMount *mnt, const FsListing *old, const FsListing *now)
+{
+	g_autoptr(GArray) changed =
+	    g_array_new(FALSE, FALSE, sizeof(fuse_ino_t));
+
+	fs_links_replace(fs_tree_links(mnt->tree), old ? old->folder_id : 0,
+			 old ? old->index : NULL, now ? now->folder_id : 0,
+			 now ? now->index : NULL, changed);
+	for (guint i = 0; i < changed->len; i++)
+		fs_inval_inode(mnt->inval,
+			       g_array_index(changed, fuse_ino_t, i));
+}
+
 /* Load the persisted index when the folder has no listing yet. Under
  * f->lock. */
 static void load_persisted(FsMount *mnt, FsFolder *f)
@@ -266,6 +282,8 @@ static void load_persisted(FsMount *mnt, FsFolder *f)
 	}
 	fs_tree_register_folder_id(mnt->tree, folder_id, f);
 	f->listing = fs_listing_new(folder_id, idx);
+	if (!f->gone)
+		note_links(mnt, NULL, f->listing);
 }
 
 /* Under f->lock. A listing persisted by an earlier mount is used only
@@ -446,6 +464,9 @@ static FsListing *swap_listing(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		old_uidvalidity = old->index->uidvalidity;
 	f->listing = fs_listing_new(folder_id, result);
 	f->dirty = true;
+	/* A folder gone meanwhile no longer counts (fs/tree.c set_gone). */
+	if (!f->gone)
+		note_links(mnt, old, f->listing);
 	g_mutex_unlock(&f->lock);
 	if (old_uidvalidity) {
 		/* Outside the lock: deleting a large folder takes a while,
