@@ -50,6 +50,8 @@ struct CacheStore {
 	char *ids_path;
 	char *list_path;
 	int lock_fd;
+	bool created;    /* this open made dir: see cache_store_free_new() */
+	char *root_made; /* ROOT, when this open made it */
 
 	/* store-ids.c, under ids_lock */
 	GMutex ids_lock;

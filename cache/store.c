@@ -28,6 +28,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -196,6 +197,26 @@ bool store_set_errno_error(GError **error, int r, const char *what,
 	return false;
 }
 
+/* The pid in the lock file (cache_store_note_owner()), or 0. */
+static long lock_owner(int fd)
+{
+	char buf[24] = { 0 };
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	return n > 0 ? strtol(buf, NULL, 10) : 0;
+}
+
+void cache_store_note_owner(CacheStore *store)
+{
+	char buf[24];
+	int n = g_snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	if (ftruncate(store->lock_fd, 0) < 0 ||
+	    pwrite(store->lock_fd, buf, (size_t)n, 0) != n)
+		g_debug("cannot note the owner in the cache lock: %s",
+			g_strerror(errno));
+}
+
 static bool take_lock(CacheStore *store, GError **error)
 {
 	g_autofree char *path = g_strdup_printf("%s/lock", store->dir);
@@ -208,6 +229,15 @@ static bool take_lock(CacheStore *store, GError **error)
 	if (fchmod(fd, 0600) < 0)
 		return store_set_errno_error(error, -errno, "chmod", path);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		long pid = errno == EWOULDBLOCK ? lock_owner(fd) : 0;
+
+		if (errno == EWOULDBLOCK && pid > 0) {
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+				    "cache directory %s is in use by another "
+				    "imapfs process (pid %ld)",
+				    store->dir, pid);
+			return false;
+		}
 		if (errno == EWOULDBLOCK) {
 			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
 				    "cache directory %s is in use by another "
@@ -217,6 +247,7 @@ static bool take_lock(CacheStore *store, GError **error)
 		}
 		return store_set_errno_error(error, -errno, "lock", path);
 	}
+	cache_store_note_owner(store);
 	return true;
 }
 
@@ -248,6 +279,7 @@ CacheStore *cache_store_open(const char *root, const char *account,
 			     GError **error)
 {
 	CacheStore *store;
+	bool root_existed;
 	int r;
 
 	g_return_val_if_fail(root && account, NULL);
@@ -256,6 +288,7 @@ CacheStore *cache_store_open(const char *root, const char *account,
 			    "cache: empty cache directory name");
 		return NULL;
 	}
+	root_existed = g_file_test(root, G_FILE_TEST_EXISTS);
 	r = store_make_root(root);
 	if (r < 0) {
 		store_set_errno_error(error, r, "create", root);
@@ -263,6 +296,9 @@ CacheStore *cache_store_open(const char *root, const char *account,
 	}
 
 	store = store_new(root, account);
+	if (!root_existed)
+		store->root_made = g_strdup(root);
+	store->created = !g_file_test(store->dir, G_FILE_TEST_EXISTS);
 	if ((r = store_ensure_dir(store->dir)) < 0) {
 		store_set_errno_error(error, r, "create", store->dir);
 		goto fail;
@@ -286,8 +322,37 @@ CacheStore *cache_store_open(const char *root, const char *account,
 	return store;
 
 fail:
-	cache_store_free(store);
+	cache_store_free_new(store);
 	return NULL;
+}
+
+void cache_store_free_new(CacheStore *store)
+{
+	g_autofree char *dir = NULL;
+	g_autofree char *root = NULL;
+	g_autofree char *lock = NULL;
+	int fd;
+
+	if (!store)
+		return;
+	if (store->created)
+		dir = g_strdup(store->dir);
+	root = g_steal_pointer(&store->root_made);
+	cache_store_free(store);
+	if (!dir)
+		return;
+	/* Only while nobody else has opened it meanwhile: take its lock. */
+	lock = g_build_filename(dir, "lock", NULL);
+	fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return;
+	}
+	store_remove_tree_at(AT_FDCWD, dir, TREE_DEPTH + 2);
+	if (fd >= 0)
+		close(fd);
+	if (root)
+		rmdir(root); /* only when empty */
 }
 
 void cache_store_free(CacheStore *store)
@@ -306,6 +371,7 @@ void cache_store_free(CacheStore *store)
 	g_mutex_clear(&store->limit_lock);
 	g_mutex_clear(&store->lru_lock);
 	g_free(store->dir);
+	g_free(store->root_made);
 	g_free(store->folders_dir);
 	g_free(store->tmp_dir);
 	g_free(store->ids_path);

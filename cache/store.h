@@ -37,6 +37,13 @@ typedef struct CacheBodyWriter CacheBodyWriter;
 CacheStore *cache_store_open(const char *root, const char *account,
 			     GError **error);
 void cache_store_free(CacheStore *store);
+/* For an account that never mounted (a failed login, an unreachable
+ * server): free store and remove the account's directory, and the root,
+ * if this open created them, so that failed attempts leave nothing. */
+void cache_store_free_new(CacheStore *store);
+/* Write our pid into the cache's lock file, for the message another
+ * process gets when it finds the cache in use (again after a fork). */
+void cache_store_note_owner(CacheStore *store);
 
 /* Directory holding this account's cache (for messages and tests). */
 const char *cache_store_dir(const CacheStore *store);

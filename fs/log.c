@@ -21,12 +21,21 @@ static int syslog_level(GLogLevelFlags level)
 	return LOG_DEBUG;
 }
 
+static gint64 log_start_us;
+
 static void emit(int prio, const char *mark, const char *msg)
 {
-	if (log_syslog)
+	if (log_syslog) {
 		syslog(prio, "%s%s", mark, msg);
-	else
+	} else if (log_debug) {
+		/* -d: seconds since start, to read a session's timing. */
+		gint64 ms = (g_get_monotonic_time() - log_start_us) / 1000;
+
+		fprintf(stderr, "imapfs: %4" G_GINT64_FORMAT ".%03d %s%s\n",
+			ms / 1000, (int)(ms % 1000), mark, msg);
+	} else {
 		fprintf(stderr, "imapfs: %s%s\n", mark, msg);
+	}
 }
 
 /* A critical is a bug (a failed g_return_if_fail, in imapfs or a
@@ -80,6 +89,7 @@ static void fuse_logger(enum fuse_log_level level, const char *fmt, va_list ap)
 void fs_log_init(bool debug)
 {
 	log_debug = debug;
+	log_start_us = g_get_monotonic_time();
 	if (debug)
 		g_setenv("G_MESSAGES_DEBUG", "imapfs", TRUE);
 	g_log_set_writer_func(writer, NULL, NULL);

@@ -3,8 +3,12 @@
  * Order matters: everything that can fail for a reason the user must see
  * (options, password, cache, connection, login, folder list) happens
  * before the mount, in the foreground, so a failure prints one line and
- * leaves no mount behind. Threads (pool, invalidation) are started only
- * after fuse_daemonize(), because fork() keeps only the calling thread.
+ * leaves no mount behind (and no cache of an account that never mounted).
+ * A server that cannot be reached at all is the exception when an earlier
+ * mount left the folder list: the mount starts offline from the cache
+ * (mount_offline()), and the pool goes online by itself. Threads (pool,
+ * invalidation) are started only after fuse_daemonize(), because fork() keeps
+ * only the calling thread.
  *
  * Shutdown runs in one order, and each step joins its threads before the
  * next begins, so nothing runs when main() returns:
@@ -42,15 +46,20 @@
 #include "fs/mount.h"
 #include "fs/fetch.h"
 #include "fs/log.h"
+#include "fs/notify.h"
+#include "fs/mountcheck.h"
 #include "fs/meta.h"
 #include "fs/name-format.h"
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/password.h"
+#include "fs/search.h"
 #include "fs/stop.h"
 #include "fs/sync.h"
+#include "fs/token.h"
 #include "fs/watch.h"
 #include "fs/xattr.h"
+#include "imap/namespace.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
 #include "imap/url.h"
@@ -65,8 +74,11 @@ struct daemon {
 	ImapConn *conn;      /* the first connection, until the pool has it */
 	FsMount mnt;
 	struct fuse_session *se;
-	FsStop *stop; /* SIGTERM and SIGINT, until the loop has ended */
+	char *offline; /* mounted offline: why, until the pool knows */
+	FsStop *stop;  /* SIGTERM and SIGINT, until the loop has ended */
+	bool mounted;  /* else the cache this run created is removed */
 	FsWatch *watch;
+	FsToken *token; /* OAuth access tokens, or NULL: a password */
 };
 
 /* Prints "imapfs: " and the message on stderr; the caller unwinds. */
@@ -121,16 +133,83 @@ static int catch_sighup(void)
 	return sigaction(SIGHUP, &sa, NULL);
 }
 
+static char *token_get(void *data, GError **error)
+{
+	return fs_token_get(data, error);
+}
+
+static char *token_refetch(void *data, GError **error)
+{
+	return fs_token_refetch(data, error);
+}
+
+/* With OAuth, the first access token stands in for the password. */
+static int read_token(struct daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	d->token = fs_token_new(&d->opts, &error);
+	if (d->token)
+		d->password = fs_token_get(d->token, &error);
+	if (!d->password) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	return 0;
+}
+
 static int read_password(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 
+	if (d->opts.offline)
+		return 0; /* never logs in */
+	if (fs_token_configured(&d->opts))
+		return read_token(d);
+	if (d->opts.auth == IMAP_AUTH_XOAUTH2 ||
+	    d->opts.auth == IMAP_AUTH_OAUTHBEARER) {
+		report_error("--auth=xoauth2 and oauthbearer need an access "
+			     "token: give --token-command, --provider or "
+			     "--oauth-token-url");
+		return -1;
+	}
 	d->password = fs_password_get(&d->opts, &error);
 	if (!d->password) {
 		report_error("%s", error->message);
 		return -1;
 	}
 	return 0;
+}
+
+/* The mount point is free and empty (unless -o nonempty). */
+static int check_mountpoint(struct daemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (fs_mountcheck_mountpoint(d->opts.mountpoint, d->opts.nonempty,
+				     &error) < 0) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	return 0;
+}
+
+/* The cache is locked: by a mount of this account, which the user must
+ * hear of at once, or by a daemon still exiting, worth waiting for. */
+static bool mounted_elsewhere(struct daemon *d)
+{
+	/* The fsname the mount shows: the account's name, else the URL. */
+	g_autofree char *fsname = d->opts.account
+				      ? g_strdup(d->opts.account)
+				      : imap_url_to_string(&d->opts.server);
+	g_autofree char *where = fs_mountcheck_find_account(fsname);
+
+	if (!where)
+		return false;
+	report_error("%s is already mounted on %s; unmount it first with "
+		     "fusermount3 -u %s",
+		     fsname, where, where);
+	return true;
 }
 
 static int open_cache(struct daemon *d)
@@ -148,6 +227,8 @@ static int open_cache(struct daemon *d)
 		if (mnt->store || tries >= 50 ||
 		    !g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN))
 			break;
+		if (tries == 0 && mounted_elsewhere(d))
+			return -1;
 		g_clear_error(&error);
 		g_usleep(100 * 1000);
 	}
@@ -166,12 +247,80 @@ static int open_cache(struct daemon *d)
 	return 0;
 }
 
+/* May the mount go on offline after this failure to connect? Only when
+ * the server could not be reached: a TLS, certificate or login failure
+ * stays fatal (mounting would hide a mistake the user must fix), also
+ * when it is a timeout after the greeting (a server slow to refuse). */
+static bool is_unreachable(const GError *error, bool greeted)
+{
+	if (greeted)
+		return false;
+	return g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CONNECT) ||
+	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_TIMEOUT) ||
+	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
+}
+
+/* The folder tree from the list an earlier mount saved. why: what kept
+ * the server away, or NULL for --offline. */
+static int mount_offline(struct daemon *d, const char *why)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) folders = cache_store_load_folders(d->mnt.store);
+
+	if (!folders) {
+		if (why)
+			report_error("%s", why);
+		else
+			report_error(
+			    "--offline: nothing is cached for %s under "
+			    "%s; mount it once with the server "
+			    "reachable",
+			    d->opts.url, d->opts.cache_dir);
+		return -1;
+	}
+	d->mnt.tree = fs_tree_new(d->mnt.store, folders, &error);
+	if (!d->mnt.tree) {
+		report_error("%s", error->message);
+		return -1;
+	}
+	d->offline = g_strdup(why ? why : "--offline");
+	if (why)
+		g_message("%s: mounting offline from the cache; going online "
+			  "when the server answers",
+			  why);
+	return 0;
+}
+
+/* The personal namespace whose folders the tree shows at the top
+ * (--namespace=top), or none (--namespace=server). */
+static int personal_namespace(struct daemon *d, ImapNamespace *ns)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (d->opts.namespace_server)
+		return 0;
+	if (imap_namespace_get(d->conn, ns, &error) < 0) {
+		if (imap_conn_is_broken(d->conn)) {
+			report_error("%s", error->message);
+			return -1;
+		}
+		/* A server that refuses NAMESPACE: keep its names. */
+		g_message("NAMESPACE failed (%s): folders are shown as the "
+			  "server names them",
+			  error->message);
+		imap_namespace_clear(ns);
+	}
+	return 0;
+}
+
 /* Logs in and reads the folder list: the last failures the user sees. */
 static int connect_server(struct daemon *d)
 {
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) folders = NULL;
+	g_auto(ImapNamespace) ns = { 0 };
 	ImapAccount *account = &d->account;
+	bool greeted = false;
 
 	account->host = d->opts.server.host;
 	account->port = d->opts.server.port;
@@ -185,15 +334,28 @@ static int connect_server(struct daemon *d)
 		account->reread_password = reread_password;
 		account->reread_data = &d->opts;
 	}
+	account->auth = (ImapAuthMech)d->opts.auth;
+	if (d->token) {
+		account->bearer = true;
+		account->login_secret = token_get;
+		account->reread_password = token_refetch;
+		account->login_secret_data = account->reread_data = d->token;
+	}
 	if (d->opts.insecure)
 		g_warning(
 		    "--insecure: the server's certificate is not checked");
 
-	d->conn = imap_conn_open(account, &error);
+	if (d->opts.offline)
+		return mount_offline(d, NULL);
+	d->conn = imap_conn_open_greeted(account, &greeted, &error);
+	if (!d->conn && is_unreachable(error, greeted))
+		return mount_offline(d, error->message);
 	if (!d->conn) {
 		report_error("%s", error->message);
 		return -1;
 	}
+	if (personal_namespace(d, &ns) < 0)
+		return -1;
 	folders = g_ptr_array_new_with_free_func(
 	    (GDestroyNotify)cache_folder_entry_free);
 	if (imap_list_mailboxes(d->conn, fs_tree_collect_folder, folders,
@@ -203,7 +365,7 @@ static int connect_server(struct daemon *d)
 	}
 	if (cache_store_save_folders(d->mnt.store, folders) < 0)
 		g_message("cannot save the folder list in the cache");
-	d->mnt.tree = fs_tree_new(d->mnt.store, folders, &error);
+	d->mnt.tree = fs_tree_new_ns(d->mnt.store, folders, &ns, &error);
 	if (!d->mnt.tree) {
 		report_error("%s", error->message);
 		return -1;
@@ -243,6 +405,7 @@ static int new_session(struct daemon *d)
 	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
+	mnt->search = fs_search_new(mnt);
 
 	d->se =
 	    fuse_session_new(&d->opts.fuse_args, &fs_ops, sizeof(fs_ops), mnt);
@@ -268,16 +431,25 @@ static void start_threads(struct daemon *d)
 
 	if (!d->opts.foreground)
 		fs_log_to_syslog();
+	cache_store_note_owner(mnt->store); /* our pid after the fork */
 	mnt->pool = imap_pool_new(&d->account, d->opts.connections,
 				  g_steal_pointer(&d->conn));
 	hup_pool = mnt->pool;
+	if (d->opts.offline)
+		imap_pool_stay_offline(mnt->pool);
+	else if (d->offline)
+		imap_pool_start_down(mnt->pool, d->offline);
+	g_clear_pointer(&d->offline, g_free);
 	fs_inval_start(mnt->inval, d->se);
 	fs_push_start(mnt->push, d->se);
 	fs_stop_start(d->stop);
 	fs_sync_start_background(mnt);
-	d->watch = fs_watch_new(mnt, d->opts.poll_interval);
+	d->watch =
+	    fs_watch_new(mnt, d->opts.poll_interval, d->opts.status_interval);
 	mnt->watch = d->watch;
 	g_message("mounted %s on %s", d->opts.url, d->opts.mountpoint);
+	fs_notify_ready(d->opts.account ? d->opts.account : d->opts.url,
+			d->opts.mountpoint);
 }
 
 /* Step 1 of the shutdown: returns main()'s exit status. */
@@ -336,13 +508,19 @@ static void free_daemon(struct daemon *d)
 	fs_push_free(mnt->push);
 	imap_conn_free(d->conn);
 	fs_inval_free(mnt->inval);
+	fs_search_free(mnt->search);
 	fs_tree_free(mnt->tree);
 	fs_fetch_free(mnt->fetch);
 	fs_meta_free(mnt->meta);
 	fs_xattr_free(mnt->xattrs);
 	fs_name_format_free(mnt->name_format);
-	cache_store_free(mnt->store);
+	if (d->mounted)
+		cache_store_free(mnt->store);
+	else
+		cache_store_free_new(mnt->store);
 	fs_password_free(d->password);
+	fs_token_free(d->token);
+	g_free(d->offline);
 	fs_options_clear(&d->opts);
 }
 
@@ -364,22 +542,31 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fs_log_init(d.opts.debug);
+	if (d.opts.authorize) {
+		ret = fs_token_authorize(&d.opts, &error) < 0 ? 1 : 0;
+		if (ret)
+			report_error("%s", error->message);
+		fs_options_clear(&d.opts);
+		return ret;
+	}
 
 	/* Whatever fails here fails in the foreground, before the mount. */
-	if (read_password(&d) < 0 || open_cache(&d) < 0 ||
-	    connect_server(&d) < 0 || new_session(&d) < 0)
+	if (check_mountpoint(&d) < 0 || read_password(&d) < 0 ||
+	    open_cache(&d) < 0 || connect_server(&d) < 0 || new_session(&d) < 0)
 		goto out;
 	if (fuse_session_mount(d.se, d.opts.mountpoint) != 0) {
 		report_error("cannot mount on %s (see the message above)",
 			     d.opts.mountpoint);
 		goto out_signals;
 	}
+	d.mounted = true;
 	if (fuse_daemonize(d.opts.foreground) != 0) {
 		report_error("cannot go to the background");
 		goto out_unmount;
 	}
 	start_threads(&d);
 	ret = run_session(&d);
+	fs_notify_stopping();
 	stop_background(&d);
 out_unmount:
 	unmount_session(&d);

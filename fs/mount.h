@@ -44,4 +44,5 @@ typedef struct {
 	struct FsMeta *meta;              /* flag hooks (fs/meta.h) */
 	struct FsXattr *xattrs;           /* envelope cache (fs/xattr.h) */
 	struct FsNameFormat *name_format; /* --name-format (never NULL) */
+	struct FsSearch *search; /* .search directories (fs/search.h) */
 } FsMount;

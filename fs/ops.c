@@ -18,6 +18,7 @@
 
 #include "fs/fetch.h"
 #include "fs/names.h"
+#include "fs/search.h"
 #include "fs/sync.h"
 #include "fs/xattr.h"
 
@@ -184,6 +185,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	bool exact = false;
 	int rc;
 
+	if (fs_search_owns(parent)) {
+		fs_search_lookup(req, mnt->search, parent, name);
+		return;
+	}
 	if (fs_tree_resolve(mnt->tree, parent, &f, &folder_id, &uid) !=
 	    FS_INO_DIR) {
 		fuse_reply_err(req, ENOENT);
@@ -195,6 +200,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
+	if (fs_search_lookup_dot(req, mnt->search, f, name))
+		return;
 	/* Names that cannot be messages (".hidden", "desktop.ini") never
 	 * cost a server round trip. */
 	if (!f->selectable || !fs_name_parse_uid(name, &uid)) {
@@ -224,6 +231,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	bool exact = false;
 	struct stat st;
 
+	if (fs_search_owns(ino)) {
+		fs_search_getattr(req, mnt->search, ino);
+		return;
+	}
 	switch (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid)) {
 	case FS_INO_DIR:
 		dir_attr(mnt, f, &st);
@@ -289,6 +300,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	uint32_t folder_id, uid;
 	int rc = 0;
 
+	if (fs_search_owns(ino)) {
+		fs_search_opendir(req, mnt->search, ino, fi);
+		return;
+	}
 	if (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid) !=
 	    FS_INO_DIR) {
 		fuse_reply_err(req, ENOTDIR);
@@ -323,6 +338,10 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 {
 	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
 
+	if (fs_search_owns(ino)) {
+		fs_search_releasedir(req, mount_of(req)->search, fi);
+		return;
+	}
 	if (dh)
 		release_dir(mount_of(req), dh);
 	fuse_reply_err(req, 0);
@@ -411,12 +430,22 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	if (fs_search_owns(ino)) {
+		fs_search_readdir(req, mount_of(req)->search, size, off, fi,
+				  false);
+		return;
+	}
 	readdir_common(req, size, off, fi, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
+	if (fs_search_owns(ino)) {
+		fs_search_readdir(req, mount_of(req)->search, size, off, fi,
+				  true);
+		return;
+	}
 	readdir_common(req, size, off, fi, true);
 }
 
@@ -590,6 +619,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	reply_body(req, &body, size, off);
 }
 
+/* Only the search results are symbolic links (fs/search.c). */
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	if (fs_search_owns(ino))
+		fs_search_readlink(req, mount_of(req)->search, ino);
+	else
+		fuse_reply_err(req, EINVAL);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs sv = { 0 };
@@ -639,4 +677,5 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.statfs = op_statfs,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
+	.readlink = op_readlink,
 };

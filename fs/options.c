@@ -15,6 +15,7 @@
 #endif
 
 #include "fs/options.h"
+#include "fs/config.h"
 #include "fs/name-format.h"
 
 #include <errno.h>
@@ -43,13 +44,28 @@ enum opt_id {
 	OPT_UMASK,
 	OPT_UID,
 	OPT_GID,
+	OPT_AUTH,
+	OPT_TOKEN_COMMAND,
+	OPT_PROVIDER,
+	OPT_OAUTH_TOKEN_URL,
+	OPT_OAUTH_DEVICE_URL,
+	OPT_OAUTH_CLIENT_ID,
+	OPT_OAUTH_CLIENT_SECRET,
+	OPT_OAUTH_CLIENT_SECRET_COMMAND,
+	OPT_OAUTH_SCOPE,
+	OPT_OAUTH_REFRESH_TOKEN_COMMAND,
+	OPT_OFFLINE,
+	OPT_NONEMPTY,
 	OPT_NAME_FORMAT,
+	OPT_NAMESPACE,
+	OPT_STATUS_INTERVAL,
 };
 
 struct opt_spec {
 	const char *name; /* long name, with '-' */
 	enum opt_id id;
 	bool takes_value;
+	bool secret; /* never from argv (ps shows it): the config file only */
 };
 
 static const struct opt_spec opt_specs[] = {
@@ -66,7 +82,23 @@ static const struct opt_spec opt_specs[] = {
 	{ "umask", OPT_UMASK, true },
 	{ "uid", OPT_UID, true },
 	{ "gid", OPT_GID, true },
+	{ "auth", OPT_AUTH, true },
+	{ "token-command", OPT_TOKEN_COMMAND, true },
+	{ "provider", OPT_PROVIDER, true },
+	{ "oauth-token-url", OPT_OAUTH_TOKEN_URL, true },
+	{ "oauth-device-url", OPT_OAUTH_DEVICE_URL, true },
+	{ "oauth-client-id", OPT_OAUTH_CLIENT_ID, true },
+	{ "oauth-client-secret", OPT_OAUTH_CLIENT_SECRET, true, true },
+	{ "oauth-client-secret-command", OPT_OAUTH_CLIENT_SECRET_COMMAND,
+	  true },
+	{ "oauth-scope", OPT_OAUTH_SCOPE, true },
+	{ "oauth-refresh-token-command", OPT_OAUTH_REFRESH_TOKEN_COMMAND,
+	  true },
+	{ "offline", OPT_OFFLINE, false },
+	{ "nonempty", OPT_NONEMPTY, false },
 	{ "name-format", OPT_NAME_FORMAT, true },
+	{ "namespace", OPT_NAMESPACE, true },
+	{ "status-interval", OPT_STATUS_INTERVAL, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -88,6 +120,8 @@ struct parse_state {
 	const char *url;
 	const char *mountpoint;
 	GPtrArray *fuse_opts; /* the user's -o options for FUSE, unescaped */
+	char *config;         /* --config=FILE, else NULL: the default */
+	bool list_accounts;   /* --accounts */
 };
 
 void fs_options_error(GError **error, const char *fmt, ...)
@@ -185,10 +219,8 @@ static bool parse_owner(const char *s, bool group, unsigned *out)
 static char *make_absolute(const char *path)
 {
 	if (path[0] == '~' && (path[1] == '/' || path[1] == '\0')) {
-		const char *home = g_getenv("HOME");
+		const char *home = fs_config_home_dir();
 
-		if (!home || !*home)
-			home = g_get_home_dir();
 		return g_build_filename(home, path + 1, NULL);
 	}
 	if (g_path_is_absolute(path))
@@ -255,6 +287,9 @@ static bool parse_size(const char *value, uint64_t *out)
 	return true;
 }
 
+static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
+			   const char *value, GError **error);
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -288,6 +323,12 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return 0;
 	case OPT_XATTR:
 		opts->xattr = true;
+		return 0;
+	case OPT_OFFLINE:
+		opts->offline = true;
+		return 0;
+	case OPT_NONEMPTY:
+		opts->nonempty = true;
 		return 0;
 	case OPT_UMASK:
 		if (!parse_octal_mask(value, &opts->umask)) {
@@ -330,6 +371,17 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 			return -1;
 		}
 		return 0;
+	case OPT_AUTH:
+	case OPT_TOKEN_COMMAND:
+	case OPT_PROVIDER:
+	case OPT_OAUTH_TOKEN_URL:
+	case OPT_OAUTH_DEVICE_URL:
+	case OPT_OAUTH_CLIENT_ID:
+	case OPT_OAUTH_CLIENT_SECRET:
+	case OPT_OAUTH_CLIENT_SECRET_COMMAND:
+	case OPT_OAUTH_SCOPE:
+	case OPT_OAUTH_REFRESH_TOKEN_COMMAND:
+		return apply_oauth_opt(opts, spec, value, error);
 	case OPT_NAME_FORMAT: {
 		/* Checked here so that a bad format fails before mounting. */
 		g_autoptr(FsNameFormat) fmt =
@@ -340,8 +392,108 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->name_format, spec, value, false,
 				  error);
 	}
+	case OPT_NAMESPACE:
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
+	case OPT_STATUS_INTERVAL:
+		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
+			fs_options_error(error,
+					 "--status-interval must be between 0 "
+					 "(off) and 3600 seconds");
+			return -1;
+		}
+		return 0;
 	}
 	return 0;
+}
+
+int fs_options_set(FsOptions *opts, const char *name, const char *value,
+		   GError **error)
+{
+	const struct opt_spec *spec = opt_lookup(name, strlen(name));
+
+	if (!spec)
+		return -ENOENT;
+	if (!spec->takes_value) {
+		/* A flag: "true" sets it; "false" leaves the default. */
+		if (g_ascii_strcasecmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0)
+			value = "";
+		else if (g_ascii_strcasecmp(value, "false") == 0 ||
+			 strcmp(value, "0") == 0)
+			return 0;
+		else {
+			fs_options_error(error, "%s takes true or false",
+					 spec->name);
+			return -EINVAL;
+		}
+	}
+	return apply_opt(opts, spec, value, error) < 0 ? -EINVAL : 0;
+}
+
+const char *fs_options_name(unsigned i)
+{
+	return i < G_N_ELEMENTS(opt_specs) ? opt_specs[i].name : NULL;
+}
+
+/* --auth=NAME: the index in this table is the ImapAuthMech. */
+static const char *const auth_names[] = {
+	"auto", "plain", "login", "xoauth2", "oauthbearer",
+};
+
+static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
+			   const char *value, GError **error)
+{
+	char **fields[] = {
+		[OPT_TOKEN_COMMAND - OPT_AUTH] = &opts->token_command,
+		[OPT_PROVIDER - OPT_AUTH] = &opts->provider,
+		[OPT_OAUTH_TOKEN_URL - OPT_AUTH] = &opts->oauth_token_url,
+		[OPT_OAUTH_DEVICE_URL - OPT_AUTH] = &opts->oauth_device_url,
+		[OPT_OAUTH_CLIENT_ID - OPT_AUTH] = &opts->oauth_client_id,
+		[OPT_OAUTH_CLIENT_SECRET - OPT_AUTH] =
+		    &opts->oauth_client_secret,
+		[OPT_OAUTH_CLIENT_SECRET_COMMAND - OPT_AUTH] =
+		    &opts->oauth_client_secret_command,
+		[OPT_OAUTH_SCOPE - OPT_AUTH] = &opts->oauth_scope,
+		[OPT_OAUTH_REFRESH_TOKEN_COMMAND - OPT_AUTH] =
+		    &opts->oauth_refresh_token_command,
+	};
+
+	if (spec->id == OPT_AUTH) {
+		for (size_t i = 0; i < G_N_ELEMENTS(auth_names); i++)
+			if (g_ascii_strcasecmp(value, auth_names[i]) == 0) {
+				opts->auth = (unsigned)i;
+				return 0;
+			}
+		fs_options_error(error, "--auth must be auto, plain, login, "
+					"xoauth2 or oauthbearer");
+		return -1;
+	}
+	if (spec->id == OPT_PROVIDER && g_ascii_strcasecmp(value, "google") &&
+	    g_ascii_strcasecmp(value, "microsoft")) {
+		fs_options_error(error,
+				 "--provider must be google or microsoft");
+		return -1;
+	}
+	return set_string(fields[spec->id - OPT_AUTH], spec, value, false,
+			  error);
+}
+
+/* A secret given where other users can see it (argv, -o of a mount). */
+static int refuse_secret(const struct opt_spec *spec, GError **error)
+{
+	fs_options_error(error,
+			 "%s is a secret and is not accepted on the command "
+			 "line (other users can see it there): put it in the "
+			 "config file or use --%s-command",
+			 spec->name, spec->name);
+	return -1;
 }
 
 static bool is_dropped(const char *opt)
@@ -363,6 +515,17 @@ static int mount_opt(FsOptions *opts, struct parse_state *st, const char *opt,
 	size_t nlen = eq ? (size_t)(eq - opt) : strlen(opt);
 	const struct opt_spec *spec = opt_lookup(opt, nlen);
 
+	/* fstab: -o config=FILE, for the account named as the device. */
+	if (g_str_has_prefix(opt, "config=")) {
+		if (!opt[7]) {
+			fs_options_error(error, "option 'config' needs a "
+						"value");
+			return -1;
+		}
+		g_free(st->config);
+		st->config = g_strdup(opt + 7);
+		return 0;
+	}
 	if (spec) {
 		if (spec->takes_value && !eq) {
 			fs_options_error(error, "option '%.*s' needs a value",
@@ -374,6 +537,8 @@ static int mount_opt(FsOptions *opts, struct parse_state *st, const char *opt,
 					 (int)nlen, opt);
 			return -1;
 		}
+		if (spec->secret)
+			return refuse_secret(spec, error);
 		return apply_opt(opts, spec, eq ? eq + 1 : "", error);
 	}
 	if (!is_dropped(opt))
@@ -404,12 +569,40 @@ static int mount_opt_list(FsOptions *opts, struct parse_state *st,
 	}
 }
 
+static void print_oauth_help(void)
+{
+	printf("OAuth 2.0 (Gmail, Microsoft 365; see imapfs(1)):\n"
+	       "    --auth=MECH              auto (default), plain, login, "
+	       "xoauth2 or\n"
+	       "                             oauthbearer\n"
+	       "    --token-command=CMD      CMD prints an OAuth access "
+	       "token\n"
+	       "    --provider=NAME          google or microsoft: the "
+	       "endpoints and scope\n"
+	       "    --oauth-client-id=ID     the OAuth client (application) "
+	       "id\n"
+	       "    --oauth-client-secret-command=CMD  prints the client "
+	       "secret\n"
+	       "    --oauth-token-url=URL    token endpoint (https)\n"
+	       "    --oauth-device-url=URL   device authorization endpoint\n"
+	       "    --oauth-scope=SCOPE      scopes, separated by spaces\n"
+	       "    --oauth-refresh-token-command=CMD  prints the refresh "
+	       "token (default:\n"
+	       "                             a file under "
+	       "$XDG_DATA_HOME/imapfs/oauth)\n"
+	       "    --authorize URL          sign in on a web page (device "
+	       "grant), save\n"
+	       "                             the refresh token, and exit\n"
+	       "\n");
+}
+
 static void print_help(const char *argv0)
 {
 	g_autofree char *prog = g_path_get_basename(argv0);
 
 	printf(
 	    "usage: %s [options] URL MOUNTPOINT\n"
+	    "       %s [options] ACCOUNT [MOUNTPOINT]\n"
 	    "\n"
 	    "Mount an IMAP account read-only: folders are directories,\n"
 	    "messages are \"<UID> <subject>.eml\" files.\n"
@@ -421,12 +614,17 @@ static void print_help(const char *argv0)
 	    "    Percent-encode '@' in USER: imaps://me%%40example.org@"
 	    "mail.example.org\n"
 	    "\n"
+	    "ACCOUNT: a [group] of the config file, keys the long "
+	    "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
 	    "Options:\n"
 	    "    -h   --help              print this help and exit\n"
 	    "    -V   --version           print versions and exit\n"
 	    "    -f                       stay in the foreground\n"
 	    "    -d                       debug log on stderr (implies -f)\n"
 	    "    -o OPT[,OPT...]          mount options, see below\n"
+	    "    --config=FILE            accounts (~/.config/imapfs/config)\n"
+	    "    --accounts               list them, and where they are "
+	    "mounted\n"
 	    "    --password-command=CMD   run CMD with /bin/sh -c; the "
 	    "password is\n"
 	    "                             the first line of its output\n"
@@ -474,26 +672,49 @@ static void print_help(const char *argv0)
 	    "a number or\n"
 	    "                             a name (default: the mounting "
 	    "user's)\n"
-	    "\n"
-	    "Every long option also works as -o NAME=VALUE (-o insecure),\n"
-	    "with '-' or '_' in NAME: -o password_file=FILE.\n"
-	    "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
-	    "see mount.fuse3(8)). The mount is always ro,noatime,\n"
-	    "default_permissions; _netdev, nofail, noauto, auto, user,\n"
-	    "users, rw and defaults are ignored. With allow_other, the\n"
-	    "modes above decide who else may read the mail.\n"
-	    "\n"
-	    "The password comes from, in this order: --password-command,\n"
-	    "--password-file, the IMAPFS_PASSWORD environment variable,\n"
-	    "or a prompt on the terminal.\n"
-	    "\n"
-	    "/etc/fstab example (one line):\n"
-	    "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
-	    "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
-	    "0 0\n"
-	    "\n"
-	    "See imapfs(1).\n",
-	    prog);
+	    "    --namespace=top|server   top: folders under the personal "
+	    "namespace's\n"
+	    "                             prefix (INBOX. on Cyrus, "
+	    "Courier) beside INBOX\n"
+	    "                             at the top; server: as the "
+	    "server names them\n"
+	    "                             (default: top)\n"
+	    "    --status-interval=SECONDS  without NOTIFY, STATUS of "
+	    "recently listed\n"
+	    "                             folders this often, LIST every "
+	    "5th (15 s at\n"
+	    "                             least); 0: off (default: 3)\n"
+	    "    --offline                serve only what is cached; never "
+	    "connect\n"
+	    "                             (without it, an account with a "
+	    "cache mounts\n"
+	    "                             offline when the server cannot "
+	    "be reached,\n"
+	    "                             and goes online when it "
+	    "answers)\n"
+	    "    --nonempty               mount over a directory that is "
+	    "not empty\n"
+	    "\n",
+	    prog, prog);
+	print_oauth_help();
+	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
+	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
+	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
+	       "see mount.fuse3(8)). The mount is always ro,noatime,\n"
+	       "default_permissions; _netdev, nofail, noauto, auto, user,\n"
+	       "users, rw and defaults are ignored. With allow_other, the\n"
+	       "modes above decide who else may read the mail.\n"
+	       "\n"
+	       "The password comes from, in this order: --password-command,\n"
+	       "--password-file, the IMAPFS_PASSWORD environment variable,\n"
+	       "or a prompt on the terminal.\n"
+	       "\n"
+	       "/etc/fstab example (one line):\n"
+	       "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
+	       "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
+	       "0 0\n"
+	       "\n"
+	       "See imapfs(1).\n");
 }
 
 static void print_version(void)
@@ -541,12 +762,19 @@ static char *default_cache_dir(void)
 	/* The XDG spec says to ignore a relative value. */
 	if (xdg && g_path_is_absolute(xdg))
 		return g_build_filename(xdg, "imapfs", NULL);
-	home = g_getenv("HOME");
-	if (!home || !*home)
-		home = g_get_home_dir();
+	home = fs_config_home_dir();
 	g_autofree char *dir = g_build_filename(home, ".cache", "imapfs", NULL);
 
 	return make_absolute(dir);
+}
+
+/* Each named account has a cache directory of its own, so that two of
+ * them never share a lock, also when they name the same server and user. */
+static char *account_cache_dir(const char *account)
+{
+	g_autofree char *root = default_cache_dir();
+
+	return g_build_filename(root, account, NULL);
 }
 
 static int build_fuse_args(FsOptions *opts, const char *prog,
@@ -582,11 +810,51 @@ static int build_fuse_args(FsOptions *opts, const char *prog,
 	return 0;
 }
 
+/* --accounts and --config[=]FILE: 1 when argv[*i] is one of them, 0 when
+ * not, -1 with error set. */
+static int config_arg(int argc, char **argv, int *i, struct parse_state *st,
+		      GError **error)
+{
+	const char *a = argv[*i];
+	const char *v = NULL;
+
+	if (strcmp(a, "--accounts") == 0) {
+		st->list_accounts = true;
+		return 1;
+	}
+	if (g_str_has_prefix(a, "--config="))
+		v = a + 9;
+	else if (strcmp(a, "--config") != 0)
+		return 0;
+	else if (*i + 1 < argc)
+		v = argv[++*i];
+	if (!v || !*v) {
+		fs_options_error(error, "option '--config' needs a value");
+		return -1;
+	}
+	g_free(st->config);
+	st->config = g_strdup(v);
+	return 1;
+}
+
+/* What a user who typed too little needs: the usage line and where to
+ * read more. */
+static void missing_args(GError **error, const char *argv0, const char *what)
+{
+	g_autofree char *prog = g_path_get_basename(argv0);
+
+	fs_options_error(error,
+			 "missing %s\nusage: %s [options] URL MOUNTPOINT\n"
+			 "Try '%s --help' for more information.",
+			 what, prog, prog);
+}
+
 /* The loop over argv; options may come before or after the positionals. */
 static int parse_argv(int argc, char **argv, FsOptions *opts,
 		      struct parse_state *st, const char *prog, GError **error)
 {
 	bool only_positionals = false;
+	int c;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -614,6 +882,8 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 			opts->foreground = true;
 		} else if (strcmp(a, "-d") == 0) {
 			opts->debug = true;
+		} else if (strcmp(a, "--authorize") == 0) {
+			opts->authorize = true;
 		} else if (strncmp(a, "-o", 2) == 0) {
 			const char *list = a[2] ? a + 2 : NULL;
 
@@ -625,6 +895,9 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 				return -1;
 			}
 			if (mount_opt_list(opts, st, list, error) < 0)
+				return -1;
+		} else if ((c = config_arg(argc, argv, &i, st, error)) != 0) {
+			if (c < 0)
 				return -1;
 		} else if (a[1] == '-') {
 			const char *name = a + 2;
@@ -647,6 +920,8 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 						 spec->name);
 				return -1;
 			}
+			if (spec->secret)
+				return refuse_secret(spec, error);
 			if (spec->takes_value && !value) {
 				if (i + 1 >= argc) {
 					fs_options_error(
@@ -669,38 +944,100 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 	return FS_OPTIONS_RUN;
 }
 
+/* "imapfs NAME [DIR]" and --accounts: a first look at argv finds them;
+ * the account's settings then go into opts before the command line, which
+ * overrides them. Returns FS_OPTIONS_RUN, FS_OPTIONS_EXIT_OK or -1. */
+static int read_config(int argc, char **argv, FsOptions *opts,
+		       struct parse_state *st, FsConfigAccount *acct,
+		       const char *prog, GError **error)
+{
+	FsOptions scratch = { 0 };
+	struct parse_state first = { 0 };
+	int r;
+
+	first.fuse_opts = g_ptr_array_new_with_free_func(g_free);
+	r = parse_argv(argc, argv, &scratch, &first, prog, error);
+	fs_options_clear(&scratch);
+	if (r == FS_OPTIONS_RUN && first.list_accounts) {
+		r = fs_config_print_accounts(first.config, error) < 0
+			? -1
+			: FS_OPTIONS_EXIT_OK;
+	} else if (r == FS_OPTIONS_RUN && first.url &&
+		   fs_config_is_account_name(first.url)) {
+		opts->account = g_strdup(first.url);
+		if (fs_config_load_account(first.config, first.url, opts, acct,
+					   error) < 0 ||
+		    (acct->options &&
+		     mount_opt_list(opts, st, acct->options, error) < 0))
+			r = -1;
+	}
+	g_ptr_array_unref(first.fuse_opts);
+	g_free(first.config);
+	return r;
+}
+
+/* The account's URL and mount point, unless the command line gave one. */
+static int use_account(FsOptions *opts, struct parse_state *st,
+		       FsConfigAccount *acct, GError **error)
+{
+	st->url = acct->url;
+	if (!st->mountpoint)
+		st->mountpoint = acct->mountpoint;
+	if (!st->mountpoint) {
+		fs_options_error(error,
+				 "account %s has no mountpoint: add "
+				 "\"mountpoint = DIR\" to [%s] in the config "
+				 "file, or give a directory after the name",
+				 opts->account, opts->account);
+		return -1;
+	}
+	return 0;
+}
+
 int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 {
 	const char *prog = argc > 0 && argv[0] ? argv[0] : "imapfs";
 	struct parse_state st = { 0 };
 	g_autofree char *fsname = NULL;
+	FsConfigAccount acct = { 0 };
 	int r;
 
 	memset(opts, 0, sizeof(*opts));
 	opts->connections = 4;
 	opts->timeout = 10;
 	opts->poll_interval = 60;
+	opts->status_interval = 3;
 	opts->umask = 077;
 	opts->uid = getuid();
 	opts->gid = getgid();
 	st.fuse_opts = g_ptr_array_new_with_free_func(g_free);
 
-	r = parse_argv(argc, argv, opts, &st, prog, error);
+	r = read_config(argc, argv, opts, &st, &acct, prog, error);
+	if (r == FS_OPTIONS_RUN)
+		r = parse_argv(argc, argv, opts, &st, prog, error);
 	if (r != FS_OPTIONS_RUN)
 		goto out;
 	r = -1;
+	if (opts->account && use_account(opts, &st, &acct, error) < 0)
+		goto out;
 	if (!st.url) {
-		fs_options_error(error, "missing URL");
+		missing_args(error, prog, "URL");
 		goto out;
 	}
-	if (!st.mountpoint) {
-		fs_options_error(error, "missing MOUNTPOINT");
+	if (!st.mountpoint && !opts->authorize) {
+		missing_args(error, prog, "MOUNTPOINT");
 		goto out;
 	}
 	if (imap_url_parse(st.url, &opts->server, error) < 0)
 		goto out;
-	fsname = imap_url_to_string(&opts->server);
+	/* A named account shows its name, as in an fstab line. */
+	fsname = opts->account ? g_strdup(opts->account)
+			       : imap_url_to_string(&opts->server);
 	opts->url = g_strdup(st.url);
+	if (opts->authorize) { /* --authorize: no mount */
+		r = FS_OPTIONS_RUN;
+		goto out;
+	}
 	if (check_mountpoint(opts, st.mountpoint, error) < 0)
 		goto out;
 	if (opts->cafile && access(opts->cafile, R_OK) < 0) {
@@ -710,6 +1047,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 				 g_strerror(e));
 		goto out;
 	}
+	if (!opts->cache_dir && opts->account)
+		opts->cache_dir = account_cache_dir(opts->account);
 	if (!opts->cache_dir)
 		opts->cache_dir = default_cache_dir();
 	if (opts->debug)
@@ -719,6 +1058,8 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	r = FS_OPTIONS_RUN;
 out:
 	g_ptr_array_unref(st.fuse_opts);
+	g_free(st.config);
+	fs_config_account_clear(&acct);
 	if (r != FS_OPTIONS_RUN)
 		fs_options_clear(opts); /* nothing for the caller to free */
 	return r;
@@ -727,12 +1068,25 @@ out:
 void fs_options_clear(FsOptions *opts)
 {
 	g_clear_pointer(&opts->url, g_free);
+	g_clear_pointer(&opts->account, g_free);
 	imap_url_clear(&opts->server);
 	g_clear_pointer(&opts->mountpoint, g_free);
 	g_clear_pointer(&opts->password_command, g_free);
 	g_clear_pointer(&opts->password_file, g_free);
 	g_clear_pointer(&opts->cafile, g_free);
 	g_clear_pointer(&opts->cache_dir, g_free);
+	g_clear_pointer(&opts->token_command, g_free);
+	g_clear_pointer(&opts->provider, g_free);
+	g_clear_pointer(&opts->oauth_token_url, g_free);
+	g_clear_pointer(&opts->oauth_device_url, g_free);
+	g_clear_pointer(&opts->oauth_client_id, g_free);
+	if (opts->oauth_client_secret)
+		explicit_bzero(opts->oauth_client_secret,
+			       strlen(opts->oauth_client_secret));
+	g_clear_pointer(&opts->oauth_client_secret, g_free);
+	g_clear_pointer(&opts->oauth_client_secret_command, g_free);
+	g_clear_pointer(&opts->oauth_scope, g_free);
+	g_clear_pointer(&opts->oauth_refresh_token_command, g_free);
 	g_clear_pointer(&opts->name_format, g_free);
 	fuse_opt_free_args(&opts->fuse_args);
 	memset(&opts->fuse_args, 0, sizeof(opts->fuse_args));

@@ -34,6 +34,25 @@ typedef struct {
 	gid_t gid;              /* -o gid=: group, default ours */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
+	char *account; /* "imapfs NAME": the config file's account, or NULL */
+	/* OAuth 2.0 sign-in (fs/token.c): --auth (an ImapAuthMech), the
+	 * token sources, --authorize (run the device grant, do not mount). */
+	unsigned auth;
+	char *token_command;
+	char *provider; /* "google" or "microsoft": endpoints and scope */
+	char *oauth_token_url;
+	char *oauth_device_url;
+	char *oauth_client_id;
+	char *oauth_client_secret; /* config file only: never from argv */
+	char *oauth_client_secret_command;
+	char *oauth_scope;
+	char *oauth_refresh_token_command;
+	bool authorize;
+	bool offline;  /* --offline: never connect, serve the cache */
+	bool nonempty; /* -o nonempty: mount over a non-empty directory */
+	bool namespace_server;    /* --namespace=server: no prefix stripping */
+	unsigned status_interval; /* seconds between STATUS polls without
+				     NOTIFY, 0..3600 (0: off), default 3 */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,
@@ -55,3 +74,11 @@ void fs_options_clear(FsOptions *opts);
  * kind of error the command line, the options and the password sources
  * report. */
 void fs_options_error(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* One option by its long name without the dashes ('_' or '-'), as the
+ * config file gives it; a flag takes "true" or "false". Returns 0,
+ * -ENOENT when no option has that name, or -EINVAL with error set. */
+int fs_options_set(FsOptions *opts, const char *name, const char *value,
+		   GError **error);
+/* The long name of option i (from 0), or NULL past the last one. */
+const char *fs_options_name(unsigned i);

@@ -130,9 +130,11 @@ static char *password_finish(const char *line, size_t len, const char *source,
 	return pw;
 }
 
-static char *password_from_command(const char *cmd, GError **error)
+static char *password_from_command(const char *cmd, const char *what,
+				   GError **error)
 {
 	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	g_autofree char *source = g_strconcat("the ", what, NULL);
 	g_autoptr(GError) err = NULL;
 	char *buf, *pw = NULL;
 	GPid pid;
@@ -144,8 +146,7 @@ static char *password_from_command(const char *cmd, GError **error)
 		NULL, (char **)argv, NULL,
 		G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CHILD_INHERITS_STDIN, NULL,
 		NULL, &pid, NULL, &out_fd, NULL, &err)) {
-		fs_options_error(error, "password command '%s': %s", cmd,
-				 err->message);
+		fs_options_error(error, "%s '%s': %s", what, cmd, err->message);
 		return NULL;
 	}
 #ifdef SYS_pidfd_open
@@ -173,28 +174,24 @@ static char *password_from_command(const char *cmd, GError **error)
 	     (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGPIPE));
 
 	if (wait_err)
-		fs_options_error(error, "password command '%s': waitpid: %s",
-				 cmd, g_strerror(wait_err));
+		fs_options_error(error, "%s '%s': waitpid: %s", what, cmd,
+				 g_strerror(wait_err));
 	else if (!our_sigpipe && WIFEXITED(status) && WEXITSTATUS(status))
-		fs_options_error(error,
-				 "password command '%s' exited with status %d",
+		fs_options_error(error, "%s '%s' exited with status %d", what,
 				 cmd, WEXITSTATUS(status));
 	else if (!our_sigpipe && WIFSIGNALED(status))
-		fs_options_error(
-		    error, "password command '%s' was killed by signal %d", cmd,
-		    WTERMSIG(status));
+		fs_options_error(error, "%s '%s' was killed by signal %d", what,
+				 cmd, WTERMSIG(status));
 	else if (len == -E2BIG)
-		fs_options_error(
-		    error,
-		    "password command '%s': first line is longer than "
-		    "%d bytes",
-		    cmd, PASSWORD_MAX - 1);
+		fs_options_error(error,
+				 "%s '%s': first line is longer than "
+				 "%d bytes",
+				 what, cmd, PASSWORD_MAX - 1);
 	else if (len < 0)
-		fs_options_error(error, "password command '%s': %s", cmd,
+		fs_options_error(error, "%s '%s': %s", what, cmd,
 				 g_strerror((int)-len));
 	else
-		pw = password_finish(buf, (size_t)len, "the password command",
-				     error);
+		pw = password_finish(buf, (size_t)len, source, error);
 	explicit_bzero(buf, PASSWORD_MAX);
 	g_free(buf);
 	return pw;
@@ -392,7 +389,8 @@ char *fs_password_get(const FsOptions *opts, GError **error)
 	const char *env;
 
 	if (opts->password_command)
-		return password_from_command(opts->password_command, error);
+		return password_from_command(opts->password_command,
+					     "password command", error);
 	if (opts->password_file)
 		return password_from_file(opts->password_file, error);
 	env = g_getenv("IMAPFS_PASSWORD");
@@ -405,7 +403,8 @@ char *fs_password_get(const FsOptions *opts, GError **error)
 char *fs_password_reread(const FsOptions *opts, GError **error)
 {
 	if (opts->password_command)
-		return password_from_command(opts->password_command, error);
+		return password_from_command(opts->password_command,
+					     "password command", error);
 	if (opts->password_file)
 		return password_from_file(opts->password_file, error);
 	fs_options_error(error, "the password came from the environment or a "
@@ -424,4 +423,9 @@ void fs_password_free(char *password)
 		return;
 	explicit_bzero(password, strlen(password));
 	g_free(password);
+}
+
+char *fs_password_run_command(const char *cmd, const char *what, GError **error)
+{
+	return password_from_command(cmd, what, error);
 }

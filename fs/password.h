@@ -24,5 +24,12 @@ char *fs_password_reread(const FsOptions *opts, GError **error);
 /* Whether fs_password_reread() has a source to read. */
 bool fs_password_can_reread(const FsOptions *opts);
 
+/* The first line of what cmd (run with /bin/sh -c) prints: a secret such
+ * as an access token, a refresh token or a client secret. what names the
+ * command in errors ("token command"). NULL with error set. Safe from
+ * any thread. */
+char *fs_password_run_command(const char *cmd, const char *what,
+			      GError **error);
+
 /* Wipe and free; NULL is allowed. */
 void fs_password_free(char *password);

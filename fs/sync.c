@@ -18,6 +18,8 @@
 #include "fs/merge.h"
 #include "fs/meta.h"
 #include "fs/name-format.h"
+#include "fs/names.h"
+#include "fs/search.h"
 #include "imap/ops.h"
 
 typedef struct {
@@ -493,6 +495,8 @@ static int install_listing(FsMount *mnt, FsFolder *f, CacheFolderIndex *result)
 	}
 	if (changed)
 		fs_inval_inode(mnt->inval, fs_tree_dir_ino(f));
+	if (changed)
+		fs_search_folder_changed(mnt->search, f);
 	return changed ? 1 : 0;
 }
 
@@ -506,6 +510,10 @@ int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 
 	if (!f->selectable)
 		return -ENOENT;
+	/* Only a user's readdir asks for IF_STALE. */
+	if (when == FS_SYNC_IF_STALE)
+		__atomic_store_n(&f->used_at, g_get_monotonic_time(),
+				 __ATOMIC_RELAXED);
 	job = sync_begin(mnt, f, when, &rc);
 	if (!job)
 		return rc;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fs/names.h"
+#include "imap/namespace.h"
 #include "imap/ops.h"
 
 struct FsTree {
@@ -28,6 +29,7 @@ struct FsTree {
 	GHashTable *gone; /* path_raw -> FsFolder*, vanished folders, for
 			     revival when the name comes back; under
 			     update_lock */
+	ImapNamespace ns; /* personal prefix shown at the top; "" for none */
 };
 
 static FsFolder *folder_new(FsTree *tree, FsFolder *parent, const char *name,
@@ -129,10 +131,16 @@ static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 		name = g_strdup("INBOX");
 	else
 		name = fs_name_for_folder(seg, seglen);
-	/* Two server names may decode to the same text. */
+	/* Two server names may decode to the same text, or a personal
+	 * folder shown at the top meet one outside the namespace: the one
+	 * added first (personal ones are) keeps the name. */
 	if (fs_folder_child(parent, name)) {
 		char *other =
 		    fs_name_disambiguate(name, path_raw, strlen(path_raw));
+		g_message("folders %s and %s would both be shown as %s: %s "
+			  "is shown as %s",
+			  fs_folder_child(parent, name)->path_raw, path_raw,
+			  name, path_raw, other);
 		g_free(name);
 		name = other;
 	}
@@ -163,7 +171,8 @@ static int add_entry(FsTree *tree, const CacheFolderEntry *e, GHashTable *seen,
 {
 	FsFolder *cur = tree->root;
 	const char *name = e->name;
-	const char *p = name;
+	const char *inner = imap_namespace_strip(&tree->ns, name, e->delimiter);
+	const char *p = inner ? inner : name;
 
 	if (e->flags & CACHE_FOLDER_NONEXISTENT)
 		return 0;
@@ -235,6 +244,13 @@ static int prune(FsTree *tree, FsFolder *f, GHashTable *seen,
 	return n + removed;
 }
 
+static int entry_rank(const FsTree *tree, const CacheFolderEntry *e)
+{
+	if (!tree->ns.prefix[0] || g_ascii_strcasecmp(e->name, "INBOX") == 0)
+		return 0;
+	return imap_namespace_strip(&tree->ns, e->name, e->delimiter) ? 1 : 2;
+}
+
 static int apply(FsTree *tree, GPtrArray *entries,
 		 void (*changed)(FsFolder *, FsFolder *, void *), void *data,
 		 GError **error)
@@ -242,10 +258,18 @@ static int apply(FsTree *tree, GPtrArray *entries,
 	g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
 	int n = 0;
 
-	for (guint i = 0; i < entries->len; i++) {
-		if (add_entry(tree, entries->pdata[i], seen, changed, data,
-			      error) < 0)
-			return -EIO;
+	/* INBOX, then personal folders, then the rest: the first keeps a
+	 * name that two would be shown as (INBOX.INBOX, or INBOX.X and a
+	 * shared X, when the personal namespace is at the top). */
+	for (int pass = 0; pass < 3; pass++) {
+		for (guint i = 0; i < entries->len; i++) {
+			const CacheFolderEntry *e = entries->pdata[i];
+
+			if (entry_rank(tree, e) != pass)
+				continue;
+			if (add_entry(tree, e, seen, changed, data, error) < 0)
+				return -EIO;
+		}
 	}
 	n += prune(tree, tree->root, seen, changed, data);
 	return n;
@@ -269,9 +293,17 @@ void fs_tree_collect_folder(void *user_data, const char *name, char delimiter,
 
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error)
 {
+	return fs_tree_new_ns(store, entries, NULL, error);
+}
+
+FsTree *fs_tree_new_ns(CacheStore *store, GPtrArray *entries,
+		       const ImapNamespace *ns, GError **error)
+{
 	FsTree *tree = g_new0(FsTree, 1);
 
 	tree->store = store;
+	tree->ns.prefix = g_strdup(ns && ns->prefix ? ns->prefix : "");
+	tree->ns.delimiter = ns ? ns->delimiter : '\0';
 	tree->all = g_ptr_array_new();
 	tree->old_arrays =
 	    g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
@@ -338,6 +370,7 @@ void fs_tree_free(FsTree *tree)
 	g_hash_table_unref(tree->by_id);
 	g_hash_table_unref(tree->by_folder_id);
 	g_hash_table_unref(tree->gone);
+	imap_namespace_clear(&tree->ns);
 	g_mutex_clear(&tree->update_lock);
 	g_rw_lock_clear(&tree->ids_lock);
 	g_mutex_clear(&tree->folder_id_lock);

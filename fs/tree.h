@@ -16,6 +16,7 @@
 
 #include "cache/index.h"
 #include "cache/store.h"
+#include "imap/namespace.h"
 
 /* One folder's message list at one moment. Reference counted so that a
  * directory listing in progress keeps its snapshot while a resync swaps in
@@ -54,6 +55,8 @@ struct FsFolder {
 	bool verify_queued; /* a background check is queued or ran */
 	gint64 flags_at;    /* monotonic us of the last fetch of every
 			       message's flags, 0 never (fs/sync.c) */
+	gint64 used_at;     /* monotonic us a user last listed it (atomic);
+			       fs/watch.c polls such folders by STATUS */
 };
 
 typedef struct FsTree FsTree;
@@ -65,6 +68,12 @@ void fs_tree_collect_folder(void *user_data, const char *name, char delimiter,
 
 /* Build from the LIST result (CacheFolderEntry*). */
 FsTree *fs_tree_new(CacheStore *store, GPtrArray *entries, GError **error);
+/* The same, showing the folders under ns's personal prefix at the top
+ * ("INBOX.Sent" as Sent/ beside INBOX/; see imap_namespace_strip()). ns
+ * may be NULL; it is copied. Folder ids, inode numbers and the cache stay
+ * keyed by the full server name, whatever the layout. */
+FsTree *fs_tree_new_ns(CacheStore *store, GPtrArray *entries,
+		       const ImapNamespace *ns, GError **error);
 
 /* Bring the tree in line with a new LIST result: folders that appeared
  * are added (a vanished one whose name is back is revived), those that

@@ -6,8 +6,11 @@
  * NOTIFY it IDLEs on INBOX. It only notes which folders changed. The refresh
  * thread does the work through the pool: it resyncs the folders the idle thread
  * named, and every poll interval it re-reads the folder list and resyncs every
- * folder that has a listing. Listings that change invalidate the kernel's
- * caches (fs/sync.c).
+ * folder that has a listing. Without NOTIFY it also sends, every status
+ * interval, one pipelined STATUS of the folders listed in the last ten
+ * minutes and resyncs those whose counts moved, and re-reads the folder
+ * list every LIST_EVERY such rounds (15 s at least). Listings that change
+ * invalidate the kernel's caches (fs/sync.c).
  *
  * Locking: watch->lock guards pending, pending_all, pending_list and
  * stopping; neither thread does I/O under it.
@@ -17,12 +20,19 @@
 #include <errno.h>
 
 #include "fs/sync.h"
+#include "imap/folderstatus.h"
 #include "imap/ops.h"
 #include "imap/watch.h"
 
 #define IDLE_SLICE_MS 200 /* how soon an unmount stops the thread */
 #define RETRY_MAX_S 60
 #define NO_IDLE_RECHECK_S 3600
+/* Without NOTIFY: folders listed this recently are polled by STATUS, at
+ * most this many; the folder list is re-read every LIST_EVERY ticks. */
+#define RECENT_US (G_USEC_PER_SEC * 600)
+#define STATUS_MAX_FOLDERS 64
+#define LIST_EVERY 5
+#define LIST_MIN_US (G_USEC_PER_SEC * 15)
 
 struct FsWatch {
 	FsMount *mnt;
@@ -33,6 +43,9 @@ struct FsWatch {
 	bool pending_all;    /* resync everything (after a reconnect) */
 	bool pending_list;   /* re-read the folder list */
 	bool stopping;
+	bool notify;          /* the watcher has NOTIFY: no STATUS polling */
+	gint64 status_us;     /* STATUS poll interval, 0 for none */
+	GHashTable *statuses; /* raw name -> FolderCounts, refresh thread */
 	GThread *idle_thread;
 	GThread *refresh_thread;
 };
@@ -113,6 +126,117 @@ static void refresh_folder_list(FsWatch *w)
 	g_ptr_array_unref(entries);
 }
 
+/* ---- STATUS polling, for servers without NOTIFY ---- */
+
+typedef struct {
+	uint32_t uidnext, messages, uidvalidity;
+	uint64_t modseq;
+} FolderCounts;
+
+typedef struct {
+	char *folder;
+	FolderCounts c;
+	bool changed; /* news of the selected folder, no counts */
+} StatusAnswer;
+
+typedef struct {
+	GPtrArray *folders; /* raw names */
+	GArray *answers;    /* StatusAnswer */
+} StatusJob;
+
+static void status_job_free(gpointer data)
+{
+	StatusJob *job = data;
+
+	for (guint i = 0; i < job->answers->len; i++)
+		g_free(g_array_index(job->answers, StatusAnswer, i).folder);
+	g_array_unref(job->answers);
+	g_ptr_array_unref(job->folders);
+	g_free(job);
+}
+
+static void collect_recent(FsFolder *f, void *data)
+{
+	StatusJob *job = data;
+	gint64 used = __atomic_load_n(&f->used_at, __ATOMIC_RELAXED);
+
+	if (!f->selectable || f->gone || !f->raw || used == 0 ||
+	    g_get_monotonic_time() - used > RECENT_US ||
+	    job->folders->len >= STATUS_MAX_FOLDERS)
+		return;
+	g_ptr_array_add(job->folders, g_strdup(f->raw));
+}
+
+static void status_answer(void *user_data, const ImapFolderStatus *st)
+{
+	StatusJob *job = user_data;
+	StatusAnswer a = { g_strdup(st->folder),
+			   { st->uidnext, st->messages, st->uidvalidity,
+			     st->highestmodseq },
+			   st->changed };
+
+	g_array_append_val(job->answers, a);
+}
+
+static int status_job_run(ImapConn *conn, const ImapMailboxState *st,
+			  void *data, GError **error)
+{
+	StatusJob *job = data;
+
+	return imap_folder_status_many(conn, (char *const *)job->folders->pdata,
+				       job->folders->len, status_answer, job,
+				       error);
+}
+
+static bool counts_equal(const FolderCounts *a, const FolderCounts *b)
+{
+	return a->uidnext == b->uidnext && a->messages == b->messages &&
+	       a->uidvalidity == b->uidvalidity && a->modseq == b->modseq;
+}
+
+/* One pipelined STATUS of the recently listed folders: those whose
+ * counts moved since the last round are resynced. */
+static void status_tick(FsWatch *w)
+{
+	g_autoptr(GError) error = NULL;
+	StatusJob *job = g_new0(StatusJob, 1);
+	int rc;
+
+	job->folders = g_ptr_array_new_with_free_func(g_free);
+	job->answers = g_array_new(FALSE, FALSE, sizeof(StatusAnswer));
+	fs_tree_foreach(w->mnt->tree, collect_recent, job);
+	if (job->folders->len == 0) {
+		status_job_free(job);
+		return;
+	}
+	rc = imap_pool_run(w->mnt->pool, NULL, status_job_run, job,
+			   status_job_free, &error);
+	if (rc == -ETIMEDOUT)
+		return; /* the pool frees job */
+	if (rc < 0)
+		g_debug("STATUS poll: %s",
+			error ? error->message : g_strerror(-rc));
+	for (guint i = 0; rc == 0 && i < job->answers->len; i++) {
+		StatusAnswer *a = &g_array_index(job->answers, StatusAnswer, i);
+		FolderCounts *old = g_hash_table_lookup(w->statuses, a->folder);
+
+		if (a->changed) {
+			g_debug("NOOP: %s changed", a->folder);
+			note(w, a->folder, false, false);
+			continue;
+		}
+		if (old && counts_equal(old, &a->c))
+			continue;
+		/* The first answer is compared with nothing: resync once, in
+		 * case the folder changed since it was listed. */
+		g_debug("STATUS: %s %s", a->folder, old ? "changed" : "first");
+		note(w, a->folder, false, false);
+		g_hash_table_replace(w->statuses, g_strdup(a->folder),
+				     g_memdup2(&a->c, sizeof(a->c)));
+	}
+	status_job_free(job);
+}
+
 /* ---- refresh thread ---- */
 
 typedef struct {
@@ -143,19 +267,32 @@ static gpointer refresh_main(gpointer data)
 {
 	FsWatch *w = data;
 	gint64 next_poll = g_get_monotonic_time() + w->poll_us;
+	gint64 list_us = MAX(LIST_MIN_US, LIST_EVERY * w->status_us);
+	gint64 next_status = g_get_monotonic_time() + w->status_us;
+	gint64 next_list = g_get_monotonic_time() + list_us;
 
 	g_mutex_lock(&w->lock);
 	while (!w->stopping) {
 		GHashTable *pending;
-		bool list, all, poll;
+		bool list, all, poll, status;
+		bool polling = w->status_us > 0 && !w->notify;
+		gint64 now;
 
 		if (g_hash_table_size(w->pending) == 0 && !w->pending_all &&
 		    !w->pending_list &&
-		    g_cond_wait_until(&w->cond, &w->lock, next_poll))
+		    g_cond_wait_until(&w->cond, &w->lock,
+				      polling ? MIN(next_poll, next_status)
+					      : next_poll))
 			continue;
 		if (w->stopping)
 			break;
-		poll = g_get_monotonic_time() >= next_poll;
+		now = g_get_monotonic_time();
+		poll = now >= next_poll;
+		status = polling && now >= next_status;
+		if (status && now >= next_list) {
+			w->pending_list = true;
+			next_list = now + list_us;
+		}
 		pending = w->pending;
 		w->pending = g_hash_table_new_full(g_str_hash, g_str_equal,
 						   g_free, NULL);
@@ -164,6 +301,11 @@ static gpointer refresh_main(gpointer data)
 		w->pending_list = w->pending_all = false;
 		g_mutex_unlock(&w->lock);
 
+		if (status) {
+			/* What it finds is resynced on the next turn. */
+			status_tick(w);
+			next_status = g_get_monotonic_time() + w->status_us;
+		}
 		if (list)
 			refresh_folder_list(w);
 		{
@@ -227,6 +369,9 @@ static Session idle_session(FsWatch *w)
 		g_debug("watcher: %s", error->message);
 		return SESSION_FAILED;
 	}
+	g_mutex_lock(&w->lock);
+	w->notify = imap_conn_has_cap(conn, "NOTIFY");
+	g_mutex_unlock(&w->lock);
 	rc = imap_watch_start(conn, watch_event, w, &iw, &error);
 	if (rc == -ENOTSUP) {
 		g_debug("watcher: server has no IDLE; polling every "
@@ -275,12 +420,16 @@ static gpointer idle_main(gpointer data)
 	return NULL;
 }
 
-FsWatch *fs_watch_new(FsMount *mnt, unsigned poll_interval)
+FsWatch *fs_watch_new(FsMount *mnt, unsigned poll_interval,
+		      unsigned status_interval)
 {
 	FsWatch *w = g_new0(FsWatch, 1);
 
 	w->mnt = mnt;
 	w->poll_us = (gint64)poll_interval * G_USEC_PER_SEC;
+	w->status_us = (gint64)status_interval * G_USEC_PER_SEC;
+	w->statuses =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);
 	w->pending =
@@ -301,6 +450,7 @@ void fs_watch_free(FsWatch *w)
 	g_thread_join(w->idle_thread);
 	g_thread_join(w->refresh_thread);
 	g_hash_table_unref(w->pending);
+	g_hash_table_unref(w->statuses);
 	g_mutex_clear(&w->lock);
 	g_cond_clear(&w->cond);
 	g_free(w);

@@ -7,6 +7,9 @@
 
 typedef struct FsWatch FsWatch;
 
-/* Starts both threads; the IDLE connection comes from mnt->pool. */
-FsWatch *fs_watch_new(FsMount *mnt, unsigned poll_interval);
+/* Starts both threads; the IDLE connection comes from mnt->pool.
+ * status_interval: seconds between STATUS polls of recently listed folders
+ * when the server has no NOTIFY (0: none). */
+FsWatch *fs_watch_new(FsMount *mnt, unsigned poll_interval,
+		      unsigned status_interval);
 void fs_watch_free(FsWatch *w);

@@ -26,3 +26,21 @@ int imap_conn_run(ImapConn *conn, const char *line, ImapContinueFn cont,
 
 /* The connection's copy of the account (host, user, password). */
 const ImapAccount *imap_conn_account(const ImapConn *conn);
+
+/* Like imap_conn_command() for a command sent in pieces: chunks[0] is the
+ * line, and each continuation request the server sends is answered with
+ * the next chunk (synchronising literals: every chunk but the last ends
+ * with "{N}"). A continuation request past the last chunk breaks the
+ * connection (a protocol error). */
+int imap_conn_command_chunks(ImapConn *conn, char **chunks, size_t n,
+			     ImapUntaggedFn fn, void *user_data,
+			     GError **error);
+
+/* While a pipeline runs (in its untagged callback): the index of the
+ * command whose tag is tag, or with tag NULL of the oldest command still
+ * waiting for its answer; -1 when there is none. */
+int imap_conn_batch_index(const ImapConn *conn, const char *tag);
+
+/* Commands sent through imap_conn_pipeline() changed the selected
+ * mailbox: forget it, so that the next imap_conn_examine() sends EXAMINE. */
+void imap_conn_forget_selected(ImapConn *conn);

@@ -37,9 +37,14 @@ struct ImapConn {
 	bool qresync;        /* ENABLE QRESYNC succeeded */
 	char *refusal;       /* text of the last NO, BAD or BYE */
 	struct Batch *batch; /* the commands being answered, NULL between */
+	bool bye;            /* the server ended the session (not a limit) */
+	unsigned id;         /* [cN] in the debug log */
+	bool greeted;        /* the server's greeting came */
 };
 
 G_DEFINE_QUARK(imap - error - quark, imap_error)
+
+static gint last_conn_id; /* atomic: numbers connections for the log */
 
 /* ---- responses ---- */
 
@@ -74,7 +79,7 @@ static int parse_buffered(ImapConn *conn, ImapResponse **out, GError **error)
 		return rc;
 	}
 	if (rc == 1)
-		imap_status_log_response(*out);
+		imap_status_log_response(conn->id, *out);
 	return rc;
 }
 
@@ -107,7 +112,7 @@ static int send_line(ImapConn *conn, const char *tag, const char *line,
 {
 	g_autofree char *full = g_strdup_printf("%s %s\r\n", tag, line);
 
-	imap_status_log_command(tag, line);
+	imap_status_log_command(conn->id, tag, line);
 	return imap_transport_write(&conn->t, full, strlen(full), error);
 }
 
@@ -150,6 +155,7 @@ static int refuse(ImapConn *conn, const ImapResponse *r, const char *line,
 static int closed_by_bye(ImapConn *conn, const ImapResponse *r, GError **error)
 {
 	note_refusal(conn, r);
+	conn->bye = !imap_text_is_throttling(r->code, r->text);
 	imap_transport_fail(
 	    &conn->t, error,
 	    imap_text_is_throttling(r->code, r->text) ? IMAP_ERROR_THROTTLED
@@ -259,7 +265,7 @@ static int batch_send(ImapConn *conn, Batch *b, GError **error)
 
 		g_ptr_array_add(b->tags, tag);
 		g_string_append_printf(out, "%s %s\r\n", tag, b->lines[i]);
-		imap_status_log_command(tag, b->lines[i]);
+		imap_status_log_command(conn->id, tag, b->lines[i]);
 	}
 	rc = imap_transport_write(&conn->t, out->str, out->len, error);
 	explicit_bzero(out->str, out->len); /* may hold credentials */
@@ -562,7 +568,7 @@ int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 
 	if (!conn->idle_tag)
 		return 0;
-	g_debug("C: DONE");
+	g_debug("[c%u] C: DONE", conn->id);
 	rc = imap_transport_write(&conn->t, "DONE\r\n", 6, error);
 	while (rc == 0) {
 		ImapResponse *r = NULL;
@@ -790,8 +796,11 @@ static int open_session(ImapConn *conn, GError **error)
 	rc = imap_transport_connect(&conn->t, error);
 	if (rc == 0 && conn->account.implicit_tls)
 		rc = imap_transport_start_tls(&conn->t, error);
+	else if (rc == 0)
+		rc = imap_transport_expect_plain(&conn->t, error);
 	if (rc == 0)
 		rc = read_greeting(conn, &preauth, error);
+	conn->greeted = rc == 0;
 	if (rc == 0 && !conn->account.implicit_tls)
 		rc = upgrade_to_tls(conn, preauth, error);
 	if (rc == 0 && !preauth) {
@@ -806,10 +815,18 @@ static int open_session(ImapConn *conn, GError **error)
 
 ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 {
+	return imap_conn_open_greeted(account, NULL, error);
+}
+
+ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
+				 GError **error)
+{
 	ImapConn *conn = g_new0(ImapConn, 1);
 	ImapParserLimits limits;
+	bool logged_in;
 	int rc;
 
+	conn->id = (unsigned)g_atomic_int_add(&last_conn_id, 1) + 1;
 	conn->account = *account;
 	imap_transport_init(&conn->t, &conn->account);
 	conn->caps = g_ptr_array_new_with_free_func(g_free);
@@ -817,6 +834,7 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	conn->parser = imap_parser_new(&limits, &literal_trampoline, conn);
 
 	rc = open_session(conn, error);
+	logged_in = rc == 0;
 	/* Capabilities may change after login; some servers send them in
 	 * the OK, others only on request. */
 	if (rc == 0)
@@ -827,14 +845,24 @@ ImapConn *imap_conn_open(const ImapAccount *account, GError **error)
 	if (rc == 0 && imap_conn_has_cap(conn, "QRESYNC"))
 		imap_conn_command(conn, enabled_untagged, &conn->qresync, NULL,
 				  "ENABLE QRESYNC");
-	if (rc == 0 && conn->t.broken)
+	if (logged_in && conn->bye) {
+		/* Logged in, then ended by a BYE (a kick, a restart under
+		 * way): the pool tries once more rather than call the server
+		 * down. */
+		g_clear_error(error);
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_DROPPED,
+			    "%s closed the session right after the login",
+			    account->host);
 		rc = -EIO;
+	}
 	if (rc < 0) {
 		if (error && *error == NULL)
 			g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
 				    "cannot open a session with %s: %s",
 				    account->host, g_strerror(-rc));
 		conn->t.broken = true;
+		if (greeted)
+			*greeted = conn->greeted;
 		imap_conn_free(conn);
 		return NULL;
 	}
@@ -860,4 +888,52 @@ void imap_conn_free(ImapConn *conn)
 	g_free(conn->idle_tag);
 	g_free(conn->refusal);
 	g_free(conn);
+}
+
+/* ---- helpers for imap/search-run.c ---- */
+
+typedef struct {
+	char **chunks;
+	size_t n;
+	size_t next;
+} Chunks;
+
+static char *next_chunk(void *data, const ImapResponse *r)
+{
+	Chunks *c = data;
+
+	return c->next < c->n ? g_strdup(c->chunks[c->next++]) : NULL;
+}
+
+int imap_conn_command_chunks(ImapConn *conn, char **chunks, size_t n,
+			     ImapUntaggedFn fn, void *user_data, GError **error)
+{
+	g_autofree char *line = g_strdup(chunks[0]);
+	Chunks c = { chunks, n, 1 };
+	Batch b = { .lines = &line,
+		    .fn = fn,
+		    .user_data = user_data,
+		    .cont = next_chunk,
+		    .cont_data = &c };
+
+	return run_one(conn, &b, error);
+}
+
+int imap_conn_batch_index(const ImapConn *conn, const char *tag)
+{
+	const Batch *b = conn->batch;
+
+	if (!b || !b->tags)
+		return -1;
+	for (size_t i = 0; i < b->n && i < b->tags->len; i++) {
+		if (tag ? strcmp(b->tags->pdata[i], tag) == 0
+			: b->statuses[i] == 1)
+			return (int)i;
+	}
+	return -1;
+}
+
+void imap_conn_forget_selected(ImapConn *conn)
+{
+	g_clear_pointer(&conn->selected, g_free);
 }

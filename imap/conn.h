@@ -30,7 +30,19 @@ typedef enum {
 	IMAP_ERROR_THROTTLED, /* too many connections, [UNAVAILABLE]: later */
 	IMAP_ERROR_SUSPENDED, /* the pool did not try: the server is down or
 			       * refused the password, as it logged once */
+	IMAP_ERROR_DROPPED,   /* logged in, then the server ended the session
+			       * at once (a kick, a restart under way) */
 } ImapErrorCode;
+
+/* The login mechanism (--auth). */
+typedef enum {
+	IMAP_AUTH_AUTO =
+	    0, /* OAUTHBEARER, XOAUTH2 (with a token), PLAIN, LOGIN */
+	IMAP_AUTH_PLAIN,
+	IMAP_AUTH_LOGIN,
+	IMAP_AUTH_XOAUTH2,
+	IMAP_AUTH_OAUTHBEARER,
+} ImapAuthMech;
 
 typedef struct {
 	const char *host;
@@ -47,6 +59,17 @@ typedef struct {
 	 * pool only, which may call it from any of its threads. */
 	char *(*reread_password)(void *data, GError **error);
 	void *reread_data;
+	/* How to log in (--auth); IMAP_AUTH_AUTO picks by what the server
+	 * offers. With bearer, password is an OAuth 2.0 access token. */
+	ImapAuthMech auth;
+	bool bearer;
+	/* Called by the pool before each login for the secret to log in with
+	 * (a fresh access token, from a cache while it is valid); NULL: the
+	 * pool's copy of password. Returns a secret to wipe and g_free, or
+	 * NULL with error set (IMAP_ERROR_AUTH: refused, else unreachable).
+	 * Called from any pool thread. */
+	char *(*login_secret)(void *data, GError **error);
+	void *login_secret_data;
 } ImapAccount;
 
 typedef struct ImapConn ImapConn;
@@ -62,6 +85,10 @@ typedef struct {
 /* Connect, verify TLS, log in, read capabilities. NULL with error set
  * (IMAP_ERROR domain; the message is one line naming the cause). */
 ImapConn *imap_conn_open(const ImapAccount *account, GError **error);
+/* The same; on failure *greeted tells whether the server had greeted
+ * (it was reachable: the failure came later, in TLS or the login). */
+ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
+				 GError **error);
 /* Sends LOGOUT when the connection is healthy (bounded wait), then closes. */
 void imap_conn_free(ImapConn *conn);
 

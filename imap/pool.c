@@ -18,7 +18,9 @@
  * server is down only when a fresh connection cannot be made: then jobs
  * fail at once until a backoff has passed. A refused password suspends
  * logins (see login_suspended()); a server that limits connections
- * shrinks the pool for a while.
+ * shrinks the pool for a while. A pool may start down (a mount made
+ * offline) and then behaves as after a failed connection; an offline one
+ * (--offline) never connects.
  */
 #include "imap/pool.h"
 
@@ -75,6 +77,8 @@ struct ImapPool {
 	gint64 refused_at;    /* when the suspension began */
 	gint64 rechecked_at;  /* when the source was last read again */
 	gint relogin_wanted;  /* atomic: SIGHUP asked to try again */
+
+	bool offline; /* --offline: never connect, every job fails */
 
 	unsigned conn_limit; /* workers that may hold a connection */
 	gint64 throttled_at; /* 0: not shrunk */
@@ -330,15 +334,17 @@ static void suspend_logins(ImapPool *pool, const char *why)
 	    "not logging in to %s: the server refused the password",
 	    pool->account.host);
 	if (first)
-		g_warning(
-		    "%s; imapfs will not log in again until the "
-		    "password changes%s, on SIGHUP (pkill -HUP imapfs), or "
-		    "in 15 minutes; cached messages stay readable",
-		    why,
-		    pool->account.reread_password
-			? " (the password source is read again "
-			  "every minute)"
-			: "");
+		g_warning("%s; imapfs will not log in again until the "
+			  "%s changes%s, on SIGHUP (pkill -HUP imapfs), or "
+			  "in 15 minutes; cached messages stay readable",
+			  why,
+			  pool->account.bearer ? "access token" : "password",
+			  pool->account.reread_password
+			      ? (pool->account.bearer
+				     ? " (a new one is asked for every minute)"
+				     : " (the password source is read again "
+				       "every minute)")
+			      : "");
 	fail_queued(pool, pool->login_reason);
 }
 
@@ -350,9 +356,21 @@ static ImapConn *open_once(ImapPool *pool, unsigned budget_ms, GError **error)
 	char *pw;
 	ImapConn *conn;
 
-	g_mutex_lock(&pool->lock);
-	pw = g_strdup(pool->password);
-	g_mutex_unlock(&pool->lock);
+	if (pool->account.login_secret) {
+		/* A fresh access token for every login; the last one is
+		 * what a token read again is compared with. */
+		pw = pool->account.login_secret(pool->account.login_secret_data,
+						error);
+		if (!pw)
+			return NULL;
+		g_mutex_lock(&pool->lock);
+		set_password(pool, g_strdup(pw));
+		g_mutex_unlock(&pool->lock);
+	} else {
+		g_mutex_lock(&pool->lock);
+		pw = g_strdup(pool->password);
+		g_mutex_unlock(&pool->lock);
+	}
 	account.password = pw;
 	account.timeout_ms = MAX(budget_ms, 1u);
 	conn = imap_conn_open(&account, error);
@@ -445,6 +463,13 @@ static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
 		*rc_out = -EAGAIN;
 		return false;
 	}
+	/* A session the server ended as it began (see imap_conn_open()):
+	 * once more at once; an outage only if that fails too. */
+	if (tries == 0 && !probing && !pool->stopping &&
+	    g_error_matches(*error, IMAP_ERROR, IMAP_ERROR_DROPPED)) {
+		g_message("%s; logging in again", (*error)->message);
+		return true;
+	}
 	/* Servers answer late after a refused login (Dovecot's penalty grows
 	 * to 15 s): a timeout while testing a secret right after a refusal
 	 * is one more refusal, not an outage to retry with backoff. */
@@ -465,8 +490,10 @@ static bool retry_after_failure(ImapPool *pool, int tries, bool probing,
 		pw = reread_password(pool);
 		g_mutex_lock(&pool->lock);
 		if (set_password(pool, pw)) {
-			g_message("%s; trying the password read again",
-				  (*error)->message);
+			g_message("%s; trying %s", (*error)->message,
+				  pool->account.login_secret
+				      ? "a new access token"
+				      : "the password read again");
 			return true;
 		}
 	}
@@ -795,6 +822,12 @@ static int fail_fast(ImapPool *pool, GError **error)
 			    "shutting down");
 		return -ESHUTDOWN;
 	}
+	if (pool->offline) {
+		g_set_error(
+		    error, IMAP_ERROR, IMAP_ERROR_SUSPENDED,
+		    "offline (--offline): only cached mail can be read");
+		return -EIO;
+	}
 	if (login_suspended(pool, &recheck)) {
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED, "%s",
 			    pool->login_reason);
@@ -911,5 +944,24 @@ void imap_pool_submit(ImapPool *pool, const char *folder, ImapJobFn fn,
 	job = job_new(folder, fn, data, free_data, true);
 	g_queue_push_tail(&pool->bg, job);
 	wake_worker(pool, folder);
+	g_mutex_unlock(&pool->lock);
+}
+
+void imap_pool_start_down(ImapPool *pool, const char *reason)
+{
+	g_mutex_lock(&pool->lock);
+	grow_backoff(pool);
+	pool->down = true;
+	pool->down_until =
+	    g_get_monotonic_time() + (gint64)pool->backoff_ms * 1000;
+	g_free(pool->down_reason);
+	pool->down_reason = g_strdup(reason);
+	g_mutex_unlock(&pool->lock);
+}
+
+void imap_pool_stay_offline(ImapPool *pool)
+{
+	g_mutex_lock(&pool->lock);
+	pool->offline = true;
 	g_mutex_unlock(&pool->lock);
 }

@@ -61,3 +61,12 @@ ImapConn *imap_pool_connect(ImapPool *pool, GError **error);
 /* Let logins that a refused password suspended be tried again now (the
  * password source is read first). Async-signal-safe: for SIGHUP. */
 void imap_pool_retry_login(ImapPool *pool);
+
+/* Mounted offline: the server could not be reached (reason) when the pool
+ * was made. Jobs fail at once with -EIO until the first backoff has
+ * passed; then the pool tries again by its usual rules (a job or the
+ * watcher's connection asks) and logs when the server answers. */
+void imap_pool_start_down(ImapPool *pool, const char *reason);
+/* --offline: never connect; every job and connection fails at once with
+ * -EIO. For good: there is no way back online but a remount. */
+void imap_pool_stay_offline(ImapPool *pool);

@@ -10,29 +10,134 @@
 #include <errno.h>
 #include <string.h>
 
-/* Log the gist of a server response for -d (no literal contents). */
-void imap_status_log_response(const ImapResponse *r)
+/* Longest -d line of a response or command, in bytes (then "..."). */
+#define LOG_LINE_MAX 200
+
+static const char *status_word(ImapStatus st)
 {
+	switch (st) {
+	case IMAP_STATUS_OK:
+		return "OK";
+	case IMAP_STATUS_NO:
+		return "NO";
+	case IMAP_STATUS_BAD:
+		return "BAD";
+	case IMAP_STATUS_PREAUTH:
+		return "PREAUTH";
+	case IMAP_STATUS_BYE:
+		return "BYE";
+	case IMAP_STATUS_NONE:
+		break;
+	}
+	return NULL;
+}
+
+/* A value as the server wrote it, near enough: literals by their size
+ * only (message data has no place in the log). Stops once s is long. */
+static void append_value(GString *s, const ImapValue *v)
+{
+	if (s->len > LOG_LINE_MAX)
+		return;
+	switch (v->type) {
+	case IMAP_VALUE_ATOM:
+		g_string_append_len(s, v->str, (gssize)v->len);
+		break;
+	case IMAP_VALUE_STRING:
+		if (v->literal) {
+			g_string_append_printf(s, "{%zu}", v->len);
+			break;
+		}
+		g_string_append_c(s, '"');
+		for (size_t i = 0; i < v->len && s->len <= LOG_LINE_MAX; i++) {
+			char c = v->str[i];
+
+			if (c == '"' || c == '\\')
+				g_string_append_c(s, '\\');
+			g_string_append_c(s, g_ascii_isprint(c) ? c : '?');
+		}
+		g_string_append_c(s, '"');
+		break;
+	case IMAP_VALUE_NIL:
+		g_string_append(s, "NIL");
+		break;
+	case IMAP_VALUE_LIST:
+		g_string_append_c(s, '(');
+		for (size_t i = 0; i < v->len && s->len <= LOG_LINE_MAX; i++) {
+			if (i)
+				g_string_append_c(s, ' ');
+			append_value(s, &v->items[i]);
+		}
+		g_string_append_c(s, ')');
+		break;
+	case IMAP_VALUE_STREAM:
+		g_string_append_printf(s, "{%" G_GUINT64_FORMAT "}",
+				       v->stream.size);
+		break;
+	}
+}
+
+char *imap_status_format_response(const ImapResponse *r)
+{
+	GString *s = g_string_new(NULL);
+	const char *word = status_word(r->status);
+
+	if (r->kind == IMAP_RESPONSE_CONTINUATION) {
+		g_string_append(s, "+");
+	} else {
+		g_string_append(s, r->tag ? r->tag : "*");
+		if (r->has_number)
+			g_string_append_printf(s, " %" G_GUINT64_FORMAT,
+					       r->number);
+		if (word)
+			g_string_append_printf(s, " %s", word);
+		else if (r->name)
+			g_string_append_printf(s, " %s", r->name);
+	}
+	if (r->code) {
+		g_string_append_printf(s, " [%s", r->code);
+		for (size_t i = 0; i < r->code_args.len; i++) {
+			g_string_append_c(s, ' ');
+			append_value(s, &r->code_args.items[i]);
+		}
+		g_string_append_c(s, ']');
+	}
+	for (size_t i = 0; !word && i < r->args.len; i++) {
+		g_string_append_c(s, ' ');
+		append_value(s, &r->args.items[i]);
+	}
+	if (r->text && *r->text)
+		g_string_append_printf(s, " %s", r->text);
+	if (s->len > LOG_LINE_MAX) {
+		g_string_truncate(s, LOG_LINE_MAX);
+		g_string_append(s, "...");
+	}
+	return g_string_free(s, FALSE);
+}
+
+/* Log the gist of a server response for -d (no literal contents). */
+void imap_status_log_response(unsigned conn_id, const ImapResponse *r)
+{
+	g_autofree char *line = NULL;
+
 	if (g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN))
 		return;
-	if (r->has_number)
-		g_debug("S: * %" G_GUINT64_FORMAT " %s", r->number,
-			r->name ? r->name : "");
-	else
-		g_debug("S: %s %s%s%s%s %s", r->tag ? r->tag : "*",
-			r->name ? r->name : "", r->code ? "[" : "",
-			r->code ? r->code : "", r->code ? "]" : "",
-			r->text ? r->text : "");
+	line = imap_status_format_response(r);
+	g_debug("[c%u] S: %s", conn_id, line);
 }
 
 /* Log a command for -d; credentials never reach the log. */
-void imap_status_log_command(const char *tag, const char *line)
+void imap_status_log_command(unsigned conn_id, const char *tag,
+			     const char *line)
 {
-	if (imap_status_is_login(line))
-		g_debug("C: %s %.*s <credentials redacted>", tag,
-			(int)strcspn(line, " "), line);
-	else
-		g_debug("C: %s %s", tag, line);
+	if (imap_status_is_login(line)) {
+		g_autofree char *name = imap_status_command_name(line);
+
+		g_debug("[c%u] C: %s %s <credentials redacted>", conn_id, tag,
+			name);
+	} else {
+		g_debug("[c%u] C: %s %.*s%s", conn_id, tag, LOG_LINE_MAX, line,
+			strlen(line) > LOG_LINE_MAX ? "..." : "");
+	}
 }
 
 /* The name of the command in line, for messages: its first word, and the

@@ -26,5 +26,10 @@ char *imap_status_command_name(const char *line);
 
 /* Log for -d: a response without literal contents; a command with the
  * credentials of LOGIN and AUTHENTICATE redacted. */
-void imap_status_log_response(const ImapResponse *r);
-void imap_status_log_command(const char *tag, const char *line);
+void imap_status_log_response(unsigned conn_id, const ImapResponse *r);
+void imap_status_log_command(unsigned conn_id, const char *tag,
+			     const char *line);
+/* A response as one line for the log: the tag, the status word or the
+ * name, the code, the arguments (literals by their size) and the text,
+ * cut at 200 bytes. g_free the result. */
+char *imap_status_format_response(const ImapResponse *r);

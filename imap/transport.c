@@ -7,6 +7,11 @@
  * the receive buffer. One thread at a time, so no locking; last_progress
  * is written and read atomically because the pool watches it.
  *
+ * A URL whose TLS mode does not fit the port fails at once with the URL
+ * to use instead: imaps:// meets a greeting in clear during the handshake;
+ * imap:// that gets no greeting within a moment probes the port with a
+ * TLS ClientHello on a second connection (fail_tls_mismatch()).
+ *
  * Invariants: the certificate and the host name are checked unless the
  * account is insecure; a failed wait or a failed read or write marks the
  * transport broken, and a broken transport is never used again.
@@ -27,6 +32,8 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+
+#include "imap/url.h"
 
 void imap_transport_fail(ImapTransport *t, GError **error, ImapErrorCode code,
 			 const char *fmt, ...)
@@ -50,8 +57,14 @@ void imap_transport_init(ImapTransport *t, const ImapAccount *account)
 void imap_transport_clear(ImapTransport *t)
 {
 	if (t->ssl) {
-		if (!t->broken)
+		/* close_notify, so that the server sees a clean end (after
+		 * LOGOUT the transport is already marked broken by the BYE).
+		 * No second call to wait for the server's answer. */
+		if (t->tls_up && t->fd >= 0) {
+			ERR_clear_error();
 			SSL_shutdown(t->ssl);
+			ERR_clear_error();
+		}
 		SSL_free(t->ssl);
 	}
 	if (t->ctx)
@@ -119,6 +132,9 @@ static int ssl_wait_or_fail(ImapTransport *t, int r, const char *what,
 		return wait_fd(t, POLLIN, error);
 	if (err == SSL_ERROR_WANT_WRITE)
 		return wait_fd(t, POLLOUT, error);
+	/* OpenSSL forbids SSL_shutdown() after these. */
+	if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL)
+		t->tls_up = false;
 	if (err == SSL_ERROR_ZERO_RETURN ||
 	    (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
 		imap_transport_fail(t, error, IMAP_ERROR_CLOSED,
@@ -181,6 +197,18 @@ int imap_transport_write(ImapTransport *t, const char *buf, size_t len,
 	return 0;
 }
 
+/* Acknowledge at once what arrives. A server that does not set
+ * TCP_NODELAY (Cyrus, Courier) holds back the short tail of an answer
+ * until its earlier segments are acknowledged, and Linux delays an ACK by
+ * up to 40 ms: one stall per command. The kernel clears the flag as it
+ * goes, so it is set again before each read. */
+static void quick_ack(ImapTransport *t)
+{
+	int one = 1;
+
+	setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 /* Read at least one byte into rbuf. */
 int imap_transport_read(ImapTransport *t, GError **error)
 {
@@ -196,6 +224,7 @@ int imap_transport_read(ImapTransport *t, GError **error)
 		size_t n = 0;
 		int rc;
 
+		quick_ack(t);
 		if (t->ssl) {
 			int r;
 
@@ -409,6 +438,95 @@ static int tls_new_ssl(ImapTransport *t, GError **error)
 	return 0;
 }
 
+/* ---- a TLS mode that does not match the port ---- */
+
+/* How long a plain connection waits for the greeting before it asks
+ * whether the port expects TLS from the start. */
+#define GREETING_PROBE_MS 1500
+
+/* Did the handshake fail because the server answered in clear? (An
+ * IMAP greeting read as a TLS record.) Peeks at OpenSSL's error queue. */
+static bool answered_in_clear(void)
+{
+	int reason = ERR_GET_REASON(ERR_peek_error());
+
+	return reason == SSL_R_WRONG_VERSION_NUMBER ||
+	       reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+	       reason == SSL_R_UNKNOWN_PROTOCOL || reason == SSL_R_HTTP_REQUEST;
+}
+
+/* The two hints, kept together: what the user typed, and the URL to
+ * type instead (the other scheme, same user, host and port). */
+static void fail_tls_mismatch(ImapTransport *t, GError **error, bool implicit)
+{
+	const ImapAccount *a = t->account;
+	ImapUrl other = { .implicit_tls = !implicit,
+			  .user = (char *)(a->user ? a->user : ""),
+			  .host = (char *)a->host,
+			  .port = a->port };
+	g_autofree char *url = imap_url_to_string(&other);
+
+	ERR_clear_error();
+	if (implicit)
+		imap_transport_fail(
+		    t, error, IMAP_ERROR_TLS,
+		    "TLS handshake with %s:%u failed: the server "
+		    "does not speak TLS on this port; try %s "
+		    "(STARTTLS) or port 993",
+		    a->host, a->port, url);
+	else
+		imap_transport_fail(t, error, IMAP_ERROR_TLS,
+				    "%s:%u expects TLS from the start (as port "
+				    "993 does): use %s",
+				    a->host, a->port, url);
+}
+
+/* A second connection sends a TLS ClientHello: does a TLS record (0x16
+ * handshake, 0x15 alert) come back? A plain IMAP server greets instead. */
+static bool port_speaks_tls(const ImapAccount *account)
+{
+	ImapAccount a = *account;
+	ImapTransport p;
+	unsigned char b = 0;
+	bool tls = false;
+
+	a.insecure = true; /* nothing is sent but the ClientHello */
+	a.timeout_ms = GREETING_PROBE_MS;
+	imap_transport_init(&p, &a);
+	if (imap_transport_connect(&p, NULL) == 0 &&
+	    tls_new_ctx(&p, NULL) == 0 && tls_new_ssl(&p, NULL) == 0) {
+		ERR_clear_error();
+		SSL_connect(p.ssl); /* non-blocking: sends, then wants input */
+		ERR_clear_error();
+		if (imap_transport_wait_input(&p, GREETING_PROBE_MS) &&
+		    recv(p.fd, &b, 1, MSG_PEEK) == 1)
+			tls = b == 0x16 || b == 0x15;
+	}
+	p.broken = true; /* no close_notify */
+	imap_transport_clear(&p);
+	return tls;
+}
+
+int imap_transport_expect_plain(ImapTransport *t, GError **error)
+{
+	unsigned char b = 0;
+
+	if (t->account->timeout_ms <= GREETING_PROBE_MS ||
+	    imap_transport_wait_input(t, GREETING_PROBE_MS)) {
+		if (recv(t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 &&
+		    (b == 0x16 || b == 0x15)) {
+			fail_tls_mismatch(t, error, false);
+			return -EPROTO;
+		}
+		return 0;
+	}
+	if (port_speaks_tls(t->account)) {
+		fail_tls_mismatch(t, error, false);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static int tls_handshake(ImapTransport *t, GError **error)
 {
 	const ImapAccount *a = t->account;
@@ -429,7 +547,10 @@ static int tls_handshake(ImapTransport *t, GError **error)
 		else {
 			long vr = SSL_get_verify_result(t->ssl);
 
-			if (vr != X509_V_OK)
+			if (vr == X509_V_OK && a->implicit_tls &&
+			    answered_in_clear())
+				fail_tls_mismatch(t, error, true);
+			else if (vr != X509_V_OK)
 				imap_transport_fail(
 				    t, error, IMAP_ERROR_CERT,
 				    "certificate of %s not trusted: %s%s",
@@ -456,8 +577,10 @@ int imap_transport_start_tls(ImapTransport *t, GError **error)
 		rc = tls_new_ssl(t, error);
 	if (rc == 0)
 		rc = tls_handshake(t, error);
-	if (rc == 0)
+	if (rc == 0) {
+		t->tls_up = true;
 		note_progress(t);
+	}
 	return rc;
 }
 

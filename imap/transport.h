@@ -27,11 +27,14 @@ typedef struct {
 	size_t rpos, rlen;
 	gint64 last_progress; /* monotonic time of the last byte in */
 	bool broken;
+	bool tls_up; /* handshake done, no fatal TLS error since */
 } ImapTransport;
 
 /* Set up t for account (which must outlive t); nothing is connected. */
 void imap_transport_init(ImapTransport *t, const ImapAccount *account);
-/* Close TLS (cleanly unless broken) and the socket; free the buffer. */
+/* Close TLS and the socket; free the buffer. While TLS is up (even after
+ * a BYE or a timeout), one SSL_shutdown() sends close_notify first; the
+ * socket is non-blocking, so it never waits for the server. */
 void imap_transport_clear(ImapTransport *t);
 
 /* Mark t broken and set *error (unless error is NULL or already set). */
@@ -45,6 +48,11 @@ int imap_transport_connect(ImapTransport *t, GError **error);
  * host name unless the account is insecure. -errno (IMAP_ERROR_TLS or
  * IMAP_ERROR_CERT, with a hint for the user where there is one). */
 int imap_transport_start_tls(ImapTransport *t, GError **error);
+/* Before the greeting of a plain connection (STARTTLS to come): when none
+ * comes within a moment, check whether the port expects TLS from the
+ * start, so that imap:// on port 993 fails at once with a hint instead of
+ * after the timeout. 0, or -EPROTO with error set (IMAP_ERROR_TLS). */
+int imap_transport_expect_plain(ImapTransport *t, GError **error);
 
 /* Write all of buf, waiting at most one timeout for each step. */
 int imap_transport_write(ImapTransport *t, const char *buf, size_t len,

@@ -10,7 +10,12 @@ packages=(
 	libfuse3-dev fuse3 libglib2.0-dev libssl-dev
 	dovecot-imapd openssl attr isync python3
 	libclang-rt-14-dev clang-format
+	libsystemd-dev
+	libjson-glib-dev libcurl4-openssl-dev
 	libgmime-3.0-dev
+	# Cyrus in tests/integration/harness_servers.py (fetched, not
+	# installed) finds its password plugin only at the system's path.
+	libsasl2-modules
 )
 
 missing=()

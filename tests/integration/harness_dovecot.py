@@ -166,7 +166,8 @@ class Dovecot:
 
     CERT_KINDS = ("good", "selfsigned", "expired", "wronghost", "otherca")
 
-    def __init__(self, workdir=None, keep=False, cert="good", tls="required"):
+    def __init__(self, workdir=None, keep=False, cert="good", tls="required",
+                 oauth_introspect=None):
         self.uid, self.gid = ensure_test_user()
         self.dovecot_bin = shutil.which("dovecot") or "/usr/sbin/dovecot"
         if not os.access(self.dovecot_bin, os.X_OK):
@@ -207,6 +208,9 @@ class Dovecot:
         self.cert = cert
         self.tls = tls
         self.extra_users = {}
+        # Opt-in: an oauth2 passdb (XOAUTH2, OAUTHBEARER) asking this
+        # introspection URL (harness_oauth.AuthServer) about tokens.
+        self.oauth_introspect = oauth_introspect
         self.pid = None
         self._cleanup = None
         if not keep:
@@ -308,7 +312,7 @@ class Dovecot:
             "protocols = imap\n"
             "listen = {addr}\n"
             "{tls}"
-            "auth_mechanisms = plain login\n"
+            "auth_mechanisms = plain login{mechs}\n"
             "auth_verbose = yes\n"
             "first_valid_uid = {uid}\n"
             "mail_location = maildir:~/Maildir\n"
@@ -317,6 +321,7 @@ class Dovecot:
             "  separator = /\n"
             "  prefix =\n"
             "}}\n"
+            "{oauth}"
             "passdb {{\n"
             "  driver = passwd-file\n"
             "  args = scheme=PLAIN username_format=%u {dir}/passwd\n"
@@ -337,9 +342,43 @@ class Dovecot:
             "}}\n"
         ).format(base=self.base_dir, dir=self.dir, port=self.imap_port,
                  log=self.log_path, addr=addr, tls=tls_conf, uid=self.uid,
-                 imap_port=self.imap_port, imaps=imaps)
+                 imap_port=self.imap_port, imaps=imaps,
+                 mechs=" xoauth2 oauthbearer" if self.oauth_introspect
+                 else "", oauth=self._oauth_conf())
         with open(self.conf, "w") as f:
             f.write(conf)
+
+    def _oauth_conf(self):
+        """The oauth2 passdb before the passwd-file one; no failure delay
+        and no auth penalty, which would outlast the daemon's timeout."""
+        if not self.oauth_introspect:
+            return ""
+        ext = os.path.join(self.dir, "oauth2.conf.ext")
+        with open(ext, "w") as f:
+            f.write("introspection_url = %s\n"
+                    "introspection_mode = post\n"
+                    "username_attribute = username\n"
+                    "active_attribute = active\n"
+                    "active_value = true\n"
+                    "force_introspection = yes\n" % self.oauth_introspect)
+        os.chmod(ext, 0o644)
+        return ("auth_failure_delay = 0\n"
+                "service anvil {\n"
+                "  unix_listener anvil-auth-penalty {\n"
+                "    mode = 0\n"
+                "  }\n"
+                "}\n"
+                "passdb {\n"
+                "  driver = oauth2\n"
+                "  mechanisms = xoauth2 oauthbearer\n"
+                "  args = %s\n"
+                "}\n" % ext)
+
+    def kick(self, user=None):
+        """End every session of user on the server (doveadm kick), as a
+        server does when a token expires."""
+        return run(["doveadm", "-c", self.conf, "kick", user or self.user],
+                   check=False)
 
     # --- lifecycle --------------------------------------------------------
 

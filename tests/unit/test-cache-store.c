@@ -501,8 +501,8 @@ static void test_lock(Fixture *f, gconstpointer data)
 	g_assert_null(cache_store_open(f->root, ACCOUNT, &err));
 	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_AGAIN);
 	msg = g_strdup_printf("cache directory %s is in use by another "
-			      "imapfs process",
-			      cache_store_dir(s));
+			      "imapfs process (pid %ld)",
+			      cache_store_dir(s), (long)getpid());
 	g_assert_cmpstr(err->message, ==, msg);
 	g_clear_error(&err);
 
@@ -1667,6 +1667,34 @@ static void test_pack_bound(Fixture *f, gconstpointer data)
 #define ADD(name, func)                                                        \
 	g_test_add(name, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
 
+/* An account that never mounted leaves nothing: not its directory, nor a
+ * root this open made; what was there before stays. */
+static void test_free_new(Fixture *f, gconstpointer data)
+{
+	CacheStore *s = open_ok(f->root, ACCOUNT);
+	g_autofree char *dir = g_strdup(cache_store_dir(s));
+	g_autofree char *other = NULL;
+
+	g_assert_true(g_file_test(dir, G_FILE_TEST_IS_DIR));
+	cache_store_free_new(s);
+	g_assert_false(g_file_test(dir, G_FILE_TEST_EXISTS));
+	g_assert_false(g_file_test(f->root, G_FILE_TEST_EXISTS));
+
+	/* Another account's cache keeps the root. */
+	s = open_ok(f->root, "imaps://other@example.org:993");
+	other = g_strdup(cache_store_dir(s));
+	cache_store_free(s);
+	s = open_ok(f->root, ACCOUNT);
+	cache_store_free_new(s);
+	g_assert_false(g_file_test(dir, G_FILE_TEST_EXISTS));
+	g_assert_true(g_file_test(other, G_FILE_TEST_IS_DIR));
+
+	/* A cache that existed before is kept. */
+	s = open_ok(f->root, "imaps://other@example.org:993");
+	cache_store_free_new(s);
+	g_assert_true(g_file_test(other, G_FILE_TEST_IS_DIR));
+}
+
 int main(int argc, char **argv)
 {
 	/* Where we may mount (root), do it in a mount namespace of our own,
@@ -1700,5 +1728,6 @@ int main(int argc, char **argv)
 	ADD("/cache-store/pack-bodies", test_pack_bodies);
 	ADD("/cache-store/pack-bound", test_pack_bound);
 	ADD("/cache-store/pack-drop-race", test_pack_drop_race);
+	ADD("/cache-store/free-new", test_free_new);
 	return g_test_run();
 }

@@ -144,6 +144,107 @@ static void test_login_refused(void)
 	expect_login_failure(disabled, IMAP_ERROR_AUTH, "no login mechanism");
 }
 
+#define XOAUTH2_IR "dXNlcj11c2VyAWF1dGg9QmVhcmVyIHRvay0xMjMBAQ=="
+#define BEARER_FAIL                                                            \
+	"eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NoZW1lcyI6ImJlYXJlciJ9"
+
+/* Open with an access token (ImapAccount.bearer) and mechanism auth on a
+ * one-connection script. NULL and error set on failure. */
+static ImapConn *open_bearer(const char *const *script, ImapAuthMech auth,
+			     ScriptedServer **srv, GError **error)
+{
+	static const char *const *scripts[2];
+	ImapAccount a;
+
+	scripts[0] = script;
+	scripts[1] = NULL;
+	*srv = scripted_server_new(scripts);
+	a = account_for(*srv);
+	a.password = "tok-123";
+	a.bearer = true;
+	a.auth = auth;
+	return imap_conn_open(&a, error);
+}
+
+/* XOAUTH2 without SASL-IR: the initial response answers the "+";
+ * OAUTHBEARER is preferred by auto when offered. */
+static void test_login_bearer(void)
+{
+	static const char *const xoauth2[] = {
+		"S:* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2] ready",
+		"C:AUTHENTICATE XOAUTH2",
+		"S:+ ",
+		"L:" XOAUTH2_IR,
+		"S:$T OK logged in",
+		CAPS_AGAIN,
+		NULL
+	};
+	static const char *const both[] = {
+		"S:* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 "
+		"AUTH=OAUTHBEARER] ready",
+		"C:AUTHENTICATE OAUTHBEARER "
+		"bixhPXVzZXIsAWhvc3Q9MTI3LjAuMC4xAXBvcnQ9*",
+		"S:$T OK logged in", CAPS_AGAIN, NULL
+	};
+	g_autoptr(GError) error = NULL;
+	ScriptedServer *srv;
+	ImapConn *conn;
+
+	conn = open_bearer(xoauth2, IMAP_AUTH_AUTO, &srv, &error);
+	g_assert_no_error(error);
+	imap_conn_free(conn);
+	assert_script_done(srv);
+	conn = open_bearer(both, IMAP_AUTH_AUTO, &srv, &error);
+	g_assert_no_error(error);
+	imap_conn_free(conn);
+	assert_script_done(srv);
+}
+
+/* A refused token: the server's JSON challenge is acknowledged (an empty
+ * line for XOAUTH2, "\1" for OAUTHBEARER) and the NO is an auth error
+ * that names neither the token nor the response. */
+static void test_login_bearer_refused(void)
+{
+	static const char *const xoauth2[] = {
+		"S:* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 "
+		"AUTH=OAUTHBEARER] ready",
+		"C:AUTHENTICATE XOAUTH2 " XOAUTH2_IR,
+		"S:+ " BEARER_FAIL,
+		"L:",
+		"S:$T NO [AUTHENTICATIONFAILED] Authentication failed.",
+		NULL
+	};
+	static const char *const oauthbearer[] = {
+		"S:* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] ready",
+		"C:AUTHENTICATE OAUTHBEARER *",
+		"S:+ " BEARER_FAIL,
+		"L:AQ==",
+		"S:$T NO [AUTHENTICATIONFAILED] Authentication failed.",
+		NULL
+	};
+	static const char *const plain_only[] = {
+		"S:* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready", NULL
+	};
+	const char *const *scripts[] = { xoauth2, oauthbearer, plain_only };
+	const ImapAuthMech mechs[] = { IMAP_AUTH_XOAUTH2, IMAP_AUTH_AUTO,
+				       IMAP_AUTH_AUTO };
+	const char *words[] = { "access token was refused",
+				"access token was refused",
+				"neither OAUTHBEARER nor XOAUTH2" };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(scripts); i++) {
+		g_autoptr(GError) error = NULL;
+		ScriptedServer *srv;
+
+		g_assert_null(open_bearer(scripts[i], mechs[i], &srv, &error));
+		g_assert_error(error, IMAP_ERROR, IMAP_ERROR_AUTH);
+		g_assert_nonnull(strstr(error->message, words[i]));
+		g_assert_null(strstr(error->message, "tok-123"));
+		g_assert_null(strstr(error->message, XOAUTH2_IR));
+		assert_script_done(srv);
+	}
+}
+
 /* Tagged NO and BAD map to errno; the connection stays usable. */
 static void test_refusals(void)
 {
@@ -398,6 +499,9 @@ int main(int argc, char **argv)
 			test_login_continuation);
 	g_test_add_func("/imap-conn/login-command", test_login_command);
 	g_test_add_func("/imap-conn/login-refused", test_login_refused);
+	g_test_add_func("/imap-conn/login-bearer", test_login_bearer);
+	g_test_add_func("/imap-conn/login-bearer-refused",
+			test_login_bearer_refused);
 	g_test_add_func("/imap-conn/refusals", test_refusals);
 	g_test_add_func("/imap-conn/cut-mid-literal", test_cut_mid_literal);
 	g_test_add_func("/imap-conn/sink-per-command", test_sink_per_command);

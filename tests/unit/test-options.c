@@ -39,6 +39,11 @@ static char *tmp_path(const char *name)
 	return g_build_filename(tmpdir, name, NULL);
 }
 
+/* What follows the message when arguments are missing. */
+#define USAGE                                                                  \
+	"\nusage: imapfs [options] URL MOUNTPOINT\n"                           \
+	"Try 'imapfs --help' for more information."
+
 /* Parse "imapfs" followed by the NULL-terminated arguments. */
 static int parse_v(FsOptions *opts, GError **error, va_list ap)
 {
@@ -493,6 +498,30 @@ static void test_bounds(void)
 	fs_options_clear(&opts);
 }
 
+/* --offline and -o nonempty are ours: libfuse 3 refuses "nonempty". */
+static void test_offline_nonempty(void)
+{
+	FsOptions opts;
+	g_autofree char *joined = NULL;
+
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_false(opts.offline);
+	g_assert_false(opts.nonempty);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--offline", URL, mnt, "-o", "nonempty", NULL);
+	g_assert_true(opts.offline);
+	g_assert_true(opts.nonempty);
+	joined = joined_fuse_args(&opts);
+	g_assert_null(strstr(joined, "nonempty"));
+	g_assert_null(strstr(joined, "offline"));
+	fs_options_clear(&opts);
+	parse_ok(&opts, URL, mnt, "-o", "offline", "--nonempty", NULL);
+	g_assert_true(opts.offline && opts.nonempty);
+	fs_options_clear(&opts);
+	parse_fails("option 'offline' takes no value", URL, mnt, "-o",
+		    "offline=1", NULL);
+}
+
 static void test_errors(void)
 {
 	g_autofree char *missing = tmp_path("no-such-dir");
@@ -502,9 +531,9 @@ static void test_errors(void)
 	g_autofree char *msg_file =
 	    g_strdup_printf("mountpoint %s: Not a directory", file);
 
-	parse_fails("missing URL", NULL);
-	parse_fails("missing URL", "-f", NULL);
-	parse_fails("missing MOUNTPOINT", URL, NULL);
+	parse_fails("missing URL" USAGE, NULL);
+	parse_fails("missing URL" USAGE, "-f", NULL);
+	parse_fails("missing MOUNTPOINT" USAGE, URL, NULL);
 	parse_fails("unexpected argument 'extra'", URL, mnt, "extra", NULL);
 	parse_fails("unknown option '--bogus'", "--bogus", URL, mnt, NULL);
 	parse_fails("unknown option '--bogus'", URL, mnt, "--bogus=" SECRET,
@@ -529,9 +558,9 @@ static void test_errors(void)
 	parse_fails("cafile /nonexistent/ca.pem: No such file or directory",
 		    "--cafile=/nonexistent/ca.pem", URL, mnt, NULL);
 	/* The URL is checked before the mountpoint. */
-	parse_fails("invalid URL 'x': expected imaps://USER@HOST[:PORT] or "
+	parse_fails("invalid URL 'x:': expected imaps://USER@HOST[:PORT] or "
 		    "imap://USER@HOST[:PORT]",
-		    "x", missing, NULL);
+		    "x:", missing, NULL);
 }
 
 static void test_help(void)
@@ -562,6 +591,14 @@ static void test_help(void)
 	g_test_trap_assert_stdout("*--insecure*");
 	g_test_trap_assert_stdout("*IMAPFS_PASSWORD*");
 	g_test_trap_assert_stdout("*fuse.imapfs*");
+	g_test_trap_assert_stdout(
+	    "*--auth=MECH*--token-command=CMD*"
+	    "--provider=NAME*--oauth-client-id=ID*"
+	    "--oauth-client-secret-command=CMD*"
+	    "--oauth-token-url=URL*--oauth-device-url=URL*"
+	    "--oauth-scope=SCOPE*"
+	    "--oauth-refresh-token-command=CMD*"
+	    "--authorize URL*");
 	g_test_trap_assert_stdout("*\nSee imapfs(1).\n");
 }
 
@@ -587,6 +624,45 @@ static void test_version(void)
 			       fuse_pkgversion(), glib_major_version,
 			       glib_minor_version, glib_micro_version);
 	g_test_trap_assert_stdout(want);
+}
+
+/* OAuth: --auth, the token sources, --authorize without a mount point,
+ * and a client secret refused on the command line (its value unsaid). */
+static void test_oauth(void)
+{
+	FsOptions opts;
+
+	parse_ok(&opts, "--auth=XOAUTH2", "--token-command=oama access me",
+		 "-o", "provider=google,oauth_client_id=id.apps", URL, mnt,
+		 NULL);
+	g_assert_cmpuint(opts.auth, ==, 3);
+	g_assert_cmpstr(opts.token_command, ==, "oama access me");
+	g_assert_cmpstr(opts.provider, ==, "google");
+	g_assert_cmpstr(opts.oauth_client_id, ==, "id.apps");
+	g_assert_false(opts.authorize);
+	fs_options_clear(&opts);
+
+	parse_ok(&opts, "--authorize", URL, "--provider=microsoft",
+		 "--oauth-scope=a b", "--oauth-device-url=https://h/d", NULL);
+	g_assert_true(opts.authorize);
+	g_assert_null(opts.mountpoint);
+	g_assert_cmpstr(opts.oauth_scope, ==, "a b");
+	g_assert_cmpstr(opts.oauth_device_url, ==, "https://h/d");
+	fs_options_clear(&opts);
+
+	parse_fails("--auth must be auto, plain, login, xoauth2 or "
+		    "oauthbearer",
+		    "--auth=cram-md5", URL, mnt, NULL);
+	parse_fails("--provider must be google or microsoft",
+		    "--provider=yahoo", URL, mnt, NULL);
+	parse_fails("oauth-client-secret is a secret and is not accepted on "
+		    "the command line (other users can see it there): put it "
+		    "in the config file or use --oauth-client-secret-command",
+		    "--oauth-client-secret=" SECRET, URL, mnt, NULL);
+	parse_fails("oauth-client-secret is a secret and is not accepted on "
+		    "the command line (other users can see it there): put it "
+		    "in the config file or use --oauth-client-secret-command",
+		    "-o", "oauth_client_secret=" SECRET, URL, mnt, NULL);
 }
 
 int main(int argc, char **argv)
@@ -616,8 +692,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/cache-size", test_cache_size);
 	g_test_add_func("/options/poll-and-xattr", test_poll_and_xattr);
 	g_test_add_func("/options/errors", test_errors);
+	g_test_add_func("/options/offline-nonempty", test_offline_nonempty);
 	g_test_add_func("/options/help", test_help);
 	g_test_add_func("/options/version", test_version);
+	g_test_add_func("/options/oauth", test_oauth);
 	r = g_test_run();
 
 	test_remove_tree(tmpdir);
