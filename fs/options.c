@@ -287,6 +287,45 @@ static bool parse_size(const char *value, uint64_t *out)
 	return true;
 }
 
+/* Options on what the tree shows and how it is kept fresh. */
+static int apply_view_opt(FsOptions *opts, const struct opt_spec *spec,
+			  const char *value, GError **error)
+{
+	if (spec->id == OPT_POLL_INTERVAL) {
+		if (!parse_uint(value, 5, 86400, &opts->poll_interval)) {
+			fs_options_error(error,
+					 "--poll-interval must be between 5 "
+					 "and 86400 seconds");
+			return -1;
+		}
+	} else if (spec->id == OPT_NAME_FORMAT) {
+		/* Checked here so that a bad format fails before mounting. */
+		g_autoptr(FsNameFormat) fmt =
+		    fs_name_format_parse(value, error);
+
+		if (!fmt)
+			return -1;
+		return set_string(&opts->name_format, spec, value, false,
+				  error);
+	} else if (spec->id == OPT_NAMESPACE) {
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+	} else if (spec->id == OPT_STATUS_INTERVAL) {
+		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
+			fs_options_error(error,
+					 "--status-interval must be between 0 "
+					 "(off) and 3600 seconds");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
 			   const char *value, GError **error);
 
@@ -363,14 +402,6 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 			return -1;
 		}
 		return 0;
-	case OPT_POLL_INTERVAL:
-		if (!parse_uint(value, 5, 86400, &opts->poll_interval)) {
-			fs_options_error(error,
-					 "--poll-interval must be between 5 "
-					 "and 86400 seconds");
-			return -1;
-		}
-		return 0;
 	case OPT_AUTH:
 	case OPT_TOKEN_COMMAND:
 	case OPT_PROVIDER:
@@ -382,33 +413,11 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_OAUTH_SCOPE:
 	case OPT_OAUTH_REFRESH_TOKEN_COMMAND:
 		return apply_oauth_opt(opts, spec, value, error);
-	case OPT_NAME_FORMAT: {
-		/* Checked here so that a bad format fails before mounting. */
-		g_autoptr(FsNameFormat) fmt =
-		    fs_name_format_parse(value, error);
-
-		if (!fmt)
-			return -1;
-		return set_string(&opts->name_format, spec, value, false,
-				  error);
-	}
+	case OPT_POLL_INTERVAL:
+	case OPT_NAME_FORMAT:
 	case OPT_NAMESPACE:
-		if (g_strcmp0(value, "top") != 0 &&
-		    g_strcmp0(value, "server") != 0) {
-			fs_options_error(error, "--namespace must be top or "
-						"server");
-			return -1;
-		}
-		opts->namespace_server = g_str_equal(value, "server");
-		return 0;
 	case OPT_STATUS_INTERVAL:
-		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
-			fs_options_error(error,
-					 "--status-interval must be between 0 "
-					 "(off) and 3600 seconds");
-			return -1;
-		}
-		return 0;
+		return apply_view_opt(opts, spec, value, error);
 	}
 	return 0;
 }
@@ -596,27 +605,10 @@ static void print_oauth_help(void)
 	       "\n");
 }
 
-static void print_help(const char *argv0)
+/* The options part of --help. */
+static void print_help_options(void)
 {
-	g_autofree char *prog = g_path_get_basename(argv0);
-
 	printf(
-	    "usage: %s [options] URL MOUNTPOINT\n"
-	    "       %s [options] ACCOUNT [MOUNTPOINT]\n"
-	    "\n"
-	    "Mount an IMAP account read-only: folders are directories,\n"
-	    "messages are \"<UID> <subject>.eml\" files.\n"
-	    "\n"
-	    "URL:\n"
-	    "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
-	    "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
-	    "port 143)\n"
-	    "    Percent-encode '@' in USER: imaps://me%%40example.org@"
-	    "mail.example.org\n"
-	    "\n"
-	    "ACCOUNT: a [group] of the config file, keys the long "
-	    "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
-	    "Options:\n"
 	    "    -h   --help              print this help and exit\n"
 	    "    -V   --version           print versions and exit\n"
 	    "    -f                       stay in the foreground\n"
@@ -694,8 +686,31 @@ static void print_help(const char *argv0)
 	    "answers)\n"
 	    "    --nonempty               mount over a directory that is "
 	    "not empty\n"
-	    "\n",
-	    prog, prog);
+	    "\n");
+}
+
+static void print_help(const char *argv0)
+{
+	g_autofree char *prog = g_path_get_basename(argv0);
+
+	printf("usage: %s [options] URL MOUNTPOINT\n"
+	       "       %s [options] ACCOUNT [MOUNTPOINT]\n"
+	       "\n"
+	       "Mount an IMAP account read-only: folders are directories,\n"
+	       "messages are \"<UID> <subject>.eml\" files.\n"
+	       "\n"
+	       "URL:\n"
+	       "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
+	       "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
+	       "port 143)\n"
+	       "    Percent-encode '@' in USER: imaps://me%%40example.org@"
+	       "mail.example.org\n"
+	       "\n"
+	       "ACCOUNT: a [group] of the config file, keys the long "
+	       "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
+	       "Options:\n",
+	       prog, prog);
+	print_help_options();
 	print_oauth_help();
 	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
