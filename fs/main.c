@@ -198,17 +198,20 @@ static int check_mountpoint(struct daemon *d)
  * hear of at once, or by a daemon still exiting, worth waiting for. */
 static bool mounted_elsewhere(struct daemon *d)
 {
-	/* The fsname the mount shows: the account's name, else the URL. */
-	g_autofree char *fsname = d->opts.account
-				      ? g_strdup(d->opts.account)
-				      : imap_url_to_string(&d->opts.server);
-	g_autofree char *where = fs_mountcheck_find_account(fsname);
+	/* Its fsname: the account's name, or the URL (fs/options.c). */
+	g_autofree char *url = imap_url_to_string(&d->opts.server);
+	const char *name = d->opts.account ? d->opts.account : url;
+	g_autofree char *where = fs_mountcheck_find_account(name);
 
+	if (!where && d->opts.account) {
+		name = url;
+		where = fs_mountcheck_find_account(url);
+	}
 	if (!where)
 		return false;
 	report_error("%s is already mounted on %s; unmount it first with "
 		     "fusermount3 -u %s",
-		     fsname, where, where);
+		     name, where, where);
 	return true;
 }
 

@@ -287,47 +287,31 @@ static bool parse_size(const char *value, uint64_t *out)
 	return true;
 }
 
-/* Options on what the tree shows and how it is kept fresh. */
-static int apply_view_opt(FsOptions *opts, const struct opt_spec *spec,
-			  const char *value, GError **error)
-{
-	if (spec->id == OPT_POLL_INTERVAL) {
-		if (!parse_uint(value, 5, 86400, &opts->poll_interval)) {
-			fs_options_error(error,
-					 "--poll-interval must be between 5 "
-					 "and 86400 seconds");
-			return -1;
-		}
-	} else if (spec->id == OPT_NAME_FORMAT) {
-		/* Checked here so that a bad format fails before mounting. */
-		g_autoptr(FsNameFormat) fmt =
-		    fs_name_format_parse(value, error);
-
-		if (!fmt)
-			return -1;
-		return set_string(&opts->name_format, spec, value, false,
-				  error);
-	} else if (spec->id == OPT_NAMESPACE) {
-		if (g_strcmp0(value, "top") != 0 &&
-		    g_strcmp0(value, "server") != 0) {
-			fs_options_error(error, "--namespace must be top or "
-						"server");
-			return -1;
-		}
-		opts->namespace_server = g_str_equal(value, "server");
-	} else if (spec->id == OPT_STATUS_INTERVAL) {
-		if (!parse_uint(value, 0, 3600, &opts->status_interval)) {
-			fs_options_error(error,
-					 "--status-interval must be between 0 "
-					 "(off) and 3600 seconds");
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
 			   const char *value, GError **error);
+
+/* A number option: value within min..max, else msg. */
+static int uint_opt(const char *value, unsigned min, unsigned max,
+		    unsigned *out, GError **error, const char *msg)
+{
+	if (parse_uint(value, min, max, out))
+		return 0;
+	fs_options_error(error, "%s", msg);
+	return -1;
+}
+
+/* The field of an option that takes no value (OPT_INSECURE, OPT_XATTR,
+ * OPT_OFFLINE, OPT_NONEMPTY). */
+static bool *flag_field(FsOptions *opts, enum opt_id id)
+{
+	if (id == OPT_XATTR)
+		return &opts->xattr;
+	if (id == OPT_OFFLINE)
+		return &opts->offline;
+	if (id == OPT_NONEMPTY)
+		return &opts->nonempty;
+	return &opts->insecure;
+}
 
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
@@ -344,30 +328,16 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_CACHE_DIR:
 		return set_string(&opts->cache_dir, spec, value, true, error);
 	case OPT_CONNECTIONS:
-		if (!parse_uint(value, 1, 64, &opts->connections)) {
-			fs_options_error(
-			    error, "--connections must be between 1 and 64");
-			return -1;
-		}
-		return 0;
+		return uint_opt(value, 1, 64, &opts->connections, error,
+				"--connections must be between 1 and 64");
 	case OPT_TIMEOUT:
-		if (!parse_uint(value, 1, 3600, &opts->timeout)) {
-			fs_options_error(
-			    error, "--timeout must be between 1 and 3600");
-			return -1;
-		}
-		return 0;
+		return uint_opt(value, 1, 3600, &opts->timeout, error,
+				"--timeout must be between 1 and 3600");
 	case OPT_INSECURE:
-		opts->insecure = true;
-		return 0;
 	case OPT_XATTR:
-		opts->xattr = true;
-		return 0;
 	case OPT_OFFLINE:
-		opts->offline = true;
-		return 0;
 	case OPT_NONEMPTY:
-		opts->nonempty = true;
+		*flag_field(opts, spec->id) = true;
 		return 0;
 	case OPT_UMASK:
 		if (!parse_octal_mask(value, &opts->umask)) {
@@ -402,6 +372,10 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 			return -1;
 		}
 		return 0;
+	case OPT_POLL_INTERVAL:
+		return uint_opt(value, 5, 86400, &opts->poll_interval, error,
+				"--poll-interval must be between 5 and 86400 "
+				"seconds");
 	case OPT_AUTH:
 	case OPT_TOKEN_COMMAND:
 	case OPT_PROVIDER:
@@ -413,11 +387,29 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 	case OPT_OAUTH_SCOPE:
 	case OPT_OAUTH_REFRESH_TOKEN_COMMAND:
 		return apply_oauth_opt(opts, spec, value, error);
-	case OPT_POLL_INTERVAL:
-	case OPT_NAME_FORMAT:
+	case OPT_NAME_FORMAT: {
+		/* Checked here so that a bad format fails before mounting. */
+		g_autoptr(FsNameFormat) fmt =
+		    fs_name_format_parse(value, error);
+
+		if (!fmt)
+			return -1;
+		return set_string(&opts->name_format, spec, value, false,
+				  error);
+	}
 	case OPT_NAMESPACE:
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
 	case OPT_STATUS_INTERVAL:
-		return apply_view_opt(opts, spec, value, error);
+		return uint_opt(value, 0, 3600, &opts->status_interval, error,
+				"--status-interval must be between 0 (off) and "
+				"3600 seconds");
 	}
 	return 0;
 }
@@ -605,10 +597,46 @@ static void print_oauth_help(void)
 	       "\n");
 }
 
-/* The options part of --help. */
-static void print_help_options(void)
+static void print_help_notes(void);
+
+/* --offline and --nonempty in --help, and the blank line after the
+ * options. */
+static void print_offline_help(void)
 {
+	printf("    --offline                serve only what is cached; never "
+	       "connect\n"
+	       "                             (without it, an account with a "
+	       "cache mounts\n"
+	       "                             offline when the server cannot "
+	       "be reached,\n"
+	       "                             and goes online when it "
+	       "answers)\n"
+	       "    --nonempty               mount over a directory that is "
+	       "not empty\n"
+	       "\n");
+}
+
+static void print_help(const char *argv0)
+{
+	g_autofree char *prog = g_path_get_basename(argv0);
+
 	printf(
+	    "usage: %s [options] URL MOUNTPOINT\n"
+	    "       %s [options] ACCOUNT [MOUNTPOINT]\n"
+	    "\n"
+	    "Mount an IMAP account read-only: folders are directories,\n"
+	    "messages are \"<UID> <subject>.eml\" files.\n"
+	    "\n"
+	    "URL:\n"
+	    "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
+	    "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
+	    "port 143)\n"
+	    "    Percent-encode '@' in USER: imaps://me%%40example.org@"
+	    "mail.example.org\n"
+	    "\n"
+	    "ACCOUNT: a [group] of the config file, keys the long "
+	    "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
+	    "Options:\n"
 	    "    -h   --help              print this help and exit\n"
 	    "    -V   --version           print versions and exit\n"
 	    "    -f                       stay in the foreground\n"
@@ -675,43 +703,16 @@ static void print_help_options(void)
 	    "recently listed\n"
 	    "                             folders this often, LIST every "
 	    "5th (15 s at\n"
-	    "                             least); 0: off (default: 3)\n"
-	    "    --offline                serve only what is cached; never "
-	    "connect\n"
-	    "                             (without it, an account with a "
-	    "cache mounts\n"
-	    "                             offline when the server cannot "
-	    "be reached,\n"
-	    "                             and goes online when it "
-	    "answers)\n"
-	    "    --nonempty               mount over a directory that is "
-	    "not empty\n"
-	    "\n");
+	    "                             least); 0: off (default: 3)\n",
+	    prog, prog);
+	print_offline_help();
+	print_oauth_help();
+	print_help_notes();
 }
 
-static void print_help(const char *argv0)
+/* The end of --help: -o, the password sources, fstab. */
+static void print_help_notes(void)
 {
-	g_autofree char *prog = g_path_get_basename(argv0);
-
-	printf("usage: %s [options] URL MOUNTPOINT\n"
-	       "       %s [options] ACCOUNT [MOUNTPOINT]\n"
-	       "\n"
-	       "Mount an IMAP account read-only: folders are directories,\n"
-	       "messages are \"<UID> <subject>.eml\" files.\n"
-	       "\n"
-	       "URL:\n"
-	       "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
-	       "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
-	       "port 143)\n"
-	       "    Percent-encode '@' in USER: imaps://me%%40example.org@"
-	       "mail.example.org\n"
-	       "\n"
-	       "ACCOUNT: a [group] of the config file, keys the long "
-	       "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
-	       "Options:\n",
-	       prog, prog);
-	print_help_options();
-	print_oauth_help();
 	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
 	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
 	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
@@ -860,8 +861,9 @@ static void missing_args(GError **error, const char *argv0, const char *what)
 
 	fs_options_error(error,
 			 "missing %s\nusage: %s [options] URL MOUNTPOINT\n"
+			 "       %s [options] ACCOUNT [MOUNTPOINT]\n"
 			 "Try '%s --help' for more information.",
-			 what, prog, prog);
+			 what, prog, prog, prog);
 }
 
 /* The loop over argv; options may come before or after the positionals. */
@@ -1036,7 +1038,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	if (opts->account && use_account(opts, &st, &acct, error) < 0)
 		goto out;
 	if (!st.url) {
-		missing_args(error, prog, "URL");
+		missing_args(error, prog, "URL or ACCOUNT");
 		goto out;
 	}
 	if (!st.mountpoint && !opts->authorize) {

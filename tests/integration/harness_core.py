@@ -747,7 +747,27 @@ class Mount:
         if r.returncode != 0:
             log("fusermount3 -u %s: exit %d: %s" % (
                 self.mountpoint, r.returncode, r.stdout.decode().strip()))
-        return self.wait_exit(timeout)
+        rc = self.wait_exit(timeout)
+        if rc is None:
+            self._log_stacks("did not end %ds after the unmount" % timeout)
+        return rc
+
+    def _log_stacks(self, why):
+        """Every thread's backtrace of a daemon that hangs (gdb)."""
+        pid = self.proc.pid if self.foreground and self.proc else self.pid
+        if not pid or not pid_alive(pid):
+            return
+        log("# daemon %d %s; mounted in %d other mount namespaces" % (
+            pid, why, _other_namespaces_holding(self.mountpoint)))
+        try:
+            r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx",
+                                "-ex", "thread apply all bt"],
+                               stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+            log(r.stdout.decode("utf-8", "replace"))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log("(gdb failed: %s)" % e)
 
     def wait_exit(self, timeout=30):
         if self.foreground and self.proc is not None:
@@ -798,6 +818,27 @@ class Mount:
         # The daemon has ended: what it reported now fails the test.
         for line in self.bug_reports():
             _bug_reports.append("%s: %s" % (self.mountpoint, line))
+
+
+def _other_namespaces_holding(mountpoint):
+    """How many other mount namespaces still hold a mount on mountpoint (a
+    copy made by unshare keeps the FUSE connection alive after our
+    unmount)."""
+    own = os.readlink("/proc/self/ns/mnt")
+    seen = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            ns = os.readlink("/proc/%s/ns/mnt" % pid)
+            if ns == own or ns in seen:
+                continue
+            with open("/proc/%s/mountinfo" % pid) as f:
+                if any(line.split(" ")[4] == mountpoint for line in f):
+                    seen.add(ns)
+        except (OSError, IndexError):
+            continue
+    return len(seen)
 
 
 def check_mount_failure(t, label, r, keywords, mountpoint):

@@ -220,6 +220,15 @@ def accounts_part(t, e, view, bodies):
     t.check("odd   mounted on %s" % mp_odd in out.splitlines(),
             "--accounts: odd is mounted on DIR", out)
 
+    # The same account again, elsewhere: named at once, with where.
+    again = e.mountpoint("again")
+    rc, out, err = e.run(["work", again])
+    t.check(rc == 1 and err.strip() == "imapfs: work is already mounted on "
+            "%s; unmount it first with fusermount3 -u %s" % (mp_work,
+                                                            mp_work),
+            "imapfs work DIR while work is mounted: says where it is "
+            "mounted", "exit %s: %r" % (rc, err.strip()))
+
     rc, out, err = e.run(["nosuch"])
     t.check(rc == 1 and "no account \"nosuch\"; the accounts are: work, "
             "home, odd" in err, "an unknown account names the known ones",

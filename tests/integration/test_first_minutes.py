@@ -34,8 +34,9 @@ def check_usage(t):
     lines = err.splitlines()
     h.log("#   no argument: exit %s: %r" % (rc, lines))
     t.check(rc == 1 and lines == [
-        "imapfs: missing URL",
+        "imapfs: missing URL or ACCOUNT",
         "usage: imapfs [options] URL MOUNTPOINT",
+        "       imapfs [options] ACCOUNT [MOUNTPOINT]",
         "Try 'imapfs --help' for more information."],
         "no argument: the usage line and the --help hint, exit 1")
 

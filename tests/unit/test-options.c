@@ -42,6 +42,7 @@ static char *tmp_path(const char *name)
 /* What follows the message when arguments are missing. */
 #define USAGE                                                                  \
 	"\nusage: imapfs [options] URL MOUNTPOINT\n"                           \
+	"       imapfs [options] ACCOUNT [MOUNTPOINT]\n"                       \
 	"Try 'imapfs --help' for more information."
 
 /* Parse "imapfs" followed by the NULL-terminated arguments. */
@@ -531,8 +532,8 @@ static void test_errors(void)
 	g_autofree char *msg_file =
 	    g_strdup_printf("mountpoint %s: Not a directory", file);
 
-	parse_fails("missing URL" USAGE, NULL);
-	parse_fails("missing URL" USAGE, "-f", NULL);
+	parse_fails("missing URL or ACCOUNT" USAGE, NULL);
+	parse_fails("missing URL or ACCOUNT" USAGE, "-f", NULL);
 	parse_fails("missing MOUNTPOINT" USAGE, URL, NULL);
 	parse_fails("unexpected argument 'extra'", URL, mnt, "extra", NULL);
 	parse_fails("unknown option '--bogus'", "--bogus", URL, mnt, NULL);
