@@ -263,12 +263,44 @@ static bool is_unreachable(const GError *error, bool greeted)
 	       g_error_matches(error, IMAP_ERROR, IMAP_ERROR_CLOSED);
 }
 
+/* The namespace is kept beside the folder list, so that an offline mount
+ * shows the same layout: "<prefix>\n<delimiter>" in the cache dir. */
+static void namespace_save(struct daemon *d, const ImapNamespace *ns)
+{
+	g_autofree char *path =
+	    g_build_filename(cache_store_dir(d->mnt.store), "namespace", NULL);
+	g_autofree char *text = g_strdup_printf(
+	    "%s\n%c", ns->prefix ? ns->prefix : "", ns->delimiter);
+
+	if (!g_file_set_contents(path, text, -1, NULL))
+		g_message("cannot save the namespace in the cache");
+}
+
+static void namespace_load(struct daemon *d, ImapNamespace *ns)
+{
+	g_autofree char *path =
+	    g_build_filename(cache_store_dir(d->mnt.store), "namespace", NULL);
+	g_autofree char *text = NULL;
+	char *nl;
+
+	if (d->opts.namespace_server ||
+	    !g_file_get_contents(path, &text, NULL, NULL))
+		return;
+	nl = strchr(text, '\n');
+	if (!nl || strlen(nl + 1) != 1)
+		return;
+	imap_namespace_clear(ns);
+	ns->prefix = g_strndup(text, (gsize)(nl - text));
+	ns->delimiter = nl[1];
+}
+
 /* The folder tree from the list an earlier mount saved. why: what kept
  * the server away, or NULL for --offline. */
 static int mount_offline(struct daemon *d, const char *why)
 {
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) folders = cache_store_load_folders(d->mnt.store);
+	g_auto(ImapNamespace) ns = { 0 };
 
 	if (!folders) {
 		if (why)
@@ -281,7 +313,8 @@ static int mount_offline(struct daemon *d, const char *why)
 			    d->opts.url, d->opts.cache_dir);
 		return -1;
 	}
-	d->mnt.tree = fs_tree_new(d->mnt.store, folders, &error);
+	namespace_load(d, &ns);
+	d->mnt.tree = fs_tree_new_ns(d->mnt.store, folders, &ns, &error);
 	if (!d->mnt.tree) {
 		report_error("%s", error->message);
 		return -1;
@@ -313,6 +346,7 @@ static int personal_namespace(struct daemon *d, ImapNamespace *ns)
 			  error->message);
 		imap_namespace_clear(ns);
 	}
+	namespace_save(d, ns);
 	return 0;
 }
 

@@ -70,6 +70,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "integration"))
 import imapfs_harness as h  # noqa: E402
+import harness_servers as hs  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -262,6 +263,41 @@ def gen_big(w, size):
 
 def _quote(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class AppendWriter:
+    """MaildirWriter's add() and finish() for Cyrus and Courier
+    (--server): APPEND on one connection, line ends as CRLF (Cyrus
+    refuses bare LF), folders created on first use."""
+
+    def __init__(self, server):
+        self.client = server.client()
+        self.made = {"INBOX"}
+        self.refused = 0
+
+    def add(self, folder, data, flags="", date=None):
+        if folder not in self.made:
+            parts = folder.split("/")
+            for i in range(1, len(parts) + 1):
+                f = "/".join(parts[:i])
+                if f not in self.made:
+                    try:
+                        self.client.create(hs.folder_raw(f))
+                    except h.TestFailure:
+                        pass  # made already as a parent
+                    self.made.add(f)
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        fl = " ".join(h.MAILDIR_FLAGS[x] for x in flags)
+        try:
+            self.client.append(hs.folder_raw(folder), data,
+                               "(%s)" % fl if fl else "", date)
+        except h.TestFailure:
+            self.refused += 1  # Cyrus refuses some headers
+
+    def finish(self):
+        self.client.close()
+        if self.refused:
+            log("# the server refused %d messages" % self.refused)
 
 
 class RawImap:
@@ -569,8 +605,13 @@ class Bench:
     def setup(self):
         a = self.args
         t = time.monotonic()
-        self.dc = h.Dovecot()
-        w = h.MaildirWriter(self.dc)
+        if a.server == "dovecot":
+            self.dc = h.Dovecot()
+            w = h.MaildirWriter(self.dc)
+        else:
+            self.dc = hs.SERVERS[a.server]()
+            self.dc.start()
+            w = AppendWriter(self.dc)
         self.c_folders = {}
         if a.corpus and os.path.isdir(a.corpus):
             self.c_folders = load_corpus(
@@ -587,7 +628,8 @@ class Bench:
             gen_large(w, self.r_count, seed=2, folder="R")
         self.big_bytes = gen_big(w, BIG_SIZE) if "rss" in a.figures else 0
         w.finish()
-        self.dc.start()
+        if a.server == "dovecot":
+            self.dc.start()
         log("# loaded C: %d messages in %d folders (%s), L: %d messages "
             "(%s), Big: %s, in %.1fs" % (
                 self.c_count, len(self.c_folders), fmt_bytes(self.c_bytes),
@@ -599,7 +641,9 @@ class Bench:
             listed = cl.list_folders()
         finally:
             cl.close()
-        self.raw = {f["name"]: f["raw"] for f in listed if f["selectable"]}
+        # (as the mount shows them: INBOX.C is C/ at the top)
+        self.raw = {hs.flat_name(f["name"]): f["raw"] for f in listed
+                    if f["selectable"]}
         self.c_raw = [self.raw[n] for n in sorted(self.c_folders)
                       if n in self.raw]
         missing = [n for n in self.c_folders if n not in self.raw]
@@ -1228,6 +1272,11 @@ def main(argv=None):
                    "--imapfs-arg=--connections=8")
     p.add_argument("--results", metavar="FILE",
                    help="also append the report to FILE (Markdown)")
+    p.add_argument("--server", default="dovecot",
+                   choices=["dovecot", "cyrus", "courier"],
+                   help="the server to measure against (cyrus, courier: "
+                   "loaded by APPEND; only workload C, figures grep and "
+                   "bytes)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.runs is None:
@@ -1235,6 +1284,10 @@ def main(argv=None):
     if args.large is None:
         args.large = 5000 if args.short else 100000
     args.figures = set(x.strip() for x in args.figures.split(",") if x)
+    if args.server != "dovecot":
+        # APPEND of L or Big would take longer than the run itself.
+        args.large = 0
+        args.figures &= {"grep", "bytes", "mbsync"}
     if not os.environ.get("IMAPFS_BIN"):
         os.environ["IMAPFS_BIN"] = os.path.join(os.path.abspath(args.build),
                                                 "fs", "imapfs")

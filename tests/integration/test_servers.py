@@ -147,7 +147,7 @@ def run_mode(t, srv, client, msgs, mode, full):
              h.diff_flags(flags_before, client.flags_snapshot()))
     if not full:
         t.equal(m.unmount(), 0, "%s: unmount: the daemon exits 0" % label)
-        return
+        return m.cache_dir
     # Live updates, in INBOX and in a folder that is not INBOX.
     for folder in ("INBOX", "Projects"):
         uid, body = append(client, folder, "live-%s-%s" % (
@@ -190,6 +190,7 @@ def run_mode(t, srv, client, msgs, mode, full):
             "the same keys" % label)
     t.equal(m3.unmount(), 0, "%s --namespace=server: the daemon exits 0"
             % label)
+    return m.cache_dir
 
 
 def body(t, name):
@@ -206,8 +207,18 @@ def body(t, name):
     client.append(COLLIDE, h.make_message(
         "collide", "In INBOX.INBOX", int(time.time()), eol=b"\r\n",
         body="A personal folder named INBOX.\n"))
-    run_mode(t, srv, client, msgs, "imaps", True)
+    cache = run_mode(t, srv, client, msgs, "imaps", True)
     run_mode(t, srv, client, msgs, "imap", full)
+    # Offline from the cache (server stopped): the same top layout.
+    want = top_names(mount_view(h.server_view(client)))
+    client.close()
+    srv.stop()
+    m = h.Mount(srv, cache_dir=cache).start()
+    got = set(os.listdir(m.mountpoint))
+    t.check(want - {"INBOX"} <= got and "INBOX" in got,
+            "offline mount: the personal folders are still at the top",
+            "got %r, want %r" % (sorted(got), sorted(want)))
+    t.equal(m.unmount(), 0, "offline mount: the daemon exits 0")
 
 
 if __name__ == "__main__":
