@@ -10,6 +10,7 @@
  *   count x { u32 uid  u8 flags  u8 imap_flags  u16 keyword (index into the
  *             keyword strings above, 0 for none, the first string being
  *             number 1)  u64 size  i64 internaldate
+ *             [u64 gid, when flags has 0x02]
  *             u32 name_len  name bytes (no NUL) }
  *   u32 crc32 of every byte before it
  * Version 1 had no keyword table and no imap_flags or keyword fields. It
@@ -45,7 +46,8 @@
 #define CRC_LEN 4
 
 #define MSG_SIZE_EXACT 0x01u
-#define MSG_FLAGS_KNOWN MSG_SIZE_EXACT
+#define MSG_HAS_GID 0x02u
+#define MSG_FLAGS_KNOWN (MSG_SIZE_EXACT | MSG_HAS_GID)
 #define FOLDER_FLAGS_KNOWN                                                     \
 	(CACHE_FOLDER_NOSELECT | CACHE_FOLDER_NOINFERIORS |                    \
 	 CACHE_FOLDER_NONEXISTENT)
@@ -336,7 +338,7 @@ static size_t index_encoded_len(const CacheFolderIndex *index, guint n,
 			return 0;
 		}
 		prev = m->uid;
-		len += INDEX_RECORD_MIN + nl;
+		len += INDEX_RECORD_MIN + nl + (m->gid ? 8 : 0);
 	}
 	return len;
 }
@@ -382,12 +384,15 @@ GBytes *cache_folder_index_encode(const CacheFolderIndex *index)
 		    kt.local, GUINT_TO_POINTER(m->keywords)));
 
 		put_u32(&o, m->uid);
-		put_u8(&o, m->size_exact ? MSG_SIZE_EXACT : 0);
+		put_u8(&o, (m->size_exact ? MSG_SIZE_EXACT : 0) |
+			       (m->gid ? MSG_HAS_GID : 0));
 		put_u8(&o, m->flags);
 		put_u8(&o, (uint8_t)kw);
 		put_u8(&o, (uint8_t)(kw >> 8));
 		put_u64(&o, m->size);
 		put_u64(&o, (uint64_t)m->internaldate);
+		if (m->gid)
+			put_u64(&o, m->gid);
 		put_u32(&o, (uint32_t)nl);
 		put_bytes(&o, m->name, nl);
 	}
@@ -467,6 +472,15 @@ static bool decode_message(In *in, uint32_t version, const GArray *kw,
 	}
 	m->size_exact = flags & MSG_SIZE_EXACT;
 	m->internaldate = (int64_t)date;
+	if ((flags & MSG_HAS_GID) && !get_u64(in, &m->gid)) {
+		set_truncated(error, "cache index");
+		return false;
+	}
+	if ((flags & MSG_HAS_GID) && m->gid == 0) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "cache index: message id 0");
+		return false;
+	}
 	m->name = get_name(in, "cache index", error);
 	return m->name != NULL;
 }

@@ -17,6 +17,8 @@ typedef struct {
 	uint64_t size;
 	int64_t internaldate; /* seconds since the epoch, UTC */
 	char *name;           /* file name shown in the mount (owned) */
+	uint64_t gid;         /* the server's id of this message in every folder
+				 (X-GM-MSGID, EMAILID folded to 64 bits); 0: none */
 } CacheMessage;
 
 typedef struct {

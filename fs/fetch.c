@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cache/memory.h"
+#include "fs/quota.h"
 #include "fs/sync.h"
 #include "imap/ops.h"
 
@@ -44,6 +45,8 @@ struct FsFetch {
 	gsize heads_bytes;
 	gint64 disk_full_logged_at; /* 0: never */
 	CacheMemory *memory;        /* bodies kept off a full disk */
+	FsQuota *quota;             /* downloads stopped by the server */
+	FsPrefetch prefetch;        /* fs_fetch_set_prefetch() */
 };
 
 FsFetch *fs_fetch_new(void)
@@ -58,6 +61,8 @@ FsFetch *fs_fetch_new(void)
 	fetch->heads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					     (GDestroyNotify)g_bytes_unref);
 	fetch->memory = cache_memory_new(UNCACHED_MAX_BYTES);
+	fetch->quota = fs_quota_new();
+	fetch->prefetch = FS_PREFETCH_AHEAD;
 	return fetch;
 }
 
@@ -69,6 +74,7 @@ void fs_fetch_free(FsFetch *fetch)
 	g_hash_table_unref(fetch->readers);
 	g_hash_table_unref(fetch->heads);
 	cache_memory_free(fetch->memory);
+	fs_quota_free(fetch->quota);
 	g_mutex_clear(&fetch->lock);
 	g_free(fetch);
 }
@@ -238,6 +244,21 @@ static int find_uid(const BodyJob *job, uint32_t uid)
 	return -1;
 }
 
+/* The inode the kernel knows uid of the job by (one for all the folders
+ * of a message with a global id). */
+static fuse_ino_t body_ino(BodyJob *job, uint32_t uid)
+{
+	FsListing *l = fs_folder_get_listing(job->folder);
+	const CacheMessage *m = l && l->folder_id == job->folder_id
+				    ? cache_folder_index_find(l->index, uid)
+				    : NULL;
+	fuse_ino_t ino = m && m->gid ? fs_links_ino(m->gid)
+				     : fs_tree_message_ino(job->folder_id, uid);
+
+	fs_listing_unref(l);
+	return ino;
+}
+
 /* A body that arrived in memory (the parser keeps literals up to 64 KiB
  * there): into the folder's pack, no file to create; into the memory
  * table when the disk cannot take it. 0 or -EIO. */
@@ -265,8 +286,7 @@ static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
 		 * too, so that it reads the file without asking us. */
 		g_autoptr(GBytes) bytes = g_bytes_new(data, len);
 
-		fs_push_bytes(mnt->push,
-			      fs_tree_message_ino(job->folder_id, uid), bytes);
+		fs_push_bytes(mnt->push, body_ino(job, uid), bytes);
 	}
 	return 0;
 }
@@ -345,8 +365,12 @@ static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 	}
 	rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
 			       error);
+	if (rc < 0 && fs_quota_is_refusal(rc, error ? *error : NULL))
+		fs_quota_hit(job->mnt->fetch->quota,
+			     error && *error ? (*error)->message : "quota");
 	if (rc < 0)
 		return rc;
+	fs_quota_ok(job->mnt->fetch->quota);
 	for (guint i = 0; i < job->uids->len; i++) {
 		if (!g_array_index(job->done, gboolean, i)) {
 			/* Tagged OK without the data: an error for that
@@ -482,9 +506,11 @@ static int fetch_one(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 
 	/* While the pool fails jobs at once it has said why, once: one line
 	 * per read would flood the log of a busy file manager. */
-	if (rc < 0 && g_error_matches(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED))
+	if (rc < 0 &&
+	    (g_error_matches(error, IMAP_ERROR, IMAP_ERROR_SUSPENDED) ||
+	     fs_quota_stopped(fetch->quota)))
 		g_debug("cannot fetch %s UID %u: %s", f->raw, uid,
-			error->message);
+			error ? error->message : g_strerror(-rc));
 	else if (rc < 0)
 		g_message("cannot fetch %s UID %u: %s", f->raw, uid,
 			  error ? error->message : g_strerror(-rc));
@@ -576,7 +602,9 @@ static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 		budget -= m->size;
 		rp->pushed_to = i + 1;
 		fs_push_cached(mnt->push,
-			       fs_tree_message_ino(l->folder_id, m->uid),
+			       m->gid
+				   ? fs_links_ino(m->gid)
+				   : fs_tree_message_ino(l->folder_id, m->uid),
 			       f->raw, l->index->uidvalidity, m->uid);
 	}
 }
@@ -605,6 +633,7 @@ static void note_first_read(ReadPattern *rp, guint pos)
 typedef struct {
 	uint32_t uid;
 	uint64_t size;
+	uint64_t gid;
 } Pick;
 
 /* Under fetch->lock: the messages of the window ahead of pos that a
@@ -628,7 +657,7 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 	to = MIN(msgs->len, pos + 1 + window);
 	for (guint i = from; i < to; i++) {
 		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
-		Pick p = { m->uid, m->size };
+		Pick p = { m->uid, m->size, m->gid };
 
 		if (m->size > budget)
 			break;
@@ -645,14 +674,20 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 
 /* Without the lock (these open files and scan packs): drop the picks
  * that are cached already. */
-static void drop_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
+static void drop_cached(FsMount *mnt, FsFolder *f, const FsListing *l,
 			GArray *picks)
 {
+	uint32_t uidvalidity = l->index->uidvalidity, folder_id = l->folder_id;
 	guint kept = 0;
 
 	for (guint i = 0; i < picks->len; i++) {
 		Pick p = g_array_index(picks, Pick, i);
 
+		/* A message also in other folders is fetched and cached
+		 * through its home only (fs/links.h): never twice. */
+		if (p.gid && !fs_links_is_home(fs_tree_links(mnt->tree), p.gid,
+					       folder_id, p.uid))
+			continue;
 		if (!body_cached(mnt, f, uidvalidity, p.uid))
 			g_array_index(picks, Pick, kept++) = p;
 	}
@@ -708,17 +743,21 @@ static void maybe_prefetch(FsMount *mnt, FsFolder *f, FsListing *l, guint pos)
 
 	if (mnt->cache_limit)
 		budget = MIN(budget, mnt->cache_limit / 4);
+	/* Off, or the server stopped downloads: fetch only what is read. */
+	if (fetch->prefetch == FS_PREFETCH_OFF ||
+	    fs_quota_stopped(fetch->quota))
+		budget = 0;
 
 	g_mutex_lock(&fetch->lock);
 	rp = read_pattern(fetch, f, l->folder_id);
 	note_first_read(rp, pos);
 	push_ahead(mnt, f, l, rp, pos);
-	if (rp->streak >= 2)
+	if (rp->streak >= 2 && budget > 0)
 		picks = pick_window(l, rp, pos, budget);
 	g_mutex_unlock(&fetch->lock);
 	if (!picks)
 		return;
-	drop_cached(mnt, f, l->index->uidvalidity, picks);
+	drop_cached(mnt, f, l, picks);
 	submit_picks(mnt, f, l, picks);
 }
 
@@ -872,11 +911,19 @@ int fs_fetch_open(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid,
 	for (int attempt = 0; attempt < 3; attempt++) {
 		if (open_cached(mnt, f, folder_id, uidvalidity, uid, body) == 0)
 			return 0;
+		/* Downloads stopped: EIO at once, the server is not asked. */
+		if (attempt == 0 && fs_quota_blocked(mnt->fetch->quota))
+			return -EIO;
 		rc = fetch_one(mnt, f, folder_id, uidvalidity, uid);
 		if (rc < 0 && rc != -EAGAIN)
 			return rc;
 	}
 	return -EIO;
+}
+
+void fs_fetch_set_prefetch(FsFetch *fetch, FsPrefetch mode)
+{
+	fetch->prefetch = mode;
 }
 
 void fs_fetch_forget_folder(FsMount *mnt, const char *folder,

@@ -7,6 +7,12 @@
 
 #include "fs/mount.h"
 
+/* What is fetched that nobody read yet (--prefetch). */
+typedef enum {
+	FS_PREFETCH_OFF,   /* only what is read: metered providers */
+	FS_PREFETCH_AHEAD, /* for sequential readers, the messages ahead */
+} FsPrefetch;
+
 /* The fetch state of one mount (FsMount.fetch): fetches under way,
  * read patterns for prefetch, heads of large bodies and the bodies kept
  * in memory off a full disk. Free it only once no fetch job can run (the
@@ -41,5 +47,8 @@ void fs_fetch_note_read(FsMount *mnt, FsFolder *f, uint32_t folder_id,
  * disk. */
 void fs_fetch_forget_folder(FsMount *mnt, const char *folder,
 			    uint32_t keep_uidvalidity);
+/* Set before the mount serves requests. */
+void fs_fetch_set_prefetch(FsFetch *fetch, FsPrefetch mode);
+
 /* Is the whole body at hand (disk cache or memory table)? */
 bool fs_fetch_is_cached(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid);

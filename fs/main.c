@@ -45,6 +45,7 @@
 #include "cache/store.h"
 #include "fs/mount.h"
 #include "fs/fetch.h"
+#include "fs/layout.h"
 #include "fs/log.h"
 #include "fs/notify.h"
 #include "fs/mountcheck.h"
@@ -62,6 +63,7 @@
 #include "imap/namespace.h"
 #include "imap/ops.h"
 #include "imap/pool.h"
+#include "imap/quirks.h"
 #include "imap/url.h"
 
 #define REFRESH_SECONDS 30
@@ -367,6 +369,7 @@ static int connect_server(struct daemon *d)
 	account->cafile = d->opts.cafile;
 	account->insecure = d->opts.insecure;
 	account->timeout_ms = d->opts.timeout * 1000;
+	account->disable_extension = d->opts.disable_extension;
 	if (fs_password_can_reread(&d->opts)) {
 		account->reread_password = reread_password;
 		account->reread_data = &d->opts;
@@ -440,6 +443,7 @@ static int new_session(struct daemon *d)
 	mnt->xattrs = fs_xattr_new();
 	/* Checked by the option parser already. */
 	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
+	mnt->layout = fs_layout_get(d->opts.layout);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
 	mnt->search = fs_search_new(mnt);
@@ -461,11 +465,30 @@ static int new_session(struct daemon *d)
 	return 0;
 }
 
+/* --prefetch, with auto decided by the server (its first connection). */
+static void choose_prefetch(struct daemon *d)
+{
+	bool metered = imap_quirks_metered(
+	    d->account.host,
+	    d->conn && imap_conn_has_cap(d->conn, "X-GM-EXT-1"));
+	int mode = d->opts.prefetch;
+
+	if (mode == FS_OPT_PREFETCH_AUTO && metered)
+		g_message("this server caps downloads: prefetch is off "
+			  "(--prefetch=ahead turns it on)");
+	if (mode == FS_OPT_PREFETCH_AUTO)
+		mode = metered ? FS_OPT_PREFETCH_OFF : FS_OPT_PREFETCH_AHEAD;
+	fs_fetch_set_prefetch(d->mnt.fetch, mode == FS_OPT_PREFETCH_OFF
+						? FS_PREFETCH_OFF
+						: FS_PREFETCH_AHEAD);
+}
+
 /* After fuse_daemonize(): fork() keeps only the calling thread. */
 static void start_threads(struct daemon *d)
 {
 	FsMount *mnt = &d->mnt;
 
+	choose_prefetch(d);
 	if (!d->opts.foreground)
 		fs_log_to_syslog();
 	cache_store_note_owner(mnt->store); /* our pid after the fork */
@@ -551,6 +574,8 @@ static void free_daemon(struct daemon *d)
 	fs_meta_free(mnt->meta);
 	fs_xattr_free(mnt->xattrs);
 	fs_name_format_free(mnt->name_format);
+	if (mnt->layout && mnt->layout->free)
+		mnt->layout->free(mnt);
 	if (d->mounted)
 		cache_store_free(mnt->store);
 	else

@@ -14,6 +14,7 @@
 #include "imap/pool.h"
 
 typedef struct FsFetch FsFetch;
+struct FsLayout;
 
 typedef struct {
 	CacheStore *store;
@@ -44,5 +45,7 @@ typedef struct {
 	struct FsMeta *meta;              /* flag hooks (fs/meta.h) */
 	struct FsXattr *xattrs;           /* envelope cache (fs/xattr.h) */
 	struct FsNameFormat *name_format; /* --name-format (never NULL) */
-	struct FsSearch *search; /* .search directories (fs/search.h) */
+	struct FsSearch *search;       /* .search directories (fs/search.h) */
+	const struct FsLayout *layout; /* --layout (fs/layout.h) */
+	void *layout_data;             /* the layout's own state */
 } FsMount;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fs/fetch.h"
+#include "fs/layout.h"
 #include "fs/names.h"
 #include "fs/search.h"
 #include "fs/sync.h"
@@ -48,13 +49,36 @@ static void dir_attr(FsMount *mnt, const FsFolder *f, struct stat *st)
 	st->st_mtime = st->st_ctime = st->st_atime = mount_time;
 }
 
+/* A message the server shows in several folders is one inode there: a
+ * hard link. Not where a message is a directory (--layout=parts): a
+ * directory has one parent. */
+static fuse_ino_t message_ino(FsMount *mnt, uint32_t folder_id,
+			      const CacheMessage *m)
+{
+	return m->gid && !mnt->layout->message_is_dir
+		   ? fs_links_ino(m->gid)
+		   : fs_tree_message_ino(folder_id, m->uid);
+}
+
 static void message_attr(FsMount *mnt, uint32_t folder_id,
 			 const CacheMessage *m, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = fs_tree_message_ino(folder_id, m->uid);
+	st->st_ino = message_ino(mnt, folder_id, m);
 	st->st_mode = S_IFREG | mnt->file_mode;
-	st->st_nlink = 1;
+	if (mnt->layout->message_is_dir) {
+		st->st_mode = S_IFDIR | mnt->dir_mode;
+		st->st_nlink = 2;
+		st->st_size = 4096;
+		st->st_blksize = 4096;
+		st->st_uid = mnt->uid;
+		st->st_gid = mnt->gid;
+		st->st_mtime = st->st_ctime = st->st_atime =
+		    (time_t)m->internaldate;
+		return;
+	}
+	st->st_nlink =
+	    m->gid ? fs_links_count(fs_tree_links(mnt->tree), m->gid) : 1;
 	st->st_uid = mnt->uid;
 	st->st_gid = mnt->gid;
 	st->st_size = (off_t)m->size;
@@ -98,10 +122,9 @@ static int message_entry(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 	if (f->listing &&
 	    (folder_id == 0 || f->listing->folder_id == folder_id)) {
 		m = cache_folder_index_find(f->listing->index, uid);
-		if (m && (!name || strcmp(m->name, name) == 0)) {
+		if (m && (!name || mnt->layout->entry_matches(m, name))) {
 			memset(e, 0, sizeof(*e));
-			e->ino =
-			    fs_tree_message_ino(f->listing->folder_id, uid);
+			e->ino = message_ino(mnt, f->listing->folder_id, m);
 			e->entry_timeout = MESSAGE_TIMEOUT;
 			e->attr_timeout = message_attr_timeout(m);
 			message_attr(mnt, f->listing->folder_id, m, &e->attr);
@@ -124,7 +147,7 @@ static void settle_zero_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 	CacheBody body;
 	int rc;
 
-	if (e->attr.st_size != 0 || exact)
+	if (e->attr.st_size != 0 || exact || mnt->layout->message_is_dir)
 		return;
 	l = fs_folder_get_listing(f);
 	if (!l)
@@ -176,6 +199,34 @@ static void op_destroy(void *userdata)
 	fs_sync_save_dirty(userdata);
 }
 
+/* An inode of the .search tree (fs/search.h); the layout's own inodes
+ * (fs/layout.h) share its bit 63 and are asked first. */
+static bool search_ino(fuse_ino_t ino)
+{
+	return fs_search_owns(ino) && !fs_layout_owns(ino);
+}
+
+/* Does a request on ino (of kind) go to the layout's hooks? */
+static bool layout_ino(FsMount *mnt, fuse_ino_t ino, FsInoKind kind)
+{
+	return mnt->layout->message_is_dir &&
+	       (kind == FS_INO_MESSAGE ||
+		(kind == FS_INO_NONE && fs_layout_owns(ino)));
+}
+
+static void layout_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int rc = mount_of(req)->layout->lookup(mount_of(req), parent, name, &e);
+
+	if (rc == -ENOENT)
+		reply_negative(req);
+	else if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	FsMount *mnt = mount_of(req);
@@ -183,14 +234,23 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	FsFolder *f, *child;
 	uint32_t folder_id, uid;
 	bool exact = false;
+	FsInoKind kind;
 	int rc;
 
-	if (fs_search_owns(parent)) {
+	if (layout_ino(mnt, parent, FS_INO_NONE)) {
+		layout_lookup(req, parent, name);
+		return;
+	}
+	if (search_ino(parent)) {
 		fs_search_lookup(req, mnt->search, parent, name);
 		return;
 	}
-	if (fs_tree_resolve(mnt->tree, parent, &f, &folder_id, &uid) !=
-	    FS_INO_DIR) {
+	kind = fs_tree_resolve(mnt->tree, parent, &f, &folder_id, &uid);
+	if (layout_ino(mnt, parent, kind)) {
+		layout_lookup(req, parent, name);
+		return;
+	}
+	if (kind != FS_INO_DIR) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -230,12 +290,23 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	uint32_t folder_id = 0, uid = 0;
 	bool exact = false;
 	struct stat st;
+	double timeout;
+	FsInoKind kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
 
-	if (fs_search_owns(ino)) {
+	if (kind == FS_INO_NONE && layout_ino(mnt, ino, kind)) {
+		int rc = mnt->layout->getattr(mnt, ino, &st, &timeout);
+
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_attr(req, &st, timeout);
+		return;
+	}
+	if (search_ino(ino)) {
 		fs_search_getattr(req, mnt->search, ino);
 		return;
 	}
-	switch (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid)) {
+	switch (kind) {
 	case FS_INO_DIR:
 		dir_attr(mnt, f, &st);
 		fuse_reply_attr(req, &st, DIR_TIMEOUT);
@@ -260,6 +331,8 @@ typedef struct {
 	FsFolder *folder;
 	GPtrArray *children; /* snapshot; arrays live as long as the tree */
 	FsListing *listing;  /* may be NULL */
+	void *layout_dir;    /* a layout's directory instead (fs/layout.h) */
+	const FsLayout *layout;
 } DirHandle;
 
 static void dir_handle_free(void *data)
@@ -267,6 +340,8 @@ static void dir_handle_free(void *data)
 	DirHandle *dh = data;
 
 	fs_listing_unref(dh->listing);
+	if (dh->layout_dir)
+		dh->layout->releasedir(dh->layout_dir);
 	g_free(dh);
 }
 
@@ -298,18 +373,27 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	DirHandle *dh;
 	FsFolder *f;
 	uint32_t folder_id, uid;
+	void *layout_dir = NULL;
+	FsInoKind kind;
 	int rc = 0;
 
-	if (fs_search_owns(ino)) {
+	kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
+	if (search_ino(ino)) {
 		fs_search_opendir(req, mnt->search, ino, fi);
 		return;
 	}
-	if (fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid) !=
-	    FS_INO_DIR) {
+	if (layout_ino(mnt, ino, kind)) {
+		rc = mnt->layout->opendir(mnt, ino, &layout_dir);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		f = NULL;
+	} else if (kind != FS_INO_DIR) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	if (f->selectable) {
+	if (f && f->selectable) {
 		rc = fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
 		if (rc < 0 && rc != -ENOENT) {
 			fuse_reply_err(req, EIO);
@@ -318,8 +402,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	dh = g_new0(DirHandle, 1);
 	dh->folder = f;
-	dh->children = fs_folder_children(f);
-	dh->listing = fs_folder_get_listing(f);
+	dh->layout_dir = layout_dir;
+	dh->layout = mnt->layout;
+	if (f) {
+		dh->children = fs_folder_children(f);
+		dh->listing = fs_folder_get_listing(f);
+	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	/* The kernel may keep its cached listing unless it just changed;
 	 * changes found elsewhere are invalidated through fs/inval.c. */
@@ -338,7 +426,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 {
 	DirHandle *dh = (DirHandle *)(uintptr_t)fi->fh;
 
-	if (fs_search_owns(ino)) {
+	if (search_ino(ino)) {
 		fs_search_releasedir(req, mount_of(req)->search, fi);
 		return;
 	}
@@ -350,13 +438,16 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 /* Entry i of a directory: ".", "..", subfolders, then messages. Fills
  * name and st (and e for readdirplus). Returns false past the end. */
 static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
-		     struct fuse_entry_param *e)
+		     struct fuse_entry_param *e, char *namebuf)
 {
 	FsFolder *f = dh->folder;
-	size_t nchild = dh->children->len;
-	size_t nmsg = dh->listing ? dh->listing->index->messages->len : 0;
+	size_t nchild, nmsg;
 
 	memset(e, 0, sizeof(*e));
+	if (dh->layout_dir)
+		return mnt->layout->dir_item(mnt, dh->layout_dir, i, name, e);
+	nchild = dh->children->len;
+	nmsg = dh->listing ? dh->listing->index->messages->len : 0;
 	if (i == 0 || i == 1) {
 		FsFolder *d = (i == 1 && f->parent) ? f->parent : f;
 
@@ -378,9 +469,9 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 		CacheMessage *m = &g_array_index(dh->listing->index->messages,
 						 CacheMessage, i);
 
-		*name = m->name;
+		*name = mnt->layout->entry_name(m, namebuf);
 		g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
-		e->ino = fs_tree_message_ino(dh->listing->folder_id, m->uid);
+		e->ino = message_ino(mnt, dh->listing->folder_id, m);
 		e->entry_timeout = MESSAGE_TIMEOUT;
 		e->attr_timeout = message_attr_timeout(m);
 		message_attr(mnt, dh->listing->folder_id, m, &e->attr);
@@ -399,8 +490,9 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 	size_t used = 0;
 	struct fuse_entry_param e;
 	const char *name;
+	char namebuf[FS_NAME_MAX + 1];
 
-	if (off == 0) {
+	if (off == 0 && !dh->layout_dir) {
 		/* A new pass (also after rewinddir): show the directory as
 		 * it is now, not as it was at opendir. */
 		FsListing *now = fs_folder_get_listing(dh->folder);
@@ -410,7 +502,8 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		dh->children = fs_folder_children(dh->folder);
 		fs_sync_verify_children(mnt, dh->folder);
 	}
-	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e); i++) {
+	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e, namebuf);
+	     i++) {
 		size_t need;
 
 		if (plus)
@@ -430,7 +523,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	if (fs_search_owns(ino)) {
+	if (search_ino(ino)) {
 		fs_search_readdir(req, mount_of(req)->search, size, off, fi,
 				  false);
 		return;
@@ -441,7 +534,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
-	if (fs_search_owns(ino)) {
+	if (search_ino(ino)) {
 		fs_search_readdir(req, mount_of(req)->search, size, off, fi,
 				  true);
 		return;
@@ -591,7 +684,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	CacheBody body;
 	int rc;
 
+	if (fs_layout_owns(ino) && mnt->layout->open_file) {
+		rc = mnt->layout->open_file(mnt, ino, &body);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			reply_body(req, &body, size, off);
+		return;
+	}
 	rc = read_target(mnt, ino, &f, &uid, &l, &m);
+	if (rc == 0 && mnt->layout->message_is_dir) {
+		fs_listing_unref(l);
+		rc = -EISDIR;
+	}
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -622,7 +727,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 /* Only the search results are symbolic links (fs/search.c). */
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	if (fs_search_owns(ino))
+	if (search_ino(ino))
 		fs_search_readlink(req, mount_of(req)->search, ino);
 	else
 		fuse_reply_err(req, EINVAL);

@@ -17,6 +17,7 @@
 #include "fs/options.h"
 #include "fs/config.h"
 #include "fs/name-format.h"
+#include "fs/options-help.h"
 
 #include <errno.h>
 #include <fuse_opt.h>
@@ -59,6 +60,9 @@ enum opt_id {
 	OPT_NAME_FORMAT,
 	OPT_NAMESPACE,
 	OPT_STATUS_INTERVAL,
+	OPT_DISABLE_EXTENSION,
+	OPT_PREFETCH,
+	OPT_LAYOUT,
 };
 
 struct opt_spec {
@@ -99,6 +103,9 @@ static const struct opt_spec opt_specs[] = {
 	{ "name-format", OPT_NAME_FORMAT, true },
 	{ "namespace", OPT_NAMESPACE, true },
 	{ "status-interval", OPT_STATUS_INTERVAL, true },
+	{ "disable-extension", OPT_DISABLE_EXTENSION, true },
+	{ "prefetch", OPT_PREFETCH, true },
+	{ "layout", OPT_LAYOUT, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -287,6 +294,23 @@ static bool parse_size(const char *value, uint64_t *out)
 	return true;
 }
 
+/* --layout: eml (the default), parts, maildir (not yet). */
+static int parse_layout(const char *value, FsLayoutKind *out, GError **error)
+{
+	if (strcmp(value, "eml") == 0) {
+		*out = FS_LAYOUT_EML;
+	} else if (strcmp(value, "parts") == 0) {
+		*out = FS_LAYOUT_PARTS;
+	} else if (strcmp(value, "maildir") == 0) {
+		fs_options_error(error, "--layout=maildir is not available yet "
+					"in this version: use eml or parts");
+		return -1;
+	} else {
+		fs_options_error(error, "--layout must be eml or parts");
+		return -1;
+	}
+	return 0;
+}
 static int apply_oauth_opt(FsOptions *opts, const struct opt_spec *spec,
 			   const char *value, GError **error);
 
@@ -313,6 +337,43 @@ static bool *flag_field(FsOptions *opts, enum opt_id id)
 	return &opts->insecure;
 }
 
+/* Per-server switches: --disable-extension (given twice, both lists
+ * count), --prefetch and --namespace. */
+static int apply_provider_opt(FsOptions *opts, const struct opt_spec *spec,
+			      const char *value, GError **error)
+{
+	if (spec->id == OPT_NAMESPACE) {
+		if (g_strcmp0(value, "top") != 0 &&
+		    g_strcmp0(value, "server") != 0) {
+			fs_options_error(error, "--namespace must be top or "
+						"server");
+			return -1;
+		}
+		opts->namespace_server = g_str_equal(value, "server");
+		return 0;
+	}
+	if (spec->id == OPT_DISABLE_EXTENSION) {
+		char *old = opts->disable_extension;
+
+		opts->disable_extension =
+		    old ? g_strjoin(" ", old, value, NULL) : g_strdup(value);
+		g_free(old);
+		return 0;
+	}
+	if (strcmp(value, "auto") == 0)
+		opts->prefetch = FS_OPT_PREFETCH_AUTO;
+	else if (strcmp(value, "off") == 0)
+		opts->prefetch = FS_OPT_PREFETCH_OFF;
+	else if (strcmp(value, "ahead") == 0)
+		opts->prefetch = FS_OPT_PREFETCH_AHEAD;
+	else {
+		fs_options_error(error,
+				 "--prefetch must be auto, off or ahead");
+		return -1;
+	}
+	return 0;
+}
+
 static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		     const char *value, GError **error)
 {
@@ -327,6 +388,10 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->cafile, spec, value, true, error);
 	case OPT_CACHE_DIR:
 		return set_string(&opts->cache_dir, spec, value, true, error);
+	case OPT_DISABLE_EXTENSION:
+	case OPT_PREFETCH:
+	case OPT_NAMESPACE:
+		return apply_provider_opt(opts, spec, value, error);
 	case OPT_CONNECTIONS:
 		return uint_opt(value, 1, 64, &opts->connections, error,
 				"--connections must be between 1 and 64");
@@ -397,19 +462,12 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 		return set_string(&opts->name_format, spec, value, false,
 				  error);
 	}
-	case OPT_NAMESPACE:
-		if (g_strcmp0(value, "top") != 0 &&
-		    g_strcmp0(value, "server") != 0) {
-			fs_options_error(error, "--namespace must be top or "
-						"server");
-			return -1;
-		}
-		opts->namespace_server = g_str_equal(value, "server");
-		return 0;
 	case OPT_STATUS_INTERVAL:
 		return uint_opt(value, 0, 3600, &opts->status_interval, error,
 				"--status-interval must be between 0 (off) and "
 				"3600 seconds");
+	case OPT_LAYOUT:
+		return parse_layout(value, &opts->layout, error);
 	}
 	return 0;
 }
@@ -570,180 +628,6 @@ static int mount_opt_list(FsOptions *opts, struct parse_state *st,
 	}
 }
 
-static void print_oauth_help(void)
-{
-	printf("OAuth 2.0 (Gmail, Microsoft 365; see imapfs(1)):\n"
-	       "    --auth=MECH              auto (default), plain, login, "
-	       "xoauth2 or\n"
-	       "                             oauthbearer\n"
-	       "    --token-command=CMD      CMD prints an OAuth access "
-	       "token\n"
-	       "    --provider=NAME          google or microsoft: the "
-	       "endpoints and scope\n"
-	       "    --oauth-client-id=ID     the OAuth client (application) "
-	       "id\n"
-	       "    --oauth-client-secret-command=CMD  prints the client "
-	       "secret\n"
-	       "    --oauth-token-url=URL    token endpoint (https)\n"
-	       "    --oauth-device-url=URL   device authorization endpoint\n"
-	       "    --oauth-scope=SCOPE      scopes, separated by spaces\n"
-	       "    --oauth-refresh-token-command=CMD  prints the refresh "
-	       "token (default:\n"
-	       "                             a file under "
-	       "$XDG_DATA_HOME/imapfs/oauth)\n"
-	       "    --authorize URL          sign in on a web page (device "
-	       "grant), save\n"
-	       "                             the refresh token, and exit\n"
-	       "\n");
-}
-
-static void print_help_notes(void);
-
-/* --offline and --nonempty in --help, and the blank line after the
- * options. */
-static void print_offline_help(void)
-{
-	printf("    --offline                serve only what is cached; never "
-	       "connect\n"
-	       "                             (without it, an account with a "
-	       "cache mounts\n"
-	       "                             offline when the server cannot "
-	       "be reached,\n"
-	       "                             and goes online when it "
-	       "answers)\n"
-	       "    --nonempty               mount over a directory that is "
-	       "not empty\n"
-	       "\n");
-}
-
-static void print_help(const char *argv0)
-{
-	g_autofree char *prog = g_path_get_basename(argv0);
-
-	printf(
-	    "usage: %s [options] URL MOUNTPOINT\n"
-	    "       %s [options] ACCOUNT [MOUNTPOINT]\n"
-	    "\n"
-	    "Mount an IMAP account read-only: folders are directories,\n"
-	    "messages are \"<UID> <subject>.eml\" files.\n"
-	    "\n"
-	    "URL:\n"
-	    "    imaps://USER@HOST[:PORT]  implicit TLS (default port 993)\n"
-	    "    imap://USER@HOST[:PORT]   STARTTLS, required (default "
-	    "port 143)\n"
-	    "    Percent-encode '@' in USER: imaps://me%%40example.org@"
-	    "mail.example.org\n"
-	    "\n"
-	    "ACCOUNT: a [group] of the config file, keys the long "
-	    "options below\n(no dashes), url, mountpoint, options (-o).\n\n"
-	    "Options:\n"
-	    "    -h   --help              print this help and exit\n"
-	    "    -V   --version           print versions and exit\n"
-	    "    -f                       stay in the foreground\n"
-	    "    -d                       debug log on stderr (implies -f)\n"
-	    "    -o OPT[,OPT...]          mount options, see below\n"
-	    "    --config=FILE            accounts (~/.config/imapfs/config)\n"
-	    "    --accounts               list them, and where they are "
-	    "mounted\n"
-	    "    --password-command=CMD   run CMD with /bin/sh -c; the "
-	    "password is\n"
-	    "                             the first line of its output\n"
-	    "    --password-file=FILE     the password is the first line "
-	    "of FILE\n"
-	    "    --cafile=FILE            trust the CA certificates in "
-	    "FILE (PEM)\n"
-	    "    --cache-dir=DIR          cache directory (default:\n"
-	    "                             $XDG_CACHE_HOME/imapfs or "
-	    "~/.cache/imapfs)\n"
-	    "    --connections=N          connections to the server, "
-	    "1..64 (default: 4)\n"
-	    "    --timeout=SECONDS        how long a read waits for a "
-	    "server that makes\n"
-	    "                             no progress, 1..3600 (default: "
-	    "10); a connection\n"
-	    "                             silent for half of it is "
-	    "replaced\n"
-	    "    --insecure               do not verify the server's "
-	    "certificate\n"
-	    "                             or host name\n"
-	    "    --cache-size=SIZE        keep at most SIZE of message "
-	    "bodies (K, M, G;\n"
-	    "                             least recently read go first; "
-	    "default: 0,\n"
-	    "                             no limit)\n"
-	    "    --poll-interval=SECONDS  how often folders are checked "
-	    "for new and\n"
-	    "                             deleted mail (default: 60)\n"
-	    "    --xattr                  flags, dates, senders... as "
-	    "user.imap.* "
-	    "and\n"
-	    "                             user.mail.* attributes; off by "
-	    "default: ls -l\n"
-	    "                             then costs two round trips a file, "
-	    "4-10x slower\n"
-	    "    --name-format=FORMAT     {uid} then any of {date} {from} "
-	    "{subject}\n"
-	    "    --umask=NNN              permission bits to clear, octal "
-	    "(default: 077:\n"
-	    "                             messages 0600, folders 0700, "
-	    "owner only;\n"
-	    "                             022 gives 0644 and 0755)\n"
-	    "    --uid=USER --gid=GROUP   owner and group of every file, "
-	    "a number or\n"
-	    "                             a name (default: the mounting "
-	    "user's)\n"
-	    "    --namespace=top|server   top: folders under the personal "
-	    "namespace's\n"
-	    "                             prefix (INBOX. on Cyrus, "
-	    "Courier) beside INBOX\n"
-	    "                             at the top; server: as the "
-	    "server names them\n"
-	    "                             (default: top)\n"
-	    "    --status-interval=SECONDS  without NOTIFY, STATUS of "
-	    "recently listed\n"
-	    "                             folders this often, LIST every "
-	    "5th (15 s at\n"
-	    "                             least); 0: off (default: 3)\n",
-	    prog, prog);
-	print_offline_help();
-	print_oauth_help();
-	print_help_notes();
-}
-
-/* The end of --help: -o, the password sources, fstab. */
-static void print_help_notes(void)
-{
-	printf("Every long option also works as -o NAME=VALUE (-o insecure),\n"
-	       "with '-' or '_' in NAME: -o password_file=FILE.\n"
-	       "Other -o options go to FUSE (allow_other, max_read=N, ...;\n"
-	       "see mount.fuse3(8)). The mount is always ro,noatime,\n"
-	       "default_permissions; _netdev, nofail, noauto, auto, user,\n"
-	       "users, rw and defaults are ignored. With allow_other, the\n"
-	       "modes above decide who else may read the mail.\n"
-	       "\n"
-	       "The password comes from, in this order: --password-command,\n"
-	       "--password-file, the IMAPFS_PASSWORD environment variable,\n"
-	       "or a prompt on the terminal.\n"
-	       "\n"
-	       "/etc/fstab example (one line):\n"
-	       "    imaps://me@mail.example.org /home/me/mail fuse.imapfs\n"
-	       "        noauto,user,_netdev,password_file=/home/me/.imapfs-pw "
-	       "0 0\n"
-	       "\n"
-	       "See imapfs(1).\n");
-}
-
-static void print_version(void)
-{
-	printf("imapfs %s\n"
-	       "libfuse %s\n"
-	       "%s\n"
-	       "GLib %u.%u.%u\n",
-	       IMAPFS_VERSION, fuse_pkgversion(),
-	       OpenSSL_version(OPENSSL_VERSION), glib_major_version,
-	       glib_minor_version, glib_micro_version);
-}
-
 static int check_mountpoint(FsOptions *opts, const char *mp, GError **error)
 {
 	char *real = realpath(mp, NULL);
@@ -889,11 +773,11 @@ static int parse_argv(int argc, char **argv, FsOptions *opts,
 		} else if (strcmp(a, "--") == 0) {
 			only_positionals = true;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			print_help(prog);
+			fs_options_print_help(prog);
 			return FS_OPTIONS_EXIT_OK;
 		} else if (strcmp(a, "-V") == 0 ||
 			   strcmp(a, "--version") == 0) {
-			print_version();
+			fs_options_print_version();
 			return FS_OPTIONS_EXIT_OK;
 		} else if (strcmp(a, "-f") == 0) {
 			opts->foreground = true;
@@ -1000,7 +884,7 @@ static int use_account(FsOptions *opts, struct parse_state *st,
 	st->url = acct->url;
 	if (!st->mountpoint)
 		st->mountpoint = acct->mountpoint;
-	if (!st->mountpoint) {
+	if (!st->mountpoint && !opts->authorize) {
 		fs_options_error(error,
 				 "account %s has no mountpoint: add "
 				 "\"mountpoint = DIR\" to [%s] in the config "
@@ -1092,6 +976,7 @@ void fs_options_clear(FsOptions *opts)
 	g_clear_pointer(&opts->password_file, g_free);
 	g_clear_pointer(&opts->cafile, g_free);
 	g_clear_pointer(&opts->cache_dir, g_free);
+	g_clear_pointer(&opts->disable_extension, g_free);
 	g_clear_pointer(&opts->token_command, g_free);
 	g_clear_pointer(&opts->provider, g_free);
 	g_clear_pointer(&opts->oauth_token_url, g_free);

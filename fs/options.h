@@ -11,6 +11,12 @@
 
 #include "imap/url.h"
 
+/* What a message looks like in the mount (--layout). */
+typedef enum {
+	FS_LAYOUT_EML = 0, /* one .eml file, the raw bytes */
+	FS_LAYOUT_PARTS,   /* a directory of decoded parts (fs/parts.c) */
+} FsLayoutKind;
+
 typedef struct {
 	char *url;        /* as given, never contains a password */
 	ImapUrl server;   /* the URL parsed: TLS mode, user, host, port */
@@ -34,6 +40,9 @@ typedef struct {
 	gid_t gid;              /* -o gid=: group, default ours */
 	bool foreground;        /* -f */
 	bool debug;             /* -d: debug log on stderr, implies -f */
+	char *disable_extension; /* IMAP extensions never to use, separated
+				    by spaces, ':' or '+'; NULL: none */
+	int prefetch;            /* FS_OPT_PREFETCH_*, default auto */
 	char *account; /* "imapfs NAME": the config file's account, or NULL */
 	/* OAuth 2.0 sign-in (fs/token.c): --auth (an ImapAuthMech), the
 	 * token sources, --authorize (run the device grant, do not mount). */
@@ -53,12 +62,19 @@ typedef struct {
 	bool namespace_server;    /* --namespace=server: no prefix stripping */
 	unsigned status_interval; /* seconds between STATUS polls without
 				     NOTIFY, 0..3600 (0: off), default 3 */
+	FsLayoutKind layout;      /* --layout, default eml */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,
 	 * fsname=URL). */
 	struct fuse_args fuse_args;
 } FsOptions;
+
+enum {
+	FS_OPT_PREFETCH_AUTO = 0, /* off on metered providers, else ahead */
+	FS_OPT_PREFETCH_OFF,
+	FS_OPT_PREFETCH_AHEAD,
+};
 
 enum {
 	FS_OPTIONS_RUN = 0,     /* go on and mount */

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fs/layout.h"
+#include "fs/names.h"
 #include "fs/sync.h"
 #include "imap/pool.h"
 #include "imap/search-run.h"
@@ -162,7 +164,9 @@ static fuse_ino_t node_ino(const Node *n)
 
 bool fs_search_owns(fuse_ino_t ino)
 {
-	return (ino & INO_BIT) != 0;
+	/* Top bits 11 are messages in several folders (fs/links.h) and the
+	 * layout's own inodes (fs/layout.h). */
+	return (ino >> 62) == 2;
 }
 
 /* The node and slot (0: the directory) ino names, or NULL. */
@@ -411,11 +415,14 @@ static void collect(FsSearch *s, Node *n, FsFolder *f,
 		uint32_t uid = g_array_index(t->uids, uint32_t, i);
 		const CacheMessage *m = cache_folder_index_find(l->index, uid);
 		g_autofree char *target = NULL;
+		char buf[FS_NAME_MAX + 1];
 		Match match = { f, NULL, 0 };
 
 		if (!m)
 			continue; /* expunged meanwhile */
-		target = g_strconcat(prefix, m->name, NULL);
+		/* the entry the layout shows (a directory in parts) */
+		target = g_strconcat(prefix, s->mnt->layout->entry_name(m, buf),
+				     NULL);
 		match.name = g_strdup(m->name);
 		g_mutex_lock(&s->lock);
 		match.slot =

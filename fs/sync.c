@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fs/fetch.h"
+#include "fs/layout.h"
 #include "cache/flags.h"
 #include "fs/merge.h"
 #include "fs/meta.h"
@@ -74,6 +75,7 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 		.uid = m->uid,
 		.size = m->size,
 		.internaldate = m->internaldate,
+		.gid = m->gid,
 		.flags = flags_of(m),
 		.keywords = cache_keywords_intern(m->keywords),
 		.name = fs_name_format_message(c->fmt, &nf),
@@ -242,6 +244,21 @@ static int sync_job_run(ImapConn *conn, const ImapMailboxState *unused,
 	return rc;
 }
 
+/* Under the folder's lock: messages in several folders gained or lost a
+ * folder; the kernel forgets the link counts it has. */
+static void note_links(FsMount *mnt, const FsListing *old, const FsListing *now)
+{
+	g_autoptr(GArray) changed =
+	    g_array_new(FALSE, FALSE, sizeof(fuse_ino_t));
+
+	fs_links_replace(fs_tree_links(mnt->tree), old ? old->folder_id : 0,
+			 old ? old->index : NULL, now ? now->folder_id : 0,
+			 now ? now->index : NULL, changed);
+	for (guint i = 0; i < changed->len; i++)
+		fs_inval_inode(mnt->inval,
+			       g_array_index(changed, fuse_ino_t, i));
+}
+
 /* Load the persisted index when the folder has no listing yet. Under
  * f->lock. */
 static void load_persisted(FsMount *mnt, FsFolder *f)
@@ -266,6 +283,8 @@ static void load_persisted(FsMount *mnt, FsFolder *f)
 	}
 	fs_tree_register_folder_id(mnt->tree, folder_id, f);
 	f->listing = fs_listing_new(folder_id, idx);
+	if (!f->gone)
+		note_links(mnt, NULL, f->listing);
 }
 
 /* Under f->lock. A listing persisted by an earlier mount is used only
@@ -292,8 +311,10 @@ typedef struct {
 static void forget_one(void *user_data, const CacheMessage *m)
 {
 	Forget *fg = user_data;
+	char buf[FS_NAME_MAX + 1];
 
-	fs_inval_entry(fg->mnt->inval, fg->dir, m->name);
+	fs_inval_entry(fg->mnt->inval, fg->dir,
+		       fg->mnt->layout->entry_name(m, buf));
 }
 
 /* Tell the kernel to forget the names of messages that went away, so a
@@ -446,6 +467,9 @@ static FsListing *swap_listing(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		old_uidvalidity = old->index->uidvalidity;
 	f->listing = fs_listing_new(folder_id, result);
 	f->dirty = true;
+	/* A folder gone meanwhile no longer counts (fs/tree.c set_gone). */
+	if (!f->gone)
+		note_links(mnt, old, f->listing);
 	g_mutex_unlock(&f->lock);
 	if (old_uidvalidity) {
 		/* Outside the lock: deleting a large folder takes a while,

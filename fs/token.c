@@ -51,8 +51,8 @@ static void wipe_free(char *s)
 
 bool fs_token_configured(const FsOptions *opts)
 {
-	bool source =
-	    opts->token_command || opts->oauth_token_url || opts->provider;
+	bool source = opts->token_command || opts->oauth_token_url ||
+		      opts->provider || opts->oauth_client_id;
 
 	return source && (opts->auth == IMAP_AUTH_AUTO ||
 			  opts->auth == IMAP_AUTH_XOAUTH2 ||
@@ -92,10 +92,12 @@ static int setup_client(FsToken *t, GError **error)
 	c->client_id = o->oauth_client_id;
 	c->cafile = o->cafile;
 	c->timeout_s = MAX(o->timeout, 10u);
-	if (!c->token_url || !c->client_id) {
-		fs_options_error(error, "OAuth needs --oauth-client-id and "
-					"--oauth-token-url (or --provider), or "
-					"--token-command");
+	if (!c->client_id || !c->token_url) {
+		fs_options_error(error, "OAuth needs %s, or --token-command",
+				 !c->client_id
+				     ? "--oauth-client-id (your OAuth "
+				       "application's id: see imapfs(1))"
+				     : "--oauth-token-url or --provider");
 		return -1;
 	}
 	if (fs_oauth_check_url(c->token_url, error) < 0 ||
@@ -391,8 +393,16 @@ int fs_token_authorize(const FsOptions *opts, GError **error)
 	if (!t)
 		return -1;
 	if (fs_oauth_device_start(&t->client, &dev, &err) != FS_OAUTH_OK) {
-		fs_options_error(error, "device authorization failed: %s",
-				 err->message);
+		/* Google's device grant does not cover the Gmail scope. */
+		bool google = opts->provider &&
+			      g_ascii_strcasecmp(opts->provider, "google") == 0;
+
+		fs_options_error(
+		    error, "device authorization failed: %s%s", err->message,
+		    google ? " (Google grants the Gmail scope only "
+			     "to a browser sign-in: use a helper "
+			     "as --token-command, see imapfs(1))"
+			   : "");
 		goto out;
 	}
 	printf("To let imapfs read the mail of %s at %s, open\n\n    %s\n\n"

@@ -10,8 +10,8 @@
 
 typedef struct FsToken FsToken;
 
-/* Whether opts sign in with OAuth: a token source is configured and --auth
- * is auto, xoauth2 or oauthbearer. */
+/* Whether opts sign in with OAuth: a token source (or part of one: a
+ * client id) is configured and --auth is auto, xoauth2 or oauthbearer. */
 bool fs_token_configured(const FsOptions *opts);
 
 /* The token source of opts (which must outlive it), with the provider's

@@ -29,6 +29,7 @@ struct FsTree {
 	GHashTable *gone; /* path_raw -> FsFolder*, vanished folders, for
 			     revival when the name comes back; under
 			     update_lock */
+	FsLinks *links;   /* messages in several folders (fs/links.h) */
 	ImapNamespace ns; /* personal prefix shown at the top; "" for none */
 };
 
@@ -95,6 +96,23 @@ static FsFolder *find_by_path(GPtrArray *children, const char *path_raw)
 
 /* The child of parent whose raw path is path_raw, created if needed.
  * Under update_lock. */
+/* Mark f gone or back, under its lock so that a sync swapping its listing
+ * (fs/sync.c) sees one or the other: a folder that vanished no longer
+ * holds its messages' links (reads of a message also elsewhere go there),
+ * one that came back holds them again. */
+static void set_gone(FsTree *tree, FsFolder *f, bool gone)
+{
+	g_mutex_lock(&f->lock);
+	if (f->listing && f->gone && !gone)
+		fs_links_replace(tree->links, 0, NULL, f->listing->folder_id,
+				 f->listing->index, NULL);
+	else if (f->listing && !f->gone && gone)
+		fs_links_replace(tree->links, f->listing->folder_id,
+				 f->listing->index, 0, NULL, NULL);
+	f->gone = gone;
+	g_mutex_unlock(&f->lock);
+}
+
 static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 			   size_t seglen, const char *path_raw, bool *added,
 			   GError **error)
@@ -116,7 +134,7 @@ static FsFolder *child_for(FsTree *tree, FsFolder *parent, const char *seg,
 		 * compares UIDVALIDITY with what it had and drops old data
 		 * if the folder is new. */
 		g_hash_table_remove(tree->gone, path_raw);
-		f->gone = false;
+		set_gone(tree, f, false);
 		copy = g_ptr_array_copy(children, NULL, NULL);
 		g_ptr_array_add(copy, f);
 		set_children(tree, parent, copy);
@@ -207,7 +225,7 @@ static void mark_gone(FsTree *tree, FsFolder *c)
 {
 	GPtrArray *children = fs_folder_children(c);
 
-	c->gone = true;
+	set_gone(tree, c, true);
 	g_hash_table_replace(tree->gone, c->path_raw, c);
 	g_rw_lock_writer_lock(&tree->ids_lock);
 	g_hash_table_remove(tree->by_id, GUINT_TO_POINTER(c->id));
@@ -313,6 +331,7 @@ FsTree *fs_tree_new_ns(CacheStore *store, GPtrArray *entries,
 	tree->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
 	tree->by_folder_id = g_hash_table_new(g_direct_hash, g_direct_equal);
 	tree->gone = g_hash_table_new(g_str_hash, g_str_equal);
+	tree->links = fs_links_new();
 	tree->root = folder_new(tree, NULL, "", "");
 	g_mutex_lock(&tree->update_lock);
 	if (apply(tree, entries, NULL, NULL, error) < 0) {
@@ -370,6 +389,7 @@ void fs_tree_free(FsTree *tree)
 	g_hash_table_unref(tree->by_id);
 	g_hash_table_unref(tree->by_folder_id);
 	g_hash_table_unref(tree->gone);
+	fs_links_free(tree->links);
 	imap_namespace_clear(&tree->ns);
 	g_mutex_clear(&tree->update_lock);
 	g_rw_lock_clear(&tree->ids_lock);
@@ -412,7 +432,10 @@ FsInoKind fs_tree_resolve(FsTree *tree, fuse_ino_t ino, FsFolder **folder,
 		*folder = tree->root;
 		return FS_INO_DIR;
 	}
-	if (lo == 0) {
+	if (fs_links_is_link_ino(ino)) {
+		if (!fs_links_resolve(tree->links, ino, &hi, &lo))
+			return FS_INO_NONE;
+	} else if (lo == 0) {
 		g_rw_lock_reader_lock(&tree->ids_lock);
 		f = g_hash_table_lookup(tree->by_id, GUINT_TO_POINTER(hi));
 		g_rw_lock_reader_unlock(&tree->ids_lock);
@@ -437,6 +460,11 @@ void fs_tree_register_folder_id(FsTree *tree, uint32_t folder_id, FsFolder *f)
 	g_mutex_lock(&tree->folder_id_lock);
 	g_hash_table_insert(tree->by_folder_id, GUINT_TO_POINTER(folder_id), f);
 	g_mutex_unlock(&tree->folder_id_lock);
+}
+
+FsLinks *fs_tree_links(FsTree *tree)
+{
+	return tree->links;
 }
 
 FsFolder *fs_folder_child(const FsFolder *f, const char *name)

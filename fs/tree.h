@@ -16,6 +16,7 @@
 
 #include "cache/index.h"
 #include "cache/store.h"
+#include "fs/links.h"
 #include "imap/namespace.h"
 
 /* One folder's message list at one moment. Reference counted so that a
@@ -103,6 +104,9 @@ fuse_ino_t fs_tree_message_ino(uint32_t folder_id, uint32_t uid);
 void fs_tree_register_folder_id(FsTree *tree, uint32_t folder_id, FsFolder *f);
 
 FsFolder *fs_folder_child(const FsFolder *f, const char *name);
+
+/* The hard-link table of messages in several folders (fs/links.h). */
+FsLinks *fs_tree_links(FsTree *tree);
 
 FsListing *fs_listing_new(uint32_t folder_id, CacheFolderIndex *index);
 FsListing *fs_listing_ref(FsListing *l);

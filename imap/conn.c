@@ -21,6 +21,7 @@
 
 #include "imap/auth.h"
 #include "imap/conn-private.h"
+#include "imap/quirks.h"
 #include "imap/status.h"
 #include "imap/transport.h"
 
@@ -36,6 +37,7 @@ struct ImapConn {
 	char *idle_tag;      /* tag of the IDLE command in progress */
 	bool qresync;        /* ENABLE QRESYNC succeeded */
 	char *refusal;       /* text of the last NO, BAD or BYE */
+	char **disabled;     /* capabilities not to use (imap/quirks.h) */
 	struct Batch *batch; /* the commands being answered, NULL between */
 	bool bye;            /* the server ended the session (not a limit) */
 	unsigned id;         /* [cN] in the debug log */
@@ -444,6 +446,8 @@ const ImapAccount *imap_conn_account(const ImapConn *conn)
 
 bool imap_conn_has_cap(const ImapConn *conn, const char *cap)
 {
+	if (imap_quirks_cap_disabled(conn->disabled, cap))
+		return false;
 	for (guint i = 0; i < conn->caps->len; i++)
 		if (g_ascii_strcasecmp(conn->caps->pdata[i], cap) == 0)
 			return true;
@@ -727,6 +731,10 @@ static int read_greeting(ImapConn *conn, bool *preauth, GError **error)
 		return -ECONNREFUSED;
 	}
 	*preauth = r->status == IMAP_STATUS_PREAUTH;
+	/* Servers known by their greeting to break an extension. */
+	g_strfreev(conn->disabled);
+	conn->disabled = imap_quirks_disabled(conn->account.disable_extension,
+					      conn->account.host, r->text);
 	imap_response_free(r);
 	return 0;
 }
@@ -830,6 +838,8 @@ ImapConn *imap_conn_open_greeted(const ImapAccount *account, bool *greeted,
 	conn->account = *account;
 	imap_transport_init(&conn->t, &conn->account);
 	conn->caps = g_ptr_array_new_with_free_func(g_free);
+	conn->disabled = imap_quirks_disabled(account->disable_extension,
+					      account->host, NULL);
 	imap_parser_limits_default(&limits);
 	conn->parser = imap_parser_new(&limits, &literal_trampoline, conn);
 
@@ -884,6 +894,7 @@ void imap_conn_free(ImapConn *conn)
 	imap_transport_clear(&conn->t);
 	imap_parser_free(conn->parser);
 	g_ptr_array_unref(conn->caps);
+	g_strfreev(conn->disabled);
 	g_free(conn->selected);
 	g_free(conn->idle_tag);
 	g_free(conn->refusal);

@@ -59,6 +59,9 @@ typedef struct {
 	 * pool only, which may call it from any of its threads. */
 	char *(*reread_password)(void *data, GError **error);
 	void *reread_data;
+	/* Extensions never to use, space-separated (--disable-extension);
+	 * NULL for none. Known-broken ones are added (imap/quirks.h). */
+	const char *disable_extension;
 	/* How to log in (--auth); IMAP_AUTH_AUTO picks by what the server
 	 * offers. With bearer, password is an OAuth 2.0 access token. */
 	ImapAuthMech auth;
@@ -97,7 +100,7 @@ bool imap_conn_is_broken(const ImapConn *conn);
  * account's timeout_ms until this is called). */
 void imap_conn_set_wait_limit(ImapConn *conn, unsigned ms);
 /* Capability as advertised after login, case-insensitive ("IDLE",
- * "AUTH=PLAIN", "QRESYNC"). */
+ * "AUTH=PLAIN", "QRESYNC"), and not disabled (imap/quirks.h). */
 bool imap_conn_has_cap(const ImapConn *conn, const char *cap);
 
 /* Called for every untagged response while a command runs. Return 0, or

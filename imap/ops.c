@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "imap/limit.h"
+
 /* A hostile server must not make us expand "1:4294967295". */
 #define MAX_SEARCH_UIDS (16u * 1024 * 1024)
 
@@ -299,8 +301,35 @@ static int meta_untagged(void *user_data, ImapResponse *r)
 	m.subject = subject;
 	m.content_type = ctype;
 	m.from = from;
+	m.gid = imap_fetch_message_gid(list);
 	ctx->fn(ctx->user_data, &m);
 	return 0;
+}
+
+uint64_t imap_fetch_message_gid(const ImapValue *list)
+{
+	const ImapValue *v = imap_fetch_get(list, "X-GM-MSGID");
+	g_autoptr(GChecksum) sum = NULL;
+	guint8 digest[32];
+	gsize dlen = sizeof(digest);
+	uint64_t n = 0;
+	const char *s;
+	size_t len = 0;
+
+	if (imap_value_get_u64(v, &n))
+		return n;
+	v = imap_fetch_get(list, "EMAILID");
+	if (v && v->type == IMAP_VALUE_LIST && v->len == 1)
+		v = &v->items[0];
+	s = imap_value_get_string(v, &len);
+	if (!s || len == 0)
+		return 0;
+	sum = g_checksum_new(G_CHECKSUM_SHA256);
+	g_checksum_update(sum, (const guchar *)s, (gssize)len);
+	g_checksum_get_digest(sum, digest, &dlen);
+	for (int i = 0; i < 8; i++)
+		n = n << 8 | digest[i];
+	return n ? n : 1;
 }
 
 int imap_fetch_meta_fields(ImapConn *conn, const char *uid_set, unsigned fields,
@@ -308,12 +337,15 @@ int imap_fetch_meta_fields(ImapConn *conn, const char *uid_set, unsigned fields,
 {
 	g_autoptr(GString) keywords = g_string_new(NULL);
 	MetaCtx ctx = { fn, user_data, keywords };
+	const char *gid = imap_conn_has_cap(conn, "X-GM-EXT-1") ? " X-GM-MSGID"
+			  : imap_conn_has_cap(conn, "OBJECTID") ? " EMAILID"
+								: "";
 
 	return imap_conn_command(conn, meta_untagged, &ctx, error,
-				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
+				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE%s "
 				 "FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT "
 				 "CONTENT-TYPE%s)])",
-				 uid_set,
+				 uid_set, gid,
 				 (fields & IMAP_META_FROM) ? " FROM" : "");
 }
 
@@ -344,20 +376,41 @@ static int flags_untagged(void *user_data, ImapResponse *r)
 	return 0;
 }
 
-int imap_fetch_flags(ImapConn *conn, const char *uid_set, uint64_t modseq,
-		     ImapMetaFn fn, void *user_data, GError **error)
-{
-	g_autoptr(GString) keywords = g_string_new(NULL);
-	MetaCtx ctx = { fn, user_data, keywords };
+typedef struct {
+	uint64_t modseq;
+	ImapMetaFn fn;
+	void *user_data;
+} FlagsCtx;
 
-	if (modseq)
+static int flags_range(ImapConn *conn, const char *uid_set, void *data,
+		       GError **error)
+{
+	FlagsCtx *f = data;
+	g_autoptr(GString) keywords = g_string_new(NULL);
+	MetaCtx ctx = { f->fn, f->user_data, keywords };
+
+	if (f->modseq)
 		return imap_conn_command(
 		    conn, flags_untagged, &ctx, error,
 		    "UID FETCH %s (UID FLAGS) (CHANGEDSINCE %" G_GUINT64_FORMAT
 		    ")",
-		    uid_set, modseq);
+		    uid_set, f->modseq);
 	return imap_conn_command(conn, flags_untagged, &ctx, error,
 				 "UID FETCH %s (UID FLAGS)", uid_set);
+}
+
+int imap_fetch_flags(ImapConn *conn, const char *uid_set, uint64_t modseq,
+		     ImapMetaFn fn, void *user_data, GError **error)
+{
+	FlagsCtx f = { modseq, fn, user_data };
+	int rc = flags_range(conn, uid_set, &f, error);
+
+	/* NO [LIMIT]: the whole folder in UID ranges (imap/limit.h); the
+	 * flags of UIDs past uid_set's are the caller's to ignore. */
+	if (rc != -EAGAIN || imap_conn_is_broken(conn))
+		return rc;
+	g_clear_error(error);
+	return imap_limit_ranges(conn, 1, flags_range, &f, error);
 }
 
 /* ---- SEARCH ---- */
@@ -442,20 +495,42 @@ static int cmp_u32(gconstpointer a, gconstpointer b)
 	return x < y ? -1 : x > y;
 }
 
+/* "1:*" means all of them: UID SEARCH ALL, the form every server knows. */
+static int search_range(ImapConn *conn, const char *uid_set, void *data,
+			GError **error)
+{
+	bool all = strcmp(uid_set, "1:*") == 0;
+
+	if (imap_conn_has_cap(conn, "ESEARCH"))
+		return imap_conn_command(conn, search_untagged, data, error,
+					 "UID SEARCH RETURN (ALL) %s%s",
+					 all ? "" : "UID ",
+					 all ? "ALL" : uid_set);
+	return imap_conn_command(conn, search_untagged, data, error,
+				 "UID SEARCH %s%s", all ? "" : "UID ",
+				 all ? "ALL" : uid_set);
+}
+
 int imap_search_uids(ImapConn *conn, GArray *uids, GError **error)
 {
 	int rc;
 
 	g_array_set_size(uids, 0);
-	if (imap_conn_has_cap(conn, "ESEARCH"))
-		rc = imap_conn_command(conn, search_untagged, uids, error,
-				       "UID SEARCH RETURN (ALL) ALL");
-	else
-		rc = imap_conn_command(conn, search_untagged, uids, error,
-				       "UID SEARCH ALL");
+	rc = imap_limit_ranges(conn, 1, search_range, uids, error);
 	if (rc < 0)
 		return rc;
 	g_array_sort(uids, cmp_u32);
+	/* Ranges asked again after a refusal may repeat UIDs. */
+	for (guint i = 1, out = 1; i <= uids->len; i++) {
+		if (i == uids->len) {
+			g_array_set_size(uids, out);
+			break;
+		}
+		if (g_array_index(uids, uint32_t, i) !=
+		    g_array_index(uids, uint32_t, out - 1))
+			g_array_index(uids, uint32_t, out++) =
+			    g_array_index(uids, uint32_t, i);
+	}
 	return 0;
 }
 
@@ -669,6 +744,7 @@ typedef struct {
 	uint32_t first;
 	ImapMetaFn fn;
 	void *user_data;
+	unsigned fields; /* IMAP_META_* */
 } SinceCtx;
 
 static void since_meta(void *user_data, const ImapMessageMeta *m)
@@ -680,15 +756,23 @@ static void since_meta(void *user_data, const ImapMessageMeta *m)
 		ctx->fn(ctx->user_data, m);
 }
 
+static int meta_range(ImapConn *conn, const char *uid_set, void *data,
+		      GError **error)
+{
+	SinceCtx *ctx = data;
+
+	return imap_fetch_meta_fields(conn, uid_set, ctx->fields, since_meta,
+				      ctx, error);
+}
+
 int imap_fetch_meta_fields_since(ImapConn *conn, uint32_t first,
 				 unsigned fields, ImapMetaFn fn,
 				 void *user_data, GError **error)
 {
-	g_autofree char *set = g_strdup_printf("%u:*", first);
-	SinceCtx ctx = { first, fn, user_data };
+	SinceCtx ctx = { first, fn, user_data, fields };
 
-	return imap_fetch_meta_fields(conn, set, fields, since_meta, &ctx,
-				      error);
+	/* In UID ranges on servers that limit a command's messages. */
+	return imap_limit_ranges(conn, first, meta_range, &ctx, error);
 }
 
 int imap_fetch_meta_since(ImapConn *conn, uint32_t first, ImapMetaFn fn,

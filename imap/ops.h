@@ -39,6 +39,7 @@ typedef struct {
 	int64_t internaldate; /* seconds since the epoch */
 	const char *subject;  /* unfolded raw Subject value or NULL */
 	size_t subject_len;
+	uint64_t gid; /* X-GM-MSGID, or EMAILID folded to 64 bits; 0: none */
 	/* FLAGS: has_flags says whether the answer carried them; keywords
 	 * are the other flags, space-separated as the server spelled them
 	 * (NULL for none; \Recent is left out: it is per session). */
@@ -59,7 +60,9 @@ enum {
 
 /* UID FETCH uid_set (UID RFC822.SIZE INTERNALDATE FLAGS
  * BODY.PEEK[HEADER.FIELDS (SUBJECT CONTENT-TYPE)]) on the selected
- * mailbox. */
+ * mailbox, plus the message's id across folders where the server has
+ * one (X-GM-MSGID with X-GM-EXT-1, EMAILID with OBJECTID): no extra
+ * round trip. */
 int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
 		    void *user_data, GError **error);
 /* The same with optional fields (IMAP_META_*) added to HEADER.FIELDS. */
@@ -119,6 +122,11 @@ int imap_fetch_head(ImapConn *conn, uint32_t uid, uint32_t len, GBytes **out,
 		    GError **error);
 
 /* ---- pure helpers, exposed for tests ---- */
+
+/* The id of a message across folders in a FETCH list: X-GM-MSGID as is,
+ * EMAILID (RFC 8474) folded to 64 bits by SHA-256; never 0. 0 when the
+ * list has neither. */
+uint64_t imap_fetch_message_gid(const ImapValue *list);
 
 /* Parse an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz". */
 bool imap_parse_internaldate(const char *s, int64_t *out);

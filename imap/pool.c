@@ -692,6 +692,9 @@ static gpointer worker_main(gpointer data)
 			g_clear_error(&error);
 			g_queue_push_head(
 			    job->background ? &pool->bg : &pool->fg, job);
+			/* An idle one would otherwise sleep until its
+			 * keepalive while the reader waits. */
+			wake_worker(pool, job->folder);
 			continue;
 		}
 		complete_job(pool, job, rc, error);

@@ -31,8 +31,9 @@ typedef int (*ImapJobFn)(ImapConn *conn, const ImapMailboxState *state,
 
 /* account is copied, but the strings it points to must outlive the pool,
  * except the password, which the pool copies (and replaces when
- * account->reread_password gives a new one). first_conn (may be NULL) is
- * an already open connection to adopt. */
+ * account->reread_password gives a new one; with account->login_secret,
+ * the pool asks it for a fresh secret before every login). first_conn (may be
+ * NULL) is an already open connection to adopt. */
 ImapPool *imap_pool_new(const ImapAccount *account, unsigned size,
 			ImapConn *first_conn);
 /* Stops the threads (jobs still queued fail with -ESHUTDOWN), logs out. */

@@ -181,9 +181,13 @@ int imap_status_errno(const ImapResponse *r, bool login)
 	for (size_t i = 0; r->code && i < G_N_ELEMENTS(busy); i++)
 		if (strcmp(r->code, busy[i]) == 0)
 			rc = -EAGAIN;
+	/* A download cap (Gmail's daily bandwidth limit). */
+	if (r->code && strcmp(r->code, "OVERQUOTA") == 0)
+		rc = -EDQUOT;
 	if (!login)
 		return rc;
-	return rc == -EAGAIN || imap_text_is_throttling(NULL, r->text)
+	return rc == -EAGAIN || rc == -EDQUOT ||
+		       imap_text_is_throttling(NULL, r->text)
 		   ? -EAGAIN
 		   : -EACCES;
 }
@@ -196,9 +200,17 @@ int imap_refusal_errno(const ImapResponse *r)
 bool imap_text_is_throttling(const char *code, const char *text)
 {
 	static const char *const words[] = {
-		"too many connections", "maximum number of connections",
-		"connection limit",     "too many simultaneous",
+		"too many connections",
+		"maximum number of connections",
+		"connection limit",
+		"too many simultaneous",
 		"try again later",
+		/* Microsoft 365 to logins that come too fast. */
+		"authenticated but not connected",
+		"throttl",
+		"rate limit",
+		/* Gmail over its download cap refuses logins too. */
+		"bandwidth limits",
 	};
 	g_autofree char *lower = NULL;
 

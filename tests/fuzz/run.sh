@@ -12,7 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 seconds=${IMAPFS_FUZZ_SECONDS:-60}
 out=${IMAPFS_BUILD_DIR:-$root/build-fuzz}
-targets=(parser names cache-index url search)
+targets=(parser names cache-index url search bodystructure)
 mkdir -p "$out"
 
 setup=(-Dfuzzing=true -Dwerror=true -Dbuildtype=debugoptimized

@@ -23,6 +23,10 @@ Dovecot and real mounts.
   containers, so the unit's lines are run directly.)
 - Detached, the daemon logs to syslog with facility LOG_DAEMON (checked
   on a /dev/log socket of the test's own, where none exists).
+- OAuth options come from the file too: `imapfs --authorize NAME` (an
+  account without a mountpoint) and `imapfs NAME DIR`, with the client
+  secret that only the file may hold, against Dovecot's oauth2 passdb and
+  harness_oauth's authorization server; no secret in any output.
 """
 
 import os
@@ -35,6 +39,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import imapfs_harness as h  # noqa: E402
+from harness_oauth import AuthServer  # noqa: E402
 
 MARK = "IMAPFS_TEST_ACCOUNTS"
 
@@ -469,8 +474,44 @@ def syslog_part(t, e):
     wait_unmounted(t, e, mp, "syslog")
 
 
+def oauth_part(t, e, server):
+    """OAuth options from the config file, with no code of the config's
+    own: a client secret (accepted only from the file), --authorize NAME
+    for an account without a mountpoint, then imapfs NAME DIR."""
+    server.device_script = []
+    mp = e.mountpoint("oauth-mail")
+    e.write_config(
+        "[mail]\n"
+        "url = %s\n"
+        "cafile = %s\n"
+        "auth = xoauth2\n"
+        "oauth-token-url = %s\n"
+        "oauth-device-url = %s\n"
+        "oauth-client-id = %s\n"
+        "oauth-client-secret = %s\n" % (
+            e.dc.url("imaps"), e.dc.cafile, server.url("/token"),
+            server.url("/device"), server.client_id, server.client_secret))
+    rc, out, err = e.run(["--authorize", "mail"], timeout=120)
+    t.check(rc == 0, "oauth: imapfs --authorize NAME signs in (exit 0)",
+            "exit %s: %s" % (rc, err.strip()[-800:]))
+    rc, out2, err2 = e.run(["mail", mp])
+    t.check(rc == 0 and h.is_imapfs_mounted(mp),
+            "oauth: imapfs NAME DIR mounts with the saved refresh token and "
+            "the file's client secret", "exit %s: %s" % (rc, err2))
+    if rc == 0:
+        check_bytes_light(t, mp)
+    texts = [out, err, out2, err2]
+    found = [x for x in list(server.secrets_seen()) + [server.client_secret]
+             for y in texts if x and x in y]
+    t.check(not found, "oauth: no token or secret in any output")
+    h.run(["fusermount3", "-u", mp], check=False)
+    wait_unmounted(t, e, mp, "oauth")
+
+
 def body(t):
-    dc = h.Dovecot()
+    server = AuthServer(h.TEST_USER,
+                        client_secret="cs-" + os.urandom(8).hex())
+    dc = h.Dovecot(oauth_introspect=server.url("/introspect"))
     h.seed_core(dc, large=False)
     dc.add_user("odd@example.org", "pw" + dc.password[::-1])
     dc.start()
@@ -482,6 +523,7 @@ def body(t):
     fstab_part(t, e)
     systemd_part(t, e)
     syslog_part(t, e)
+    oauth_part(t, e, server)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def check_refresh(t, dc, server, client, view):
         f.write(first + "\n")
     os.chmod(rtfile, 0o600)
     server.rotate = True
-    m = h.Mount(dc, password_env=False, args=oauth_args(server, secret),
+    m = h.Mount(dc, password_env=False,
+                args=["-d"] + oauth_args(server, secret),
                 env={"XDG_DATA_HOME": data}).start()
     t.equal(server.count("/token", "refresh_token"), 1,
             "one refresh-token exchange for the mount")
@@ -146,20 +147,26 @@ def check_refresh(t, dc, server, client, view):
     t.check(logins(dc) > n, "the sessions were re-established")
     text = m.stderr_text()
     for line in text.splitlines():
-        if "token" in line:
+        if "token" in line and "S: " not in line and "C: " not in line:
             h.log("#   daemon: " + line)
     t.check("access token was refused" in text and
             "trying a new access token" in text,
             "the refusal is logged", h.short(text[-600:]))
+    t.check("refused the access token (OAUTHBEARER, status invalid_token)"
+            in text, "-d logs the status of the server's JSON challenge")
     # Access tokens are kept until expires_in (less a margin): with 4 s
     # lives, a login after that exchanges the refresh token again before
     # the server has a chance to refuse the old token.
+    def retries():
+        return m.stderr_text().count("trying a new access token")
+
     server.expires_in = 4
+    before, n = retries(), logins(dc)
     server.revoke_access()
     dc.kick()
-    t.check(h.wait_for(lambda: logins(dc) > n + 1 and
-                       server.count("/token", "refresh_token") >
-                       exchanges + 1, 30),
+    # The refused token's message comes after the new token's exchange,
+    # the login after both.
+    t.check(h.wait_for(lambda: retries() > before and logins(dc) > n, 30),
             "the watcher logged in again with a new token")
     refusals = m.stderr_text().count("access token was refused")
     exchanges = server.count("/token", "refresh_token")
@@ -223,6 +230,33 @@ def check_device_grant(t, dc, server, client, view):
     files = h.compare_tree(t, m, view)
     t.check(len(files) > 0, "mounted with the authorized refresh token")
     t.equal(m.unmount(), 0, "device grant: unmount, exit 0")
+    # --authorize NAME: the account's settings from the config file,
+    # which may hold the client secret (never on the command line).
+    server.device_script = []
+    server.client_secret = "cs-" + os.urandom(8).hex()
+    conf = os.path.join(tmp, "config")
+    with open(conf, "w") as f:
+        f.write("[oauthtest]\nurl = %s\noauth-token-url = %s\n"
+                "oauth-device-url = %s\noauth-client-id = %s\n"
+                "oauth-client-secret = %s\n" % (
+                    dc.url("imaps"), server.url("/token"),
+                    server.url("/device"), server.client_id,
+                    server.client_secret))
+    os.chmod(conf, 0o600)
+    data3 = os.path.join(tmp, "data3")
+    r = h.run([h.imapfs_bin(), "--config=" + conf, "--authorize",
+               "oauthtest"], check=False, timeout=120,
+              env=dict(os.environ, XDG_DATA_HOME=data3))
+    t.equal(r.returncode, 0, "--authorize NAME (config file): exit 0")
+    rtfile3 = os.path.join(data3, "imapfs", "oauth",
+                           "%s@localhost" % dc.user)
+    t.check(os.path.exists(rtfile3) and
+            open(rtfile3).read().strip() in server.refresh,
+            "--authorize NAME saved the account's refresh token")
+    no_secrets(t, "--authorize NAME output",
+               [r.stdout.decode(), r.stderr.decode()], server,
+               [server.client_secret])
+    server.client_secret = None
     server.device_script = ["access_denied"]
     r = authorize(dc, server, os.path.join(tmp, "data2"))
     t.check(r.returncode == 1 and b"access_denied" in r.stderr,

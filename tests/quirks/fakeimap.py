@@ -157,6 +157,8 @@ class Message:
         self.date = int(date if date is not None else time.time())
         # RFC822.SIZE the server claims; None: the real length.
         self.size = size
+        # More FETCH items the server knows: {"X-GM-MSGID": b"123"}.
+        self.extra = {}
 
     @property
     def claimed_size(self):
@@ -786,6 +788,8 @@ class Conn:
                 "internaldate") == "literal" else quoted(d))
         if up == "FLAGS":
             return b"FLAGS (" + " ".join(msg.flags).encode() + b")"
+        if up in msg.extra:
+            return up.encode() + b" " + msg.extra[up]
         m = re.match(r"BODY(?:\.PEEK)?\[(.*)\](?:<(\d+)\.(\d+)>)?$", item,
                      re.I | re.S)
         if m:
@@ -804,6 +808,8 @@ class Conn:
                 off, n = int(m.group(2)), int(m.group(3))
                 part = data[off:off + n]
                 label += b"<%d>" % off
+            self.server.count_body(f, msg, len(part), whole=m.group(2) is None
+                                   and section == "")
             form = forms.get("body", "literal")
             return label + b" " + (quoted(part) if form == "quoted"
                                    else literal(part))
@@ -839,6 +845,10 @@ class Conn:
         if f is None:
             return [t + b" BAD no folder selected\r\n"]
         uids = [x.uid for x in f.messages]
+        m = re.search(rb"(?i) UID ([0-9:*,]+)", cmd[len(b"UID SEARCH"):])
+        if m:
+            sets = parse_uid_set(m.group(1).decode(), max(uids, default=0))
+            uids = [u for u in uids if uid_in(u, sets)]
         if re.search(rb"(?i)RETURN", cmd):
             line = b'* ESEARCH (TAG "' + t + b'") UID'
             if uids:
@@ -881,6 +891,11 @@ class FakeImap:
         self.split_delay = 0.0
         self.io_timeout = 60
         self.rules = []
+        # Counters tests read: whole bodies sent per (folder, UID), all
+        # body bytes sent, most connections open at once.
+        self.body_sends = {}
+        self.body_bytes = 0
+        self.peak_conns = 0
         self.conns = []
         self.errors = []
         self._errors_reported = 0
@@ -956,6 +971,17 @@ class FakeImap:
                 return r
         return None
 
+    def count_body(self, folder, msg, nbytes, whole):
+        with self._lock:
+            self.body_bytes += nbytes
+            if whole:
+                key = (folder.raw, msg.uid)
+                self.body_sends[key] = self.body_sends.get(key, 0) + 1
+
+    def live_conns(self):
+        with self._lock:
+            return [c for c in self.conns if not c.closed.is_set()]
+
     # --- lifecycle --------------------------------------------------------
 
     def start(self):
@@ -992,6 +1018,8 @@ class FakeImap:
             with self._lock:
                 conn = Conn(self, sock, len(self.conns))
                 self.conns.append(conn)
+                live = sum(1 for c in self.conns if not c.closed.is_set())
+                self.peak_conns = max(self.peak_conns, live)
             th = threading.Thread(target=conn.serve, daemon=True)
             th.start()
 

@@ -69,6 +69,7 @@ static void assert_index_equal(const CacheFolderIndex *a,
 		g_assert_cmpuint(x->size, ==, y->size);
 		g_assert_cmpint(x->internaldate, ==, y->internaldate);
 		g_assert_cmpstr(x->name, ==, y->name);
+		g_assert_cmpuint(x->gid, ==, y->gid);
 		g_assert_cmpuint(x->flags, ==, y->flags);
 		g_assert_cmpuint(x->keywords, ==, y->keywords);
 	}
@@ -419,7 +420,7 @@ static void test_index_forged(void)
 	g_free(p);
 
 	p = g_memdup2(orig, len);
-	p[48] = 3;
+	p[48] = 5;
 	fix_crc(p, len);
 	expect_error(decode_index, p, len, "*flags*");
 	g_free(p);
@@ -711,12 +712,41 @@ static void test_list_damage(void)
 	g_free(p);
 }
 
+/* A message id across folders (Gmail labels): 8 more bytes after the
+ * date, flagged 0x02; records without one keep the old layout. */
+static void test_gid(void)
+{
+	CacheFolderIndex *idx = small_index();
+	g_autoptr(GBytes) plain = cache_folder_index_encode(idx);
+	g_autoptr(GBytes) enc = NULL;
+	const uint8_t *p;
+	uint8_t *bad;
+	size_t len;
+
+	g_array_index(idx->messages, CacheMessage, 0).gid =
+	    0x8123456789abcdefull;
+	check_round_trip(idx);
+	enc = cache_folder_index_encode(idx);
+	p = g_bytes_get_data(enc, &len);
+	g_assert_cmpuint(len, ==, g_bytes_get_size(plain) + 8);
+	g_assert_cmpuint(p[48] & 2, ==, 2);
+	g_assert_cmpuint(le32(p + 68), ==, 0x89abcdef); /* gid, low half */
+	/* An id of 0 under the flag is refused. */
+	bad = g_memdup2(p, len);
+	memset(bad + 68, 0, 8);
+	fix_crc(bad, len);
+	expect_error(decode_index, bad, len, "*id 0*");
+	g_free(bad);
+	cache_folder_index_free(idx);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/cache-index/empty", test_empty);
 	g_test_add_func("/cache-index/one", test_one);
 	g_test_add_func("/cache-index/small", test_small);
+	g_test_add_func("/cache-index/gid", test_gid);
 	g_test_add_func("/cache-index/long-names", test_long_names);
 	g_test_add_func("/cache-index/large", test_large);
 	g_test_add_func("/cache-index/find-copy", test_find_copy);

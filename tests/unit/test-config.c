@@ -171,6 +171,15 @@ static void test_command_line_overrides(void)
 	g_assert_cmpstr(args, ==, "imapfs|-o|nosuid,nodev," OURS ",fsname=x");
 	fs_options_clear(&opts);
 
+	/* --authorize NAME signs in, no mount point needed. */
+	write_config("[x]\nurl = imaps://u@h\nauth = xoauth2\n", 0600);
+	parse_ok(&opts, "--authorize", "x", NULL);
+	g_assert_true(opts.authorize);
+	g_assert_cmpstr(opts.account, ==, "x");
+	g_assert_cmpstr(opts.server.host, ==, "h");
+	fs_options_clear(&opts);
+	write_config(good, 0600);
+
 	/* A URL on the command line needs no config file at all. */
 	parse_ok(&opts, "imaps://me@h", mnt, "--config=/nonexistent", NULL);
 	g_assert_null(opts.account);

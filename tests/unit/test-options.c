@@ -418,6 +418,48 @@ static void test_poll_and_xattr(void)
 		    NULL);
 }
 
+/* Per-server switches: --disable-extension and --prefetch. */
+static void test_provider_switches(void)
+{
+	FsOptions opts;
+
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_null(opts.disable_extension);
+	g_assert_cmpint(opts.prefetch, ==, FS_OPT_PREFETCH_AUTO);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--disable-extension=QRESYNC CONDSTORE", "--prefetch",
+		 "off", URL, mnt, "-o", "disable_extension=X-GM-EXT-1", NULL);
+	g_assert_cmpstr(opts.disable_extension, ==,
+			"QRESYNC CONDSTORE X-GM-EXT-1");
+	g_assert_cmpint(opts.prefetch, ==, FS_OPT_PREFETCH_OFF);
+	fs_options_clear(&opts);
+	parse_ok(&opts, URL, mnt, "-o", "prefetch=ahead", NULL);
+	g_assert_cmpint(opts.prefetch, ==, FS_OPT_PREFETCH_AHEAD);
+	fs_options_clear(&opts);
+	parse_fails("--prefetch must be auto, off or ahead", "--prefetch=all",
+		    URL, mnt, NULL);
+}
+
+static void test_layout(void)
+{
+	FsOptions opts;
+
+	parse_ok(&opts, URL, mnt, NULL);
+	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_EML);
+	fs_options_clear(&opts);
+	parse_ok(&opts, "--layout=parts", URL, mnt, NULL);
+	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_PARTS);
+	fs_options_clear(&opts);
+	parse_ok(&opts, URL, mnt, "-o", "layout=parts,layout=eml", NULL);
+	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_EML);
+	fs_options_clear(&opts);
+	parse_fails("--layout=maildir is not available yet in this version: "
+		    "use eml or parts",
+		    "--layout=maildir", URL, mnt, NULL);
+	parse_fails("--layout must be eml or parts", "--layout=mbox", URL, mnt,
+		    NULL);
+}
+
 static void test_modes(void)
 {
 	static const char *const bad_umask[] = { "8",   "0778", "1000", "",
@@ -692,8 +734,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/options/modes", test_modes);
 	g_test_add_func("/options/cache-size", test_cache_size);
 	g_test_add_func("/options/poll-and-xattr", test_poll_and_xattr);
+	g_test_add_func("/options/provider-switches", test_provider_switches);
 	g_test_add_func("/options/errors", test_errors);
 	g_test_add_func("/options/offline-nonempty", test_offline_nonempty);
+	g_test_add_func("/options/layout", test_layout);
 	g_test_add_func("/options/help", test_help);
 	g_test_add_func("/options/version", test_version);
 	g_test_add_func("/options/oauth", test_oauth);
