@@ -203,8 +203,13 @@ static char *field_value(Field f, const FsNameFields *m)
 	case FIELD_FROM:
 		return from_part(m->from);
 	case FIELD_SUBJECT: {
-		g_autofree char *cs = fs_name_declared_charset(m->content_type);
+		g_autofree char *cs = NULL;
 
+		/* The declared charset matters only for raw 8-bit bytes: most
+		 * subjects never need the Content-Type parsed. */
+		for (size_t i = 0; i < m->subject_len && !cs; i++)
+			if (m->subject[i] & 0x80)
+				cs = fs_name_declared_charset(m->content_type);
 		return fs_name_subject_part(m->subject, m->subject_len, cs);
 	}
 	}

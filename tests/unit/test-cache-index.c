@@ -519,6 +519,83 @@ static void test_version1(void)
 	g_byte_array_unref(b);
 }
 
+/* A version 2 index with the keyword strings kws (NULL-terminated) and one
+ * message per entry of kw_of (keyword number, -1 ends). */
+static GByteArray *v2_bytes(const char *const *kws, const int *kw_of)
+{
+	GByteArray *b = g_byte_array_new();
+	uint8_t u[4];
+	guint n = 0, nk = 0;
+
+#define PUT32(v) (set_le32(u, (v)), g_byte_array_append(b, u, 4))
+	while (kw_of[n] >= 0)
+		n++;
+	while (kws[nk])
+		nk++;
+	g_byte_array_append(b, (const guint8 *)"IMFSIDX1", 8);
+	PUT32(2), PUT32(1), PUT32(n + 1), PUT32(n), PUT32(0), PUT32(0);
+	PUT32(n), PUT32(0), PUT32(nk);
+	for (guint i = 0; i < nk; i++) {
+		PUT32(strlen(kws[i]));
+		g_byte_array_append(b, (const guint8 *)kws[i], strlen(kws[i]));
+	}
+	for (guint i = 0; i < n; i++) {
+		uint8_t rec[4] = { 0, CACHE_FLAG_KNOWN, (uint8_t)kw_of[i], 0 };
+
+		PUT32(i + 1);
+		g_byte_array_append(b, rec, 4);
+		PUT32(1), PUT32(0), PUT32(1), PUT32(0), PUT32(0);
+	}
+	PUT32(ref_crc32(b->data, b->len));
+#undef PUT32
+	return b;
+}
+
+/* The keyword table must be canonical: strings distinct, not empty, all
+ * used, numbered in order of first use. */
+static void test_keywords_canonical(void)
+{
+	static const char *const two[] = { "$A", "$B", NULL };
+	static const char *const dup[] = { "$A", "$A", NULL };
+	static const char *const empty[] = { "", NULL };
+	static const struct {
+		const char *const *kws;
+		int kw_of[4];
+		const char *err; /* NULL: decodes */
+	} cases[] = {
+		{ two, { 1, 2, 1, -1 }, NULL },
+		{ two, { 0, 1, 2, -1 }, NULL },
+		{ two, { 2, 1, -1 }, "*range*" },  /* not in first-use order */
+		{ two, { 1, 1, -1 }, "*unused*" }, /* $B never used */
+		{ two, { 1, 3, -1 }, "*range*" },  /* no such string */
+		{ dup, { 1, 2, -1 }, "*twice*" },
+		{ empty, { 1, -1 }, "*keyword*" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		GByteArray *b = v2_bytes(cases[i].kws, cases[i].kw_of);
+		g_autoptr(GError) err = NULL;
+		CacheFolderIndex *idx =
+		    cache_folder_index_decode(b->data, b->len, &err);
+
+		if (!cases[i].err) {
+			g_autoptr(GBytes) again = NULL;
+
+			g_assert_no_error(err);
+			again = cache_folder_index_encode(idx);
+			g_assert_cmpmem(g_bytes_get_data(again, NULL),
+					g_bytes_get_size(again), b->data,
+					b->len);
+			cache_folder_index_free(idx);
+		} else {
+			g_assert_null(idx);
+			if (!g_pattern_match_simple(cases[i].err, err->message))
+				g_error("case %zu: %s", i, err->message);
+		}
+		g_byte_array_unref(b);
+	}
+}
+
 static GPtrArray *sample_list(void)
 {
 	GPtrArray *l = g_ptr_array_new_with_free_func(
@@ -679,6 +756,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/cache-index/forged", test_index_forged);
 	g_test_add_func("/cache-index/flags", test_flags);
 	g_test_add_func("/cache-index/version1", test_version1);
+	g_test_add_func("/cache-index/keywords-canonical",
+			test_keywords_canonical);
 	g_test_add_func("/cache-list/round-trip", test_list_round_trip);
 	g_test_add_func("/cache-list/damage", test_list_damage);
 	return g_test_run();
