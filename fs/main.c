@@ -274,7 +274,9 @@ static void namespace_save(struct daemon *d, const ImapNamespace *ns)
 	g_autofree char *text = g_strdup_printf(
 	    "%s\n%c", ns->prefix ? ns->prefix : "", ns->delimiter);
 
-	if (!g_file_set_contents(path, text, -1, NULL))
+	/* 0600 like every file of the cache. */
+	if (!g_file_set_contents_full(
+		path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, NULL))
 		g_message("cannot save the namespace in the cache");
 }
 
