@@ -435,6 +435,24 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
+bool fs_ops_add_entry(fuse_req_t req, char *buf, size_t size, size_t *used,
+		      const char *name, const struct fuse_entry_param *e,
+		      off_t next, bool plus)
+{
+	size_t left = size - *used, need;
+
+	if (plus)
+		need = fuse_add_direntry_plus(req, buf + *used, left, name, e,
+					      next);
+	else
+		need = fuse_add_direntry(req, buf + *used, left, name, &e->attr,
+					 next);
+	if (need > left)
+		return false;
+	*used += need;
+	return true;
+}
+
 /* Entry i of a directory: ".", "..", subfolders, then messages. Fills
  * name and st (and e for readdirplus). Returns false past the end. */
 static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
@@ -504,18 +522,9 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 	}
 	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e, namebuf);
 	     i++) {
-		size_t need;
-
-		if (plus)
-			need =
-			    fuse_add_direntry_plus(req, buf + used, size - used,
-						   name, &e, (off_t)(i + 1));
-		else
-			need = fuse_add_direntry(req, buf + used, size - used,
-						 name, &e.attr, (off_t)(i + 1));
-		if (need > size - used)
+		if (!fs_ops_add_entry(req, buf, size, &used, name, &e,
+				      (off_t)(i + 1), plus))
 			break;
-		used += need;
 	}
 	fuse_reply_buf(req, buf, used);
 }

@@ -14,3 +14,9 @@ extern const struct fuse_lowlevel_ops fs_ops;
  * open). Call once the session loop has returned: its workers are joined,
  * so no handler can still use a handle. */
 void fs_ops_release_dirs(FsMount *mnt);
+
+/* Append one READDIR(PLUS) entry at buf + *used (size bytes in all); entry
+ * offset next. Returns false, appending nothing, when it does not fit. */
+bool fs_ops_add_entry(fuse_req_t req, char *buf, size_t size, size_t *used,
+		      const char *name, const struct fuse_entry_param *e,
+		      off_t next, bool plus);

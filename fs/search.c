@@ -26,6 +26,7 @@
 
 #include "fs/layout.h"
 #include "fs/names.h"
+#include "fs/ops.h"
 #include "fs/sync.h"
 #include "imap/pool.h"
 #include "imap/search-run.h"
@@ -875,18 +876,9 @@ void fs_search_readdir(fuse_req_t req, FsSearch *s, size_t size, off_t off,
 
 	g_mutex_lock(&s->lock);
 	for (size_t i = (size_t)off; dir_item(s, h, i, &name, &e); i++) {
-		size_t need;
-
-		if (plus)
-			need =
-			    fuse_add_direntry_plus(req, buf + used, size - used,
-						   name, &e, (off_t)(i + 1));
-		else
-			need = fuse_add_direntry(req, buf + used, size - used,
-						 name, &e.attr, (off_t)(i + 1));
-		if (need > size - used)
+		if (!fs_ops_add_entry(req, buf, size, &used, name, &e,
+				      (off_t)(i + 1), plus))
 			break;
-		used += need;
 	}
 	g_mutex_unlock(&s->lock);
 	fuse_reply_buf(req, buf, used);

@@ -21,16 +21,10 @@ typedef struct {
 /* The FETCH attribute list of r when it is about uid, else NULL. */
 static const ImapValue *fetch_of(ImapResponse *r, uint32_t uid)
 {
-	const ImapValue *list;
-	uint64_t u;
+	uint32_t u;
+	const ImapValue *list = imap_fetch_answer(r, &u);
 
-	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
-		return NULL;
-	list = &r->args.items[0];
-	if (list->type != IMAP_VALUE_LIST ||
-	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &u) || u != uid)
-		return NULL;
-	return list;
+	return list && u == uid ? list : NULL;
 }
 
 static int structure_untagged(void *user_data, ImapResponse *r)

@@ -5,6 +5,7 @@
  * EXISTS, unknown responses) is ignored here.
  */
 #include "imap/ops.h"
+#include "imap/search.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -264,6 +265,22 @@ static const ImapValue *meta_header_block(const ImapValue *list)
 	return NULL;
 }
 
+const ImapValue *imap_fetch_answer(const ImapResponse *r, uint32_t *uid)
+{
+	const ImapValue *list;
+	uint64_t n;
+
+	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+		return NULL;
+	list = &r->args.items[0];
+	if (list->type != IMAP_VALUE_LIST ||
+	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &n) || n == 0 ||
+	    n > UINT32_MAX)
+		return NULL;
+	*uid = (uint32_t)n;
+	return list;
+}
+
 static int meta_untagged(void *user_data, ImapResponse *r)
 {
 	MetaCtx *ctx = user_data;
@@ -271,18 +288,11 @@ static int meta_untagged(void *user_data, ImapResponse *r)
 	ImapMessageMeta m = { 0 };
 	g_autofree char *subject = NULL, *ctype = NULL, *from = NULL;
 	size_t blen = 0, unused;
-	uint64_t n;
 	const char *s, *block;
 
-	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+	list = imap_fetch_answer(r, &m.uid);
+	if (!list)
 		return 0;
-	list = &r->args.items[0];
-	if (list->type != IMAP_VALUE_LIST)
-		return 0;
-	v = imap_fetch_get(list, "UID");
-	if (!imap_value_get_u64(v, &n) || n == 0 || n > UINT32_MAX)
-		return 0;
-	m.uid = (uint32_t)n;
 	v = imap_fetch_get(list, "RFC822.SIZE");
 	if (!imap_value_get_u64(v, &m.size))
 		return 0; /* a flags-only FETCH, not our answer */
@@ -360,16 +370,10 @@ static int flags_untagged(void *user_data, ImapResponse *r)
 	MetaCtx *ctx = user_data;
 	const ImapValue *list;
 	ImapMessageMeta m = { 0 };
-	uint64_t n;
 
-	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
+	list = imap_fetch_answer(r, &m.uid);
+	if (!list)
 		return 0;
-	list = &r->args.items[0];
-	if (list->type != IMAP_VALUE_LIST ||
-	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &n) || n == 0 ||
-	    n > UINT32_MAX)
-		return 0;
-	m.uid = (uint32_t)n;
 	meta_flags(ctx, list, &m);
 	if (m.has_flags)
 		ctx->fn(ctx->user_data, &m);
@@ -415,45 +419,6 @@ int imap_fetch_flags(ImapConn *conn, const char *uid_set, uint64_t modseq,
 
 /* ---- SEARCH ---- */
 
-/* Append the UIDs of a sequence set such as "1:5,7,9:12". */
-static int append_uid_set(GArray *uids, const char *set)
-{
-	const char *p = set;
-
-	while (*p) {
-		char *end;
-		guint64 a = g_ascii_strtoull(p, &end, 10), b;
-
-		if (end == p || a == 0 || a > UINT32_MAX)
-			return -EPROTO;
-		b = a;
-		p = end;
-		if (*p == ':') {
-			p++;
-			b = g_ascii_strtoull(p, &end, 10);
-			if (end == p || b == 0 || b > UINT32_MAX)
-				return -EPROTO;
-			p = end;
-			if (b < a) {
-				guint64 t = a;
-				a = b;
-				b = t;
-			}
-		}
-		if (uids->len + (b - a + 1) > MAX_SEARCH_UIDS)
-			return -E2BIG;
-		for (guint64 u = a; u <= b; u++) {
-			uint32_t v = (uint32_t)u;
-			g_array_append_val(uids, v);
-		}
-		if (*p == ',')
-			p++;
-		else if (*p)
-			return -EPROTO;
-	}
-	return 0;
-}
-
 static int search_untagged(void *user_data, ImapResponse *r)
 {
 	GArray *uids = user_data;
@@ -482,7 +447,7 @@ static int search_untagged(void *user_data, ImapResponse *r)
 			    imap_value_get_string(&r->args.items[i + 1], NULL);
 			if (!set)
 				return -EPROTO;
-			return append_uid_set(uids, set);
+			return imap_uid_set_expand(uids, set, MAX_SEARCH_UIDS);
 		}
 	}
 	return 0;
@@ -557,7 +522,7 @@ static int vanished_untagged(void *user_data, ImapResponse *r)
 		ctx->rc = -EPROTO;
 		return 0;
 	}
-	ctx->rc = append_uid_set(ctx->vanished, set->str);
+	ctx->rc = imap_uid_set_expand(ctx->vanished, set->str, MAX_SEARCH_UIDS);
 	return 0;
 }
 
@@ -649,14 +614,10 @@ static int head_untagged(void *user_data, ImapResponse *r)
 {
 	HeadCtx *ctx = user_data;
 	const ImapValue *list;
-	uint64_t uid;
+	uint32_t uid;
 
-	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
-		return 0;
-	list = &r->args.items[0];
-	if (list->type != IMAP_VALUE_LIST ||
-	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &uid) ||
-	    uid != ctx->uid)
+	list = imap_fetch_answer(r, &uid);
+	if (!list || uid != ctx->uid)
 		return 0;
 	for (size_t i = 0; i + 1 < list->len; i += 2) {
 		const ImapValue *key = &list->items[i];
@@ -708,7 +669,7 @@ int imap_parse_vanished(const ImapResponse *r, GArray *uids)
 	set = imap_list_get(&r->args, i);
 	if (!set || set->type != IMAP_VALUE_ATOM)
 		return -EPROTO;
-	rc = append_uid_set(uids, set->str);
+	rc = imap_uid_set_expand(uids, set->str, MAX_SEARCH_UIDS);
 	if (rc == 0)
 		g_array_sort(uids, cmp_u32);
 	return rc;
@@ -815,14 +776,10 @@ static int envelope_untagged(void *user_data, ImapResponse *r)
 {
 	EnvelopeCtx *ctx = user_data;
 	const ImapValue *list;
-	uint64_t uid;
+	uint32_t uid;
 
-	if (!r->name || strcmp(r->name, "FETCH") != 0 || r->args.len < 1)
-		return 0;
-	list = &r->args.items[0];
-	if (list->type != IMAP_VALUE_LIST ||
-	    !imap_value_get_u64(imap_fetch_get(list, "UID"), &uid) ||
-	    uid != ctx->uid || ctx->env)
+	list = imap_fetch_answer(r, &uid);
+	if (!list || uid != ctx->uid || ctx->env)
 		return 0;
 	ctx->env = imap_envelope_parse(list);
 	return 0;

@@ -51,6 +51,10 @@ typedef struct {
 	size_t from_len;
 } ImapMessageMeta;
 
+/* The attribute list of r when it is a FETCH answer that carries a valid
+ * UID (stored in *uid), else NULL. Borrowed from r. */
+const ImapValue *imap_fetch_answer(const ImapResponse *r, uint32_t *uid);
+
 typedef void (*ImapMetaFn)(void *user_data, const ImapMessageMeta *meta);
 
 /* Optional header fields of the listing fetch. */

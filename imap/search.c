@@ -452,8 +452,7 @@ static int append_uid(GArray *uids, uint64_t n)
 	return 0;
 }
 
-/* "1:5,7,9:12"; ranges are counted before they are expanded. */
-static int append_set(GArray *uids, const char *set)
+int imap_uid_set_expand(GArray *uids, const char *set, guint max)
 {
 	const char *p = set;
 
@@ -477,11 +476,16 @@ static int append_set(GArray *uids, const char *set)
 			a = b;
 			b = t;
 		}
-		if (uids->len + (b - a + 1) > MAX_SEARCH_UIDS)
+		/* Counted before it is expanded: "1:4294967295" is refused
+		 * without a loop. */
+		if (uids->len + (b - a + 1) > max)
 			return -E2BIG;
-		for (guint64 u = a; u <= b; u++)
-			append_uid(uids, u);
-		if (*p == ',' && p[1])
+		for (guint64 u = a; u <= b; u++) {
+			uint32_t v = (uint32_t)u;
+
+			g_array_append_val(uids, v);
+		}
+		if (*p == ',')
 			p++;
 		else if (*p)
 			return -EPROTO;
@@ -524,7 +528,7 @@ static int parse_esearch(const ImapResponse *r, GArray *uids,
 		set = imap_value_get_string(&r->args.items[i + 1], NULL);
 		if (!set)
 			return -EPROTO;
-		rc = append_set(uids, set);
+		rc = imap_uid_set_expand(uids, set, MAX_SEARCH_UIDS);
 		if (rc < 0)
 			return rc;
 	}

@@ -54,6 +54,11 @@ typedef struct {
 
 void imap_search_source_clear(ImapSearchSource *src);
 
+/* Append the UIDs of a sequence set such as "1:5,7,9:12" (either order
+ * in a range, a trailing comma tolerated) to uids. Returns 0, -EPROTO for a
+ * malformed set, or -E2BIG when uids would hold more than max. */
+int imap_uid_set_expand(GArray *uids, const char *set, guint max);
+
 /* Read an untagged response: for "* SEARCH 3 5 9" or "* ESEARCH (...) UID
  * ALL 3,5:9" appends the UIDs to uids (unsorted), fills src and returns 1;
  * returns 0 for any other response, -EPROTO for a malformed answer (or
