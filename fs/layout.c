@@ -20,11 +20,20 @@ const FsLayout fs_layout_eml = {
 	.entry_matches = eml_entry_matches,
 };
 
+const FsLayout fs_layout_maildir = {
+	.name = "maildir",
+	.maildir = true,
+	.entry_name = eml_entry_name,
+	.entry_matches = eml_entry_matches,
+};
+
 const FsLayout *fs_layout_get(FsLayoutKind kind)
 {
 	switch (kind) {
 	case FS_LAYOUT_PARTS:
 		return &fs_layout_parts;
+	case FS_LAYOUT_MAILDIR:
+		return &fs_layout_maildir;
 	case FS_LAYOUT_EML:
 		break;
 	}

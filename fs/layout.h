@@ -36,6 +36,9 @@ typedef struct FsLayout FsLayout;
 struct FsLayout {
 	const char *name;
 	bool message_is_dir; /* false: the eml path of fs/ops.c */
+	/* Folders hold cur/ new/ tmp/ and messages live in cur/
+	 * (fs/maildir.h); messages are eml files otherwise. */
+	bool maildir;
 
 	/* The directory-entry name of m into buf (FS_NAME_MAX + 1 bytes). */
 	const char *(*entry_name)(const CacheMessage *m, char *buf);
@@ -67,3 +70,4 @@ const FsLayout *fs_layout_get(FsLayoutKind kind);
 /* The layouts (fs/layout.c and the files of each). */
 extern const FsLayout fs_layout_eml;
 extern const FsLayout fs_layout_parts;
+extern const FsLayout fs_layout_maildir;

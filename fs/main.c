@@ -46,6 +46,7 @@
 #include "fs/mount.h"
 #include "fs/fetch.h"
 #include "fs/layout.h"
+#include "fs/maildir.h"
 #include "fs/log.h"
 #include "fs/notify.h"
 #include "fs/mountcheck.h"
@@ -446,6 +447,8 @@ static int new_session(struct daemon *d)
 	/* Checked by the option parser already. */
 	mnt->name_format = fs_name_format_parse(d->opts.name_format, NULL);
 	mnt->layout = fs_layout_get(d->opts.layout);
+	if (mnt->layout->maildir)
+		fs_maildir_init(mnt);
 	mnt->inval = fs_inval_new();
 	mnt->push = fs_push_new(mnt->store);
 	mnt->search = fs_search_new(mnt);

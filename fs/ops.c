@@ -18,6 +18,7 @@
 
 #include "fs/fetch.h"
 #include "fs/layout.h"
+#include "fs/maildir.h"
 #include "fs/names.h"
 #include "fs/search.h"
 #include "fs/sync.h"
@@ -227,6 +228,95 @@ static void layout_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 }
 
+/* ---- the maildir layout: cur/ new/ tmp/ (fs/maildir.h) ---- */
+
+static void maildir_entry(FsMount *mnt, FsFolder *f, int which,
+			  struct fuse_entry_param *e)
+{
+	dir_entry(mnt, f, e);
+	e->ino = fs_maildir_ino(f, which);
+	e->attr.st_ino = e->ino;
+	e->attr.st_nlink = 2;
+}
+
+/* Does m of f's current listing have the cur/ name name? */
+static bool maildir_name_is(FsFolder *f, uint32_t uid, const char *name)
+{
+	char buf[FS_NAME_MAX + 1];
+	const CacheMessage *m;
+	bool same = false;
+
+	g_mutex_lock(&f->lock);
+	if (f->listing) {
+		m = cache_folder_index_find(f->listing->index, uid);
+		same = m && strcmp(fs_maildir_name(
+				       m, f->listing->index->uidvalidity, buf),
+				   name) == 0;
+	}
+	g_mutex_unlock(&f->lock);
+	return same;
+}
+
+/* LOOKUP in cur/, new/ or tmp/. A name with outdated flags is ENOENT,
+ * as it is for a file renamed on a local Maildir. */
+static void maildir_lookup(fuse_req_t req, FsMount *mnt, fuse_ino_t parent,
+			   const char *name)
+{
+	struct fuse_entry_param e;
+	bool exact = false;
+	FsFolder *f;
+	uint32_t uid;
+	int which, rc;
+
+	if (fs_maildir_resolve(mnt, parent, &f, &which) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (which != FS_MAILDIR_CUR || !f->selectable ||
+	    !fs_maildir_parse_uid(name, &uid)) {
+		reply_negative(req);
+		return;
+	}
+	rc = fs_sync_folder(mnt, f, FS_SYNC_IF_MISSING);
+	if (rc < 0 && rc != -ENOENT) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	if (maildir_name_is(f, uid, name) &&
+	    message_entry(mnt, f, 0, uid, NULL, &e, &exact) == 0) {
+		settle_zero_size(mnt, f, 0, uid, exact, &e);
+		fuse_reply_entry(req, &e);
+	} else {
+		reply_negative(req);
+	}
+}
+
+/* LOOKUP of name in folder f's directory in the maildir layout: cur/,
+ * new/, tmp/ and subfolders, never messages. */
+static void maildir_folder_lookup(fuse_req_t req, FsMount *mnt, FsFolder *f,
+				  const char *name)
+{
+	struct fuse_entry_param e;
+	char buf[FS_NAME_MAX + 1];
+	const char *real = fs_maildir_child_real(name, buf);
+	int which = fs_maildir_which(name);
+	FsFolder *child;
+
+	if (which) {
+		maildir_entry(mnt, f, which, &e);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	child = fs_folder_child(f, real ? real : name);
+	if (child) {
+		dir_entry(mnt, child, &e);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (!fs_search_lookup_dot(req, mnt->search, f, name))
+		reply_negative(req);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	FsMount *mnt = mount_of(req);
@@ -237,6 +327,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	FsInoKind kind;
 	int rc;
 
+	if (mnt->layout->maildir && fs_layout_owns(parent)) {
+		maildir_lookup(req, mnt, parent, name);
+		return;
+	}
 	if (layout_ino(mnt, parent, FS_INO_NONE)) {
 		layout_lookup(req, parent, name);
 		return;
@@ -252,6 +346,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (kind != FS_INO_DIR) {
 		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (mnt->layout->maildir) {
+		maildir_folder_lookup(req, mnt, f, name);
 		return;
 	}
 	child = fs_folder_child(f, name);
@@ -292,7 +390,14 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	double timeout;
 	FsInoKind kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
+	int which;
 
+	if (mnt->layout->maildir &&
+	    fs_maildir_resolve(mnt, ino, &f, &which) == 0) {
+		maildir_entry(mnt, f, which, &e);
+		fuse_reply_attr(req, &e.attr, DIR_TIMEOUT);
+		return;
+	}
 	if (kind == FS_INO_NONE && layout_ino(mnt, ino, kind)) {
 		int rc = mnt->layout->getattr(mnt, ino, &st, &timeout);
 
@@ -333,6 +438,7 @@ typedef struct {
 	FsListing *listing;  /* may be NULL */
 	void *layout_dir;    /* a layout's directory instead (fs/layout.h) */
 	const FsLayout *layout;
+	int maildir; /* FS_MAILDIR_* of folder: its cur/ new/ or tmp/ */
 } DirHandle;
 
 static void dir_handle_free(void *data)
@@ -375,10 +481,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	uint32_t folder_id, uid;
 	void *layout_dir = NULL;
 	FsInoKind kind;
-	int rc = 0;
+	int rc = 0, maildir = 0;
 
 	kind = fs_tree_resolve(mnt->tree, ino, &f, &folder_id, &uid);
-	if (search_ino(ino)) {
+	if (mnt->layout->maildir &&
+	    fs_maildir_resolve(mnt, ino, &f, &maildir) == 0)
+		kind = FS_INO_DIR; /* f's messages, or nothing */
+	else if (search_ino(ino)) {
 		fs_search_opendir(req, mnt->search, ino, fi);
 		return;
 	}
@@ -393,7 +502,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	if (f && f->selectable) {
+	if (f && f->selectable &&
+	    (!mnt->layout->maildir || maildir == FS_MAILDIR_CUR)) {
 		rc = fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
 		if (rc < 0 && rc != -ENOENT) {
 			fuse_reply_err(req, EIO);
@@ -404,6 +514,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	dh->folder = f;
 	dh->layout_dir = layout_dir;
 	dh->layout = mnt->layout;
+	dh->maildir = maildir;
 	if (f) {
 		dh->children = fs_folder_children(f);
 		dh->listing = fs_folder_get_listing(f);
@@ -453,6 +564,55 @@ bool fs_ops_add_entry(fuse_req_t req, char *buf, size_t size, size_t *used,
 	return true;
 }
 
+static void message_item(FsMount *mnt, DirHandle *dh, CacheMessage *m,
+			 struct fuse_entry_param *e)
+{
+	FsFolder *f = dh->folder;
+
+	g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
+	e->ino = message_ino(mnt, dh->listing->folder_id, m);
+	e->entry_timeout = MESSAGE_TIMEOUT;
+	e->attr_timeout = message_attr_timeout(m);
+	message_attr(mnt, dh->listing->folder_id, m, &e->attr);
+	g_mutex_unlock(&f->lock);
+}
+
+/* Entry i (past "." and "..") of a directory in the maildir layout: of
+ * a folder, subfolders then cur/ new/ tmp/; of cur/, the messages. */
+static bool maildir_item(FsMount *mnt, DirHandle *dh, size_t i,
+			 const char **name, struct fuse_entry_param *e,
+			 char *namebuf)
+{
+	size_t nchild = dh->children->len;
+	CacheMessage *m;
+
+	if (dh->maildir == FS_MAILDIR_CUR) {
+		if (!dh->listing || i >= dh->listing->index->messages->len)
+			return false;
+		m = &g_array_index(dh->listing->index->messages, CacheMessage,
+				   i);
+		*name = fs_maildir_name(m, dh->listing->index->uidvalidity,
+					namebuf);
+		message_item(mnt, dh, m, e);
+		return true;
+	}
+	if (dh->maildir)
+		return false; /* new/ and tmp/ stay empty */
+	if (i < nchild) {
+		FsFolder *c = dh->children->pdata[i];
+
+		*name = fs_maildir_child_name(c->name, namebuf);
+		dir_entry(mnt, c, e);
+		return true;
+	}
+	i -= nchild;
+	if (i >= 3)
+		return false;
+	*name = fs_maildir_dir_name((int)i + 1);
+	maildir_entry(mnt, dh->folder, (int)i + 1, e);
+	return true;
+}
+
 /* Entry i of a directory: ".", "..", subfolders, then messages. Fills
  * name and st (and e for readdirplus). Returns false past the end. */
 static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
@@ -471,10 +631,15 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 
 		*name = i == 0 ? "." : "..";
 		e->attr.st_ino = fs_tree_dir_ino(d);
+		if (dh->maildir)
+			e->attr.st_ino = i == 0 ? fs_maildir_ino(f, dh->maildir)
+						: fs_tree_dir_ino(f);
 		e->attr.st_mode = S_IFDIR;
 		return true;
 	}
 	i -= 2;
+	if (mnt->layout->maildir)
+		return maildir_item(mnt, dh, i, name, e, namebuf);
 	if (i < nchild) {
 		FsFolder *c = dh->children->pdata[i];
 
@@ -488,12 +653,7 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 						 CacheMessage, i);
 
 		*name = mnt->layout->entry_name(m, namebuf);
-		g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
-		e->ino = message_ino(mnt, dh->listing->folder_id, m);
-		e->entry_timeout = MESSAGE_TIMEOUT;
-		e->attr_timeout = message_attr_timeout(m);
-		message_attr(mnt, dh->listing->folder_id, m, &e->attr);
-		g_mutex_unlock(&f->lock);
+		message_item(mnt, dh, m, e);
 		return true;
 	}
 	return false;

@@ -294,7 +294,7 @@ static bool parse_size(const char *value, uint64_t *out)
 	return true;
 }
 
-/* --layout: eml (the default), parts, maildir (not yet). */
+/* --layout: eml (the default), parts, maildir. */
 static int parse_layout(const char *value, FsLayoutKind *out, GError **error)
 {
 	if (strcmp(value, "eml") == 0) {
@@ -302,11 +302,10 @@ static int parse_layout(const char *value, FsLayoutKind *out, GError **error)
 	} else if (strcmp(value, "parts") == 0) {
 		*out = FS_LAYOUT_PARTS;
 	} else if (strcmp(value, "maildir") == 0) {
-		fs_options_error(error, "--layout=maildir is not available yet "
-					"in this version: use eml or parts");
-		return -1;
+		*out = FS_LAYOUT_MAILDIR;
 	} else {
-		fs_options_error(error, "--layout must be eml or parts");
+		fs_options_error(error,
+				 "--layout must be eml, parts or maildir");
 		return -1;
 	}
 	return 0;

@@ -15,6 +15,7 @@
 typedef enum {
 	FS_LAYOUT_EML = 0, /* one .eml file, the raw bytes */
 	FS_LAYOUT_PARTS,   /* a directory of decoded parts (fs/parts.c) */
+	FS_LAYOUT_MAILDIR, /* cur/ new/ tmp/ in every folder (fs/maildir.c) */
 } FsLayoutKind;
 
 typedef struct {

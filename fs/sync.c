@@ -15,6 +15,7 @@
 
 #include "fs/fetch.h"
 #include "fs/layout.h"
+#include "fs/maildir.h"
 #include "cache/flags.h"
 #include "fs/merge.h"
 #include "fs/meta.h"
@@ -306,6 +307,7 @@ static bool needs_sync(FsMount *mnt, FsFolder *f, int when)
 typedef struct {
 	FsMount *mnt;
 	fuse_ino_t dir;
+	uint32_t uidvalidity; /* the maildir layout's names, else 0 */
 } Forget;
 
 static void forget_one(void *user_data, const CacheMessage *m)
@@ -314,7 +316,9 @@ static void forget_one(void *user_data, const CacheMessage *m)
 	char buf[FS_NAME_MAX + 1];
 
 	fs_inval_entry(fg->mnt->inval, fg->dir,
-		       fg->mnt->layout->entry_name(m, buf));
+		       fg->uidvalidity
+			   ? fs_maildir_name(m, fg->uidvalidity, buf)
+			   : fg->mnt->layout->entry_name(m, buf));
 }
 
 /* Tell the kernel to forget the names of messages that went away, so a
@@ -323,8 +327,12 @@ static void forget_vanished(FsMount *mnt, FsFolder *f,
 			    const CacheFolderIndex *old,
 			    const CacheFolderIndex *now)
 {
-	Forget fg = { mnt, fs_tree_dir_ino(f) };
+	Forget fg = { mnt, fs_tree_dir_ino(f), 0 };
 
+	if (mnt->layout->maildir) {
+		fg.dir = fs_maildir_ino(f, FS_MAILDIR_CUR);
+		fg.uidvalidity = old->uidvalidity;
+	}
 	fs_merge_foreach_gone(old, now, forget_one, &fg);
 }
 
@@ -519,6 +527,8 @@ static int install_listing(FsMount *mnt, FsFolder *f, CacheFolderIndex *result)
 	}
 	if (changed)
 		fs_inval_inode(mnt->inval, fs_tree_dir_ino(f));
+	if (changed && mnt->layout->maildir)
+		fs_inval_inode(mnt->inval, fs_maildir_ino(f, FS_MAILDIR_CUR));
 	if (changed)
 		fs_search_folder_changed(mnt->search, f);
 	return changed ? 1 : 0;

@@ -453,11 +453,11 @@ static void test_layout(void)
 	parse_ok(&opts, URL, mnt, "-o", "layout=parts,layout=eml", NULL);
 	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_EML);
 	fs_options_clear(&opts);
-	parse_fails("--layout=maildir is not available yet in this version: "
-		    "use eml or parts",
-		    "--layout=maildir", URL, mnt, NULL);
-	parse_fails("--layout must be eml or parts", "--layout=mbox", URL, mnt,
-		    NULL);
+	parse_ok(&opts, "--layout=maildir", URL, mnt, NULL);
+	g_assert_cmpint(opts.layout, ==, FS_LAYOUT_MAILDIR);
+	fs_options_clear(&opts);
+	parse_fails("--layout must be eml, parts or maildir", "--layout=mbox",
+		    URL, mnt, NULL);
 }
 
 static void test_modes(void)
