@@ -79,8 +79,8 @@ const char *fs_maildir_name(const CacheMessage *m, uint32_t uidvalidity,
 	char fl[8];
 
 	info_flags(m->flags, fl);
-	snprintf(buf, FS_NAME_MAX + 1, "%u.%u.imapfs:2,%s", m->uid,
-		 uidvalidity, fl);
+	snprintf(buf, FS_NAME_MAX + 1, "%u.%u.imapfs:2,%s", m->uid, uidvalidity,
+		 fl);
 	return buf;
 }
 
@@ -119,8 +119,9 @@ const char *fs_maildir_child_real(const char *shown, char *buf)
 
 /* Flags changed: the old name is gone and cur/ lists a new one. */
 static void flags_changed(void *user_data, FsFolder *f, uint32_t folder_id,
-			  uint32_t uid, uint8_t old_flags, uint16_t old_keywords,
-			  uint8_t new_flags, uint16_t new_keywords)
+			  uint32_t uid, uint8_t old_flags,
+			  uint16_t old_keywords, uint8_t new_flags,
+			  uint16_t new_keywords)
 {
 	FsMount *mnt = user_data;
 	CacheMessage m = { .uid = uid, .flags = old_flags };

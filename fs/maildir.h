@@ -23,8 +23,7 @@ enum { FS_MAILDIR_CUR = 1, FS_MAILDIR_NEW = 2, FS_MAILDIR_TMP = 3 };
 /* The inode of directory which (FS_MAILDIR_*) of folder f. */
 fuse_ino_t fs_maildir_ino(const FsFolder *f, int which);
 /* Is ino one of ours? Then *f and *which are filled (0), else -ENOENT. */
-int fs_maildir_resolve(FsMount *mnt, fuse_ino_t ino, FsFolder **f,
-		       int *which);
+int fs_maildir_resolve(FsMount *mnt, fuse_ino_t ino, FsFolder **f, int *which);
 /* "cur", "new", "tmp" -> FS_MAILDIR_*, else 0. */
 int fs_maildir_which(const char *name);
 const char *fs_maildir_dir_name(int which);

@@ -89,7 +89,11 @@ static void print_layout_help(void)
 	       "with\n"
 	       "                             message.eml, text.txt, text.html "
 	       "and its\n"
-	       "                             attachments, decoded\n\n");
+	       "                             attachments, decoded;\n"
+	       "                             maildir: every folder a Maildir "
+	       "(cur/ new/\n"
+	       "                             tmp/) for mutt -R, notmuch and "
+	       "mu\n\n");
 }
 
 void fs_options_print_help(const char *argv0)
