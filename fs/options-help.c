@@ -82,18 +82,18 @@ static void print_provider_help(void)
 
 static void print_layout_help(void)
 {
-	printf("Layout (see imapfs(1)):\n"
-	       "    --layout=NAME            eml (default): a message is a "
-	       ".eml file;\n"
-	       "                             parts: a message is a directory "
-	       "with\n"
-	       "                             message.eml, text.txt, text.html "
-	       "and its\n"
-	       "                             attachments, decoded;\n"
-	       "                             maildir: every folder a Maildir "
-	       "(cur/ new/\n"
-	       "                             tmp/) for mutt -R, notmuch and "
-	       "mu\n\n");
+	printf(
+	    "Layout (see imapfs(1)):\n"
+	    "    --layout=NAME            eml (default): a message is a "
+	    ".eml file;\n"
+	    "                             parts: a message is a directory "
+	    "with\n"
+	    "                             message.eml, text.txt, text.html "
+	    "and its\n"
+	    "                             attachments, decoded;\n"
+	    "                             maildir: every folder a Maildir "
+	    "(cur/ new/\n"
+	    "                             tmp/) for mutt -R and notmuch\n\n");
 }
 
 void fs_options_print_help(const char *argv0)
