@@ -13,6 +13,8 @@ packages=(
 	libsystemd-dev
 	libjson-glib-dev libcurl4-openssl-dev
 	libgmime-3.0-dev
+	# readers of the maildir layout in tests/integration/test_maildir.py
+	notmuch mutt
 	# Cyrus in tests/integration/harness_servers.py (fetched, not
 	# installed) finds its password plugin only at the system's path.
 	libsasl2-modules
