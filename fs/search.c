@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "fs/layout.h"
+#include "fs/maildir.h"
 #include "fs/names.h"
 #include "fs/ops.h"
 #include "fs/sync.h"
@@ -316,14 +317,18 @@ static void add_folder(FsFolder *f, void *data)
 }
 
 /* The relative path from a query directory in scope to f. */
-static char *target_prefix(FsFolder *scope, FsFolder *f)
+static char *target_prefix(FsSearch *s, FsFolder *scope, FsFolder *f)
 {
 	GString *path = g_string_new(NULL);
+	char buf[FS_NAME_MAX + 1];
 
 	if (!scope->parent) {
 		for (FsFolder *p = f; p && p->parent; p = p->parent) {
 			g_string_prepend_c(path, '/');
-			g_string_prepend(path, p->name);
+			g_string_prepend(
+			    path, s->mnt->layout->maildir
+				      ? fs_maildir_child_name(p->name, buf)
+				      : p->name);
 		}
 	}
 	g_string_prepend(path, "../../");
@@ -407,7 +412,7 @@ static void make_all_current(FsSearch *s, GPtrArray *folders,
 static void collect(FsSearch *s, Node *n, FsFolder *f,
 		    const ImapSearchTarget *t, GArray *matches)
 {
-	g_autofree char *prefix = target_prefix(n->scope, f);
+	g_autofree char *prefix = target_prefix(s, n->scope, f);
 	FsListing *l = fs_folder_get_listing(f);
 
 	if (!l)
@@ -424,6 +429,13 @@ static void collect(FsSearch *s, Node *n, FsFolder *f,
 		/* the entry the layout shows (a directory in parts) */
 		target = g_strconcat(prefix, s->mnt->layout->entry_name(m, buf),
 				     NULL);
+		if (s->mnt->layout->maildir) {
+			g_free(target);
+			target = g_strconcat(
+			    prefix, "cur/",
+			    fs_maildir_name(m, l->index->uidvalidity, buf),
+			    NULL);
+		}
 		match.name = g_strdup(m->name);
 		g_mutex_lock(&s->lock);
 		match.slot =

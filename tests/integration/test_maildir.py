@@ -192,6 +192,13 @@ def body(t):
     check_python_reader(t, m, n_inbox, client)
     check_notmuch(t, m, total)
     check_mutt(t, m, n_inbox)
+    # .search links lead to the files in cur/.
+    q = m.path("INBOX", ".search", "SUBJECT Hello")
+    links = [os.path.join(q, n) for n in os.listdir(q)]
+    t.check(links and all(os.path.isfile(p) and "/cur/" in os.readlink(p)
+                          for p in links),
+            ".search links lead to the files in cur/",
+            [os.readlink(p) for p in links])
     check_rename(t, m, client)
     t.equal(m.unmount(), 0, "the daemon exits 0")
     t.all_ok("no sanitizer report or GLib critical", m.bug_reports())
