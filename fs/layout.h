@@ -10,6 +10,9 @@
  * FS_INO_NONE for them; the .search tree (fs/search.h) has the top bits
  * 10 and messages in several folders (fs/links.h) 110, so the three
  * never meet. fs/ops.c asks fs_layout_owns() before fs_search_owns().
+ * The maildir layout (fs/maildir.h) has no hooks: its messages are eml
+ * files, and fs/ops.c serves its cur/ new/ tmp/ directories, whose
+ * inodes carry FS_LAYOUT_INO_BITS too (one layout per mount).
  *
  * Hooks run on FUSE worker threads, may block on the pool (bounded by its
  * timeout) and return 0 or -errno.
