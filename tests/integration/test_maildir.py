@@ -200,8 +200,27 @@ def body(t):
             ".search links lead to the files in cur/",
             [os.readlink(p) for p in links])
     check_rename(t, m, client)
+    want = expected_names(client, "INBOX")
+    raw1 = client.fetch_body("INBOX", 1)
+    with open(m.path("INBOX", "cur", next(
+            n for n, uid in want.items() if uid == 1)), "rb") as f:
+        f.read()  # cached for the offline read below
     t.equal(m.unmount(), 0, "the daemon exits 0")
-    t.all_ok("no sanitizer report or GLib critical", m.bug_reports())
+
+    # Offline on the same cache: the names carry the flags last seen.
+    off = h.Mount(dc, cache_dir=m.cache_dir,
+                  args=["--layout=maildir"]).start()
+    os.listdir(off.path("INBOX", "cur"))
+    dc.stop()
+    t.equal(sorted(os.listdir(off.path("INBOX", "cur"))), sorted(want),
+            "offline: cur/ names carry the flags last seen")
+    name = next(n for n, uid in want.items() if uid == 1)
+    with open(off.path("INBOX", "cur", name), "rb") as f:
+        t.check(f.read() == raw1, "offline: the renamed file reads its "
+                "bytes from the cache")
+    t.equal(off.unmount(), 0, "the offline daemon exits 0")
+    t.all_ok("no sanitizer report or GLib critical",
+             m.bug_reports() + off.bug_reports())
 
 
 if __name__ == "__main__":
