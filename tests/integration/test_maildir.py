@@ -85,6 +85,7 @@ def check_notmuch(t, m, total):
     with open(conf, "w") as f:
         f.write("[database]\npath=%s\nmail_root=%s\n[new]\ntags=unread\n"
                 "[user]\nname=T\nprimary_email=t@example.org\n"
+                "[maildir]\nsynchronize_flags=false\n"
                 % (os.path.join(home, "db"), m.mountpoint))
     env = dict(os.environ, NOTMUCH_CONFIG=conf, HOME=home)
     r = h.run(["notmuch", "new"], env=env, check=False, text=True,
