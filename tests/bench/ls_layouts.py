@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""ls_layouts.py: ls -l of one large folder in the eml and parts layouts,
-side by side in the same run (a fresh cache each mount, so every ls -l
-is cold: the listing comes from the server), interleaved and repeated so
-that the noise of a shared machine hits both; prints medians.
+"""ls_layouts.py: ls -l of one large folder in the eml, parts and maildir
+layouts (L/cur in maildir), side by side in the same run (a fresh cache
+each mount, so every ls -l is cold: the listing comes from the server),
+interleaved and repeated so that the noise of a shared machine hits all
+three; prints medians.
 
     python3 tests/bench/ls_layouts.py [N]     (default 100000 messages)
 
@@ -40,19 +41,20 @@ def body(t):
     dc.start()
     with dc.client() as c:  # Dovecot builds its indexes before timing
         c.metadata("L")
-    times = {"eml": [], "parts": []}
+    times = {"eml": [], "parts": [], "maildir": []}
     for run in range(RUNS):
-        order = ("eml", "parts") if run % 2 else ("parts", "eml")
+        order = list(times)[run % 3:] + list(times)[:run % 3]
         for layout in order:
             m = h.Mount(dc, args=["--layout=" + layout]).start()
-            cold, lines = ls_l(m.path("L"))
-            warm, _ = ls_l(m.path("L"))
+            d = m.path("L", "cur") if layout == "maildir" else m.path("L")
+            cold, lines = ls_l(d)
+            warm, _ = ls_l(d)
             times[layout].append((cold, warm))
-            h.log("# %-5s run %d: ls -l %.2fs (%d lines), again %.2fs" %
+            h.log("# %-7s run %d: ls -l %.2fs (%d lines), again %.2fs" %
                   (layout, run, cold, lines, warm))
             m.unmount()
     for layout, v in times.items():
-        h.log("# median %-5s: ls -l %.2fs, again %.2fs" % (
+        h.log("# median %-7s: ls -l %.2fs, again %.2fs" % (
             layout, statistics.median(x[0] for x in v),
             statistics.median(x[1] for x in v)))
 
