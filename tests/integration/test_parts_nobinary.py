@@ -6,9 +6,12 @@ generated mail of test_parts equals Python's email decoding, and stat,
 done before any read, gives the exact decoded size. For one attachment of
 a large message, a proxy counts what the server sends: about the
 section's encoded size (base64 included), not the whole message, and the
-read after the stat costs nothing more."""
+read after the stat costs nothing more. Without --xattr, a POSIX ACL
+name gets EOPNOTSUPP, so that ls -l asks once a mount, not once a file
+and twice a message directory."""
 
 import base64
+import errno
 import os
 import sys
 
@@ -120,6 +123,15 @@ def check_large(t, dc, client):
                 moved_stat, len(section), len(raw)))
     t.check(moved - moved_stat < 64 << 10, "the read after the stat "
             "fetched nothing more (%d bytes)" % (moved - moved_stat))
+    for p in (d, os.path.join(d, name), path):
+        for attr in ("system.posix_acl_access", "system.posix_acl_default"):
+            try:
+                os.getxattr(p, attr)
+                t.check(False, "%s of %s is absent" % (attr, p))
+            except OSError as e:
+                t.equal(e.errno, errno.EOPNOTSUPP, "%s of %s: EOPNOTSUPP "
+                        "(ls -l stops asking)" % (attr, os.path.relpath(
+                            p, m.path())))
     t.equal(m.unmount(), 0, "unmount, exit 0")
 
 
