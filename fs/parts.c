@@ -5,7 +5,8 @@
  * is a directory made from the listing alone. Looking into it (LOOKUP
  * below it, OPENDIR) builds its tree: for a message of PARTS_LAZY_MIN
  * bytes or more that is not cached, by section (fs/parts-lazy.c: files
- * are fetched on first read, and the tree is built again from the body
+ * are fetched on first read, or first stat where the server lacks BINARY
+ * and only decoding gives the size; the tree is built again from the body
  * once that is cached); otherwise from the body, taken from the cache or
  * fetched once like a read in the eml layout (the same cache file:
  * message.eml is that file). Trees are kept for the PARTS_MAX_TREES
