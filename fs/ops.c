@@ -919,8 +919,16 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	if (!mount_of(req)->xattr) {
 		/* ENOSYS makes the kernel stop asking for the whole mount:
-		 * without it ls -l costs two round trips a file. */
-		fuse_reply_err(req, ENOSYS);
+		 * without it ls -l costs two round trips a file. But the
+		 * kernel then answers ENODATA to ACL names, and ls -l asks
+		 * the kernel once a file and twice a directory (the parts
+		 * layout): EOPNOTSUPP to the names ls asks first tells it
+		 * that the mount has none, and it asks no more. */
+		fuse_reply_err(req,
+			       g_str_has_prefix(name, "system.posix_acl_") ||
+				       g_str_has_prefix(name, "security.")
+				   ? EOPNOTSUPP
+				   : ENOSYS);
 		return;
 	}
 	if (fs_search_owns(ino)) {

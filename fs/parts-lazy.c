@@ -9,8 +9,12 @@
  * (usually small; each becomes a subdirectory built from its bytes). The
  * names follow the rules of fs/parts-mime.c, part for part, so a tree
  * rebuilt from the whole message once it is cached shows the same names.
- * Servers without BINARY, single-part messages and anything unusual make
- * fs_parts_lazy_build() decline: the caller reads the whole message.
+ * On a server without BINARY an attachment is fetched as BODY.PEEK[n]
+ * and decoded here as it streams in (a GMime basic filter on a
+ * GMimeStreamFilter over the temp file), so its exact size is known
+ * only once it is fetched: fs/parts.c fetches it on first stat.
+ * Single-part messages and anything unusual make fs_parts_lazy_build()
+ * decline: the caller reads the whole message.
  *
  * No state of its own: the jobs' data is on the heap, owned by the pool
  * after a timeout (imap_pool_run()).
@@ -20,6 +24,7 @@
 #include <errno.h>
 #include <gmime/gmime.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "imap/fetch-parts.h"
@@ -29,11 +34,13 @@
 typedef struct {
 	uint32_t uid;
 	uint32_t uidvalidity;
-	char *section; /* NULL: the structure */
-	bool binary;
+	char *section;  /* NULL: the structure */
+	bool binary;    /* BINARY.PEEK; for the structure: the server has it */
+	char *encoding; /* decode BODY.PEEK bytes from it here; NULL: as is */
 	char *tmpdir;
-	int fd;        /* the section's bytes, in a temp file */
-	uint64_t size; /* bytes written */
+	int fd;           /* the section's bytes, in a temp file */
+	uint64_t size;    /* bytes received */
+	GMimeStream *out; /* with encoding: the decoder in front of fd */
 	ImapBodyPart *structure;
 } Job;
 
@@ -41,9 +48,11 @@ static void job_free(void *data)
 {
 	Job *j = data;
 
+	g_clear_object(&j->out);
 	if (j->fd >= 0)
 		close(j->fd);
 	imap_body_part_free(j->structure);
+	g_free(j->encoding);
 	g_free(j->section);
 	g_free(j->tmpdir);
 	g_free(j);
@@ -64,6 +73,65 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* The section's bytes into the temp file, through the decoder if any. */
+static int job_write(Job *j, const void *buf, size_t len)
+{
+	j->size += len;
+	if (!j->out)
+		return write_all(j->fd, buf, len);
+	return g_mime_stream_write(j->out, buf, len) < 0 ? -EIO : 0;
+}
+
+/* Start the temp file (again: a retry on a fresh connection), with a
+ * decoder in front of it when the bytes come encoded. */
+static int job_open(Job *j)
+{
+	GMimeContentEncoding enc =
+	    j->encoding ? g_mime_content_encoding_from_string(j->encoding)
+			: GMIME_CONTENT_ENCODING_DEFAULT;
+	GMimeStream *fs;
+	GMimeFilter *filter;
+	int fd2;
+
+	g_clear_object(&j->out);
+	if (j->fd >= 0)
+		close(j->fd);
+	j->size = 0;
+	j->fd = fs_parts_temp_file(j->tmpdir);
+	if (j->fd < 0)
+		return j->fd;
+	if (enc != GMIME_CONTENT_ENCODING_BASE64 &&
+	    enc != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE &&
+	    enc != GMIME_CONTENT_ENCODING_UUENCODE)
+		return 0; /* 7bit, 8bit, binary or unknown: as is */
+	fd2 = dup(j->fd);
+	if (fd2 < 0)
+		return -errno;
+	fs = g_mime_stream_fs_new(fd2);
+	j->out = g_mime_stream_filter_new(fs);
+	g_object_unref(fs);
+	filter = g_mime_filter_basic_new(enc, FALSE);
+	g_mime_stream_filter_add(GMIME_STREAM_FILTER(j->out), filter);
+	g_object_unref(filter);
+	return 0;
+}
+
+/* The decoder's last bytes; j->size becomes the decoded size. */
+static int job_finish(Job *j)
+{
+	struct stat st;
+
+	if (!j->out)
+		return 0;
+	if (g_mime_stream_flush(j->out) < 0)
+		return -EIO;
+	g_clear_object(&j->out);
+	if (fstat(j->fd, &st) < 0)
+		return -errno;
+	j->size = (uint64_t)st.st_size;
+	return 0;
+}
+
 /* Streamed literals go straight into the job's temp file. */
 static void *sink_begin(void *user_data, uint64_t size)
 {
@@ -72,10 +140,7 @@ static void *sink_begin(void *user_data, uint64_t size)
 
 static int sink_write(void *user_data, void *sink, const void *buf, size_t len)
 {
-	Job *j = sink;
-
-	j->size += len;
-	return write_all(j->fd, buf, len);
+	return job_write(sink, buf, len);
 }
 
 static void sink_discard(void *user_data, void *sink)
@@ -96,37 +161,36 @@ static int section_body(void *user_data, uint32_t uid, ImapBody *body)
 		return -EIO;
 	if (body->streamed)
 		return 0; /* written by the sink already */
-	j->size += body->len;
-	return write_all(j->fd, body->data, body->len);
+	return job_write(j, body->data, body->len);
 }
 
 static int job_run(ImapConn *conn, const ImapMailboxState *state, void *data,
 		   GError **error)
 {
 	Job *j = data;
+	int rc;
 
 	if (state->uidvalidity != j->uidvalidity)
 		return -ESTALE;
 	if (!j->section) {
 		imap_body_part_free(g_steal_pointer(&j->structure));
-		return imap_fetch_structure(conn, j->uid, &j->structure, error);
+		rc = imap_fetch_structure(conn, j->uid, &j->structure, error);
+		j->binary = rc == 0;
+		return rc == -ENOTSUP && j->structure ? 0 : rc;
 	}
-	/* A retry on a fresh connection starts the file again. */
-	if (j->fd >= 0)
-		close(j->fd);
-	j->size = 0;
-	j->fd = fs_parts_temp_file(j->tmpdir);
-	if (j->fd < 0)
-		return j->fd;
-	return imap_fetch_section(conn, j->uid, j->section, j->binary,
-				  &section_sink, j, section_body, j, error);
+	rc = job_open(j);
+	if (rc == 0)
+		rc = imap_fetch_section(conn, j->uid, j->section, j->binary,
+					&section_sink, j, section_body, j,
+					error);
+	return rc < 0 ? rc : job_finish(j);
 }
 
 /* Run one fetch for uid. 0 with the job (the caller frees it), or
  * -errno. */
 static int run_job(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 		   uint32_t uid, const char *section, bool binary,
-		   const char *tmpdir, Job **out)
+		   const char *encoding, const char *tmpdir, Job **out)
 {
 	g_autoptr(GError) error = NULL;
 	Job *j = g_new0(Job, 1);
@@ -136,6 +200,7 @@ static int run_job(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 	j->uidvalidity = uidvalidity;
 	j->section = g_strdup(section);
 	j->binary = binary;
+	j->encoding = g_strdup(encoding);
 	j->tmpdir = g_strdup(tmpdir);
 	j->fd = -1;
 	rc = imap_pool_run(mnt->pool, f->raw, job_run, j, job_free, &error);
@@ -255,6 +320,7 @@ typedef struct {
 	uint32_t uidvalidity, uid;
 	const char *tmpdir;
 	const ImapBodyPart *plain, *html;
+	bool binary; /* the server has BINARY */
 	int rc;
 } Build;
 
@@ -263,7 +329,7 @@ static int fetch_raw(Build *b, const char *section, uint64_t *size)
 {
 	Job *j = NULL;
 	int fd, rc = run_job(b->mnt, b->f, b->uidvalidity, b->uid, section,
-			     false, b->tmpdir, &j);
+			     false, NULL, b->tmpdir, &j);
 
 	if (rc < 0)
 		return rc;
@@ -404,7 +470,7 @@ static void add_leaves(Build *b, const ImapBodyPart *p, GPtrArray *items,
 	}
 	if (p == b->plain || p == b->html)
 		return;
-	if (!p->has_binary_size) {
+	if (b->binary && !p->has_binary_size) {
 		b->rc = -ENOTSUP;
 		return;
 	}
@@ -412,22 +478,29 @@ static void add_leaves(Build *b, const ImapBodyPart *p, GPtrArray *items,
 	fname = part_filename(p);
 	it = fs_parts_item_add(
 	    items, used, fs_parts_file_name(fname, p->section, type), false);
-	it->lazy = PARTS_LAZY_SECTION;
 	it->section = g_strdup(p->section);
-	it->size = p->binary_size;
+	if (b->binary) {
+		it->lazy = PARTS_LAZY_SECTION;
+		it->size = p->binary_size;
+	} else { /* BODY.PEEK, decoded here, on first stat or read */
+		it->lazy = PARTS_LAZY_DECODE;
+		it->encoding = g_strdup(p->encoding);
+	}
 }
 
 PartsItem *fs_parts_lazy_build(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 			       uint32_t uid, uint64_t size, const char *tmpdir)
 {
-	Build b = { mnt, f, uidvalidity, uid, tmpdir, NULL, NULL, 0 };
+	Build b = { mnt, f, uidvalidity, uid, tmpdir, NULL, NULL, false, 0 };
 	g_autoptr(GHashTable) used =
 	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	PartsItem *root, *eml;
 	Job *j = NULL;
 
-	if (run_job(mnt, f, uidvalidity, uid, NULL, false, tmpdir, &j) < 0)
+	if (run_job(mnt, f, uidvalidity, uid, NULL, false, NULL, tmpdir, &j) <
+	    0)
 		return NULL;
+	b.binary = j->binary;
 	if (!j->structure->children) { /* single part: read it whole */
 		job_free(j);
 		return NULL;
@@ -456,12 +529,13 @@ PartsItem *fs_parts_lazy_build(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 }
 
 int fs_parts_lazy_fetch(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
-			uint32_t uid, const char *section, const char *tmpdir,
+			uint32_t uid, const PartsItem *it, const char *tmpdir,
 			uint64_t *size)
 {
+	bool binary = it->lazy == PARTS_LAZY_SECTION;
 	Job *j = NULL;
-	int fd,
-	    rc = run_job(mnt, f, uidvalidity, uid, section, true, tmpdir, &j);
+	int fd, rc = run_job(mnt, f, uidvalidity, uid, it->section, binary,
+			     binary ? NULL : it->encoding, tmpdir, &j);
 
 	if (rc < 0)
 		return rc;

@@ -10,14 +10,16 @@
 
 /* The tree of message uid (size bytes, folder f at uidvalidity) from its
  * BODYSTRUCTURE: attachments are PARTS_LAZY_SECTION items with exact
- * sizes, message.eml a PARTS_LAZY_WHOLE one. NULL when the message is
- * better read whole (a single part, a server without BINARY, an unusual
+ * sizes (PARTS_LAZY_DECODE ones without BINARY), message.eml a
+ * PARTS_LAZY_WHOLE one. NULL when the message is
+ * better read whole (a single part, an unusual
  * structure, a failed fetch): the caller then does. */
 PartsItem *fs_parts_lazy_build(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 			       uint32_t uid, uint64_t size, const char *tmpdir);
 
-/* The decoded bytes of section (BINARY.PEEK) in an unlinked temp file
- * under tmpdir: the fd with *size set, or -errno. */
+/* The decoded bytes of item it (PARTS_LAZY_SECTION: BINARY.PEEK;
+ * PARTS_LAZY_DECODE: BODY.PEEK decoded here) in an unlinked temp file
+ * under tmpdir: the fd with *size set, or -errno. it is only read. */
 int fs_parts_lazy_fetch(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
-			uint32_t uid, const char *section, const char *tmpdir,
+			uint32_t uid, const PartsItem *it, const char *tmpdir,
 			uint64_t *size);

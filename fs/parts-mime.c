@@ -46,6 +46,7 @@ void fs_parts_item_free(PartsItem *item)
 	if (item->children)
 		g_ptr_array_unref(item->children);
 	g_free(item->section);
+	g_free(item->encoding);
 	g_free(item->name);
 	g_free(item);
 }

@@ -22,14 +22,18 @@ struct PartsItem {
 	uint64_t size;
 	GPtrArray *children; /* dir: PartsItem*, in display order */
 	/* A file not fetched yet (fd -1), fs/parts-lazy.c: */
-	int lazy;      /* PARTS_LAZY_* */
-	char *section; /* PARTS_LAZY_SECTION: its MIME section */
+	int lazy;       /* PARTS_LAZY_* */
+	char *section;  /* PARTS_LAZY_SECTION, _DECODE: its MIME section */
+	char *encoding; /* PARTS_LAZY_DECODE: its transfer encoding or NULL */
 };
 
 enum {
 	PARTS_LAZY_NONE = 0,
 	PARTS_LAZY_SECTION, /* BINARY.PEEK[section] on first read */
 	PARTS_LAZY_WHOLE,   /* the whole message (message.eml) */
+	/* BODY.PEEK[section] decoded here (a server without BINARY); size
+	 * is not known (0) until it is fetched, on first stat or read */
+	PARTS_LAZY_DECODE,
 };
 
 /* MIME nesting deeper than this is not walked (the bytes stay in

@@ -5,7 +5,8 @@
  * is a directory made from the listing alone. Looking into it (LOOKUP
  * below it, OPENDIR) builds its tree: for a message of PARTS_LAZY_MIN
  * bytes or more that is not cached, by section (fs/parts-lazy.c: files
- * are fetched on first read, and the tree is built again from the body
+ * are fetched on first read, or first stat where the server lacks BINARY
+ * and only decoding gives the size; the tree is built again from the body
  * once that is cached); otherwise from the body, taken from the cache or
  * fetched once like a read in the eml layout (the same cache file:
  * message.eml is that file). Trees are kept for the PARTS_MAX_TREES
@@ -362,7 +363,31 @@ static void fill_entry(FsMount *mnt, FsParts *p, const PartsTree *t,
 	e->ino = ino_for(p, path);
 	e->entry_timeout = PARTS_TIMEOUT;
 	e->attr_timeout = PARTS_TIMEOUT;
+	if (it->lazy == PARTS_LAZY_DECODE && it->fd < 0) /* size unknown */
+		e->entry_timeout = e->attr_timeout = 0;
 	item_attr(mnt, t, it, e->ino, &e->attr);
+}
+
+static int fetch_lazy(FsMount *mnt, FsParts *p, PartsTree *t, PartsItem *it,
+		      const char *path, CacheBody *body);
+
+/* Decode on first stat: an item whose size is known only once it is
+ * fetched (PARTS_LAZY_DECODE, a server without BINARY) is fetched now.
+ * Called with p->lock held (*itp, *tp from lock_item() of path), returns
+ * 0 with it held (and *itp, *tp found again) or -errno without it. */
+static int settle_size(FsMount *mnt, FsParts *p, const char *path,
+		       PartsItem **itp, PartsTree **tp)
+{
+	CacheBody body;
+	int rc;
+
+	if ((*itp)->fd >= 0 || (*itp)->lazy != PARTS_LAZY_DECODE)
+		return 0;
+	rc = fetch_lazy(mnt, p, *tp, *itp, path, &body);
+	if (rc < 0)
+		return rc;
+	close(body.fd);
+	return lock_item(mnt, p, path, itp, tp);
 }
 
 static int parts_lookup(FsMount *mnt, fuse_ino_t parent, const char *name,
@@ -383,6 +408,9 @@ static int parts_lookup(FsMount *mnt, fuse_ino_t parent, const char *name,
 	it = dir->dir ? child_named(dir, name) : NULL;
 	if (it) {
 		child_path = g_strdup_printf("%s/%s", path, name);
+		rc = settle_size(mnt, p, child_path, &it, &t);
+		if (rc < 0)
+			return rc;
 		fill_entry(mnt, p, t, it, child_path, e);
 	}
 	g_mutex_unlock(&p->lock);
@@ -401,6 +429,8 @@ static int parts_getattr(FsMount *mnt, fuse_ino_t ino, struct stat *st,
 	if (!path)
 		return -ENOENT;
 	rc = lock_item(mnt, p, path, &it, &t);
+	if (rc == 0)
+		rc = settle_size(mnt, p, path, &it, &t);
 	if (rc < 0)
 		return rc;
 	item_attr(mnt, t, it, ino, st);
@@ -490,6 +520,10 @@ static int fetch_lazy(FsMount *mnt, FsParts *p, PartsTree *t, PartsItem *it,
 	uint32_t folder_id = (uint32_t)(t->key >> 32), uid = (uint32_t)t->key;
 	uint32_t uidvalidity = t->uidvalidity;
 	g_autofree char *section = g_strdup(it->section);
+	g_autofree char *encoding = g_strdup(it->encoding);
+	PartsItem want = { .lazy = it->lazy,
+			   .section = section,
+			   .encoding = encoding };
 	int lazy = it->lazy, fd, rc;
 	FsListing *l = NULL;
 	CacheMessage m;
@@ -505,7 +539,7 @@ static int fetch_lazy(FsMount *mnt, FsParts *p, PartsTree *t, PartsItem *it,
 		fs_listing_unref(l);
 		return rc == -ESTALE ? rc : rc < 0 ? -EIO : 0;
 	}
-	fd = fs_parts_lazy_fetch(mnt, f, uidvalidity, uid, section, p->tmpdir,
+	fd = fs_parts_lazy_fetch(mnt, f, uidvalidity, uid, &want, p->tmpdir,
 				 &size);
 	if (fd == -ESTALE) {
 		fs_listing_unref(l);
@@ -528,8 +562,9 @@ static int fetch_lazy(FsMount *mnt, FsParts *p, PartsTree *t, PartsItem *it,
 			close(fd);
 		return rc;
 	}
-	if (fd >= 0 && it->fd < 0 && it->lazy == PARTS_LAZY_SECTION) {
-		if (size != it->size)
+	if (fd >= 0 && it->fd < 0 && it->lazy == lazy &&
+	    (lazy == PARTS_LAZY_SECTION || lazy == PARTS_LAZY_DECODE)) {
+		if (lazy == PARTS_LAZY_SECTION && size != it->size)
 			g_debug("UID %u section %s: %" G_GUINT64_FORMAT
 				" bytes, BINARY.SIZE said %" G_GUINT64_FORMAT,
 				uid, section, size, it->size);

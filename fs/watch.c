@@ -141,6 +141,7 @@ typedef struct {
 
 typedef struct {
 	GPtrArray *folders; /* raw names */
+	GArray *listed;     /* FolderCounts of each folder's listing */
 	GArray *answers;    /* StatusAnswer */
 } StatusJob;
 
@@ -151,8 +152,24 @@ static void status_job_free(gpointer data)
 	for (guint i = 0; i < job->answers->len; i++)
 		g_free(g_array_index(job->answers, StatusAnswer, i).folder);
 	g_array_unref(job->answers);
+	g_array_unref(job->listed);
 	g_ptr_array_unref(job->folders);
 	g_free(job);
+}
+
+/* What f's listing says of the counts STATUS gives (all zero without a
+ * listing: a first answer then never matches). */
+static void listed_counts(FsFolder *f, GArray *listed)
+{
+	FsListing *l = fs_folder_get_listing(f);
+	FolderCounts c = { 0 };
+
+	if (l && l->index)
+		c = (FolderCounts){ l->index->uidnext, l->index->exists,
+				    l->index->uidvalidity,
+				    l->index->highestmodseq };
+	fs_listing_unref(l);
+	g_array_append_val(listed, c);
 }
 
 static void collect_recent(FsFolder *f, void *data)
@@ -165,6 +182,7 @@ static void collect_recent(FsFolder *f, void *data)
 	    job->folders->len >= STATUS_MAX_FOLDERS)
 		return;
 	g_ptr_array_add(job->folders, g_strdup(f->raw));
+	listed_counts(f, job->listed);
 }
 
 static void status_answer(void *user_data, const ImapFolderStatus *st)
@@ -194,6 +212,17 @@ static bool counts_equal(const FolderCounts *a, const FolderCounts *b)
 	       a->uidvalidity == b->uidvalidity && a->modseq == b->modseq;
 }
 
+/* Does a's answer match the listing its folder had when the job began? */
+static bool listed_equal(const StatusJob *job, const StatusAnswer *a)
+{
+	for (guint i = 0; i < job->folders->len; i++)
+		if (strcmp(job->folders->pdata[i], a->folder) == 0)
+			return counts_equal(
+			    &g_array_index(job->listed, FolderCounts, i),
+			    &a->c);
+	return false;
+}
+
 /* One pipelined STATUS of the recently listed folders: those whose
  * counts moved since the last round are resynced. */
 static void status_tick(FsWatch *w)
@@ -204,6 +233,7 @@ static void status_tick(FsWatch *w)
 
 	job->folders = g_ptr_array_new_with_free_func(g_free);
 	job->answers = g_array_new(FALSE, FALSE, sizeof(StatusAnswer));
+	job->listed = g_array_new(FALSE, FALSE, sizeof(FolderCounts));
 	fs_tree_foreach(w->mnt->tree, collect_recent, job);
 	if (job->folders->len == 0) {
 		status_job_free(job);
@@ -227,12 +257,14 @@ static void status_tick(FsWatch *w)
 		}
 		if (old && counts_equal(old, &a->c))
 			continue;
-		/* The first answer is compared with nothing: resync once, in
-		 * case the folder changed since it was listed. */
-		g_debug("STATUS: %s %s", a->folder, old ? "changed" : "first");
-		note(w, a->folder, false, false);
 		g_hash_table_replace(w->statuses, g_strdup(a->folder),
 				     g_memdup2(&a->c, sizeof(a->c)));
+		/* A first answer is compared with the listing: a folder that
+		 * has not changed since it was listed costs nothing more. */
+		if (!old && listed_equal(job, a))
+			continue;
+		g_debug("STATUS: %s %s", a->folder, old ? "changed" : "first");
+		note(w, a->folder, false, false);
 	}
 	status_job_free(job);
 }
