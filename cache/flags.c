@@ -32,8 +32,10 @@ uint16_t cache_keywords_intern(const char *kw)
 	} else if (by_id->len > CACHE_KEYWORDS_MAX) {
 		id = CACHE_KEYWORDS_OVERFLOW;
 	} else {
-		/* Interned for the life of the process, like the table. */
-		const char *s = g_intern_string(kw);
+		/* Kept for the life of the process, like the table. Not
+		 * g_intern_string(): GLib leaks its quark array each time it
+		 * grows, which LeakSanitizer reports. */
+		const char *s = g_strdup(kw);
 
 		id = (uint16_t)by_id->len;
 		g_ptr_array_add(by_id, (gpointer)s);
