@@ -21,6 +21,7 @@
 #include "fs/meta.h"
 #include "fs/name-format.h"
 #include "fs/names.h"
+#include "fs/preload.h"
 #include "fs/search.h"
 #include "imap/ops.h"
 
@@ -389,7 +390,9 @@ static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 
 	g_mutex_lock(&f->lock);
 	load_persisted(mnt, f);
-	while (f->syncing) {
+	/* A current listing serves at once, while a sync (the watcher's)
+	 * runs. */
+	while (f->syncing && needs_sync(mnt, f, when)) {
 		/* Someone else is syncing: their result serves us too. The
 		 * pool bounds their wait, this bounds ours. */
 		gint64 until = g_get_monotonic_time() + mnt->refresh_us +
@@ -534,6 +537,49 @@ static int install_listing(FsMount *mnt, FsFolder *f, CacheFolderIndex *result)
 	return changed ? 1 : 0;
 }
 
+/* Does listing idx say what STATUS said (c)? Then its folder gained,
+ * lost and changed nothing since: same UIDVALIDITY, UIDNEXT and count,
+ * and the same HIGHESTMODSEQ (flags too; without CONDSTORE a listing is
+ * always checked by EXAMINE). */
+static bool listing_is_current(const CacheFolderIndex *idx,
+			       const FsPreloadCounts *c)
+{
+	return idx->uidvalidity == c->uidvalidity && idx->uidnext != 0 &&
+	       idx->uidnext == c->uidnext && idx->exists == c->messages &&
+	       idx->messages->len == c->messages && idx->highestmodseq != 0 &&
+	       idx->highestmodseq == c->highestmodseq;
+}
+
+bool fs_sync_note_current(FsFolder *f, const FsPreloadCounts *c)
+{
+	bool current;
+
+	g_mutex_lock(&f->lock);
+	current = f->listing && listing_is_current(f->listing->index, c);
+	if (current) {
+		f->verified = true;
+		f->synced_at = MAX(f->synced_at, c->at);
+		f->flags_at = MAX(f->flags_at, c->at);
+	}
+	g_mutex_unlock(&f->lock);
+	return current;
+}
+
+/* A persisted listing that the mount's STATUS of every folder found
+ * current is verified without an EXAMINE of its own (fs/preload.c). */
+static void verify_by_status(FsMount *mnt, FsFolder *f)
+{
+	FsPreloadCounts c;
+	bool want;
+
+	g_mutex_lock(&f->lock);
+	load_persisted(mnt, f);
+	want = f->listing && !f->verified;
+	g_mutex_unlock(&f->lock);
+	if (want && fs_preload_counts(mnt->preload, f->raw, &c))
+		fs_sync_note_current(f, &c);
+}
+
 int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 {
 	g_autoptr(GError) error = NULL;
@@ -548,6 +594,8 @@ int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 	if (when == FS_SYNC_IF_STALE)
 		__atomic_store_n(&f->used_at, g_get_monotonic_time(),
 				 __ATOMIC_RELAXED);
+	if (mnt->preload && when != FS_SYNC_NOW)
+		verify_by_status(mnt, f);
 	job = sync_begin(mnt, f, when, &rc);
 	if (!job)
 		return rc;
@@ -591,11 +639,13 @@ void fs_sync_start_background(FsMount *mnt)
 {
 	mnt->verifier = g_thread_pool_new(verify_one, mnt, 2, FALSE, NULL);
 	mnt->saver = g_thread_pool_new(save_job, mnt, 1, FALSE, NULL);
+	mnt->preload = fs_preload_start(mnt);
 }
 
 void fs_sync_stop_background(FsMount *mnt)
 {
 	/* Checks still queued are dropped; saves are finished. */
+	g_clear_pointer(&mnt->preload, fs_preload_free);
 	if (mnt->verifier)
 		g_thread_pool_free(g_steal_pointer(&mnt->verifier), TRUE, TRUE);
 	if (mnt->saver)

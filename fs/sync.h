@@ -40,6 +40,13 @@ void fs_sync_verify_children(FsMount *mnt, FsFolder *dir);
 void fs_sync_start_background(FsMount *mnt);
 void fs_sync_stop_background(FsMount *mnt);
 
+/* When f's listing says what a STATUS sent at c->at said (same
+ * UIDVALIDITY, UIDNEXT, count and HIGHESTMODSEQ: nothing changed), note
+ * it as checked then and return true. False without a listing or without
+ * CONDSTORE (flags may have changed unseen). */
+typedef struct FsPreloadCounts FsPreloadCounts;
+bool fs_sync_note_current(FsFolder *f, const FsPreloadCounts *c);
+
 /* Persist listings whose sizes were corrected since their last save. */
 void fs_sync_save_dirty(FsMount *mnt);
 

@@ -6,7 +6,8 @@
  * NOTIFY it IDLEs on INBOX. It only notes which folders changed. The refresh
  * thread does the work through the pool: it resyncs the folders the idle thread
  * named, and every poll interval it re-reads the folder list and resyncs every
- * folder that has a listing. Without NOTIFY it also sends, every status
+ * folder that has a listing, but for those one pipelined STATUS finds
+ * unchanged (fs/preload.c). Without NOTIFY it also sends, every status
  * interval, one pipelined STATUS of the folders listed in the last ten
  * minutes and resyncs those whose counts moved, and re-reads the folder
  * list every LIST_EVERY such rounds (15 s at least). Listings that change
@@ -19,6 +20,7 @@
 
 #include <errno.h>
 
+#include "fs/preload.h"
 #include "fs/sync.h"
 #include "imap/folderstatus.h"
 #include "imap/ops.h"
@@ -69,6 +71,11 @@ static bool stopping(FsWatch *w)
 	s = w->stopping;
 	g_mutex_unlock(&w->lock);
 	return s;
+}
+
+static bool stopping_cb(void *data)
+{
+	return stopping(data);
 }
 
 /* Sleep up to seconds, waking early when stopping. */
@@ -340,8 +347,10 @@ static gpointer refresh_main(gpointer data)
 		}
 		if (list)
 			refresh_folder_list(w);
-		{
-			SyncAll sa = { w, all ? NULL : pending, 0 };
+		if (all)
+			fs_preload_resync_listed(w->mnt, stopping_cb, w);
+		else {
+			SyncAll sa = { w, pending, 0 };
 
 			fs_tree_foreach(w->mnt->tree, sync_one, &sa);
 			/* A name we cannot place (a server's own spelling of

@@ -62,12 +62,15 @@ def body(t):
     mark = log_len(m)
     time.sleep(POLL + 1.5)
     cmds = commands(m, mark)
-    examines = [c for c in cmds if c.startswith("EXAMINE ")]
+    # With CONDSTORE one pipelined STATUS finds both unchanged (the
+    # connection's selected folder gets NOOP and EXAMINE); without, each
+    # is examined.
+    asked = [c for c in cmds if c.startswith(("EXAMINE ", "STATUS "))]
     fetches = [c for c in cmds if c.startswith(("UID FETCH", "UID SEARCH",
                                                 "FETCH", "SEARCH"))]
-    t.check(any('"INBOX"' in c for c in examines) and
-            any('"Lists"' in c for c in examines),
-            "a poll re-examines both listed folders", h.short(cmds, 600))
+    t.check(any('"INBOX"' in c for c in asked) and
+            any('"Lists"' in c for c in asked),
+            "a poll asks about both listed folders", h.short(cmds, 600))
     t.check(not fetches, "a poll that finds nothing new fetches nothing",
             h.short(fetches, 600))
 
