@@ -12,12 +12,21 @@
 
 #include <errno.h>
 
+#include "fs/name-format.h"
 #include "fs/sync.h"
+#include "imap/bulk.h"
 #include "imap/folderstatus.h"
 
 /* Accounts with more folders than this are asked about the first ones
  * only; the rest are checked one by one, as without this module. */
 #define PRELOAD_MAX_FOLDERS 20000
+/* Subfolders listed ahead when a directory is read: those holding at most
+ * this many messages, at most this many messages a directory. */
+#define PREFETCH_MAX_MESSAGES 500
+#define PREFETCH_BATCH_MESSAGES 20000
+#define PREFETCH_THREADS 2
+/* and the subfolders of those, this many levels deeper */
+#define PREFETCH_DEPTH 2
 
 struct FsPreload {
 	FsMount *mnt;
@@ -27,6 +36,7 @@ struct FsPreload {
 	GCond cond;
 	GHashTable *answers; /* raw name -> FsPreloadCounts */
 	bool done;
+	GThreadPool *prefetch; /* directories whose subfolders to list */
 };
 
 typedef struct {
@@ -118,6 +128,8 @@ static gpointer preload_main(gpointer data)
 	return NULL;
 }
 
+static void prefetch_one(gpointer data, gpointer user_data);
+
 FsPreload *fs_preload_start(FsMount *mnt)
 {
 	FsPreload *pre = g_new0(FsPreload, 1);
@@ -129,6 +141,8 @@ FsPreload *fs_preload_start(FsMount *mnt)
 	pre->answers =
 	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	pre->thread = g_thread_new("preload", preload_main, pre);
+	pre->prefetch = g_thread_pool_new_full(prefetch_one, pre, g_free,
+					       PREFETCH_THREADS, FALSE, NULL);
 	return pre;
 }
 
@@ -136,6 +150,8 @@ void fs_preload_free(FsPreload *pre)
 {
 	if (!pre)
 		return;
+	/* Directories still queued are dropped; batches running end. */
+	g_thread_pool_free(pre->prefetch, TRUE, TRUE);
 	g_thread_join(pre->thread);
 	g_hash_table_unref(pre->answers);
 	g_mutex_clear(&pre->lock);
@@ -228,4 +244,145 @@ void fs_preload_resync_listed(FsMount *mnt, bool (*stop)(void *), void *data)
 		fs_sync_folder(mnt, f, FS_SYNC_NOW);
 	}
 	status_job_free(job);
+}
+
+/* ---- small subfolders listed ahead ---- */
+
+typedef struct {
+	FsMount *mnt;
+	GPtrArray *folders; /* FsFolder*, claimed (fs_sync_claim) */
+	GArray *targets;    /* ImapBulkTarget, one per folder */
+	GPtrArray *msgs;    /* GArray of CacheMessage per folder */
+	unsigned fields;    /* IMAP_META_* */
+	gint64 at;
+} BulkJob;
+
+static void messages_free(gpointer data)
+{
+	if (data) /* NULL once installed */
+		g_array_unref(data);
+}
+
+static void bulk_job_free(gpointer data)
+{
+	BulkJob *job = data;
+
+	g_ptr_array_unref(job->folders);
+	g_array_unref(job->targets);
+	g_ptr_array_unref(job->msgs);
+	g_free(job);
+}
+
+static void bulk_meta(void *user_data, size_t i, const ImapMessageMeta *m)
+{
+	BulkJob *job = user_data;
+
+	fs_sync_add_message(job->mnt, job->msgs->pdata[i], m);
+}
+
+static int bulk_job_run(ImapConn *conn, const ImapMailboxState *unused,
+			void *data, GError **error)
+{
+	BulkJob *job = data;
+
+	job->at = g_get_monotonic_time();
+	return imap_bulk_list(conn, (ImapBulkTarget *)job->targets->data,
+			      job->targets->len, job->fields, bulk_meta, job,
+			      error);
+}
+
+/* Claim dir's small subfolders that have no listing yet (those of the
+ * mount's STATUS with at most PREFETCH_MAX_MESSAGES). */
+static BulkJob *bulk_job_new(FsPreload *pre, FsFolder *dir)
+{
+	GPtrArray *children = fs_folder_children(dir);
+	BulkJob *job = g_new0(BulkJob, 1);
+	guint budget = PREFETCH_BATCH_MESSAGES;
+
+	job->mnt = pre->mnt;
+	job->folders = g_ptr_array_new();
+	job->targets = g_array_new(FALSE, TRUE, sizeof(ImapBulkTarget));
+	job->msgs = g_ptr_array_new_with_free_func(messages_free);
+	for (guint i = 0; i < children->len; i++) {
+		FsFolder *c = children->pdata[i];
+		ImapBulkTarget t = { 0 };
+		FsPreloadCounts n;
+
+		if (!c->selectable || c->gone || !c->raw ||
+		    !fs_preload_counts(pre, c->raw, &n) ||
+		    n.messages > PREFETCH_MAX_MESSAGES || n.messages > budget ||
+		    !fs_sync_claim(pre->mnt, c))
+			continue;
+		budget -= n.messages;
+		t.mailbox = c->raw;
+		t.fetch = n.messages > 0;
+		g_ptr_array_add(job->folders, c);
+		g_array_append_val(job->targets, t);
+		g_ptr_array_add(job->msgs, fs_sync_messages_new());
+	}
+	return job;
+}
+
+/* A directory whose subfolders to list, and how many levels below them
+ * to go on. */
+typedef struct {
+	FsFolder *dir;
+	unsigned depth;
+} Ahead;
+
+static void push_ahead(FsPreload *pre, FsFolder *dir, unsigned depth)
+{
+	Ahead *a = g_new(Ahead, 1);
+
+	a->dir = dir;
+	a->depth = depth;
+	g_thread_pool_push(pre->prefetch, a, NULL);
+}
+
+static void prefetch_one(gpointer data, gpointer user_data)
+{
+	FsPreload *pre = user_data;
+	FsMount *mnt = pre->mnt;
+	g_autoptr(GError) error = NULL;
+	g_autofree Ahead *a = data;
+	BulkJob *job = bulk_job_new(pre, a->dir);
+	int rc;
+
+	if (job->folders->len == 0) {
+		bulk_job_free(job);
+		return;
+	}
+	job->fields =
+	    fs_name_format_uses_from(mnt->name_format) ? IMAP_META_FROM : 0;
+	rc = imap_pool_run(mnt->pool, NULL, bulk_job_run, job, bulk_job_free,
+			   &error);
+	if (rc < 0)
+		g_debug("listing %u folders ahead: %s", job->folders->len,
+			error ? error->message : g_strerror(-rc));
+	for (guint i = 0; i < job->folders->len; i++) {
+		ImapBulkTarget *t =
+		    &g_array_index(job->targets, ImapBulkTarget, i);
+		bool ok = rc == 0 && t->status == 0;
+
+		/* After a timeout the job may still run: leave its data. */
+		fs_sync_finish_claimed(
+		    mnt, job->folders->pdata[i], &t->state,
+		    ok ? g_steal_pointer(&job->msgs->pdata[i]) : NULL, job->at);
+	}
+	/* A tree walk (find, a file manager's tree view) goes on into
+	 * these: list their subfolders ahead as well. */
+	for (guint i = 0; a->depth > 0 && i < job->folders->len; i++) {
+		FsFolder *c = job->folders->pdata[i];
+
+		if (fs_folder_children(c)->len > 0)
+			push_ahead(pre, c, a->depth - 1);
+	}
+	if (rc != -ETIMEDOUT) /* else the pool frees it */
+		bulk_job_free(job);
+}
+
+void fs_preload_children(FsPreload *pre, FsFolder *dir)
+{
+	if (pre && pre->prefetch)
+		push_ahead(pre, dir, PREFETCH_DEPTH);
 }

@@ -39,3 +39,8 @@ bool fs_preload_counts(FsPreload *pre, const char *raw, FsPreloadCounts *out);
  * after it (re)connects and every poll interval, in one round trip
  * instead of one EXAMINE per folder. stop() is asked between folders. */
 void fs_preload_resync_listed(FsMount *mnt, bool (*stop)(void *), void *data);
+
+/* List dir's small subfolders that have no listing yet ahead of a visit,
+ * in pipelined batches on a thread of their own (a reader of one of them
+ * meanwhile waits for its listing). pre may be NULL. */
+void fs_preload_children(FsPreload *pre, FsFolder *dir);

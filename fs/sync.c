@@ -658,6 +658,7 @@ void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)
 
 	if (!mnt->verifier)
 		return;
+	fs_preload_children(mnt->preload, dir);
 	for (guint i = 0; i < children->len; i++) {
 		FsFolder *c = children->pdata[i];
 		bool queue;
@@ -671,6 +672,54 @@ void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)
 		if (queue)
 			g_thread_pool_push(mnt->verifier, c, NULL);
 	}
+}
+
+bool fs_sync_claim(FsMount *mnt, FsFolder *f)
+{
+	bool mine;
+
+	g_mutex_lock(&f->lock);
+	load_persisted(mnt, f);
+	mine = f->selectable && !f->gone && !f->listing && !f->syncing;
+	if (mine)
+		f->syncing = true;
+	g_mutex_unlock(&f->lock);
+	return mine;
+}
+
+GArray *fs_sync_messages_new(void)
+{
+	return fs_merge_messages_new(0);
+}
+
+void fs_sync_add_message(FsMount *mnt, GArray *msgs, const ImapMessageMeta *m)
+{
+	Collect c = { msgs, mnt->name_format };
+
+	collect_meta(&c, m);
+}
+
+void fs_sync_finish_claimed(FsMount *mnt, FsFolder *f,
+			    const ImapMailboxState *st, GArray *msgs, gint64 at)
+{
+	CacheFolderIndex *result = NULL;
+
+	if (msgs) {
+		result = fs_merge_fresh(st, msgs);
+		result->name_tag = fs_name_format_tag(mnt->name_format);
+		/* Installed while still marked syncing: a reader waiting for
+		 * this listing never starts one of its own. */
+		install_listing(mnt, f, result);
+	}
+	g_mutex_lock(&f->lock);
+	f->syncing = false;
+	g_cond_broadcast(&f->synced);
+	if (result) {
+		f->synced_at = at;
+		f->verified = true;
+		f->flags_at = at;
+	}
+	g_mutex_unlock(&f->lock);
 }
 
 void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "fs/mount.h"
+#include "imap/ops.h"
 
 enum {
 	FS_SYNC_IF_MISSING, /* only when there is no listing at all */
@@ -46,6 +47,21 @@ void fs_sync_stop_background(FsMount *mnt);
  * CONDSTORE (flags may have changed unseen). */
 typedef struct FsPreloadCounts FsPreloadCounts;
 bool fs_sync_note_current(FsFolder *f, const FsPreloadCounts *c);
+
+/* A listing fetched elsewhere (fs/preload.c lists small folders ahead
+ * in pipelined batches). fs_sync_claim() marks f as being synced, so that
+ * readers wait for that listing rather than fetch it again: false when f
+ * has a listing already or a sync runs. Messages go into an array from
+ * fs_sync_messages_new() through fs_sync_add_message(); then
+ * fs_sync_finish_claimed() installs the listing of f in state st (msgs
+ * taken; NULL when it could not be had: a visit lists f as usual), as of
+ * at (monotonic us the EXAMINE was sent), and ends the claim. */
+bool fs_sync_claim(FsMount *mnt, FsFolder *f);
+GArray *fs_sync_messages_new(void);
+void fs_sync_add_message(FsMount *mnt, GArray *msgs, const ImapMessageMeta *m);
+void fs_sync_finish_claimed(FsMount *mnt, FsFolder *f,
+			    const ImapMailboxState *st, GArray *msgs,
+			    gint64 at);
 
 /* Persist listings whose sizes were corrected since their last save. */
 void fs_sync_save_dirty(FsMount *mnt);

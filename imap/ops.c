@@ -347,16 +347,31 @@ int imap_fetch_meta_fields(ImapConn *conn, const char *uid_set, unsigned fields,
 {
 	g_autoptr(GString) keywords = g_string_new(NULL);
 	MetaCtx ctx = { fn, user_data, keywords };
+	g_autofree char *line = imap_fetch_meta_line(conn, uid_set, fields);
+
+	return imap_conn_command(conn, meta_untagged, &ctx, error, "%s", line);
+}
+
+char *imap_fetch_meta_line(ImapConn *conn, const char *uid_set, unsigned fields)
+{
 	const char *gid = imap_conn_has_cap(conn, "X-GM-EXT-1") ? " X-GM-MSGID"
 			  : imap_conn_has_cap(conn, "OBJECTID") ? " EMAILID"
 								: "";
 
-	return imap_conn_command(conn, meta_untagged, &ctx, error,
-				 "UID FETCH %s (UID RFC822.SIZE INTERNALDATE%s "
-				 "FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT "
-				 "CONTENT-TYPE%s)])",
-				 uid_set, gid,
-				 (fields & IMAP_META_FROM) ? " FROM" : "");
+	return g_strdup_printf("UID FETCH %s (UID RFC822.SIZE INTERNALDATE%s "
+			       "FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT "
+			       "CONTENT-TYPE%s)])",
+			       uid_set, gid,
+			       (fields & IMAP_META_FROM) ? " FROM" : "");
+}
+
+void imap_fetch_meta_parse(ImapResponse *r, GString *keywords, ImapMetaFn fn,
+			   void *user_data)
+{
+	MetaCtx ctx = { fn, user_data, keywords };
+
+	g_string_truncate(keywords, 0);
+	meta_untagged(&ctx, r);
 }
 
 int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,

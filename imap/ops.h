@@ -73,6 +73,14 @@ int imap_fetch_meta(ImapConn *conn, const char *uid_set, ImapMetaFn fn,
 int imap_fetch_meta_fields(ImapConn *conn, const char *uid_set, unsigned fields,
 			   ImapMetaFn fn, void *user_data, GError **error);
 
+/* The command line of imap_fetch_meta_fields() (g_free), for pipelines. */
+char *imap_fetch_meta_line(ImapConn *conn, const char *uid_set,
+			   unsigned fields);
+/* fn(user_data, meta) when r answers such a command (else nothing);
+ * keywords is scratch space. */
+void imap_fetch_meta_parse(ImapResponse *r, GString *keywords, ImapMetaFn fn,
+			   void *user_data);
+
 /* UID FETCH uid_set (UID FLAGS), with (CHANGEDSINCE modseq) when modseq
  * is not 0 (needs CONDSTORE). fn gets uid and the flag fields of meta
  * only. */
