@@ -441,6 +441,7 @@ static int new_session(struct daemon *d)
 	mnt->dir_mode = 0777 & ~d->opts.umask;
 	mnt->refresh_us = (gint64)REFRESH_SECONDS * G_USEC_PER_SEC;
 	mnt->timeout_us = (gint64)d->opts.timeout * G_USEC_PER_SEC;
+	mnt->list_ahead = d->opts.list_ahead;
 	mnt->fetch = fs_fetch_new();
 	mnt->meta = fs_meta_new();
 	mnt->xattrs = fs_xattr_new();

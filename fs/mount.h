@@ -36,6 +36,7 @@ typedef struct {
 	GThreadPool *verifier; /* checks persisted listings ahead of visits */
 	GThreadPool *saver;    /* persists listings */
 	struct FsPreload *preload; /* STATUS of every folder (fs/preload.h) */
+	unsigned list_ahead;       /* --list-ahead (fs/preload.h) */
 
 	GMutex dirs_lock;      /* guards open_dirs */
 	GHashTable *open_dirs; /* directory handles the kernel holds, see

@@ -183,7 +183,13 @@ void fs_options_print_help(const char *argv0)
 	    "recently listed\n"
 	    "                             folders this often, LIST every "
 	    "5th (15 s at\n"
-	    "                             least); 0: off (default: 3)\n",
+	    "                             least); 0: off (default: 3)\n"
+	    "    --list-ahead=LEVELS      when a directory is read, list "
+	    "its small\n"
+	    "                             subfolders (500 messages at "
+	    "most) this many\n"
+	    "                             levels down ahead, pipelined; "
+	    "0: off (default: 3)\n",
 	    prog, prog);
 	print_layout_help();
 	print_offline_help();

@@ -63,6 +63,7 @@ enum opt_id {
 	OPT_DISABLE_EXTENSION,
 	OPT_PREFETCH,
 	OPT_LAYOUT,
+	OPT_LIST_AHEAD,
 };
 
 struct opt_spec {
@@ -106,6 +107,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "disable-extension", OPT_DISABLE_EXTENSION, true },
 	{ "prefetch", OPT_PREFETCH, true },
 	{ "layout", OPT_LAYOUT, true },
+	{ "list-ahead", OPT_LIST_AHEAD, true },
 };
 
 /* Mount-helper options (mount(8), mount.fuse3, fstab) that FUSE refuses or
@@ -467,6 +469,10 @@ static int apply_opt(FsOptions *opts, const struct opt_spec *spec,
 				"3600 seconds");
 	case OPT_LAYOUT:
 		return parse_layout(value, &opts->layout, error);
+	case OPT_LIST_AHEAD:
+		return uint_opt(value, 0, 16, &opts->list_ahead, error,
+				"--list-ahead must be between 0 (off) and 16 "
+				"levels");
 	}
 	return 0;
 }
@@ -907,6 +913,7 @@ int fs_options_parse(int argc, char **argv, FsOptions *opts, GError **error)
 	opts->timeout = 10;
 	opts->poll_interval = 60;
 	opts->status_interval = 3;
+	opts->list_ahead = 3;
 	opts->umask = 077;
 	opts->uid = getuid();
 	opts->gid = getgid();

@@ -64,6 +64,8 @@ typedef struct {
 	unsigned status_interval; /* seconds between STATUS polls without
 				     NOTIFY, 0..3600 (0: off), default 3 */
 	FsLayoutKind layout;      /* --layout, default eml */
+	unsigned list_ahead; /* --list-ahead: folder levels listed ahead of a
+				readdir, 0..16 (0: off), default 3 */
 
 	/* Arguments for fuse_session_new(): the user's remaining -o options
 	 * plus ours (ro, noatime, default_permissions, subtype=imapfs,

@@ -25,8 +25,6 @@
 #define PREFETCH_MAX_MESSAGES 500
 #define PREFETCH_BATCH_MESSAGES 20000
 #define PREFETCH_THREADS 2
-/* and the subfolders of those, this many levels deeper */
-#define PREFETCH_DEPTH 2
 
 struct FsPreload {
 	FsMount *mnt;
@@ -383,6 +381,6 @@ static void prefetch_one(gpointer data, gpointer user_data)
 
 void fs_preload_children(FsPreload *pre, FsFolder *dir)
 {
-	if (pre && pre->prefetch)
-		push_ahead(pre, dir, PREFETCH_DEPTH);
+	if (pre && pre->prefetch && pre->mnt->list_ahead > 0)
+		push_ahead(pre, dir, pre->mnt->list_ahead - 1);
 }

@@ -41,6 +41,7 @@ bool fs_preload_counts(FsPreload *pre, const char *raw, FsPreloadCounts *out);
 void fs_preload_resync_listed(FsMount *mnt, bool (*stop)(void *), void *data);
 
 /* List dir's small subfolders that have no listing yet ahead of a visit,
- * in pipelined batches on a thread of their own (a reader of one of them
- * meanwhile waits for its listing). pre may be NULL. */
+ * and theirs, --list-ahead levels down in all, in pipelined batches on
+ * threads of their own (a reader of one of them meanwhile waits for its
+ * listing). pre may be NULL. */
 void fs_preload_children(FsPreload *pre, FsFolder *dir);

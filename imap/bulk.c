@@ -75,15 +75,16 @@ static int run_batch(BulkCtx *ctx, size_t first, size_t n, unsigned fields,
 		     GError **error)
 {
 	g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
-	const char *params = (imap_conn_modseq_caps(ctx->conn) &
-			      IMAP_MODSEQ_CONDSTORE)
-				 ? " (CONDSTORE)"
-				 : "";
+	const char *params =
+	    (imap_conn_modseq_caps(ctx->conn) & IMAP_MODSEQ_CONDSTORE)
+		? " (CONDSTORE)"
+		: "";
 	int statuses[2 * BATCH_TARGETS];
 	int rc;
 
 	for (size_t i = first; i < first + n; i++) {
-		g_autofree char *q = imap_conn_quote(ctx->conn, ctx->t[i].mailbox);
+		g_autofree char *q =
+		    imap_conn_quote(ctx->conn, ctx->t[i].mailbox);
 
 		memset(&ctx->t[i].state, 0, sizeof(ctx->t[i].state));
 		if (!q) {
@@ -93,7 +94,8 @@ static int run_batch(BulkCtx *ctx, size_t first, size_t n, unsigned fields,
 		ctx->t[i].status = 0;
 		ctx->line_target[lines->len] = i;
 		ctx->line_fetch[lines->len] = false;
-		g_ptr_array_add(lines, g_strdup_printf("EXAMINE %s%s", q, params));
+		g_ptr_array_add(lines,
+				g_strdup_printf("EXAMINE %s%s", q, params));
 		if (!ctx->t[i].fetch)
 			continue;
 		ctx->line_target[lines->len] = i;
@@ -126,9 +128,8 @@ static int run_batch(BulkCtx *ctx, size_t first, size_t n, unsigned fields,
 	return 0;
 }
 
-int imap_bulk_list(ImapConn *conn, ImapBulkTarget *t, size_t n,
-		   unsigned fields, ImapBulkMetaFn fn, void *user_data,
-		   GError **error)
+int imap_bulk_list(ImapConn *conn, ImapBulkTarget *t, size_t n, unsigned fields,
+		   ImapBulkMetaFn fn, void *user_data, GError **error)
 {
 	g_autoptr(GString) keywords = g_string_new(NULL);
 	BulkCtx *ctx = g_new0(BulkCtx, 1);

@@ -11,8 +11,8 @@
 #include "imap/ops.h"
 
 typedef struct {
-	const char *mailbox;   /* raw server name (in, borrowed) */
-	bool fetch;            /* list its messages too (false: known empty) */
+	const char *mailbox;    /* raw server name (in, borrowed) */
+	bool fetch;             /* list its messages too (false: known empty) */
 	ImapMailboxState state; /* out: what its EXAMINE said */
 	int status; /* out: 0 when the listing is whole, else -errno (refused,
 		       or the server sent no UIDVALIDITY) */
@@ -29,6 +29,5 @@ typedef void (*ImapBulkMetaFn)(void *user_data, size_t i,
  * belongs to the oldest command still waiting. Returns 0 when the
  * connection survived (see each status), else -errno with error set.
  * The connection then has no selected mailbox it knows of. */
-int imap_bulk_list(ImapConn *conn, ImapBulkTarget *t, size_t n,
-		   unsigned fields, ImapBulkMetaFn fn, void *user_data,
-		   GError **error);
+int imap_bulk_list(ImapConn *conn, ImapBulkTarget *t, size_t n, unsigned fields,
+		   ImapBulkMetaFn fn, void *user_data, GError **error);

@@ -11,7 +11,8 @@ small subfolders ahead (fs/preload.c), seen in the -d log.
            subfolders and theirs in pipelined batches: find shows every
            directory, each folder lists exactly the server's messages and
            reads its bytes, no folder is examined twice, and a folder above
-           the size bound is left for its visit"""
+           the size bound is left for its visit
+  off      --list-ahead=0 lists only what is visited"""
 
 import os
 import re
@@ -149,6 +150,17 @@ def ahead_part(t, dc, work):
     t.all_ok("[ahead] the daemon reported no bug", m.bug_reports())
 
 
+def off_part(t, dc, work):
+    m = h.Mount(dc, cache_dir=os.path.join(work, "cache-off"),
+                args=["-d", "--list-ahead=0"]).start()
+    os.listdir(m.path("Tree"))
+    names = os.listdir(m.path("Tree/t0"))
+    t.equal(sorted(uids(names)), [1, 2], "[off] Tree/t0 lists UIDs 1-2")
+    t.equal([f for f in TREE if examined(m, f) and f != "Tree/t0"], [],
+            "[off] with --list-ahead=0 no other folder was examined")
+    t.equal(m.unmount(), 0, "[off] unmount, the daemon exits 0")
+
+
 def body(t):
     dc = h.Dovecot()
     w = h.MaildirWriter(dc)
@@ -168,6 +180,7 @@ def body(t):
     work = h.make_tempdir("imapfs-preload-", 0o755)
     remount_part(t, dc, w, work)
     ahead_part(t, dc, work)
+    off_part(t, dc, work)
 
 
 if __name__ == "__main__":
