@@ -283,6 +283,9 @@ static int bulk_job_run(ImapConn *conn, const ImapMailboxState *unused,
 {
 	BulkJob *job = data;
 
+	/* Run again on a fresh connection after a break: start over. */
+	for (guint i = 0; i < job->msgs->len; i++)
+		g_array_set_size(job->msgs->pdata[i], 0);
 	job->at = g_get_monotonic_time();
 	return imap_bulk_list(conn, (ImapBulkTarget *)job->targets->data,
 			      job->targets->len, job->fields, bulk_meta, job,

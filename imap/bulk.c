@@ -122,9 +122,15 @@ static int run_batch(BulkCtx *ctx, size_t first, size_t n, unsigned fields,
 		if (statuses[k] != 0 && x->status == 0)
 			x->status = statuses[k] < 0 ? statuses[k] : -EIO;
 	}
-	for (size_t i = first; i < first + n; i++)
-		if (ctx->t[i].status == 0 && ctx->t[i].state.uidvalidity == 0)
-			ctx->t[i].status = -EPROTO;
+	for (size_t i = first; i < first + n; i++) {
+		ImapBulkTarget *x = &ctx->t[i];
+
+		if (x->status == 0 && x->state.uidvalidity == 0)
+			x->status = -EPROTO;
+		/* Mail arrived in a folder thought empty: not listed. */
+		if (x->status == 0 && !x->fetch && x->state.exists > 0)
+			x->status = -EAGAIN;
+	}
 	return 0;
 }
 

@@ -15,7 +15,8 @@ typedef struct {
 	bool fetch;             /* list its messages too (false: known empty) */
 	ImapMailboxState state; /* out: what its EXAMINE said */
 	int status; /* out: 0 when the listing is whole, else -errno (refused,
-		       or the server sent no UIDVALIDITY) */
+		       the server sent no UIDVALIDITY, or mail arrived in a
+		       folder not fetched) */
 } ImapBulkTarget;
 
 /* Called for each message of target i's listing (only trust them once

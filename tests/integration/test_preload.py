@@ -12,7 +12,9 @@ small subfolders ahead (fs/preload.c), seen in the -d log.
            directory, each folder lists exactly the server's messages and
            reads its bytes, no folder is examined twice, and a folder above
            the size bound is left for its visit
-  off      --list-ahead=0 lists only what is visited"""
+  off      --list-ahead=0 lists only what is visited
+  gone     a folder deleted after the mount fails its EXAMINE inside a
+           batch; the others still list their own messages"""
 
 import os
 import re
@@ -161,6 +163,31 @@ def off_part(t, dc, work):
     t.equal(m.unmount(), 0, "[off] unmount, the daemon exits 0")
 
 
+def gone_part(t, dc, work):
+    """A folder deleted after the mount's STATUS fails its EXAMINE in the
+    middle of a batch: the folders after it still list their own
+    messages."""
+    m = h.Mount(dc, cache_dir=os.path.join(work, "cache-gone"),
+                args=["-d"]).start()
+    with dc.client() as client:
+        client._ok(*client.conn.delete('"Tree/t0/u1"'), what="DELETE")
+    os.listdir(m.path("Tree/t0"))
+    t.check(h.wait_for(lambda: examined(m, "Tree/t0/u3") > 0, 30),
+            "[gone] reading Tree/t0 lists its subfolders ahead")
+    problems = []
+    for f in ("Tree/t0/u0", "Tree/t0/u2", "Tree/t0/u3"):
+        names = sorted(n for n in os.listdir(m.path(f)) if n.endswith(".eml"))
+        want = ["%d %s %d.eml" % (i, f.replace("/", "-"), i) for i in (1, 2)]
+        if names != want:
+            problems.append("%s: %s" % (f, names))
+    t.all_ok("[gone] the folders around the deleted one list their own "
+             "messages", problems)
+    t.check(examined(m, "Tree/t0/u1") > 0, "[gone] the deleted folder's "
+            "EXAMINE was sent (and refused)")
+    t.equal(m.unmount(), 0, "[gone] unmount, the daemon exits 0")
+    t.all_ok("[gone] the daemon reported no bug", m.bug_reports())
+
+
 def body(t):
     dc = h.Dovecot()
     w = h.MaildirWriter(dc)
@@ -181,6 +208,7 @@ def body(t):
     remount_part(t, dc, w, work)
     ahead_part(t, dc, work)
     off_part(t, dc, work)
+    gone_part(t, dc, work)  # last: it deletes a folder
 
 
 if __name__ == "__main__":
