@@ -96,13 +96,14 @@ GREP_ENV = dict(os.environ, LC_ALL="C")
 
 # Targets: (comparison, limit). "ratio<=": the ratio column must be at most
 # limit; "value<": the imapfs column itself must stay below limit.
-# The targets of the performance issue, as ratios of medians.
+# The targets of issue 11, as ratios of medians (bench_big.TARGETS adds
+# those of M and F). The first round's "5x faster than mbsync" and
+# "remount ls -l at 0.1x the cold one" are replaced by the remount ls -l
+# against local files of M; their rows stay, without a target.
 TARGETS = {
-    "cold_grep_mbsync": ("ratio<=", 0.2),   # at least 5x faster than mbsync
-    "cold_grep_raw": ("ratio<=", 3.0),      # <= 3x one-connection streaming
+    "cold_grep_raw": ("ratio<=", 2.0),      # <= 2x one-connection streaming
     "warm_grep": ("ratio<=", 2.0),          # <= 2x grep of a local Maildir
     "cold_ls": ("ratio<=", 2.0),            # <= 2x streaming the metadata
-    "remount_ls_cold": ("ratio<=", 0.1),    # <= 0.1x the cold ls -l
     "hwm": ("value<=", 64 * KiB),           # peak RSS <= 64 MB
     "rss_growth": ("value<", 16 * KiB),     # <= 16 MB while reading 50 MB
     "bytes_budget": ("ratio<", 1.0),
