@@ -20,10 +20,11 @@ Cases (run one with: test_quirks.py CASE ...):
   connection_limit                       a server that allows 3 connections
                                           and says BYE [UNAVAILABLE] to more:
                                           the pool shrinks, no read fails
-  body_new_to_session, body_new_to_examine, envelope_new_to_session
-                                          a message new to the connection
+  body_new_to_session, body_new_to_examine, envelope_new_to_session,
+  search_new_to_session                   a message new to the connection
                                           (OK without data until NOOP, or
-                                          until EXAMINE): read at once
+                                          until EXAMINE): read, and found
+                                          by a search, at once
 """
 
 import errno
@@ -686,11 +687,29 @@ def new_to_session_case(t, label, news, what="body"):
         return [fk.DEFAULT]
     for cmd in news:
         srv.add_rule(r"^%s\b" % cmd, caught_up)
-    unseen = srv.add_rule(
-        BODY2 if what == "body" else rb"^UID FETCH 2 \(UID ENVELOPE",
-        [b"{tag} OK UID FETCH completed\r\n"],
-        when=lambda ctx: not getattr(ctx.conn, "caught_up", False))
-    if what == "body":
+    examines = srv.count(r"^EXAMINE")
+    if what == "search":
+        # The search answer of a session that has not seen UID 2.
+        unseen = srv.add_rule(
+            r"^UID SEARCH", lambda ctx: ctx.conn.do_search(
+                ctx.tag, ctx.cmd + b" UID 1,3:*"),
+            when=lambda ctx: not getattr(ctx.conn, "caught_up", False))
+    else:
+        unseen = srv.add_rule(
+            BODY2 if what == "body" else rb"^UID FETCH 2 \(UID ENVELOPE",
+            [b"{tag} OK UID FETCH completed\r\n"],
+            when=lambda ctx: not getattr(ctx.conn, "caught_up", False))
+    if what == "search":
+        d = os.path.join(os.path.dirname(p), ".search", "ALL")
+        try:
+            got = sorted(h.uid_of_name(os.readlink(os.path.join(d, n))
+                                       .split("/")[-1])
+                         for n in os.listdir(d))
+        except OSError as e:
+            got = "error %s" % errno.errorcode.get(e.errno, e.errno)
+        want = sorted(x.uid for x in inbox(acct).messages)
+        t.equal(got, want, "%s: the first search finds UID 2 too" % label)
+    elif what == "body":
         rc, data, err, el = h.cat(p)
         t.check(rc == 0 and data == msg.body, "%s: the first read returns "
                 "the right %d bytes" % (label, len(msg.body)),
@@ -703,9 +722,15 @@ def new_to_session_case(t, label, news, what="body"):
             got = "error %s" % errno.errorcode.get(e.errno, e.errno)
         t.equal(got, "New to the session", "%s: user.mail.subject comes "
                 "from the envelope at the first try" % label)
-    t.check(unseen.hits >= 1, "%s: the server did answer a FETCH of UID 2 "
-            "without it (the case was exercised)" % label,
-            "hits %d" % unseen.hits)
+    if what == "search":
+        # NOOP before the SEARCH keeps the rule from answering: the case
+        # was exercised if no new EXAMINE refreshed the session instead.
+        t.equal(srv.count(r"^EXAMINE"), examines, "%s: the search ran on "
+                "the connection that selected INBOX before" % label)
+    else:
+        t.check(unseen.hits >= 1, "%s: the server did answer a FETCH of "
+                "UID 2 without it (the case was exercised)" % label,
+                "hits %d" % unseen.hits)
     t.all_ok("%s: the daemon logs no failed fetch" % label,
              h.fetch_errors(m.stderr_text()))
     q.check_read_only(t, srv, label)
@@ -725,6 +750,11 @@ def case_envelope_new_to_session(t):
                         what="envelope")
 
 
+def case_search_new_to_session(t):
+    new_to_session_case(t, "search_new_to_session", ["NOOP", "EXAMINE"],
+                        what="search")
+
+
 CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
          case_size_larger_big, case_size_zero,
          case_head_as_asked, case_head_short, case_head_long,
@@ -736,7 +766,8 @@ CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
          case_bye_mid_literal, case_close_mid_literal_once,
          case_bye_in_listing, case_stall_mid_literal, case_slow_but_steady,
          case_connection_limit, case_body_new_to_session,
-         case_body_new_to_examine, case_envelope_new_to_session]
+         case_body_new_to_examine, case_envelope_new_to_session,
+         case_search_new_to_session]
 
 if __name__ == "__main__":
     q.run_cases("test_quirks", CASES)
