@@ -14,7 +14,10 @@
  * literals into temp files next to their final names. A body is committed
  * only when complete and non-empty; each one completes its in-flight
  * entry as soon as it is stored, so a reader waiting for message 5 of a
- * prefetched batch 5..20 goes on at once.
+ * prefetched batch 5..20 goes on at once. Bodies missing from an answer
+ * are asked for again after catching up with the server (imap_catch_up():
+ * a pool connection may have selected the folder before they arrived);
+ * only what is still missing then fails with EIO.
  */
 #include "fs/fetch.h"
 
@@ -348,6 +351,59 @@ static int store_body(void *user_data, uint32_t uid, ImapBody *body)
 	return 0;
 }
 
+/* UID FETCH set into the cache through store_body(); a refusal that
+ * means "no more downloads today" stops the others too. */
+static int fetch_set(ImapConn *conn, BodyJob *job, const char *set,
+		     GError **error)
+{
+	int rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
+				   error);
+
+	if (rc < 0 && fs_quota_is_refusal(rc, error ? *error : NULL))
+		fs_quota_hit(job->mnt->fetch->quota,
+			     error && *error ? (*error)->message : "quota");
+	if (rc == 0)
+		fs_quota_ok(job->mnt->fetch->quota);
+	return rc;
+}
+
+/* The job's UIDs that no answer stored yet (NULL when none). */
+static GArray *missing_uids(BodyJob *job)
+{
+	GArray *missing = NULL;
+
+	for (guint i = 0; i < job->uids->len; i++) {
+		if (g_array_index(job->done, gboolean, i))
+			continue;
+		if (!missing)
+			missing = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+		g_array_append_val(missing,
+				   g_array_index(job->uids, uint32_t, i));
+	}
+	return missing;
+}
+
+/* Tagged OK without some of the bodies: this connection's view of the
+ * folder may predate them (it was selected before they arrived, and the
+ * listing learnt of them on another connection). Catch up with the server
+ * (imap_catch_up() step) and fetch those again. */
+static int refetch_missing(ImapConn *conn, BodyJob *job, unsigned step,
+			   GError **error)
+{
+	g_autoptr(GArray) missing = missing_uids(job);
+	g_autofree char *set = NULL;
+	int rc;
+
+	if (!missing)
+		return 0;
+	set = imap_uid_set(missing);
+	g_debug("%s UIDs %s: no body in the answer; catching up with the "
+		"server (step %u) and asking again",
+		job->folder->raw, set, step + 1);
+	rc = imap_catch_up(conn, step, error);
+	return rc < 0 ? rc : fetch_set(conn, job, set, error);
+}
+
 static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			GError **error)
 {
@@ -363,18 +419,16 @@ static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			    job->uidvalidity);
 		return -ESTALE;
 	}
-	rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
-			       error);
-	if (rc < 0 && fs_quota_is_refusal(rc, error ? *error : NULL))
-		fs_quota_hit(job->mnt->fetch->quota,
-			     error && *error ? (*error)->message : "quota");
+	rc = fetch_set(conn, job, set, error);
+	for (unsigned step = 0; rc == 0 && step < IMAP_CATCH_UP_STEPS; step++)
+		rc = refetch_missing(conn, job, step, error);
 	if (rc < 0)
 		return rc;
-	fs_quota_ok(job->mnt->fetch->quota);
 	for (guint i = 0; i < job->uids->len; i++) {
 		if (!g_array_index(job->done, gboolean, i)) {
-			/* Tagged OK without the data: an error for that
-			 * message, never an empty file. */
+			/* Tagged OK without the data, also after catching
+			 * up: an error for that message (expunged since,
+			 * most likely), never an empty file. */
 			g_message("%s UID %u: server sent no body",
 				  job->folder->raw,
 				  g_array_index(job->uids, uint32_t, i));
