@@ -15,6 +15,7 @@ Messages are written as Maildir files directly (no APPEND), with ,S= and ,W=
 in their names so that Dovecot need not open them for their sizes.
 """
 
+import fcntl
 import os
 import random
 import secrets
@@ -155,7 +156,16 @@ def f_folder_names(n, fanout=F_FANOUT):
 
 def _prepare(store, key, fill):
     """The kept Maildir for key, written by fill(maildir, uid, gid) unless
-    a complete one is there. Returns (maildir, seconds spent writing)."""
+    a complete one is there. Returns (maildir, seconds spent writing).
+    Several benchmarks may start at once: one writes, the others wait on
+    the store's lock."""
+    os.makedirs(store, exist_ok=True)
+    with open(os.path.join(store, ".lock-" + key), "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        return _prepare_locked(store, key, fill)
+
+
+def _prepare_locked(store, key, fill):
     uid, gid = h.ensure_test_user()
     top = os.path.join(store, key)
     maildir = os.path.join(top, "Maildir")
