@@ -3,9 +3,12 @@
  * Locking: folder->lock guards folder->listing, synced_at, syncing and
  * dirty, and the sizes inside the listing's messages. Only one sync of a
  * folder runs at a time (syncing); others wait on folder->synced, bounded.
- * Network work runs on a pool thread with a copy of the old index, never
- * under a lock. How the old listing and the server's answers combine is
- * in fs/merge.c (pure); the IMAP commands are in imap/ops.c.
+ * Network work runs on a pool thread with a copy of the old index (which
+ * shares its mapped image: copies are cheap), never under a lock. New
+ * listings stream into the cache's temp directory as the server answers
+ * (cache/index.h), so a large folder is never listed in the heap. How the old
+ * listing and the server's answers combine is in fs/merge.c (pure); the IMAP
+ * commands are in imap/ops.c.
  */
 #include "fs/sync.h"
 
@@ -30,6 +33,7 @@ typedef struct {
 	CacheFolderIndex *result; /* new index, or NULL when unchanged */
 	GArray *flag_updates;     /* FsMergeFlags of old messages, or NULL */
 	const FsNameFormat *fmt;  /* the mount's, outlives the job */
+	const char *spill_dir;    /* the cache's temp dir, outlives the job */
 	bool all_flags_due;       /* may fetch every message's flags */
 	bool all_flags_done;      /* did (or listed the folder whole) */
 } SyncJob;
@@ -62,7 +66,10 @@ static uint8_t flags_of(const ImapMessageMeta *m)
 	return m->has_flags ? (uint8_t)(m->flags | CACHE_FLAG_KNOWN) : 0;
 }
 
+/* Where fetched messages go: the builder while they come in ascending
+ * UID order, msgs otherwise (or when there is no builder). */
 typedef struct {
+	CacheIndexBuilder *b;
 	GArray *msgs;
 	const FsNameFormat *fmt;
 } Collect;
@@ -82,20 +89,25 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 		.name = fs_name_format_message(c->fmt, &nf),
 	};
 
+	if (c->b && m->uid > cache_index_builder_last_uid(c->b) &&
+	    cache_index_builder_add(c->b, &cm)) {
+		g_free((char *)cm.name);
+		return;
+	}
 	g_array_append_val(c->msgs, cm);
 }
 
-/* The listing fetch of the UIDs from first on into msgs, with the header
+/* The listing fetch of the UIDs from first on into c, with the header
  * fields the name format needs. */
 static int fetch_listing(ImapConn *conn, SyncJob *job, uint32_t first,
-			 GArray *msgs, GError **error)
+			 Collect *c, GError **error)
 {
-	Collect c = { msgs, job->fmt };
 	unsigned fields =
 	    fs_name_format_uses_from(job->fmt) ? IMAP_META_FROM : 0;
 
+	c->fmt = job->fmt;
 	return imap_fetch_meta_fields_since(conn, first, fields, collect_meta,
-					    &c, error);
+					    c, error);
 }
 
 static void collect_flags(void *user_data, const ImapMessageMeta *m)
@@ -135,7 +147,7 @@ static void sync_flags_only(SyncJob *job, const ImapMailboxState *st)
 
 	if (!job->flag_updates && st->highestmodseq == job->old->highestmodseq)
 		return;
-	idx = cache_folder_index_copy(job->old);
+	idx = cache_folder_index_copy(job->old); /* shares the image */
 	if ((job->flag_updates && fs_merge_flags(idx, job->flag_updates)) ||
 	    st->highestmodseq != idx->highestmodseq) {
 		idx->highestmodseq = st->highestmodseq;
@@ -163,19 +175,42 @@ static int examine_for_sync(ImapConn *conn, SyncJob *job, ImapMailboxState *st,
 	return rc;
 }
 
-/* A new folder, or one recreated: list all of it. */
+/* A new folder, or one recreated: list all of it, streamed into a
+ * builder (servers answer in UID order; what comes out of order is merged
+ * in afterwards). */
 static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 		     GError **error)
 {
-	g_autoptr(GArray) fresh = fs_merge_messages_new(0);
-	int rc;
+	Collect c = { cache_index_builder_new(job->spill_dir),
+		      fs_merge_messages_new(0), NULL };
+	CacheFolderIndex hdr = { 0 }, *idx;
+	int rc = 0;
 
-	if (st->exists > 0) {
-		rc = fetch_listing(conn, job, 1, fresh, error);
-		if (rc < 0)
-			return rc;
+	if (st->exists > 0)
+		rc = fetch_listing(conn, job, 1, &c, error);
+	if (rc < 0) {
+		cache_index_builder_free(c.b);
+		g_array_unref(c.msgs);
+		return rc;
 	}
-	job->result = fs_merge_fresh(st, g_steal_pointer(&fresh));
+	hdr.uidvalidity = st->uidvalidity;
+	hdr.exists = st->exists;
+	hdr.highestmodseq = st->highestmodseq;
+	hdr.uidnext =
+	    st->uidnext ? st->uidnext : cache_index_builder_last_uid(c.b) + 1;
+	idx = cache_index_builder_finish(c.b, &hdr, error);
+	if (idx && c.msgs->len) {
+		CacheFolderIndex *all = fs_merge_add(
+		    idx, st, g_steal_pointer(&c.msgs), job->spill_dir, error);
+
+		cache_folder_index_free(idx);
+		idx = all;
+	}
+	if (c.msgs)
+		g_array_unref(c.msgs);
+	if (!idx)
+		return -EIO;
+	job->result = idx;
 	job->all_flags_done = true;
 	return 0;
 }
@@ -188,24 +223,29 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	g_autoptr(GArray) fresh = fs_merge_messages_new(0);
 	g_autoptr(GArray) uids = NULL;
 	uint32_t last = fs_merge_last_uid(old);
+	Collect c = { NULL, fresh, NULL };
 	int rc;
 
 	if (st->uidnext == 0 || st->uidnext > last + 1) {
-		rc = fetch_listing(conn, job, last + 1, fresh, error);
+		rc = fetch_listing(conn, job, last + 1, &c, error);
 		if (rc < 0)
 			return rc;
 	}
-	job->result = fs_merge_delta(old, st, fresh, vanished, NULL);
+	job->result = fs_merge_delta(old, st, fresh, vanished, NULL,
+				     job->spill_dir, error);
 	if (job->result)
 		return 0;
+	if (error && *error)
+		return -EIO;
 	/* Some messages went away (and QRESYNC did not say which, or its
 	 * answer does not add up): ask which UIDs remain. */
 	uids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
 	rc = imap_search_uids(conn, uids, error);
 	if (rc < 0)
 		return rc;
-	job->result = fs_merge_delta(old, st, fresh, NULL, uids);
-	return 0;
+	job->result =
+	    fs_merge_delta(old, st, fresh, NULL, uids, job->spill_dir, error);
+	return job->result ? 0 : -EIO;
 }
 
 static int sync_job_work(ImapConn *conn, SyncJob *job, GError **error)
@@ -365,10 +405,10 @@ static void save_if_dirty(FsFolder *f, void *data)
 	g_mutex_unlock(&f->lock);
 	if (!l)
 		return;
-	/* Sizes may be corrected while saving; a later save catches up. */
-	g_mutex_lock(&f->lock);
+	/* Sizes may be corrected while saving; a later save catches up. The
+	 * copy shares the (immutable) image. */
 	CacheFolderIndex *copy = cache_folder_index_copy(l->index);
-	g_mutex_unlock(&f->lock);
+
 	if (cache_store_save_index(mnt->store, f->raw, copy) < 0)
 		g_message("cannot save the listing of %s in the cache", f->raw);
 	cache_folder_index_free(copy);
@@ -407,6 +447,7 @@ static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 	job = g_new0(SyncJob, 1);
 	job->folder = g_strdup(f->raw);
 	job->fmt = mnt->name_format;
+	job->spill_dir = cache_store_tmp_dir(mnt->store);
 	job->all_flags_due =
 	    f->flags_at == 0 ||
 	    g_get_monotonic_time() - f->flags_at >= ALL_FLAGS_INTERVAL_US;
@@ -626,20 +667,18 @@ void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)
 void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			    uint32_t uid, uint64_t size)
 {
-	CacheMessage *m;
+	CacheMessage m;
 
 	g_mutex_lock(&f->lock);
-	if (f->listing && f->listing->folder_id == folder_id) {
-		m = cache_folder_index_find(f->listing->index, uid);
-		if (m && (!m->size_exact || m->size != size)) {
-			if (m->size != size)
-				g_debug("%s UID %u: size %" G_GUINT64_FORMAT
-					" (server said %" G_GUINT64_FORMAT ")",
-					f->raw, uid, size, m->size);
-			m->size = size;
-			m->size_exact = true;
-			f->dirty = true;
-		}
+	if (f->listing && f->listing->folder_id == folder_id &&
+	    cache_folder_index_find(f->listing->index, uid, &m, NULL) &&
+	    (!m.size_exact || m.size != size)) {
+		if (m.size != size)
+			g_debug("%s UID %u: size %" G_GUINT64_FORMAT
+				" (server said %" G_GUINT64_FORMAT ")",
+				f->raw, uid, size, m.size);
+		cache_folder_index_set_size(f->listing->index, uid, size, true);
+		f->dirty = true;
 	}
 	g_mutex_unlock(&f->lock);
 }
