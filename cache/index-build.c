@@ -171,8 +171,8 @@ bool cache_index_builder_add(CacheIndexBuilder *b, const CacheMessage *m)
 	return true;
 }
 
-static void make_header(const CacheIndexBuilder *b,
-			const CacheFolderIndex *hdr, uint8_t *p)
+static void make_header(const CacheIndexBuilder *b, const CacheFolderIndex *hdr,
+			uint8_t *p)
 {
 	memcpy(p, INDEX_MAGIC, INDEX_MAGIC_LEN);
 	index_store_u32(p + HDR_VERSION, INDEX_VERSION);
@@ -294,7 +294,8 @@ CacheFolderIndex *cache_index_builder_finish(CacheIndexBuilder *b,
 	if (b->recs && !b->err) {
 		g_autoptr(GBytes) bytes = finish_heap(b, hdr);
 		gsize n;
-		uint8_t *data = g_bytes_unref_to_data(g_steal_pointer(&bytes), &n);
+		uint8_t *data =
+		    g_bytes_unref_to_data(g_steal_pointer(&bytes), &n);
 		CacheIndexImage *img =
 		    index_image_open(data, n, false, false, error);
 

@@ -79,7 +79,7 @@ static inline void index_store_u64(uint8_t *p, uint64_t v)
  * verify_crc: a builder's own file is trusted) and describe it; the image
  * takes base (mapped: munmap'd at the end, else g_free'd) only on
  * success. */
-CacheIndexImage *index_image_open(const uint8_t *base, size_t len,
-				  bool mapped, bool verify_crc, GError **error);
+CacheIndexImage *index_image_open(const uint8_t *base, size_t len, bool mapped,
+				  bool verify_crc, GError **error);
 /* An index around img (taken), header fields from img. */
 CacheFolderIndex *index_from_image(CacheIndexImage *img);

@@ -38,6 +38,18 @@ typedef struct {
 	bool all_flags_done;      /* did (or listed the folder whole) */
 } SyncJob;
 
+/* Listings of at least this many messages are written to a file and
+ * mapped; smaller ones stay in the heap (a mapping and two temp files per
+ * folder would cost more than they save on an account of many small
+ * folders). */
+#define SPILL_MESSAGES 2048
+
+/* Where a listing of about n messages is built (see SPILL_MESSAGES). */
+static const char *spill_for(const SyncJob *job, uint64_t n)
+{
+	return n >= SPILL_MESSAGES ? job->spill_dir : NULL;
+}
+
 /* Without CONDSTORE a flags check costs a FETCH of every message's flags:
  * not on every poll, at most this often per folder. */
 #define ALL_FLAGS_INTERVAL_US (600 * G_USEC_PER_SEC)
@@ -181,7 +193,7 @@ static int examine_for_sync(ImapConn *conn, SyncJob *job, ImapMailboxState *st,
 static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 		     GError **error)
 {
-	Collect c = { cache_index_builder_new(job->spill_dir),
+	Collect c = { cache_index_builder_new(spill_for(job, st->exists)),
 		      fs_merge_messages_new(0), NULL };
 	CacheFolderIndex hdr = { 0 }, *idx;
 	int rc = 0;
@@ -200,8 +212,9 @@ static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	    st->uidnext ? st->uidnext : cache_index_builder_last_uid(c.b) + 1;
 	idx = cache_index_builder_finish(c.b, &hdr, error);
 	if (idx && c.msgs->len) {
-		CacheFolderIndex *all = fs_merge_add(
-		    idx, st, g_steal_pointer(&c.msgs), job->spill_dir, error);
+		CacheFolderIndex *all =
+		    fs_merge_add(idx, st, g_steal_pointer(&c.msgs),
+				 spill_for(job, st->exists), error);
 
 		cache_folder_index_free(idx);
 		idx = all;
@@ -232,7 +245,7 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 			return rc;
 	}
 	job->result = fs_merge_delta(old, st, fresh, vanished, NULL,
-				     job->spill_dir, error);
+				     spill_for(job, st->exists), error);
 	if (job->result)
 		return 0;
 	if (error && *error)
@@ -243,8 +256,8 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	rc = imap_search_uids(conn, uids, error);
 	if (rc < 0)
 		return rc;
-	job->result =
-	    fs_merge_delta(old, st, fresh, NULL, uids, job->spill_dir, error);
+	job->result = fs_merge_delta(old, st, fresh, NULL, uids,
+				     spill_for(job, st->exists), error);
 	return job->result ? 0 : -EIO;
 }
 

@@ -341,12 +341,41 @@ static void test_flags(void)
 	cache_folder_index_free(now);
 }
 
+/* Messages the server sent out of UID order are merged into what was
+ * streamed: sorted, and on a UID in both the later answer wins. */
+static void test_add(void)
+{
+	static const uint32_t base_uids[] = { 1, 3, 5, 0 };
+	static const uint32_t late[] = { 4, 2, 3, 4, 0 };
+	static const uint32_t want[] = { 1, 2, 3, 4, 5, 0 };
+	ImapMailboxState st = { 42, 6, 5, 9 };
+	CacheFolderIndex *base = listing_of(42, 6, base_uids);
+	GArray *msgs = msgs_of(late);
+	CacheFolderIndex *idx;
+	CacheMessage m;
+
+	g_array_index(msgs, CacheMessage, 2).size = 7;
+	idx = fs_merge_add(base, &st, msgs, NULL, NULL);
+	g_assert_nonnull(idx);
+	g_assert_cmpuint(cache_folder_index_count(idx), ==, 5);
+	for (guint i = 0; want[i]; i++)
+		g_assert_cmpuint(cache_folder_index_uid_at(idx, i), ==,
+				 want[i]);
+	g_assert_true(cache_folder_index_find(idx, 3, &m, NULL));
+	g_assert_cmpuint(m.size, ==, 7);
+	g_assert_cmpuint(idx->uidnext, ==, 6);
+	g_assert_cmpuint(idx->highestmodseq, ==, 9);
+	cache_folder_index_free(idx);
+	cache_folder_index_free(base);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/merge/fresh", test_fresh);
 	g_test_add_func("/merge/unchanged", test_unchanged);
 	g_test_add_func("/merge/new-messages", test_new_messages);
+	g_test_add_func("/merge/add", test_add);
 	g_test_add_func("/merge/vanished", test_vanished);
 	g_test_add_func("/merge/expunged-needs-search",
 			test_expunged_needs_search);
