@@ -381,3 +381,57 @@ CacheFolderIndex *cache_folder_index_map_fd(int fd, GError **error)
 	}
 	return map_index(fd, (size_t)st.st_size, true, error);
 }
+
+/* Map the first len bytes of f (flushed first), or NULL. */
+static void *map_prefix(FILE *f, size_t len)
+{
+	void *p;
+
+	if (fflush(f) != 0)
+		return NULL;
+	p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+CacheFolderIndex *cache_index_builder_snapshot(CacheIndexBuilder *b,
+					       const CacheFolderIndex *hdr)
+{
+	CacheIndexImage *img;
+	CacheFolderIndex *index;
+	size_t rlen = INDEX_HEADER_LEN + (size_t)b->count * INDEX_RECORD_LEN;
+	void *recs, *names = NULL;
+
+	if (!b->rf || b->err || !b->count)
+		return NULL;
+	/* The files only grow: what is mapped now does not change. */
+	recs = map_prefix(b->rf, rlen);
+	if (!recs)
+		return NULL;
+	names = map_prefix(b->nf, (size_t)b->names_len);
+	if (!names) {
+		munmap(recs, rlen);
+		return NULL;
+	}
+	img = g_new0(CacheIndexImage, 1);
+	img->ref = 1;
+	img->base = recs;
+	img->len = rlen;
+	img->mapped = true;
+	img->count = b->count;
+	img->recs = img->base + INDEX_HEADER_LEN;
+	img->names = names;
+	img->names_len = (uint32_t)b->names_len;
+	img->names_map = names;
+	img->names_map_len = (size_t)b->names_len;
+	img->kwcount = b->kw_strings->len;
+	img->kw = g_new0(uint16_t, img->kwcount + 1);
+	for (guint i = 0; i < img->kwcount; i++)
+		img->kw[i + 1] = cache_keywords_intern(b->kw_strings->pdata[i]);
+	index = index_from_image(img);
+	index->uidvalidity = hdr->uidvalidity;
+	index->uidnext = hdr->uidnext;
+	index->exists = hdr->exists;
+	index->highestmodseq = hdr->highestmodseq;
+	index->name_tag = hdr->name_tag;
+	return index;
+}

@@ -49,6 +49,8 @@ struct CacheIndexImage {
 	uint32_t names_len;
 	uint16_t *kw; /* local keyword number -> interned id; [0] = none */
 	guint kwcount;
+	void *names_map; /* a builder's snapshot: names mapped apart */
+	size_t names_map_len;
 };
 
 static inline uint32_t index_load_u32(const uint8_t *p)

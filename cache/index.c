@@ -302,6 +302,8 @@ static bool check_header(CacheIndexImage *img, bool verify_crc, GError **error)
 
 static void image_release(CacheIndexImage *img, bool with_base)
 {
+	if (img->names_map)
+		munmap(img->names_map, img->names_map_len);
 	if (with_base && img->mapped)
 		munmap((void *)img->base, img->len);
 	else if (with_base)

@@ -105,6 +105,12 @@ bool cache_index_builder_add(CacheIndexBuilder *b, const CacheMessage *m);
 CacheFolderIndex *cache_index_builder_finish(CacheIndexBuilder *b,
 					     const CacheFolderIndex *hdr,
 					     GError **error);
+/* What a spilling builder holds so far, as an index (header fields from
+ * hdr) that stays valid while b goes on: the files written so far are
+ * mapped, nothing is copied. NULL for a builder that does not spill, or
+ * on failure. */
+CacheFolderIndex *cache_index_builder_snapshot(CacheIndexBuilder *b,
+					       const CacheFolderIndex *hdr);
 /* Write index (with its overlay) as an encoded file to the open fd
  * (empty, at offset 0), spilling names to a temp file in spill_dir;
  * 0 or -errno. */

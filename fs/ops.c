@@ -505,7 +505,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (f && f->selectable &&
 	    (!mnt->layout->maildir || maildir == FS_MAILDIR_CUR)) {
-		rc = fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
+		rc = fs_sync_open_folder(mnt, f);
 		if (rc < 0 && rc != -ENOENT) {
 			fuse_reply_err(req, EIO);
 			return;
@@ -660,6 +660,25 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 	return false;
 }
 
+/* dh shows a partial listing (fs_sync_open_folder()) and reached its end:
+ * wait for the whole one, which lists the same messages first. 1 when dh
+ * has it now, 0 when there is nothing to wait for, -EIO when the listing
+ * failed. */
+static int whole_listing(FsMount *mnt, DirHandle *dh)
+{
+	FsListing *l;
+
+	if (dh->layout_dir || !dh->listing || !dh->listing->partial ||
+	    (dh->maildir && dh->maildir != FS_MAILDIR_CUR))
+		return 0;
+	l = fs_sync_wait_whole(mnt, dh->folder, dh->listing);
+	if (!l)
+		return -EIO;
+	fs_listing_unref(dh->listing);
+	dh->listing = l;
+	return 1;
+}
+
 static void readdir_common(fuse_req_t req, size_t size, off_t off,
 			   struct fuse_file_info *fi, bool plus)
 {
@@ -681,8 +700,20 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		dh->children = fs_folder_children(dh->folder);
 		fs_sync_verify_children(mnt, dh->folder);
 	}
-	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e, namebuf);
-	     i++) {
+	for (size_t i = (size_t)off;; i++) {
+		int more = 0;
+
+		/* Past the end of a partial listing: what is there goes out
+		 * first, the next call waits for the rest. */
+		if (!dir_item(mnt, dh, i, &name, &e, namebuf) &&
+		    (used > 0 || (more = whole_listing(mnt, dh)) <= 0 ||
+		     !dir_item(mnt, dh, i, &name, &e, namebuf))) {
+			if (more < 0) {
+				fuse_reply_err(req, EIO);
+				return;
+			}
+			break;
+		}
 		if (!fs_ops_add_entry(req, buf, size, &used, name, &e,
 				      (off_t)(i + 1), plus))
 			break;

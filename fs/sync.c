@@ -34,6 +34,8 @@ typedef struct {
 	GArray *flag_updates;     /* FsMergeFlags of old messages, or NULL */
 	const FsNameFormat *fmt;  /* the mount's, outlives the job */
 	const char *spill_dir;    /* the cache's temp dir, outlives the job */
+	FsMount *mnt;             /* for the preview of a first listing */
+	FsFolder *f;              /* (folders live as long as the mount) */
 	bool all_flags_due;       /* may fetch every message's flags */
 	bool all_flags_done;      /* did (or listed the folder whole) */
 } SyncJob;
@@ -49,6 +51,12 @@ static const char *spill_for(const SyncJob *job, uint64_t n)
 {
 	return n >= SPILL_MESSAGES ? job->spill_dir : NULL;
 }
+
+/* A first listing that spills shows what came in so far while the rest
+ * streams in (fs_sync_open_folder()): the first PREVIEW_FIRST messages,
+ * then more every PREVIEW_EVERY_US. */
+#define PREVIEW_FIRST 256
+#define PREVIEW_EVERY_US (200 * 1000)
 
 /* Without CONDSTORE a flags check costs a FETCH of every message's flags:
  * not on every poll, at most this often per folder. */
@@ -84,7 +92,16 @@ typedef struct {
 	CacheIndexBuilder *b;
 	GArray *msgs;
 	const FsNameFormat *fmt;
+	bool preview;      /* publish partial listings (a first one) */
+	gint64 preview_at; /* monotonic us of the last one */
+	SyncJob *job;
+	const ImapMailboxState *st;
 } Collect;
+
+static void publish_preview(Collect *c);
+static bool drop_preview(FsMount *mnt, FsFolder *f);
+static void start_streamer(FsMount *mnt);
+static void stop_streamer(FsMount *mnt);
 
 static void collect_meta(void *user_data, const ImapMessageMeta *m)
 {
@@ -103,6 +120,13 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 
 	if (c->b && m->uid > cache_index_builder_last_uid(c->b) &&
 	    cache_index_builder_add(c->b, &cm)) {
+		guint n = cache_index_builder_count(c->b);
+
+		if (c->preview &&
+		    (n == PREVIEW_FIRST ||
+		     (n % 1024 == 0 && g_get_monotonic_time() - c->preview_at >=
+					   PREVIEW_EVERY_US)))
+			publish_preview(c);
 		g_free((char *)cm.name);
 		return;
 	}
@@ -193,11 +217,15 @@ static int examine_for_sync(ImapConn *conn, SyncJob *job, ImapMailboxState *st,
 static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 		     GError **error)
 {
-	Collect c = { cache_index_builder_new(spill_for(job, st->exists)),
-		      fs_merge_messages_new(0), NULL };
+	Collect c = { 0 };
 	CacheFolderIndex hdr = { 0 }, *idx;
 	int rc = 0;
 
+	c.b = cache_index_builder_new(spill_for(job, st->exists));
+	c.msgs = fs_merge_messages_new(0);
+	c.job = job;
+	c.st = st;
+	c.preview = job->f && !job->old && spill_for(job, st->exists);
 	if (st->exists > 0)
 		rc = fetch_listing(conn, job, 1, &c, error);
 	if (rc < 0) {
@@ -461,6 +489,8 @@ static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 	job->folder = g_strdup(f->raw);
 	job->fmt = mnt->name_format;
 	job->spill_dir = cache_store_tmp_dir(mnt->store);
+	job->mnt = mnt;
+	job->f = f;
 	job->all_flags_due =
 	    f->flags_at == 0 ||
 	    g_get_monotonic_time() - f->flags_at >= ALL_FLAGS_INTERVAL_US;
@@ -529,9 +559,10 @@ static FsListing *swap_listing(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		old_uidvalidity = old->index->uidvalidity;
 	f->listing = fs_listing_new(folder_id, result);
 	f->dirty = true;
-	/* A folder gone meanwhile no longer counts (fs/tree.c set_gone). */
+	/* A folder gone meanwhile no longer counts (fs/tree.c set_gone); a
+	 * partial listing never did. */
 	if (!f->gone)
-		note_links(mnt, old, f->listing);
+		note_links(mnt, old && !old->partial ? old : NULL, f->listing);
 	g_mutex_unlock(&f->lock);
 	if (old_uidvalidity) {
 		/* Outside the lock: deleting a large folder takes a while,
@@ -613,6 +644,8 @@ int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 	have = sync_end(f, rc, job, &result);
 	if (job)
 		sync_job_free(job);
+	if (rc < 0 && have)
+		have = !drop_preview(mnt, f);
 	if (rc < 0)
 		return sync_failed(f, rc, have, error);
 	if (!result)
@@ -645,6 +678,7 @@ void fs_sync_start_background(FsMount *mnt)
 {
 	mnt->verifier = g_thread_pool_new(verify_one, mnt, 2, FALSE, NULL);
 	mnt->saver = g_thread_pool_new(save_job, mnt, 1, FALSE, NULL);
+	start_streamer(mnt);
 }
 
 void fs_sync_stop_background(FsMount *mnt)
@@ -654,6 +688,7 @@ void fs_sync_stop_background(FsMount *mnt)
 		g_thread_pool_free(g_steal_pointer(&mnt->verifier), TRUE, TRUE);
 	if (mnt->saver)
 		g_thread_pool_free(g_steal_pointer(&mnt->saver), FALSE, TRUE);
+	stop_streamer(mnt);
 }
 
 void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)
@@ -699,4 +734,133 @@ void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 void fs_sync_save_dirty(FsMount *mnt)
 {
 	fs_tree_foreach(mnt->tree, save_if_dirty, mnt);
+}
+
+/* ---- first listings: the first entries while the rest streams in ---- */
+
+/* In the job's thread, while a first listing streams in: show what came
+ * so far as a partial listing of the folder (unless it has a whole one),
+ * so that an opendir or readdir waiting for it can go on. Lookups of
+ * other names still wait for the whole listing (the folder stays
+ * unverified). Links (fs/links.h) count only whole listings. */
+static void publish_preview(Collect *c)
+{
+	SyncJob *job = c->job;
+	FsFolder *f = job->f;
+	CacheFolderIndex hdr = { 0 }, *idx;
+	FsListing *l = NULL;
+	uint32_t folder_id;
+
+	hdr.uidvalidity = c->st->uidvalidity;
+	hdr.exists = c->st->exists;
+	hdr.uidnext = c->st->uidnext;
+	hdr.name_tag = fs_name_format_tag(job->fmt);
+	c->preview_at = g_get_monotonic_time();
+	idx = cache_index_builder_snapshot(c->b, &hdr);
+	if (!idx || cache_store_folder_id(job->mnt->store, f->raw,
+					  hdr.uidvalidity, &folder_id) < 0) {
+		cache_folder_index_free(idx);
+		return;
+	}
+	fs_tree_register_folder_id(job->mnt->tree, folder_id, f);
+	g_mutex_lock(&f->lock);
+	if (!f->listing || f->listing->partial) {
+		l = f->listing;
+		f->listing = fs_listing_new(folder_id, g_steal_pointer(&idx));
+		f->listing->partial = true;
+		g_cond_broadcast(&f->synced);
+	}
+	g_mutex_unlock(&f->lock);
+	fs_listing_unref(l);
+	cache_folder_index_free(idx);
+}
+
+/* After a failed sync: a partial listing is not served as if it were the
+ * folder. Returns whether one was dropped. */
+static bool drop_preview(FsMount *mnt, FsFolder *f)
+{
+	FsListing *l = NULL;
+
+	g_mutex_lock(&f->lock);
+	if (f->listing && f->listing->partial) {
+		l = g_steal_pointer(&f->listing);
+		g_cond_broadcast(&f->synced);
+	}
+	g_mutex_unlock(&f->lock);
+	fs_listing_unref(l);
+	return l != NULL;
+}
+
+static void stream_one(gpointer data, gpointer user_data)
+{
+	FsFolder *f = data;
+
+	fs_sync_folder(user_data, f, FS_SYNC_IF_MISSING);
+	g_mutex_lock(&f->lock);
+	f->streaming = false;
+	g_cond_broadcast(&f->synced);
+	g_mutex_unlock(&f->lock);
+}
+
+static void start_streamer(FsMount *mnt)
+{
+	mnt->streamer = g_thread_pool_new(stream_one, mnt, 2, FALSE, NULL);
+}
+
+static void stop_streamer(FsMount *mnt)
+{
+	/* Listings under way are finished (their jobs are bounded by the
+	 * pool's timeouts). */
+	if (mnt->streamer)
+		g_thread_pool_free(g_steal_pointer(&mnt->streamer), TRUE, TRUE);
+}
+
+/* How long an opendir or readdir waits for a listing that streams in. */
+static gint64 stream_deadline(FsMount *mnt)
+{
+	return g_get_monotonic_time() + mnt->refresh_us + 60 * G_USEC_PER_SEC;
+}
+
+int fs_sync_open_folder(FsMount *mnt, FsFolder *f)
+{
+	gint64 until = stream_deadline(mnt);
+	bool have;
+
+	g_mutex_lock(&f->lock);
+	load_persisted(mnt, f);
+	if (f->listing && f->listing->partial) {
+		g_mutex_unlock(&f->lock);
+		return 1; /* readdir waits for the rest */
+	}
+	if (f->listing || !mnt->streamer) {
+		g_mutex_unlock(&f->lock);
+		return fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
+	}
+	if (!f->streaming) {
+		f->streaming = true;
+		g_thread_pool_push(mnt->streamer, f, NULL);
+	}
+	while (!f->listing && f->streaming &&
+	       g_cond_wait_until(&f->synced, &f->lock, until))
+		;
+	have = f->listing != NULL;
+	g_mutex_unlock(&f->lock);
+	/* The listing (whole or its first part) is there; else the sync
+	 * failed: once more here, for its answer. */
+	return have ? 1 : fs_sync_folder(mnt, f, FS_SYNC_IF_MISSING);
+}
+
+FsListing *fs_sync_wait_whole(FsMount *mnt, FsFolder *f, FsListing *partial)
+{
+	gint64 until = stream_deadline(mnt);
+	FsListing *l = NULL;
+
+	g_mutex_lock(&f->lock);
+	while (f->listing == partial &&
+	       g_cond_wait_until(&f->synced, &f->lock, until))
+		;
+	if (f->listing && f->listing != partial)
+		l = fs_listing_ref(f->listing);
+	g_mutex_unlock(&f->lock);
+	return l;
 }

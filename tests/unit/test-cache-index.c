@@ -515,6 +515,60 @@ static guint count_dir(const char *dir)
 	return n;
 }
 
+/* Snapshots of a spilling builder show what was added so far and stay
+ * valid after the builder goes on, finishes and is gone. */
+static void check_snapshots(const char *dir)
+{
+	CacheIndexBuilder *b = cache_index_builder_new(dir);
+	CacheIndexBuilder *heap = cache_index_builder_new(NULL);
+	CacheFolderIndex hdr = { .uidvalidity = 5, .exists = 3000 };
+	CacheFolderIndex *snap[2], *whole;
+	uint16_t kw = cache_keywords_intern("$Snap");
+	CacheMessage m = { 0 };
+
+	g_assert_null(cache_index_builder_snapshot(b, &hdr)); /* empty */
+	for (uint32_t i = 1; i <= 3000; i++) {
+		g_autofree char *name = g_strdup_printf("%u snap.eml", i);
+
+		m.uid = i;
+		m.size = i;
+		m.name = name;
+		m.keywords = i % 7 ? CACHE_KEYWORDS_NONE : kw;
+		g_assert_true(cache_index_builder_add(b, &m));
+		g_assert_true(cache_index_builder_add(heap, &m));
+		if (i == 1000)
+			snap[0] = cache_index_builder_snapshot(b, &hdr);
+		if (i == 2500)
+			snap[1] = cache_index_builder_snapshot(b, &hdr);
+	}
+	g_assert_null(cache_index_builder_snapshot(heap, &hdr));
+	cache_index_builder_free(heap);
+	whole = cache_index_builder_finish(b, &hdr, NULL);
+	g_assert_nonnull(whole);
+	for (guint s = 0; s < 2; s++) {
+		guint n = s ? 2500 : 1000;
+
+		g_assert_nonnull(snap[s]);
+		g_assert_cmpuint(snap[s]->uidvalidity, ==, 5);
+		g_assert_cmpuint(cache_folder_index_count(snap[s]), ==, n);
+		for (guint i = 0; i < n; i++) {
+			CacheMessage x, y;
+
+			cache_folder_index_get(snap[s], i, &x);
+			cache_folder_index_get(whole, i, &y);
+			g_assert_cmpuint(x.uid, ==, y.uid);
+			g_assert_cmpuint(x.size, ==, y.size);
+			g_assert_cmpuint(x.keywords, ==, y.keywords);
+			g_assert_cmpstr(x.name, ==, y.name);
+		}
+		g_assert_true(cache_folder_index_find(snap[s], n, &m, NULL));
+		g_assert_false(
+		    cache_folder_index_find(snap[s], n + 1, NULL, NULL));
+		cache_folder_index_free(snap[s]);
+	}
+	cache_folder_index_free(whole);
+}
+
 /* A spilled index is the same index, mapped from a file that is gone
  * from the directory; written to a file and mapped back, it is the same
  * again, and a damaged file is refused. */
@@ -532,6 +586,7 @@ static void test_spill_map(void)
 
 	g_assert_cmpuint(count_dir(dir), ==, 0);
 	assert_index_equal(heap, spilt);
+	check_snapshots(dir);
 	b = cache_folder_index_encode(spilt);
 	g_assert_true(g_bytes_equal(a, b));
 
