@@ -1,9 +1,9 @@
 /* cache/index.c: the folder index format, its checks and accessors, and
  * the folder list format.
  *
- * Pure code: no I/O (files and the builder are in cache/index-build.c), no
- * shared state except the CRC and keyword tables. All integers are
- * little-endian.
+ * No I/O (files, mappings and the builder are in cache/index-build.c; an
+ * image only unmaps itself when its last copy goes), no shared state
+ * except the CRC and keyword tables. All integers are little-endian.
  *
  * Folder index (version 3): fixed-size records, so that a mapped file is
  * read in place, message i at a known offset:

@@ -280,8 +280,10 @@ void fs_merge_foreach_flag_change(const CacheFolderIndex *old,
 
 	if (old->uidvalidity != now->uidvalidity)
 		return;
-	if (old->image == now->image && !old->overlay_len && !now->overlay_len)
-		return;
+	if (old->image == now->image &&
+	    !g_atomic_int_get(&((CacheFolderIndex *)old)->overlay_len) &&
+	    !g_atomic_int_get(&((CacheFolderIndex *)now)->overlay_len))
+		return; /* same records, none changed in place */
 	for (guint i = 0; i < n; i++) {
 		uint32_t uid = cache_folder_index_uid_at(old, i);
 		CacheMessage m, o;
