@@ -422,6 +422,7 @@ CacheFolderIndex *cache_folder_index_copy(const CacheFolderIndex *index)
 		g_hash_table_insert(copy->overlay, k,
 				    g_memdup2(v, sizeof(Patch)));
 	copy->overlay_len = g_hash_table_size(copy->overlay);
+	copy->generation = src->generation;
 	g_mutex_unlock(&src->lock);
 	return copy;
 }
@@ -524,6 +525,22 @@ static Patch *patch_of(CacheFolderIndex *index, uint32_t uid, guint pos)
 	return p;
 }
 
+guint cache_folder_index_changed(const CacheFolderIndex *index)
+{
+	return g_atomic_int_get(&((CacheFolderIndex *)index)->overlay_len);
+}
+
+guint cache_folder_index_generation(const CacheFolderIndex *index)
+{
+	CacheFolderIndex *ix = (CacheFolderIndex *)index;
+	guint g;
+
+	g_mutex_lock(&ix->lock);
+	g = ix->generation;
+	g_mutex_unlock(&ix->lock);
+	return g;
+}
+
 bool cache_folder_index_set_size(CacheFolderIndex *index, uint32_t uid,
 				 uint64_t size, bool exact)
 {
@@ -536,6 +553,7 @@ bool cache_folder_index_set_size(CacheFolderIndex *index, uint32_t uid,
 	p = patch_of(index, uid, pos);
 	p->size = size;
 	p->size_exact = exact;
+	index->generation++;
 	g_mutex_unlock(&index->lock);
 	return true;
 }
@@ -552,6 +570,7 @@ bool cache_folder_index_set_flags(CacheFolderIndex *index, uint32_t uid,
 	p = patch_of(index, uid, pos);
 	p->flags = flags;
 	p->keywords = keywords;
+	index->generation++;
 	g_mutex_unlock(&index->lock);
 	return true;
 }

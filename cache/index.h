@@ -48,6 +48,7 @@ typedef struct {
 	CacheIndexImage *image; /* NULL when empty; shared, immutable */
 	GHashTable *overlay;    /* uid -> changed record; under lock */
 	guint overlay_len;      /* atomic: 0 lets readers skip the lock */
+	guint generation;       /* in-place changes so far; under lock */
 	GMutex lock;
 } CacheFolderIndex;
 
@@ -80,6 +81,11 @@ void cache_folder_index_get(const CacheFolderIndex *index, guint i,
  * and its position into *pos (may be NULL); false when absent. */
 bool cache_folder_index_find(const CacheFolderIndex *index, uint32_t uid,
 			     CacheMessage *out, guint *pos);
+/* How many records were changed in place (the overlay's size), and a
+ * number that changes with every in-place update (a copy has its
+ * original's). */
+guint cache_folder_index_changed(const CacheFolderIndex *index);
+guint cache_folder_index_generation(const CacheFolderIndex *index);
 /* In-place updates (the overlay); false when uid is not listed. */
 bool cache_folder_index_set_size(CacheFolderIndex *index, uint32_t uid,
 				 uint64_t size, bool exact);

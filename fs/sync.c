@@ -433,6 +433,47 @@ static void flag_changed(void *user_data, const CacheMessage *old,
 			      now->keywords);
 }
 
+/* A listing with this many records changed in place (or an eighth of
+ * its records, if more) is saved and mapped anew from the saved file:
+ * each change costs heap until then, each rebase a rewrite. */
+#define OVERLAY_REBASE 4096
+
+static bool overlay_due(const CacheFolderIndex *idx)
+{
+	return cache_folder_index_changed(idx) >=
+	       MAX(OVERLAY_REBASE, cache_folder_index_count(idx) / 8);
+}
+
+/* After l was saved from copy: when nothing changed since, put the saved
+ * file, mapped, in l's place, and its overlay goes. Not for a partial
+ * listing (the whole one is still to come). */
+static void rebase_listing(FsMount *mnt, FsFolder *f, FsListing *l,
+			   const CacheFolderIndex *copy)
+{
+	CacheFolderIndex *idx = cache_store_load_index(mnt->store, f->raw);
+	FsListing *old = NULL;
+
+	if (!idx)
+		return;
+	g_mutex_lock(&f->lock);
+	if (f->listing == l && !l->partial &&
+	    cache_folder_index_generation(l->index) ==
+		cache_folder_index_generation(copy) &&
+	    idx->uidvalidity == l->index->uidvalidity &&
+	    fs_merge_same_uids(idx, l->index)) {
+		g_debug("listing of %s mapped anew from its saved file after "
+			"%u changes in place",
+			f->raw, cache_folder_index_changed(copy));
+		idx->name_tag = l->index->name_tag;
+		old = f->listing;
+		f->listing =
+		    fs_listing_new(l->folder_id, g_steal_pointer(&idx));
+	}
+	g_mutex_unlock(&f->lock);
+	cache_folder_index_free(idx);
+	fs_listing_unref(old);
+}
+
 static void save_if_dirty(FsFolder *f, void *data)
 {
 	FsMount *mnt = data;
@@ -452,6 +493,8 @@ static void save_if_dirty(FsFolder *f, void *data)
 
 	if (cache_store_save_index(mnt->store, f->raw, copy) < 0)
 		g_message("cannot save the listing of %s in the cache", f->raw);
+	else if (overlay_due(copy))
+		rebase_listing(mnt, f, l, copy);
 	cache_folder_index_free(copy);
 	fs_listing_unref(l);
 }
@@ -727,6 +770,12 @@ void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 				f->raw, uid, size, m.size);
 		cache_folder_index_set_size(f->listing->index, uid, size, true);
 		f->dirty = true;
+		/* Save and map anew (rebase_listing()), asked for again
+		 * every 1,024 changes until done. */
+		if (mnt->saver && !f->listing->partial &&
+		    overlay_due(f->listing->index) &&
+		    cache_folder_index_changed(f->listing->index) % 1024 == 0)
+			g_thread_pool_push(mnt->saver, f, NULL);
 	}
 	g_mutex_unlock(&f->lock);
 }
