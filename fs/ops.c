@@ -701,19 +701,19 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		fs_sync_verify_children(mnt, dh->folder);
 	}
 	for (size_t i = (size_t)off;; i++) {
-		int more = 0;
+		int more = 1;
 
 		/* Past the end of a partial listing: what is there goes out
-		 * first, the next call waits for the rest. */
-		if (!dir_item(mnt, dh, i, &name, &e, namebuf) &&
-		    (used > 0 || (more = whole_listing(mnt, dh)) <= 0 ||
-		     !dir_item(mnt, dh, i, &name, &e, namebuf))) {
-			if (more < 0) {
-				fuse_reply_err(req, EIO);
-				return;
-			}
-			break;
+		 * first, the next call waits for more. */
+		while (!dir_item(mnt, dh, i, &name, &e, namebuf) &&
+		       (more = used > 0 ? 0 : whole_listing(mnt, dh)) > 0)
+			;
+		if (more < 0) {
+			fuse_reply_err(req, EIO);
+			return;
 		}
+		if (more == 0)
+			break;
 		if (!fs_ops_add_entry(req, buf, size, &used, name, &e,
 				      (off_t)(i + 1), plus))
 			break;
