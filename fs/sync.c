@@ -118,11 +118,14 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 		.name = fs_name_format_message(c->fmt, &nf),
 	};
 
-	if (c->b && m->uid > cache_index_builder_last_uid(c->b) &&
-	    cache_index_builder_add(c->b, &cm)) {
-		guint n = cache_index_builder_count(c->b);
+	/* A message the builder refuses though in order (a write failed)
+	 * is dropped: the builder's finish reports the failure. */
+	if (c->b && m->uid > cache_index_builder_last_uid(c->b)) {
+		guint n = cache_index_builder_add(c->b, &cm)
+			      ? cache_index_builder_count(c->b)
+			      : 0;
 
-		if (c->preview &&
+		if (c->preview && n &&
 		    (n == PREVIEW_FIRST ||
 		     (n % 1024 == 0 && g_get_monotonic_time() - c->preview_at >=
 					   PREVIEW_EVERY_US)))
