@@ -14,7 +14,10 @@
  * literals into temp files next to their final names. A body is committed
  * only when complete and non-empty; each one completes its in-flight
  * entry as soon as it is stored, so a reader waiting for message 5 of a
- * prefetched batch 5..20 goes on at once.
+ * prefetched batch 5..20 goes on at once. Bodies missing from an answer
+ * are asked for again after catching up with the server (imap_catch_up():
+ * a pool connection may have selected the folder before they arrived);
+ * only what is still missing then fails with EIO.
  */
 #include "fs/fetch.h"
 
@@ -249,11 +252,12 @@ static int find_uid(const BodyJob *job, uint32_t uid)
 static fuse_ino_t body_ino(BodyJob *job, uint32_t uid)
 {
 	FsListing *l = fs_folder_get_listing(job->folder);
-	const CacheMessage *m = l && l->folder_id == job->folder_id
-				    ? cache_folder_index_find(l->index, uid)
-				    : NULL;
-	fuse_ino_t ino = m && m->gid ? fs_links_ino(m->gid)
-				     : fs_tree_message_ino(job->folder_id, uid);
+	CacheMessage m;
+	bool found = l && l->folder_id == job->folder_id &&
+		     cache_folder_index_find(l->index, uid, &m, NULL);
+	fuse_ino_t ino = found && m.gid
+			     ? fs_links_ino(m.gid)
+			     : fs_tree_message_ino(job->folder_id, uid);
 
 	fs_listing_unref(l);
 	return ino;
@@ -348,6 +352,59 @@ static int store_body(void *user_data, uint32_t uid, ImapBody *body)
 	return 0;
 }
 
+/* UID FETCH set into the cache through store_body(); a refusal that
+ * means "no more downloads today" stops the others too. */
+static int fetch_set(ImapConn *conn, BodyJob *job, const char *set,
+		     GError **error)
+{
+	int rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
+				   error);
+
+	if (rc < 0 && fs_quota_is_refusal(rc, error ? *error : NULL))
+		fs_quota_hit(job->mnt->fetch->quota,
+			     error && *error ? (*error)->message : "quota");
+	if (rc == 0)
+		fs_quota_ok(job->mnt->fetch->quota);
+	return rc;
+}
+
+/* The job's UIDs that no answer stored yet (NULL when none). */
+static GArray *missing_uids(BodyJob *job)
+{
+	GArray *missing = NULL;
+
+	for (guint i = 0; i < job->uids->len; i++) {
+		if (g_array_index(job->done, gboolean, i))
+			continue;
+		if (!missing)
+			missing = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+		g_array_append_val(missing,
+				   g_array_index(job->uids, uint32_t, i));
+	}
+	return missing;
+}
+
+/* Tagged OK without some of the bodies: this connection's view of the
+ * folder may predate them (it was selected before they arrived, and the
+ * listing learnt of them on another connection). Catch up with the server
+ * (imap_catch_up() step) and fetch those again. */
+static int refetch_missing(ImapConn *conn, BodyJob *job, unsigned step,
+			   GError **error)
+{
+	g_autoptr(GArray) missing = missing_uids(job);
+	g_autofree char *set = NULL;
+	int rc;
+
+	if (!missing)
+		return 0;
+	set = imap_uid_set(missing);
+	g_debug("%s UIDs %s: no body in the answer; catching up with the "
+		"server (step %u) and asking again",
+		job->folder->raw, set, step + 1);
+	rc = imap_catch_up(conn, step, error);
+	return rc < 0 ? rc : fetch_set(conn, job, set, error);
+}
+
 static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			GError **error)
 {
@@ -363,18 +420,16 @@ static int body_job_run(ImapConn *conn, const ImapMailboxState *st, void *data,
 			    job->uidvalidity);
 		return -ESTALE;
 	}
-	rc = imap_fetch_bodies(conn, set, &body_sink, job, store_body, job,
-			       error);
-	if (rc < 0 && fs_quota_is_refusal(rc, error ? *error : NULL))
-		fs_quota_hit(job->mnt->fetch->quota,
-			     error && *error ? (*error)->message : "quota");
+	rc = fetch_set(conn, job, set, error);
+	for (unsigned step = 0; rc == 0 && step < IMAP_CATCH_UP_STEPS; step++)
+		rc = refetch_missing(conn, job, step, error);
 	if (rc < 0)
 		return rc;
-	fs_quota_ok(job->mnt->fetch->quota);
 	for (guint i = 0; i < job->uids->len; i++) {
 		if (!g_array_index(job->done, gboolean, i)) {
-			/* Tagged OK without the data: an error for that
-			 * message, never an empty file. */
+			/* Tagged OK without the data, also after catching
+			 * up: an error for that message (expunged since,
+			 * most likely), never an empty file. */
 			g_message("%s UID %u: server sent no body",
 				  job->folder->raw,
 				  g_array_index(job->uids, uint32_t, i));
@@ -584,7 +639,7 @@ static bool body_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 		       guint pos)
 {
-	GArray *msgs = l->index->messages;
+	guint n = cache_folder_index_count(l->index);
 	uint64_t budget = PUSH_AHEAD_BYTES;
 	guint from, to;
 
@@ -593,9 +648,11 @@ static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 	if (rp->pushed_to > pos + 1 + PUSH_AHEAD_MESSAGES / 2)
 		return;
 	from = MAX(pos + 1, rp->pushed_to);
-	to = MIN(msgs->len, pos + 1 + PUSH_AHEAD_MESSAGES);
+	to = MIN(n, pos + 1 + PUSH_AHEAD_MESSAGES);
 	for (guint i = from; i < to; i++) {
-		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
+		CacheMessage mm, *m = &mm;
+
+		cache_folder_index_get(l->index, i, &mm);
 
 		if (m->size > budget)
 			break;
@@ -642,7 +699,7 @@ typedef struct {
 static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 			   uint64_t budget)
 {
-	GArray *msgs = l->index->messages;
+	guint n = cache_folder_index_count(l->index);
 	GArray *picks;
 	guint window, from, to;
 
@@ -654,10 +711,13 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 		return NULL;
 	picks = g_array_new(FALSE, FALSE, sizeof(Pick));
 	from = MAX(pos + 1, rp->queued_to);
-	to = MIN(msgs->len, pos + 1 + window);
+	to = MIN(n, pos + 1 + window);
 	for (guint i = from; i < to; i++) {
-		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
-		Pick p = { m->uid, m->size, m->gid };
+		CacheMessage mm, *m = &mm;
+		Pick p;
+
+		cache_folder_index_get(l->index, i, &mm);
+		p = (Pick){ m->uid, m->size, m->gid };
 
 		if (m->size > budget)
 			break;
@@ -900,13 +960,10 @@ int fs_fetch_open(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid,
 	int rc = 0;
 
 	if (first_read) {
-		CacheMessage *m = cache_folder_index_find(l->index, uid);
+		guint pos;
 
-		if (m)
-			maybe_prefetch(
-			    mnt, f, l,
-			    (guint)(m - &g_array_index(l->index->messages,
-						       CacheMessage, 0)));
+		if (cache_folder_index_find(l->index, uid, NULL, &pos))
+			maybe_prefetch(mnt, f, l, pos);
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
 		if (open_cached(mnt, f, folder_id, uidvalidity, uid, body) == 0)

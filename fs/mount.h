@@ -35,6 +35,7 @@ typedef struct {
 	struct FsWatch *watch; /* background refresh; NULL before the mount */
 	GThreadPool *verifier; /* checks persisted listings ahead of visits */
 	GThreadPool *saver;    /* persists listings */
+	GThreadPool *streamer; /* first listings of opened folders */
 	struct FsPreload *preload; /* STATUS of every folder (fs/preload.h) */
 	unsigned list_ahead;       /* --list-ahead (fs/preload.h) */
 

@@ -109,8 +109,17 @@ int imap_fetch_structure(ImapConn *conn, uint32_t uid, ImapBodyPart **out,
 	int rc;
 
 	*out = NULL;
-	rc = imap_conn_command(conn, structure_untagged, &ctx, error,
-			       "UID FETCH %u (UID BODYSTRUCTURE)", uid);
+	for (unsigned step = 0;; step++) {
+		rc = imap_conn_command(conn, structure_untagged, &ctx, error,
+				       "UID FETCH %u (UID BODYSTRUCTURE)", uid);
+		/* No answer: maybe new to this session (imap_catch_up()). */
+		if (rc < 0 || ctx.structure || ctx.rc < 0 ||
+		    step == IMAP_CATCH_UP_STEPS)
+			break;
+		rc = imap_catch_up(conn, step, error);
+		if (rc < 0)
+			break;
+	}
 	if (rc == 0 && (!ctx.structure || ctx.rc < 0)) {
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
 			    "no usable BODYSTRUCTURE for UID %u", uid);
@@ -168,9 +177,17 @@ int imap_fetch_section(ImapConn *conn, uint32_t uid, const char *section,
 	SectionCtx ctx = { uid, item, fn, user_data, false, 0 };
 	int rc;
 
-	rc = imap_conn_command_sink(
-	    conn, sink, sink_data, section_untagged, &ctx, error,
-	    "UID FETCH %u (UID %s.PEEK[%s])", uid, kind, section);
+	for (unsigned step = 0;; step++) {
+		rc = imap_conn_command_sink(
+		    conn, sink, sink_data, section_untagged, &ctx, error,
+		    "UID FETCH %u (UID %s.PEEK[%s])", uid, kind, section);
+		/* No answer: maybe new to this session (imap_catch_up()). */
+		if (rc < 0 || ctx.seen || step == IMAP_CATCH_UP_STEPS)
+			break;
+		rc = imap_catch_up(conn, step, error);
+		if (rc < 0)
+			break;
+	}
 	if (rc == 0 && !ctx.seen) {
 		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
 			    "no %s for UID %u", item, uid);

@@ -2,7 +2,10 @@
  *
  * Stateless: each function runs one command and turns the untagged answers
  * into callbacks. Untagged data that belongs to nobody (a FETCH for flags,
- * EXISTS, unknown responses) is ignored here.
+ * EXISTS, unknown responses) is ignored here. The exception: a FETCH of
+ * one message that comes back without it catches up with the server
+ * (imap_catch_up(): NOOP, then a new EXAMINE) and asks again, since the
+ * session may have selected the folder before the message arrived.
  */
 #include "imap/ops.h"
 #include "imap/search.h"
@@ -653,9 +656,17 @@ int imap_fetch_head(ImapConn *conn, uint32_t uid, uint32_t len, GBytes **out,
 	HeadCtx ctx = { uid, NULL };
 	int rc;
 
-	rc =
-	    imap_conn_command(conn, head_untagged, &ctx, error,
-			      "UID FETCH %u (UID BODY.PEEK[]<0.%u>)", uid, len);
+	for (unsigned step = 0;; step++) {
+		rc = imap_conn_command(conn, head_untagged, &ctx, error,
+				       "UID FETCH %u (UID BODY.PEEK[]<0.%u>)",
+				       uid, len);
+		/* No answer: maybe new to this session (imap_catch_up()). */
+		if (rc < 0 || ctx.head || step == IMAP_CATCH_UP_STEPS)
+			break;
+		rc = imap_catch_up(conn, step, error);
+		if (rc < 0)
+			break;
+	}
 	if (rc == 0 && (!ctx.head || g_bytes_get_size(ctx.head) > len)) {
 		/* Missing, or longer than asked: a mislabelled answer. */
 		g_clear_pointer(&ctx.head, g_bytes_unref);
@@ -807,14 +818,57 @@ int imap_fetch_envelope(ImapConn *conn, uint32_t uid, ImapEnvelope **out,
 	bool gmail = imap_conn_has_cap(conn, "X-GM-EXT-1");
 	int rc;
 
-	rc = imap_conn_command(conn, envelope_untagged, &ctx, error,
-			       "UID FETCH %u (UID ENVELOPE%s)", uid,
-			       gmail ? " X-GM-LABELS X-GM-MSGID X-GM-THRID"
-				     : "");
+	for (unsigned step = 0;; step++) {
+		rc = imap_conn_command(conn, envelope_untagged, &ctx, error,
+				       "UID FETCH %u (UID ENVELOPE%s)", uid,
+				       gmail ? " X-GM-LABELS X-GM-MSGID "
+					       "X-GM-THRID"
+					     : "");
+		/* No answer: maybe new to this session (imap_catch_up()). */
+		if (rc < 0 || ctx.env || step == IMAP_CATCH_UP_STEPS)
+			break;
+		rc = imap_catch_up(conn, step, error);
+		if (rc < 0)
+			break;
+	}
 	if (rc < 0) {
 		imap_envelope_free(ctx.env);
 		ctx.env = NULL;
 	}
 	*out = ctx.env;
+	return rc;
+}
+
+/* ---- a session behind the server ---- */
+
+int imap_catch_up(ImapConn *conn, unsigned step, GError **error)
+{
+	g_autofree char *mailbox = g_strdup(imap_conn_selected(conn));
+	bool condstore = imap_conn_modseq_caps(conn) & IMAP_MODSEQ_CONDSTORE;
+	ImapMailboxState before = { 0 }, now = { 0 };
+	int rc;
+
+	if (!mailbox) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
+			    "no folder selected to catch up with");
+		return -EINVAL;
+	}
+	/* NOOP is how a client asks for news (RFC 9051 6.1.2): the EXISTS
+	 * it brings puts the new messages into the session's view. */
+	if (step == 0)
+		return imap_conn_command(conn, NULL, NULL, error, "NOOP");
+	/* A server that shows new mail only to a new EXAMINE. The UIDs the
+	 * caller asks for must still mean the same messages. */
+	imap_conn_examine(conn, mailbox, &before, NULL); /* selected: no I/O */
+	rc = imap_conn_examine_with(conn, mailbox,
+				    condstore ? "(CONDSTORE)" : NULL, NULL,
+				    NULL, &now, error);
+	if (rc == 0 && now.uidvalidity != before.uidvalidity) {
+		g_set_error(error, IMAP_ERROR, IMAP_ERROR_PROTOCOL,
+			    "folder %s changed on the server (UIDVALIDITY %u, "
+			    "expected %u)",
+			    mailbox, now.uidvalidity, before.uidvalidity);
+		rc = -ESTALE;
+	}
 	return rc;
 }

@@ -127,6 +127,18 @@ int imap_fetch_bodies(ImapConn *conn, const char *uid_set,
 		      const ImapLiteralSink *sink, void *sink_data,
 		      ImapBodyFn fn, void *user_data, GError **error);
 
+/* A connection that has had its folder selected since before a message
+ * arrived may not see that message yet: Courier answers a UID FETCH of it
+ * with OK and no data until the next NOOP, Dovecot with OK, no data and
+ * the EXISTS (so only the next FETCH works); Cyrus sees it at once. Call
+ * this when a FETCH came back without a message the listing has, then
+ * FETCH it again: step 0 sends NOOP, step 1 EXAMINEs the selected folder
+ * anew; IMAP_CATCH_UP_STEPS steps in all. Returns 0, -ESTALE when the
+ * folder's UIDVALIDITY changed (the UIDs asked for are void), or another
+ * -errno, with error set. */
+#define IMAP_CATCH_UP_STEPS 2u
+int imap_catch_up(ImapConn *conn, unsigned step, GError **error);
+
 /* UID FETCH uid (UID BODY.PEEK[]<0.len>): the first len bytes (fewer when
  * the message is shorter) into *out (g_bytes_unref). -EIO when the answer
  * has no such data. */

@@ -7,7 +7,8 @@
  * oldest command still waiting, or to the TAG an ESEARCH answer names);
  * the same one by one when the criteria need synchronising literals.
  * Pipelined EXAMINEs bypass imap_conn_examine(), so the connection is told
- * to forget its selected mailbox afterwards.
+ * to forget its selected mailbox afterwards. A mailbox selected already
+ * gets a NOOP before its SEARCH: the session may predate new messages.
  */
 #include "imap/search-run.h"
 
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "imap/conn-private.h"
+#include "imap/ops.h"
 #include "imap/search.h"
 
 /* Mailboxes per pipelined batch: about 10 KB of commands, which a socket
@@ -171,9 +173,14 @@ static int run_serial(ImapConn *conn, const char *search, GPtrArray *crit,
 		ImapMailboxState st;
 		RunCtx ctx = { .conn = conn, .targets = t, .only = &t[i] };
 		g_autoptr(GError) local = NULL;
+		const char *sel = imap_conn_selected(conn);
+		bool kept = sel && strcmp(sel, t[i].mailbox) == 0;
 
 		t[i].status =
 		    imap_conn_examine(conn, t[i].mailbox, &st, &local);
+		/* Selected already: see what arrived since. */
+		if (t[i].status == 0 && kept)
+			t[i].status = imap_catch_up(conn, 0, &local);
 		if (t[i].status < 0) {
 			rc = imap_conn_is_broken(conn) ? t[i].status : 0;
 			if (rc < 0)
@@ -192,7 +199,7 @@ static int run_serial(ImapConn *conn, const char *search, GPtrArray *crit,
 
 /* ---- pipelined ---- */
 
-/* One batch of targets t[0..n): EXAMINE and SEARCH each (SEARCH alone
+/* One batch of targets t[0..n): EXAMINE and SEARCH each (NOOP and SEARCH
  * when the one mailbox is selected already). *bad gets a target whose
  * SEARCH was refused. */
 static int run_batch(ImapConn *conn, const char *search_line,
@@ -208,6 +215,7 @@ static int run_batch(ImapConn *conn, const char *search_line,
 		       .targets = t,
 		       .line_target = line_target,
 		       .line_search = line_search };
+	bool keep = false; /* the one mailbox was selected: it stays */
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
@@ -217,12 +225,13 @@ static int run_batch(ImapConn *conn, const char *search_line,
 			t[i].status = -EINVAL;
 			continue;
 		}
-		if (!(n == 1 && sel && strcmp(sel, t[i].mailbox) == 0)) {
-			line_target[lines->len] = &t[i];
-			line_search[lines->len] = false;
-			g_ptr_array_add(lines,
-					g_strdup_printf("EXAMINE %s", q));
-		}
+		keep = n == 1 && sel && strcmp(sel, t[i].mailbox) == 0;
+		line_target[lines->len] = &t[i];
+		line_search[lines->len] = false;
+		/* Selected already: NOOP first, in the same round trip, so
+		 * that the search sees what arrived since (imap_catch_up()). */
+		g_ptr_array_add(lines, keep ? g_strdup("NOOP")
+					    : g_strdup_printf("EXAMINE %s", q));
 		line_target[lines->len] = &t[i];
 		line_search[lines->len] = true;
 		g_ptr_array_add(lines, g_strdup(search_line));
@@ -231,7 +240,7 @@ static int run_batch(ImapConn *conn, const char *search_line,
 		return 0;
 	rc = imap_conn_pipeline(conn, (char **)lines->pdata, lines->len,
 				statuses, run_untagged, &ctx, error);
-	if (lines->len > 1 || !line_search[0])
+	if (!keep)
 		imap_conn_forget_selected(conn);
 	if (rc < 0)
 		return rc;

@@ -1138,3 +1138,29 @@ def compare_bodies(t, client, view, files, what="every file equals "
                     p, os.stat(p).st_size, len(body)))
     t.all_ok("%s (%d files, %d bytes)" % (what, n, size), problems)
     return n
+
+
+def read_files_at_once(paths):
+    """Read every path from a thread of its own, all started together (so
+    the daemon's fetches spread over its pool of connections). Returns
+    {path: bytes, or the OSError that reading raised}."""
+    got = {}
+
+    def one(p):
+        try:
+            got[p] = read_file(p)
+        except OSError as e:
+            got[p] = e
+    threads = [threading.Thread(target=one, args=(p,)) for p in paths]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return got
+
+
+def fetch_errors(text):
+    """The daemon's log lines saying that a body fetch failed: each one is
+    a read that got EIO (perhaps hidden by the kernel trying again)."""
+    return [ln for ln in text.splitlines()
+            if "server sent no body" in ln or "cannot fetch " in ln]

@@ -2,8 +2,10 @@
 """test_servers SERVER: the core checks against Cyrus IMAP or Courier-IMAP
 (harness_servers), over implicit TLS and over STARTTLS: the tree as the
 default namespace mapping shows it, exact bytes, grep, flags untouched,
-live updates in INBOX and in another folder, resync after a remount with
-changes made while unmounted, and a clean TLS close at unmount.
+live updates in INBOX and in another folder, new messages read all at once
+(over connections that selected INBOX before they came), resync after a
+remount with changes made while unmounted, and a clean TLS close at
+unmount.
 
 $IMAPFS_TEST_SERVERS: "ci" (default) runs everything over imaps:// and
 the tree, bytes and flags over imap:// (STARTTLS), without the 3.8 MB
@@ -104,6 +106,45 @@ def wait_file(t, m, folder, uid, want, label):
                 "%s: the new message in %s reads right" % (label, folder))
 
 
+def read_new_at_once(t, m, client, srv, label, rounds=2, count=6):
+    """Messages appended while mounted, read all at once as soon as they
+    show. The reads spread over the pool's connections; from the second
+    round on, most of those selected INBOX before the new messages arrived,
+    and Courier answers a FETCH of such a message with OK and no data until
+    that connection sends NOOP (the daemon must catch up, not fail)."""
+    d = h.folder_path(m, "INBOX")
+    log_before = len(m.stderr_text())
+    for r in range(rounds):
+        want = {}
+        for i in range(count):
+            uid, body = append(client, "INBOX", "burst-%s-%d-%d" % (
+                label.split()[-1], r, i), srv.crlf_only)
+            want[uid] = body
+            # Courier refuses APPEND to the folder the client examines.
+            client.conn.close()
+            client.selected = None
+
+        def all_listed():
+            names = h.list_message_files(d)
+            return names if set(want) <= set(names) else None
+        names = h.wait_for(all_listed, LIVE_BOUND, interval=0.25)
+        t.check(names is not None, "%s: %d new INBOX messages show up "
+                "(round %d)" % (label, count, r + 1))
+        if not names:
+            return
+        paths = {uid: os.path.join(d, names[uid]) for uid in want}
+        got = h.read_files_at_once(list(paths.values()))
+        t.all_ok("%s: %d new INBOX messages read all at once read right "
+                 "(round %d)" % (label, count, r + 1),
+                 ["UID %d: %s" % (uid, got[p] if isinstance(got[p], OSError)
+                                  else "%d bytes, server has %d" % (
+                                      len(got[p]), len(want[uid])))
+                  for uid, p in sorted(paths.items())
+                  if got[p] != want[uid]])
+    t.all_ok("%s: no body fetch failed while reading new messages" % label,
+             h.fetch_errors(m.stderr_text()[log_before:]))
+
+
 def append(client, folder, key, crlf):
     data = h.make_message(key, "Live %s" % key, int(time.time()),
                           body="Appended by the test: %s.\n" % key)
@@ -153,6 +194,7 @@ def run_mode(t, srv, client, msgs, mode, full):
         uid, body = append(client, folder, "live-%s-%s" % (
             mode, folder.lower()), srv.crlf_only)
         wait_file(t, m, folder, uid, body, label)
+    read_new_at_once(t, m, client, srv, label)
     # A folder created while mounted shows up (the folder list is
     # re-read every 15 s without NOTIFY).
     client.create(hs.folder_raw("Live"))

@@ -2,8 +2,10 @@
 """test_new_mail: while mounted (default --poll-interval, 60 s), another
 client APPENDs to INBOX and to another listed folder, and expunges from
 both: each change shows in `ls` within 5 s, for the process that listed the
-folder just before too; an expunged file's old path fails with ENOENT, also
-when its body had been read (cached) before."""
+folder just before too; new messages read all at once read right (no
+fetch fails on a connection that selected INBOX before they came); an
+expunged file's old path fails with ENOENT, also when its body had been
+read (cached) before."""
 
 import errno
 import os
@@ -158,6 +160,30 @@ def body(t):
     t.check(ok, "INBOX: a burst of 30 appends shows within %.0f s (%.1fs)"
             % (LIVE, secs), "missing %s" % sorted(
                 set(burst) - (L.uids_in(names) or set()))[:10])
+
+    # New mail read all at once, in two rounds: the reads spread over the
+    # pool's connections, and in the second one most of them selected
+    # INBOX before the new messages arrived (Dovecot answers the first
+    # FETCH of such a message with OK, no data and the EXISTS: the daemon
+    # must catch up and ask again, not fail the read).
+    log_before = len(m.stderr_text())
+    for n in (1, 2):
+        uids = burst if n == 1 else [
+            admin.append("INBOX", L.message("again-%d" % i, "Again %d" % i))
+            for i in range(8)]
+        ok, secs, names = L.wait_ls(
+            inbox, lambda ns: set(uids) <= L.uids_in(ns), LIVE)
+        paths = {h.uid_of_name(x): os.path.join(inbox, x)
+                 for x in names or [] if h.uid_of_name(x) in uids}
+        got = h.read_files_at_once(list(paths.values()))
+        t.all_ok("INBOX: %d new messages read all at once read the server's "
+                 "bytes (round %d)" % (len(uids), n),
+                 ["UID %d: %s" % (u, h.short(got[p]))
+                  for u, p in sorted(paths.items())
+                  if got[p] != admin.body("INBOX", u)] +
+                 ["UID %d: not listed" % u for u in uids if u not in paths])
+    t.all_ok("INBOX: no body fetch failed while reading new messages",
+             h.fetch_errors(m.stderr_text()[log_before:]))
 
     # Folders with names that are not atoms on the wire.
     for f in ODD:

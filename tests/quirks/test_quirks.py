@@ -20,6 +20,11 @@ Cases (run one with: test_quirks.py CASE ...):
   connection_limit                       a server that allows 3 connections
                                           and says BYE [UNAVAILABLE] to more:
                                           the pool shrinks, no read fails
+  body_new_to_session, body_new_to_examine, envelope_new_to_session,
+  search_new_to_session                   a message new to the connection
+                                          (OK without data until NOOP, or
+                                          until EXAMINE): read, and found
+                                          by a search, at once
 """
 
 import errno
@@ -654,6 +659,102 @@ def case_connection_limit(t):
     q.check_unmount(t, m, label)
 
 
+# ---------------------------------------------------------------------------
+# A message new to the session that fetches it
+
+ENVELOPE2 = (b'("Fri, 01 Mar 2024 09:00:00 +0000" "New to the session" '
+             b'(("Fake Sender" NIL "sender" "example.org")) NIL NIL '
+             b'((NIL NIL "fake-user" "localhost")) NIL NIL NIL "<m2@x>")')
+
+
+def new_to_session_case(t, label, news, what="body"):
+    """UID 2 arrives after the pool's one connection selected INBOX: like
+    Courier, the server answers a FETCH of it (what: its body, or its
+    envelope for an extended attribute) with OK and no data until that
+    connection sends one of the commands in news (NOOP shows new mail on
+    Courier; a server may show it only to a new EXAMINE). The daemon must
+    catch up and answer at once, never fail the read."""
+    acct = q.small_account()
+    msg = inbox(acct).by_uid(2)
+    msg.extra["ENVELOPE"] = ENVELOPE2
+    srv = fk.FakeImap(acct).start()
+    m = q.mount(srv, args=["--connections=1", "--xattr"]).start()
+    p = q.message_path(m, "INBOX", 2)  # the pool's connection selects INBOX
+    t.require(p is not None, "%s: the file of UID 2 is listed" % label)
+
+    def caught_up(ctx):
+        ctx.conn.caught_up = True
+        return [fk.DEFAULT]
+    for cmd in news:
+        srv.add_rule(r"^%s\b" % cmd, caught_up)
+    examines = srv.count(r"^EXAMINE")
+    if what == "search":
+        # The search answer of a session that has not seen UID 2.
+        unseen = srv.add_rule(
+            r"^UID SEARCH", lambda ctx: ctx.conn.do_search(
+                ctx.tag, ctx.cmd + b" UID 1,3:*"),
+            when=lambda ctx: not getattr(ctx.conn, "caught_up", False))
+    else:
+        unseen = srv.add_rule(
+            BODY2 if what == "body" else rb"^UID FETCH 2 \(UID ENVELOPE",
+            [b"{tag} OK UID FETCH completed\r\n"],
+            when=lambda ctx: not getattr(ctx.conn, "caught_up", False))
+    if what == "search":
+        d = os.path.join(os.path.dirname(p), ".search", "ALL")
+        try:
+            got = sorted(h.uid_of_name(os.readlink(os.path.join(d, n))
+                                       .split("/")[-1])
+                         for n in os.listdir(d))
+        except OSError as e:
+            got = "error %s" % errno.errorcode.get(e.errno, e.errno)
+        want = sorted(x.uid for x in inbox(acct).messages)
+        t.equal(got, want, "%s: the first search finds UID 2 too" % label)
+    elif what == "body":
+        rc, data, err, el = h.cat(p)
+        t.check(rc == 0 and data == msg.body, "%s: the first read returns "
+                "the right %d bytes" % (label, len(msg.body)),
+                "rc %s, %d bytes, stderr %r after %.1fs" % (
+                    rc, len(data), err.strip(), el))
+    else:
+        try:
+            got = os.getxattr(p, "user.mail.subject").decode()
+        except OSError as e:
+            got = "error %s" % errno.errorcode.get(e.errno, e.errno)
+        t.equal(got, "New to the session", "%s: user.mail.subject comes "
+                "from the envelope at the first try" % label)
+    if what == "search":
+        # NOOP before the SEARCH keeps the rule from answering: the case
+        # was exercised if no new EXAMINE refreshed the session instead.
+        t.equal(srv.count(r"^EXAMINE"), examines, "%s: the search ran on "
+                "the connection that selected INBOX before" % label)
+    else:
+        t.check(unseen.hits >= 1, "%s: the server did answer a FETCH of "
+                "UID 2 without it (the case was exercised)" % label,
+                "hits %d" % unseen.hits)
+    t.all_ok("%s: the daemon logs no failed fetch" % label,
+             h.fetch_errors(m.stderr_text()))
+    q.check_read_only(t, srv, label)
+    q.check_unmount(t, m, label)
+
+
+def case_body_new_to_session(t):
+    new_to_session_case(t, "body_new_to_session", ["NOOP", "EXAMINE"])
+
+
+def case_body_new_to_examine(t):
+    new_to_session_case(t, "body_new_to_examine", ["EXAMINE"])
+
+
+def case_envelope_new_to_session(t):
+    new_to_session_case(t, "envelope_new_to_session", ["NOOP", "EXAMINE"],
+                        what="envelope")
+
+
+def case_search_new_to_session(t):
+    new_to_session_case(t, "search_new_to_session", ["NOOP", "EXAMINE"],
+                        what="search")
+
+
 CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
          case_size_larger_big, case_size_zero,
          case_head_as_asked, case_head_short, case_head_long,
@@ -664,7 +765,9 @@ CASES = [case_size_smaller, case_size_larger, case_size_smaller_big,
          case_bye_before_body_once, case_bye_after_body,
          case_bye_mid_literal, case_close_mid_literal_once,
          case_bye_in_listing, case_stall_mid_literal, case_slow_but_steady,
-         case_connection_limit]
+         case_connection_limit, case_body_new_to_session,
+         case_body_new_to_examine, case_envelope_new_to_session,
+         case_search_new_to_session]
 
 if __name__ == "__main__":
     q.run_cases("test_quirks", CASES)

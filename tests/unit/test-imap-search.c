@@ -366,7 +366,8 @@ static void test_run_pipelined(void)
 }
 
 /* Gmail: "gmail:" becomes X-GM-RAW, with the selected folder searched
- * at once (no EXAMINE). */
+ * at once (no EXAMINE; a NOOP in the same round trip, so that the search
+ * sees what arrived since the EXAMINE). Tags: A3 EXAMINE, A4 NOOP. */
 static void test_run_gmail(void)
 {
 	static const char *const script[] = {
@@ -374,7 +375,10 @@ static void test_run_gmail(void)
 		"C:EXAMINE \"INBOX\"",
 		"S:* OK [UIDVALIDITY 11] ok",
 		"S:$T OK [READ-ONLY] done",
+		"C:NOOP",
 		"C:UID SEARCH X-GM-RAW \"from:alice has:attachment\"",
+		"S:* 13 EXISTS",
+		"S:A4 OK noop",
 		"S:* SEARCH 12 4",
 		"S:$T OK done",
 		NULL
