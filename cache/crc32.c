@@ -40,9 +40,10 @@ static const CrcTables *tables(int which)
 	return which ? &castagnoli : &ieee;
 }
 
-static uint32_t sliced(const CrcTables *c, const uint8_t *p, size_t len)
+static uint32_t sliced(const CrcTables *c, uint32_t start, const uint8_t *p,
+		       size_t len)
 {
-	uint32_t v = 0xFFFFFFFFu;
+	uint32_t v = start ^ 0xFFFFFFFFu;
 
 	while (len >= 8) {
 		uint32_t lo = v ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
@@ -64,7 +65,12 @@ static uint32_t sliced(const CrcTables *c, const uint8_t *p, size_t len)
 
 uint32_t cache_crc32(const void *p, size_t len)
 {
-	return sliced(tables(0), p, len);
+	return sliced(tables(0), 0, p, len);
+}
+
+uint32_t cache_crc32_update(uint32_t crc, const void *p, size_t len)
+{
+	return sliced(tables(0), crc, p, len);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -96,11 +102,11 @@ uint32_t cache_crc32c(const void *p, size_t len)
 		has_sse42 = __builtin_cpu_supports("sse4.2") ? 1 : 0;
 	if (has_sse42)
 		return crc32c_sse42(p, len);
-	return sliced(tables(1), p, len);
+	return sliced(tables(1), 0, p, len);
 }
 #else
 uint32_t cache_crc32c(const void *p, size_t len)
 {
-	return sliced(tables(1), p, len);
+	return sliced(tables(1), 0, p, len);
 }
 #endif

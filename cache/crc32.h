@@ -7,6 +7,8 @@
 /* CRC-32 (IEEE 802.3, reflected), as zlib computes it: folder indexes and
  * folder lists. Thread-safe (tables are built once). */
 uint32_t cache_crc32(const void *p, size_t len);
+/* The CRC-32 of what crc covered followed by p (crc 0: nothing yet). */
+uint32_t cache_crc32_update(uint32_t crc, const void *p, size_t len);
 
 /* CRC-32C (Castagnoli, reflected), as iSCSI and ext4 compute it: pack
  * records, checked on every first read of a body, so it uses the CPU's

@@ -1,21 +1,26 @@
-/* cache/index.c: binary encoding of folder indexes and folder lists.
+/* cache/index.c: the folder index format, its checks and accessors, and
+ * the folder list format.
  *
- * Pure code: no I/O, no shared state except the CRC tables, which are built
- * once under g_once. All integers are little-endian.
+ * No I/O (files, mappings and the builder are in cache/index-build.c; an
+ * image only unmaps itself when its last copy goes), no shared state
+ * except the CRC and keyword tables. All integers are little-endian.
  *
- * Folder index (version 2):
- *   "IMFSIDX1"  u32 version  u32 uidvalidity  u32 uidnext  u32 exists
- *   u64 highestmodseq  u32 count
- *   u32 name_tag  u32 kwcount  kwcount x { u32 len  keyword string }
- *   count x { u32 uid  u8 flags  u8 imap_flags  u16 keyword (index into the
- *             keyword strings above, 0 for none, the first string being
- *             number 1)  u64 size  i64 internaldate
- *             [u64 gid, when flags has 0x02]
- *             u32 name_len  name bytes (no NUL) }
+ * Folder index (version 3): fixed-size records, so that a mapped file is
+ * read in place, message i at a known offset:
+ *   header (48 bytes): "IMFSIDX1"  u32 version  u32 uidvalidity
+ *     u32 uidnext  u32 exists  u64 highestmodseq  u32 count  u32 name_tag
+ *     u32 names_len  u32 kwcount
+ *   count x 40-byte records, UIDs strictly ascending:
+ *     u32 uid  u8 flags (0x01: size exact)  u8 imap_flags  u16 keyword
+ *     (number of a string of the keyword table, 0 for none, numbered in
+ *     order of first use)  u64 size  i64 internaldate  u64 gid (0: none)
+ *     u32 name_off  u32 name_len
+ *   names_len bytes: each record's name followed by a NUL, in record order
+ *     (name_off is the running offset: the encoding stays canonical)
+ *   kwcount x { u32 len  keyword string }
  *   u32 crc32 of every byte before it
- * Version 1 had no keyword table and no imap_flags or keyword fields. It
- * still decodes: flags come out unknown and the MODSEQ 0, so that the next
- * resync fetches every message's flags.
+ * Versions 1 and 2 (variable-length records) are not read: such an index is
+ * treated as damaged and removed, and the folder is listed anew.
  * Folder list:
  *   "IMFSLST1"  u32 version  u32 count
  *   count x { u8 delimiter  u32 flags  u32 name_len  name bytes (no NUL) }
@@ -27,27 +32,19 @@
 #include "cache/index.h"
 
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cache/crc32.h"
 #include "cache/flags.h"
+#include "cache/index-private.h"
 
-#define INDEX_MAGIC "IMFSIDX1"
 #define LIST_MAGIC "IMFSLST1"
 #define MAGIC_LEN 8
 #define FORMAT_VERSION 1u /* the folder list */
-#define INDEX_VERSION 2u
-#define INDEX_VERSION_V1 1u
-
-#define INDEX_HEADER_LEN (MAGIC_LEN + 4 + 4 + 4 + 4 + 8 + 4)
-#define INDEX_RECORD_MIN (4 + 1 + 1 + 2 + 8 + 8 + 4)
-#define INDEX_RECORD_MIN_V1 (4 + 1 + 8 + 8 + 4)
 #define LIST_HEADER_LEN (MAGIC_LEN + 4 + 4)
 #define LIST_RECORD_MIN (1 + 4 + 4)
 #define CRC_LEN 4
 
-#define MSG_SIZE_EXACT 0x01u
-#define MSG_HAS_GID 0x02u
-#define MSG_FLAGS_KNOWN (MSG_SIZE_EXACT | MSG_HAS_GID)
 #define FOLDER_FLAGS_KNOWN                                                     \
 	(CACHE_FOLDER_NOSELECT | CACHE_FOLDER_NOINFERIORS |                    \
 	 CACHE_FOLDER_NONEXISTENT)
@@ -65,12 +62,6 @@ static void put_u8(Out *o, uint8_t v)
 static void put_u32(Out *o, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
-		*o->p++ = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(Out *o, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
 		*o->p++ = (uint8_t)(v >> (8 * i));
 }
 
@@ -97,29 +88,13 @@ static bool get_u8(In *in, uint8_t *v)
 	return true;
 }
 
-static uint32_t load_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 static bool get_u32(In *in, uint32_t *v)
 {
 	if (in->left < 4)
 		return false;
-	*v = load_u32(in->p);
+	*v = index_load_u32(in->p);
 	in->p += 4;
 	in->left -= 4;
-	return true;
-}
-
-static bool get_u64(In *in, uint64_t *v)
-{
-	if (in->left < 8)
-		return false;
-	*v = (uint64_t)load_u32(in->p) | (uint64_t)load_u32(in->p + 4) << 32;
-	in->p += 8;
-	in->left -= 8;
 	return true;
 }
 
@@ -174,14 +149,14 @@ static bool check_envelope(const void *data, size_t len, const char *magic,
 			    "%s: bad magic", what);
 		return false;
 	}
-	*version = load_u32(p + MAGIC_LEN);
+	*version = index_load_u32(p + MAGIC_LEN);
 	if (*version < 1 || *version > max_version) {
 		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
 			    "%s: unsupported version %" G_GUINT32_FORMAT, what,
 			    *version);
 		return false;
 	}
-	stored = load_u32(p + len - CRC_LEN);
+	stored = index_load_u32(p + len - CRC_LEN);
 	if (cache_crc32(p, len - CRC_LEN) != stored) {
 		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
 			    "%s: checksum mismatch", what);
@@ -199,27 +174,220 @@ static GBytes *finish(uint8_t *buf, size_t len, Out *o)
 	return g_bytes_new_take(buf, len);
 }
 
-static void message_clear(gpointer data)
-{
-	CacheMessage *m = data;
+/* ---- folder index: checks ---- */
 
-	g_clear_pointer(&m->name, g_free);
+static bool index_fail(GError **error, const char *what)
+{
+	g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "cache index: %s",
+		    what);
+	return false;
 }
 
-static GArray *message_array_new(guint reserve)
+/* The keyword table at p (kwcount strings, ending exactly at end) into
+ * img->kw as interned ids. */
+static bool check_keywords(CacheIndexImage *img, const uint8_t *p,
+			   const uint8_t *end, GError **error)
 {
-	GArray *a =
-	    g_array_sized_new(FALSE, FALSE, sizeof(CacheMessage), reserve);
+	In in = { p, (size_t)(end - p) };
 
-	g_array_set_clear_func(a, message_clear);
-	return a;
+	if (img->kwcount > 65535 || img->kwcount > in.left / 4)
+		return index_fail(error, "keyword table truncated");
+	img->kw = g_new0(uint16_t, img->kwcount + 1);
+	for (guint i = 1; i <= img->kwcount; i++) {
+		g_autofree char *kw = get_name(&in, "cache index", error);
+		uint16_t id;
+
+		if (!kw)
+			return false;
+		/* What the encoder never writes would not re-encode the same.
+		 */
+		if (!*kw || strlen(kw) > CACHE_KEYWORDS_MAX_LEN)
+			return index_fail(error, "bad keyword string");
+		id = cache_keywords_intern(kw);
+		for (guint j = 1; j < i; j++)
+			if (id != CACHE_KEYWORDS_OVERFLOW && img->kw[j] == id)
+				return index_fail(error,
+						  "keyword string twice");
+		img->kw[i] = id;
+	}
+	if (in.left) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "cache index: %zu trailing bytes", in.left);
+		return false;
+	}
+	return true;
 }
+
+/* One record against the previous UID, the names and the keyword
+ * numbers used so far. */
+static bool check_record(const CacheIndexImage *img, const uint8_t *r,
+			 uint32_t *prev, uint32_t *name_at, guint *kw_used,
+			 GError **error)
+{
+	uint32_t uid = index_load_u32(r + REC_UID);
+	guint kw = (guint)r[REC_KEYWORD] | (guint)r[REC_KEYWORD + 1] << 8;
+	uint32_t off = index_load_u32(r + REC_NAME_OFF);
+	uint32_t nl = index_load_u32(r + REC_NAME_LEN);
+
+	if (uid <= *prev)
+		return index_fail(error, "uids not strictly ascending");
+	*prev = uid;
+	if ((r[REC_FLAGS] & ~INDEX_MSG_SIZE_EXACT) ||
+	    (r[REC_IMAP_FLAGS] & ~CACHE_FLAGS_ALL)) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "cache index: unknown message flags 0x%x",
+			    r[REC_FLAGS]);
+		return false;
+	}
+	/* Strings are numbered in order of first use. */
+	if (kw > img->kwcount || kw > *kw_used + 1) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "cache index: keyword %u out of range", kw);
+		return false;
+	}
+	*kw_used = MAX(*kw_used, kw);
+	if (off != *name_at)
+		return index_fail(error, "name offset out of order");
+	if (nl >= img->names_len - off)
+		return index_fail(error, "truncated name");
+	if (img->names[off + nl] != '\0')
+		return index_fail(error, "name not terminated");
+	if (memchr(img->names + off, '\0', nl))
+		return index_fail(error, "name contains a NUL byte");
+	*name_at = off + nl + 1;
+	return true;
+}
+
+/* Magic, version, checksum and the lengths of the header. */
+static bool check_header(CacheIndexImage *img, bool verify_crc, GError **error)
+{
+	const uint8_t *p = img->base;
+	size_t len = img->len, room;
+	uint32_t version;
+
+	if (!p || len < INDEX_HEADER_LEN + INDEX_CRC_LEN)
+		return index_fail(error, "truncated");
+	if (memcmp(p, INDEX_MAGIC, INDEX_MAGIC_LEN) != 0)
+		return index_fail(error, "bad magic");
+	version = index_load_u32(p + HDR_VERSION);
+	if (version != INDEX_VERSION) {
+		g_set_error(
+		    error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+		    "cache index: unsupported version %" G_GUINT32_FORMAT,
+		    version);
+		return false;
+	}
+	if (verify_crc && cache_crc32(p, len - INDEX_CRC_LEN) !=
+			      index_load_u32(p + len - INDEX_CRC_LEN))
+		return index_fail(error, "checksum mismatch");
+	img->count = index_load_u32(p + HDR_COUNT);
+	img->names_len = index_load_u32(p + HDR_NAMES_LEN);
+	img->kwcount = index_load_u32(p + HDR_KWCOUNT);
+	room = len - INDEX_HEADER_LEN - INDEX_CRC_LEN;
+	/* Bound everything by what the buffer can actually hold. */
+	if (img->count > room / INDEX_RECORD_LEN) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "cache index: message count %u exceeds the data",
+			    img->count);
+		return false;
+	}
+	room -= (size_t)img->count * INDEX_RECORD_LEN;
+	if (img->names_len > room)
+		return index_fail(error, "names truncated");
+	img->recs = p + INDEX_HEADER_LEN;
+	img->names =
+	    (const char *)img->recs + (size_t)img->count * INDEX_RECORD_LEN;
+	return true;
+}
+
+static void image_release(CacheIndexImage *img, bool with_base)
+{
+	if (img->names_map)
+		munmap(img->names_map, img->names_map_len);
+	if (with_base && img->mapped)
+		munmap((void *)img->base, img->len);
+	else if (with_base)
+		g_free((void *)img->base);
+	g_free(img->kw);
+	g_free(img);
+}
+
+CacheIndexImage *index_image_open(const uint8_t *base, size_t len, bool mapped,
+				  bool verify_crc, GError **error)
+{
+	CacheIndexImage *img = g_new0(CacheIndexImage, 1);
+	uint32_t prev = 0, name_at = 0;
+	guint kw_used = 0;
+
+	img->ref = 1;
+	img->base = base;
+	img->len = len;
+	img->mapped = mapped;
+	if (!check_header(img, verify_crc, error) ||
+	    !check_keywords(img, (const uint8_t *)img->names + img->names_len,
+			    base + len - INDEX_CRC_LEN, error))
+		goto fail;
+	for (guint i = 0; i < img->count; i++)
+		if (!check_record(img, img->recs + (size_t)i * INDEX_RECORD_LEN,
+				  &prev, &name_at, &kw_used, error))
+			goto fail;
+	if (name_at != img->names_len) {
+		index_fail(error, "unused name bytes");
+		goto fail;
+	}
+	if (kw_used != img->kwcount) {
+		index_fail(error, "unused keyword strings");
+		goto fail;
+	}
+	return img;
+fail:
+	image_release(img, false);
+	return NULL;
+}
+
+static CacheIndexImage *image_ref(CacheIndexImage *img)
+{
+	if (img)
+		g_atomic_int_inc(&img->ref);
+	return img;
+}
+
+static void image_unref(CacheIndexImage *img)
+{
+	if (img && g_atomic_int_dec_and_test(&img->ref))
+		image_release(img, true);
+}
+
+/* ---- folder index: in memory ---- */
+
+/* A record changed since the image was made. */
+typedef struct {
+	uint64_t size;
+	bool size_exact;
+	uint8_t flags;
+	uint16_t keywords;
+} Patch;
 
 CacheFolderIndex *cache_folder_index_new(void)
 {
 	CacheFolderIndex *index = g_new0(CacheFolderIndex, 1);
 
-	index->messages = message_array_new(0);
+	g_mutex_init(&index->lock);
+	index->overlay = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	return index;
+}
+
+CacheFolderIndex *index_from_image(CacheIndexImage *img)
+{
+	CacheFolderIndex *index = cache_folder_index_new();
+	const uint8_t *p = img->base;
+
+	index->uidvalidity = index_load_u32(p + HDR_UIDVALIDITY);
+	index->uidnext = index_load_u32(p + HDR_UIDNEXT);
+	index->exists = index_load_u32(p + HDR_EXISTS);
+	index->highestmodseq = index_load_u64(p + HDR_MODSEQ);
+	index->name_tag = index_load_u32(p + HDR_NAME_TAG);
+	index->image = img;
 	return index;
 }
 
@@ -227,337 +395,197 @@ void cache_folder_index_free(CacheFolderIndex *index)
 {
 	if (!index)
 		return;
-	if (index->messages)
-		g_array_unref(index->messages);
+	image_unref(index->image);
+	g_hash_table_unref(index->overlay);
+	g_mutex_clear(&index->lock);
 	g_free(index);
 }
 
 CacheFolderIndex *cache_folder_index_copy(const CacheFolderIndex *index)
 {
 	CacheFolderIndex *copy;
-	guint n;
+	CacheFolderIndex *src = (CacheFolderIndex *)index;
+	GHashTableIter it;
+	gpointer k, v;
 
 	g_return_val_if_fail(index != NULL, NULL);
-	n = index->messages ? index->messages->len : 0;
-	copy = g_new0(CacheFolderIndex, 1);
+	copy = cache_folder_index_new();
 	copy->uidvalidity = index->uidvalidity;
 	copy->uidnext = index->uidnext;
 	copy->exists = index->exists;
 	copy->highestmodseq = index->highestmodseq;
 	copy->name_tag = index->name_tag;
-	copy->messages = message_array_new(n);
-	for (guint i = 0; i < n; i++) {
-		CacheMessage m =
-		    g_array_index(index->messages, CacheMessage, i);
-
-		m.name = g_strdup(m.name);
-		g_array_append_val(copy->messages, m);
-	}
+	copy->image = image_ref(index->image);
+	g_mutex_lock(&src->lock);
+	g_hash_table_iter_init(&it, src->overlay);
+	while (g_hash_table_iter_next(&it, &k, &v))
+		g_hash_table_insert(copy->overlay, k,
+				    g_memdup2(v, sizeof(Patch)));
+	copy->overlay_len = g_hash_table_size(copy->overlay);
+	copy->generation = src->generation;
+	g_mutex_unlock(&src->lock);
 	return copy;
 }
 
-CacheMessage *cache_folder_index_find(const CacheFolderIndex *index,
-				      uint32_t uid)
+guint cache_folder_index_count(const CacheFolderIndex *index)
 {
-	guint lo = 0, hi;
+	return index && index->image ? index->image->count : 0;
+}
 
-	if (!index || !index->messages)
-		return NULL;
-	hi = index->messages->len;
+uint32_t cache_folder_index_uid_at(const CacheFolderIndex *index, guint i)
+{
+	g_assert(i < cache_folder_index_count(index));
+	return index_load_u32(index->image->recs +
+			      (size_t)i * INDEX_RECORD_LEN + REC_UID);
+}
+
+/* Record i as the image has it. */
+static void read_record(const CacheIndexImage *img, guint i, CacheMessage *m)
+{
+	const uint8_t *r = img->recs + (size_t)i * INDEX_RECORD_LEN;
+	guint kw = (guint)r[REC_KEYWORD] | (guint)r[REC_KEYWORD + 1] << 8;
+
+	m->uid = index_load_u32(r + REC_UID);
+	m->size_exact = r[REC_FLAGS] & INDEX_MSG_SIZE_EXACT;
+	m->flags = r[REC_IMAP_FLAGS];
+	m->keywords = img->kw[kw];
+	m->size = index_load_u64(r + REC_SIZE);
+	m->internaldate = (int64_t)index_load_u64(r + REC_DATE);
+	m->gid = index_load_u64(r + REC_GID);
+	m->name = img->names + index_load_u32(r + REC_NAME_OFF);
+}
+
+static void apply_patch(const Patch *p, CacheMessage *m)
+{
+	m->size = p->size;
+	m->size_exact = p->size_exact;
+	m->flags = p->flags;
+	m->keywords = p->keywords;
+}
+
+void cache_folder_index_get(const CacheFolderIndex *index, guint i,
+			    CacheMessage *out)
+{
+	CacheFolderIndex *ix = (CacheFolderIndex *)index;
+	const Patch *p;
+
+	g_assert(i < cache_folder_index_count(index));
+	read_record(index->image, i, out);
+	if (!g_atomic_int_get(&ix->overlay_len))
+		return;
+	g_mutex_lock(&ix->lock);
+	p = g_hash_table_lookup(ix->overlay, GUINT_TO_POINTER(out->uid));
+	if (p)
+		apply_patch(p, out);
+	g_mutex_unlock(&ix->lock);
+}
+
+bool cache_folder_index_find(const CacheFolderIndex *index, uint32_t uid,
+			     CacheMessage *out, guint *pos)
+{
+	guint lo = 0, hi = cache_folder_index_count(index);
+
 	while (lo < hi) {
 		guint mid = lo + (hi - lo) / 2;
-		CacheMessage *m =
-		    &g_array_index(index->messages, CacheMessage, mid);
+		uint32_t u = cache_folder_index_uid_at(index, mid);
 
-		if (m->uid == uid)
-			return m;
-		if (m->uid < uid)
+		if (u == uid) {
+			if (out)
+				cache_folder_index_get(index, mid, out);
+			if (pos)
+				*pos = mid;
+			return true;
+		}
+		if (u < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return NULL;
+	return false;
 }
 
-/* The keyword sets the messages use, numbered from 1 in order of first
- * use: the file stores each string once. */
-typedef struct {
-	GHashTable *local; /* global id -> local number */
-	GPtrArray *strings;
-	size_t bytes;
-} KeywordTable;
-
-static void keyword_table_build(KeywordTable *t, const GArray *messages)
+/* The patch of uid, made from the image when there is none yet. Under
+ * index->lock. */
+static Patch *patch_of(CacheFolderIndex *index, uint32_t uid, guint pos)
 {
-	t->local = g_hash_table_new(NULL, NULL);
-	t->strings = g_ptr_array_new();
-	t->bytes = 0;
-	for (guint i = 0; messages && i < messages->len; i++) {
-		uint16_t id = g_array_index(messages, CacheMessage, i).keywords;
-		const char *kw;
+	Patch *p = g_hash_table_lookup(index->overlay, GUINT_TO_POINTER(uid));
+	CacheMessage m;
 
-		if (id == CACHE_KEYWORDS_NONE ||
-		    id == CACHE_KEYWORDS_OVERFLOW ||
-		    g_hash_table_contains(t->local, GUINT_TO_POINTER(id)))
-			continue;
-		kw = cache_keywords_get(id);
-		g_ptr_array_add(t->strings, (gpointer)kw);
-		g_hash_table_insert(t->local, GUINT_TO_POINTER(id),
-				    GUINT_TO_POINTER(t->strings->len));
-		t->bytes += 4 + strlen(kw);
-	}
+	if (p)
+		return p;
+	read_record(index->image, pos, &m);
+	p = g_new(Patch, 1);
+	p->size = m.size;
+	p->size_exact = m.size_exact;
+	p->flags = m.flags;
+	p->keywords = m.keywords;
+	g_hash_table_insert(index->overlay, GUINT_TO_POINTER(uid), p);
+	g_atomic_int_set(&index->overlay_len,
+			 g_hash_table_size(index->overlay));
+	return p;
 }
 
-static void keyword_table_clear(KeywordTable *t)
+guint cache_folder_index_changed(const CacheFolderIndex *index)
 {
-	g_hash_table_unref(t->local);
-	g_ptr_array_unref(t->strings);
+	return g_atomic_int_get(&((CacheFolderIndex *)index)->overlay_len);
 }
 
-/* Sizing pass; also enforces what the decoder will demand. 0 on error. */
-static size_t index_encoded_len(const CacheFolderIndex *index, guint n,
-				const KeywordTable *kt)
+guint cache_folder_index_generation(const CacheFolderIndex *index)
 {
-	size_t len = INDEX_HEADER_LEN + 4 + 4 + kt->bytes + CRC_LEN;
-	uint32_t prev = 0;
+	CacheFolderIndex *ix = (CacheFolderIndex *)index;
+	guint g;
 
-	for (guint i = 0; i < n; i++) {
-		const CacheMessage *m =
-		    &g_array_index(index->messages, CacheMessage, i);
-		size_t nl = m->name ? strlen(m->name) : 0;
-
-		if (m->uid <= prev) {
-			g_critical("cache index: uids not strictly ascending "
-				   "(%" G_GUINT32_FORMAT
-				   " after %" G_GUINT32_FORMAT ")",
-				   m->uid, prev);
-			return 0;
-		}
-		if (nl > UINT32_MAX || (m->flags & ~CACHE_FLAGS_ALL)) {
-			g_critical("cache index: invalid message");
-			return 0;
-		}
-		prev = m->uid;
-		len += INDEX_RECORD_MIN + nl + (m->gid ? 8 : 0);
-	}
-	return len;
+	g_mutex_lock(&ix->lock);
+	g = ix->generation;
+	g_mutex_unlock(&ix->lock);
+	return g;
 }
 
-GBytes *cache_folder_index_encode(const CacheFolderIndex *index)
+bool cache_folder_index_set_size(CacheFolderIndex *index, uint32_t uid,
+				 uint64_t size, bool exact)
 {
-	KeywordTable kt;
-	guint n;
-	size_t len;
-	uint8_t *buf;
-	Out o;
+	guint pos;
+	Patch *p;
 
-	g_return_val_if_fail(index != NULL, NULL);
-	n = index->messages ? index->messages->len : 0;
-	keyword_table_build(&kt, index->messages);
-	len = index_encoded_len(index, n, &kt);
-	if (!len) {
-		keyword_table_clear(&kt);
-		return NULL;
-	}
-	buf = g_malloc(len);
-	o.p = buf;
-	put_bytes(&o, INDEX_MAGIC, MAGIC_LEN);
-	put_u32(&o, INDEX_VERSION);
-	put_u32(&o, index->uidvalidity);
-	put_u32(&o, index->uidnext);
-	put_u32(&o, index->exists);
-	put_u64(&o, index->highestmodseq);
-	put_u32(&o, n);
-	put_u32(&o, index->name_tag);
-	put_u32(&o, kt.strings->len);
-	for (guint i = 0; i < kt.strings->len; i++) {
-		const char *kw = kt.strings->pdata[i];
-
-		put_u32(&o, (uint32_t)strlen(kw));
-		put_bytes(&o, kw, strlen(kw));
-	}
-	for (guint i = 0; i < n; i++) {
-		const CacheMessage *m =
-		    &g_array_index(index->messages, CacheMessage, i);
-		size_t nl = m->name ? strlen(m->name) : 0;
-		guint kw = GPOINTER_TO_UINT(g_hash_table_lookup(
-		    kt.local, GUINT_TO_POINTER(m->keywords)));
-
-		put_u32(&o, m->uid);
-		put_u8(&o, (m->size_exact ? MSG_SIZE_EXACT : 0) |
-			       (m->gid ? MSG_HAS_GID : 0));
-		put_u8(&o, m->flags);
-		put_u8(&o, (uint8_t)kw);
-		put_u8(&o, (uint8_t)(kw >> 8));
-		put_u64(&o, m->size);
-		put_u64(&o, (uint64_t)m->internaldate);
-		if (m->gid)
-			put_u64(&o, m->gid);
-		put_u32(&o, (uint32_t)nl);
-		put_bytes(&o, m->name, nl);
-	}
-	keyword_table_clear(&kt);
-	return finish(buf, len, &o);
-}
-
-/* The keyword strings of a version 2 index, as global ids ([0] = none). */
-static GArray *decode_keywords(In *in, GError **error)
-{
-	g_autoptr(GArray) ids = g_array_new(FALSE, FALSE, sizeof(uint16_t));
-	uint16_t none = CACHE_KEYWORDS_NONE;
-	uint32_t count;
-
-	g_array_append_val(ids, none);
-	if (!get_u32(in, &count) || count > in->left / 4 || count > 65535) {
-		set_truncated(error, "cache index keywords");
-		return NULL;
-	}
-	for (uint32_t i = 0; i < count; i++) {
-		g_autofree char *kw = get_name(in, "cache index", error);
-		uint16_t id;
-
-		if (!kw)
-			return NULL;
-		/* What the encoder never writes would not re-encode the same.
-		 */
-		if (!*kw || strlen(kw) > CACHE_KEYWORDS_MAX_LEN) {
-			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-				    "cache index: bad keyword string");
-			return NULL;
-		}
-		id = cache_keywords_intern(kw);
-		for (guint j = 1; j < ids->len; j++)
-			if (id != CACHE_KEYWORDS_OVERFLOW &&
-			    g_array_index(ids, uint16_t, j) == id) {
-				g_set_error(
-				    error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-				    "cache index: keyword string twice");
-				return NULL;
-			}
-		g_array_append_val(ids, id);
-	}
-	return g_steal_pointer(&ids);
-}
-
-/* One message record; false with error set. */
-static bool decode_message(In *in, uint32_t version, const GArray *kw,
-			   guint *kw_used, CacheMessage *m, GError **error)
-{
-	uint64_t date;
-	uint8_t flags, lo = 0, hi = 0;
-
-	if (!get_u32(in, &m->uid) || !get_u8(in, &flags) ||
-	    (version >= 2 && (!get_u8(in, &m->flags) || !get_u8(in, &lo) ||
-			      !get_u8(in, &hi))) ||
-	    !get_u64(in, &m->size) || !get_u64(in, &date)) {
-		set_truncated(error, "cache index");
+	if (!cache_folder_index_find(index, uid, NULL, &pos))
 		return false;
-	}
-	if ((flags & ~MSG_FLAGS_KNOWN) || (m->flags & ~CACHE_FLAGS_ALL)) {
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-			    "cache index: unknown message flags 0x%x", flags);
-		return false;
-	}
-	if (version >= 2) {
-		guint k = (guint)lo | (guint)hi << 8;
+	g_mutex_lock(&index->lock);
+	p = patch_of(index, uid, pos);
+	p->size = size;
+	p->size_exact = exact;
+	index->generation++;
+	g_mutex_unlock(&index->lock);
+	return true;
+}
 
-		/* Strings are numbered in order of first use. */
-		if (k >= kw->len || k > *kw_used + 1) {
-			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-				    "cache index: keyword %u out of range", k);
-			return false;
-		}
-		*kw_used = MAX(*kw_used, k);
-		m->keywords = g_array_index(kw, uint16_t, k);
-	}
-	m->size_exact = flags & MSG_SIZE_EXACT;
-	m->internaldate = (int64_t)date;
-	if ((flags & MSG_HAS_GID) && !get_u64(in, &m->gid)) {
-		set_truncated(error, "cache index");
+bool cache_folder_index_set_flags(CacheFolderIndex *index, uint32_t uid,
+				  uint8_t flags, uint16_t keywords)
+{
+	guint pos;
+	Patch *p;
+
+	if (!cache_folder_index_find(index, uid, NULL, &pos))
 		return false;
-	}
-	if ((flags & MSG_HAS_GID) && m->gid == 0) {
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-			    "cache index: message id 0");
-		return false;
-	}
-	m->name = get_name(in, "cache index", error);
-	return m->name != NULL;
+	g_mutex_lock(&index->lock);
+	p = patch_of(index, uid, pos);
+	p->flags = flags;
+	p->keywords = keywords;
+	index->generation++;
+	g_mutex_unlock(&index->lock);
+	return true;
 }
 
 CacheFolderIndex *cache_folder_index_decode(const void *data, size_t len,
 					    GError **error)
 {
-	g_autoptr(GArray) messages = NULL;
-	g_autoptr(GArray) kw = NULL;
-	CacheFolderIndex *index;
-	uint32_t version, uidvalidity, uidnext, exists, count, prev = 0;
-	uint32_t name_tag = 0;
-	guint kw_used = 0;
-	uint64_t modseq;
-	In in;
+	uint8_t *copy = g_memdup2(data, len);
+	CacheIndexImage *img = index_image_open(copy, len, false, true, error);
 
-	if (!check_envelope(data, len, INDEX_MAGIC, INDEX_HEADER_LEN,
-			    INDEX_VERSION, &version, "cache index", &in, error))
-		return NULL;
-	if (!get_u32(&in, &uidvalidity) || !get_u32(&in, &uidnext) ||
-	    !get_u32(&in, &exists) || !get_u64(&in, &modseq) ||
-	    !get_u32(&in, &count)) {
-		set_truncated(error, "cache index");
+	if (!img) {
+		g_free(copy);
 		return NULL;
 	}
-	if (version >= 2 && !get_u32(&in, &name_tag)) {
-		set_truncated(error, "cache index");
-		return NULL;
-	}
-	if (version >= 2 && !(kw = decode_keywords(&in, error)))
-		return NULL;
-	/* Bound the allocation by what the buffer can actually hold. */
-	if (count >
-	    in.left / (version >= 2 ? INDEX_RECORD_MIN : INDEX_RECORD_MIN_V1)) {
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-			    "cache index: message count %" G_GUINT32_FORMAT
-			    " exceeds the data",
-			    count);
-		return NULL;
-	}
-	messages = message_array_new(count);
-	for (uint32_t i = 0; i < count; i++) {
-		CacheMessage m = { 0 };
-
-		if (!decode_message(&in, version, kw, &kw_used, &m, error)) {
-			g_free(m.name);
-			return NULL;
-		}
-		if (m.uid <= prev) {
-			g_free(m.name);
-			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-				    "cache index: uids not strictly ascending");
-			return NULL;
-		}
-		prev = m.uid;
-		g_array_append_val(messages, m);
-	}
-	if (in.left) {
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-			    "cache index: %zu trailing bytes", in.left);
-		return NULL;
-	}
-	if (kw && kw_used + 1 != kw->len) {
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-			    "cache index: unused keyword strings");
-		return NULL;
-	}
-	index = g_new0(CacheFolderIndex, 1);
-	index->uidvalidity = uidvalidity;
-	index->uidnext = uidnext;
-	index->exists = exists;
-	/* Version 1 kept no flags: a MODSEQ of 0 makes the next resync fetch
-	 * them all. */
-	index->highestmodseq = version >= 2 ? modseq : 0;
-	index->name_tag = name_tag;
-	index->messages = g_steal_pointer(&messages);
-	return index;
+	return index_from_image(img);
 }
 
 bool cache_folder_index_peek(const void *data, size_t len,
@@ -565,12 +593,11 @@ bool cache_folder_index_peek(const void *data, size_t len,
 {
 	const uint8_t *p = data;
 
-	if (!data || len < MAGIC_LEN + 4 + 4 ||
-	    memcmp(p, INDEX_MAGIC, MAGIC_LEN) != 0 ||
-	    load_u32(p + MAGIC_LEN) < INDEX_VERSION_V1 ||
-	    load_u32(p + MAGIC_LEN) > INDEX_VERSION)
+	if (!data || len < HDR_UIDVALIDITY + 4 ||
+	    memcmp(p, INDEX_MAGIC, INDEX_MAGIC_LEN) != 0 ||
+	    index_load_u32(p + HDR_VERSION) != INDEX_VERSION)
 		return false;
-	*uidvalidity = load_u32(p + MAGIC_LEN + 4);
+	*uidvalidity = index_load_u32(p + HDR_UIDVALIDITY);
 	return true;
 }
 

@@ -715,39 +715,57 @@ int cache_store_drop_folder(CacheStore *store, const char *folder,
 int cache_store_save_index(CacheStore *store, const char *folder,
 			   const CacheFolderIndex *index)
 {
-	g_autoptr(GBytes) bytes = NULL;
-	g_autofree char *key = NULL, *fdir = NULL, *path = NULL;
+	g_autofree char *key = NULL, *fdir = NULL, *path = NULL, *tmp = NULL;
+	int fd, r, rc;
 
 	g_return_val_if_fail(store && folder && index, -EINVAL);
-	bytes = cache_folder_index_encode(index);
-	if (!bytes)
-		return -EINVAL;
 	key = store_folder_key(store, folder);
 	fdir = g_strdup_printf("%s/%s", store->folders_dir, key);
 	path = g_strdup_printf("%s/index", fdir);
-	return store_write_file_atomic(store, "index",
-				       g_bytes_get_data(bytes, NULL),
-				       g_bytes_get_size(bytes), path, fdir);
+	/* Streamed to the file: a large listing is never encoded in the
+	 * heap. Temp file, fsync, rename, as store_write_file_atomic(). */
+	fd = store_make_temp(store, "index", &tmp);
+	if (fd < 0)
+		return fd;
+	r = cache_folder_index_write_fd(index, fd, store->tmp_dir);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	rc = store_close_checked(fd);
+	if (r == 0)
+		r = rc;
+	if (r == 0)
+		r = store_rename_into(tmp, path, fdir, NULL);
+	if (r < 0)
+		unlink(tmp);
+	return r;
 }
 
 CacheFolderIndex *cache_store_load_index(CacheStore *store, const char *folder)
 {
-	g_autoptr(GBytes) bytes = NULL;
 	g_autoptr(GError) err = NULL;
 	g_autofree char *key = NULL, *path = NULL;
 	CacheFolderIndex *index;
 	struct stat st;
+	int fd;
 
 	g_return_val_if_fail(store && folder, NULL);
 	key = store_folder_key(store, folder);
 	path = g_strdup_printf("%s/%s/index", store->folders_dir, key);
-	if (store_read_file(path, &bytes, &st) < 0)
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
 		return NULL;
-	index = cache_folder_index_decode(g_bytes_get_data(bytes, NULL),
-					  g_bytes_get_size(bytes), &err);
-	if (!index)
+	/* Mapped, not read: the listing stays in the page cache. Index files
+	 * are only ever replaced by rename, never changed in place. */
+	index = cache_folder_index_map_fd(fd, &err);
+	if (!index && fstat(fd, &st) == 0)
 		store_discard_file(path, &st, err->message);
+	close(fd);
 	return index;
+}
+
+const char *cache_store_tmp_dir(CacheStore *store)
+{
+	return store->tmp_dir;
 }
 
 int cache_store_save_folders(CacheStore *store, GPtrArray *folders)

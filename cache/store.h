@@ -161,6 +161,8 @@ int cache_store_drop_folder(CacheStore *store, const char *folder,
 int cache_store_save_index(CacheStore *store, const char *folder,
 			   const CacheFolderIndex *index);
 CacheFolderIndex *cache_store_load_index(CacheStore *store, const char *folder);
+/* Where large listings being built spill to (see CacheIndexBuilder). */
+const char *cache_store_tmp_dir(CacheStore *store);
 
 /* The account's folder list (LIST result), for remounts and offline use.
  * folders: GPtrArray of CacheFolderEntry*. load returns NULL when absent. */

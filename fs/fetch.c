@@ -285,11 +285,12 @@ static int find_uid(const BodyJob *job, uint32_t uid)
 static fuse_ino_t body_ino(BodyJob *job, uint32_t uid)
 {
 	FsListing *l = fs_folder_get_listing(job->folder);
-	const CacheMessage *m = l && l->folder_id == job->folder_id
-				    ? cache_folder_index_find(l->index, uid)
-				    : NULL;
-	fuse_ino_t ino = m && m->gid ? fs_links_ino(m->gid)
-				     : fs_tree_message_ino(job->folder_id, uid);
+	CacheMessage m;
+	bool found = l && l->folder_id == job->folder_id &&
+		     cache_folder_index_find(l->index, uid, &m, NULL);
+	fuse_ino_t ino = found && m.gid
+			     ? fs_links_ino(m.gid)
+			     : fs_tree_message_ino(job->folder_id, uid);
 
 	fs_listing_unref(l);
 	return ino;
@@ -672,7 +673,7 @@ static bool body_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 		       guint pos)
 {
-	GArray *msgs = l->index->messages;
+	guint n = cache_folder_index_count(l->index);
 	uint64_t budget = PUSH_AHEAD_BYTES;
 	guint from, to;
 
@@ -681,9 +682,11 @@ static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 	if (rp->pushed_to > pos + 1 + PUSH_AHEAD_MESSAGES / 2)
 		return;
 	from = MAX(pos + 1, rp->pushed_to);
-	to = MIN(msgs->len, pos + 1 + PUSH_AHEAD_MESSAGES);
+	to = MIN(n, pos + 1 + PUSH_AHEAD_MESSAGES);
 	for (guint i = from; i < to; i++) {
-		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
+		CacheMessage mm, *m = &mm;
+
+		cache_folder_index_get(l->index, i, &mm);
 
 		if (m->size > budget)
 			break;
@@ -749,7 +752,7 @@ typedef struct {
 static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 			   bool with_pos, uint64_t budget)
 {
-	GArray *msgs = l->index->messages;
+	guint n = cache_folder_index_count(l->index);
 	GArray *picks;
 	guint window, from, to;
 
@@ -761,10 +764,13 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 		return NULL;
 	picks = g_array_new(FALSE, FALSE, sizeof(Pick));
 	from = MAX(with_pos ? pos : pos + 1, rp->queued_to);
-	to = MIN(msgs->len, pos + 1 + window);
+	to = MIN(n, pos + 1 + window);
 	for (guint i = from; i < to; i++) {
-		const CacheMessage *m = &g_array_index(msgs, CacheMessage, i);
-		Pick p = { m->uid, m->size, m->gid };
+		CacheMessage mm, *m = &mm;
+		Pick p;
+
+		cache_folder_index_get(l->index, i, &mm);
+		p = (Pick){ m->uid, m->size, m->gid };
 
 		if (m->size > budget)
 			break;
@@ -1032,14 +1038,10 @@ int fs_fetch_open(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid,
 	int rc = 0;
 
 	if (first_read) {
-		CacheMessage *m = cache_folder_index_find(l->index, uid);
+		guint pos;
 
-		if (m)
-			maybe_prefetch(
-			    mnt, f, l,
-			    (guint)(m - &g_array_index(l->index->messages,
-						       CacheMessage, 0)),
-			    uid);
+		if (cache_folder_index_find(l->index, uid, NULL, &pos))
+			maybe_prefetch(mnt, f, l, pos, uid);
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
 		if (open_cached(mnt, f, folder_id, uidvalidity, uid, body) == 0)

@@ -111,11 +111,13 @@ static void add_instance(FsLinks *links, uint64_t gid, uint64_t loc,
 		l->home[1] = loc;
 }
 
-static const CacheMessage *msg_at(const CacheFolderIndex *idx, guint i)
+static const CacheMessage *msg_at(const CacheFolderIndex *idx, guint i,
+				  CacheMessage *buf)
 {
-	if (!idx || i >= idx->messages->len)
+	if (!idx || i >= cache_folder_index_count(idx))
 		return NULL;
-	return &g_array_index(idx->messages, CacheMessage, i);
+	cache_folder_index_get(idx, i, buf);
+	return buf;
 }
 
 void fs_links_replace(FsLinks *links, uint32_t old_id,
@@ -128,8 +130,9 @@ void fs_links_replace(FsLinks *links, uint32_t old_id,
 	/* Both are sorted by UID: a merge skips what did not change (the
 	 * common resync), so only the difference costs hash lookups. */
 	for (;;) {
-		const CacheMessage *a = msg_at(old_index, i);
-		const CacheMessage *b = msg_at(new_index, j);
+		CacheMessage abuf, bbuf;
+		const CacheMessage *a = msg_at(old_index, i, &abuf);
+		const CacheMessage *b = msg_at(new_index, j, &bbuf);
 
 		if (!a && !b)
 			break;

@@ -1,13 +1,14 @@
 /* fs/merge.c: listing arithmetic for resyncs (see fs/merge.h).
  *
- * Pure and stateless: no locks, no I/O. Inputs are read only except the
+ * Pure and stateless: no locks, no I/O of its own (new listings are
+ * written through a CacheIndexBuilder). Inputs are read only except the
  * arrays a function is documented to take or empty.
  */
 #include "fs/merge.h"
 
 static void message_clear(gpointer p)
 {
-	g_free(((CacheMessage *)p)->name);
+	g_free((char *)((CacheMessage *)p)->name);
 }
 
 GArray *fs_merge_messages_new(guint reserve)
@@ -37,7 +38,7 @@ void fs_merge_sort_unique(GArray *msgs)
 
 		if (out > 0 &&
 		    g_array_index(msgs, CacheMessage, out - 1).uid == m->uid) {
-			g_clear_pointer(&m->name, g_free);
+			g_clear_pointer((char **)&m->name, g_free);
 			continue;
 		}
 		if (out != i) {
@@ -52,58 +53,32 @@ void fs_merge_sort_unique(GArray *msgs)
 
 uint32_t fs_merge_last_uid(const CacheFolderIndex *old)
 {
-	const GArray *a = old->messages;
+	guint n = cache_folder_index_count(old);
 
-	return a->len ? g_array_index(a, CacheMessage, a->len - 1).uid : 0;
+	return n ? cache_folder_index_uid_at(old, n - 1) : 0;
 }
 
 bool fs_merge_unchanged(const CacheFolderIndex *old, const ImapMailboxState *st)
 {
 	return st->uidnext != 0 && st->uidnext == old->uidnext &&
-	       st->exists == old->exists && st->exists == old->messages->len;
+	       st->exists == old->exists &&
+	       st->exists == cache_folder_index_count(old);
 }
 
 bool fs_merge_same_uids(const CacheFolderIndex *a, const CacheFolderIndex *b)
 {
+	guint n = cache_folder_index_count(a);
+
 	if (a->uidvalidity != b->uidvalidity ||
-	    a->messages->len != b->messages->len)
+	    n != cache_folder_index_count(b))
 		return false;
-	for (guint i = 0; i < a->messages->len; i++)
-		if (g_array_index(a->messages, CacheMessage, i).uid !=
-		    g_array_index(b->messages, CacheMessage, i).uid)
+	if (a->image == b->image)
+		return true;
+	for (guint i = 0; i < n; i++)
+		if (cache_folder_index_uid_at(a, i) !=
+		    cache_folder_index_uid_at(b, i))
 			return false;
 	return true;
-}
-
-/* Takes msgs (sorted, unique). */
-static CacheFolderIndex *index_from(const ImapMailboxState *st, GArray *msgs)
-{
-	CacheFolderIndex *idx = cache_folder_index_new();
-	uint32_t last =
-	    msgs->len ? g_array_index(msgs, CacheMessage, msgs->len - 1).uid
-		      : 0;
-
-	g_array_unref(idx->messages);
-	idx->messages = msgs;
-	idx->uidvalidity = st->uidvalidity;
-	idx->exists = st->exists;
-	idx->highestmodseq = st->highestmodseq;
-	idx->uidnext = st->uidnext ? st->uidnext : last + 1;
-	return idx;
-}
-
-CacheFolderIndex *fs_merge_fresh(const ImapMailboxState *st, GArray *msgs)
-{
-	fs_merge_sort_unique(msgs);
-	return index_from(st, msgs);
-}
-
-static void append_copy(GArray *out, const CacheMessage *m)
-{
-	CacheMessage copy = *m;
-
-	copy.name = g_strdup(m->name);
-	g_array_append_val(out, copy);
 }
 
 static bool in_sorted(const GArray *uids, guint *j, uint32_t uid)
@@ -113,46 +88,133 @@ static bool in_sorted(const GArray *uids, guint *j, uint32_t uid)
 	return *j < uids->len && g_array_index(uids, uint32_t, *j) == uid;
 }
 
-/* Copy the messages of old that are in keep, or when keep is NULL those
- * that are not in drop (may be NULL), into out. */
-static void copy_old(GArray *out, const CacheFolderIndex *old,
-		     const GArray *keep, const GArray *drop)
+/* Which messages of old a merge keeps: those in keep, or when keep is
+ * NULL those not in drop (may be NULL). */
+typedef struct {
+	const CacheFolderIndex *old;
+	const GArray *keep, *drop;
+	guint j;
+} OldFilter;
+
+static bool old_kept(OldFilter *f, uint32_t uid)
 {
-	guint j = 0;
+	return f->keep ? in_sorted(f->keep, &f->j, uid)
+		       : !(f->drop && in_sorted(f->drop, &f->j, uid));
+}
 
-	for (guint i = 0; i < old->messages->len; i++) {
-		const CacheMessage *m =
-		    &g_array_index(old->messages, CacheMessage, i);
+static guint count_kept(const CacheFolderIndex *old, const GArray *keep,
+			const GArray *drop)
+{
+	OldFilter f = { old, keep, drop, 0 };
+	guint n = cache_folder_index_count(old), kept = 0;
 
-		if (keep ? in_sorted(keep, &j, m->uid)
-			 : !(drop && in_sorted(drop, &j, m->uid)))
-			append_copy(out, m);
+	for (guint i = 0; i < n; i++)
+		kept += old_kept(&f, cache_folder_index_uid_at(old, i));
+	return kept;
+}
+
+/* The new listing in the state st: old's kept messages and fresh (sorted,
+ * unique; wins on a UID in both), in one pass; empties fresh. */
+static CacheFolderIndex *merge_into(OldFilter *f, const ImapMailboxState *st,
+				    GArray *fresh, const char *spill_dir,
+				    GError **error)
+{
+	CacheIndexBuilder *b = cache_index_builder_new(spill_dir);
+	CacheFolderIndex hdr = { 0 };
+	guint n = f->old ? cache_folder_index_count(f->old) : 0;
+	guint i = 0, k = 0;
+
+	while (i < n || k < fresh->len) {
+		const CacheMessage *nw =
+		    k < fresh->len ? &g_array_index(fresh, CacheMessage, k)
+				   : NULL;
+		CacheMessage m;
+
+		if (i < n) {
+			uint32_t u = cache_folder_index_uid_at(f->old, i);
+
+			if (!nw || u < nw->uid) {
+				i++;
+				if (!old_kept(f, u))
+					continue;
+				cache_folder_index_get(f->old, i - 1, &m);
+				cache_index_builder_add(b, &m);
+				continue;
+			}
+			if (u == nw->uid)
+				i++;
+		}
+		cache_index_builder_add(b, nw);
+		k++;
 	}
+	g_array_set_size(fresh, 0);
+	hdr.uidvalidity = st->uidvalidity;
+	hdr.exists = st->exists;
+	hdr.highestmodseq = st->highestmodseq;
+	hdr.uidnext =
+	    st->uidnext ? st->uidnext : cache_index_builder_last_uid(b) + 1;
+	return cache_index_builder_finish(b, &hdr, error);
+}
+
+CacheFolderIndex *fs_merge_fresh(const ImapMailboxState *st, GArray *msgs,
+				 const char *spill_dir, GError **error)
+{
+	OldFilter f = { 0 };
+	CacheFolderIndex *idx;
+
+	fs_merge_sort_unique(msgs);
+	idx = merge_into(&f, st, msgs, spill_dir, error);
+	g_array_unref(msgs);
+	return idx;
+}
+
+CacheFolderIndex *fs_merge_add(const CacheFolderIndex *base,
+			       const ImapMailboxState *st, GArray *msgs,
+			       const char *spill_dir, GError **error)
+{
+	OldFilter f = { base, NULL, NULL, 0 };
+	CacheFolderIndex *idx;
+
+	fs_merge_sort_unique(msgs);
+	idx = merge_into(&f, st, msgs, spill_dir, error);
+	g_array_unref(msgs);
+	return idx;
 }
 
 CacheFolderIndex *fs_merge_delta(const CacheFolderIndex *old,
 				 const ImapMailboxState *st, GArray *fresh,
 				 const GArray *vanished,
-				 const GArray *remaining)
+				 const GArray *remaining, const char *spill_dir,
+				 GError **error)
 {
-	GArray *msgs;
+	OldFilter f = { old, remaining, remaining ? NULL : vanished, 0 };
+	uint32_t last = fs_merge_last_uid(old);
+	guint above = 0;
 
 	fs_merge_sort_unique(fresh);
-	msgs = fs_merge_messages_new(old->messages->len + fresh->len);
-	copy_old(msgs, old, remaining, vanished);
-	if (!remaining && msgs->len + fresh->len != st->exists) {
-		g_array_unref(msgs);
-		return NULL;
-	}
-	for (guint i = 0; i < fresh->len; i++) {
-		CacheMessage *m = &g_array_index(fresh, CacheMessage, i);
-		CacheMessage moved = *m;
+	/* fresh holds the messages above old's last UID. */
+	for (guint i = 0; i < fresh->len; i++)
+		above += g_array_index(fresh, CacheMessage, i).uid > last;
+	if (above != fresh->len) {
+		guint out = 0;
 
-		m->name = NULL; /* now owned by msgs */
-		g_array_append_val(msgs, moved);
+		for (guint i = 0; i < fresh->len; i++) {
+			CacheMessage *m =
+			    &g_array_index(fresh, CacheMessage, i);
+
+			if (m->uid <= last) {
+				g_clear_pointer((char **)&m->name, g_free);
+				continue;
+			}
+			g_array_index(fresh, CacheMessage, out++) = *m;
+			m->name = NULL;
+		}
+		g_array_set_size(fresh, out);
 	}
-	g_array_set_size(fresh, 0);
-	return index_from(st, msgs);
+	if (!remaining &&
+	    count_kept(old, NULL, vanished) + fresh->len != st->exists)
+		return NULL;
+	return merge_into(&f, st, fresh, spill_dir, error);
 }
 
 void fs_merge_foreach_gone(const CacheFolderIndex *old,
@@ -160,26 +222,23 @@ void fs_merge_foreach_gone(const CacheFolderIndex *old,
 			   void *user_data)
 {
 	bool all = old->uidvalidity != now->uidvalidity;
+	guint n = cache_folder_index_count(old);
+	guint nn = cache_folder_index_count(now);
 	guint j = 0;
 
-	for (guint i = 0; i < old->messages->len; i++) {
-		const CacheMessage *m =
-		    &g_array_index(old->messages, CacheMessage, i);
-		const CacheMessage *n;
+	for (guint i = 0; i < n; i++) {
+		uint32_t uid = cache_folder_index_uid_at(old, i);
+		CacheMessage m;
 
 		if (!all) {
-			while (
-			    j < now->messages->len &&
-			    g_array_index(now->messages, CacheMessage, j).uid <
-				m->uid)
+			while (j < nn &&
+			       cache_folder_index_uid_at(now, j) < uid)
 				j++;
-			n = j < now->messages->len
-				? &g_array_index(now->messages, CacheMessage, j)
-				: NULL;
-			if (n && n->uid == m->uid)
+			if (j < nn && cache_folder_index_uid_at(now, j) == uid)
 				continue;
 		}
-		fn(user_data, m);
+		cache_folder_index_get(old, i, &m);
+		fn(user_data, &m);
 	}
 }
 
@@ -193,26 +252,19 @@ static int cmp_flags_uid(gconstpointer a, gconstpointer b)
 
 guint fs_merge_flags(CacheFolderIndex *idx, GArray *updates)
 {
-	guint changed = 0, j = 0;
+	guint changed = 0;
 
 	g_array_sort(updates, cmp_flags_uid);
 	for (guint i = 0; i < updates->len; i++) {
 		const FsMergeFlags *u =
 		    &g_array_index(updates, FsMergeFlags, i);
-		CacheMessage *m = NULL;
+		CacheMessage m;
 
-		/* Both ascending: one walk, no search per update. */
-		while (j < idx->messages->len &&
-		       g_array_index(idx->messages, CacheMessage, j).uid <
-			   u->uid)
-			j++;
-		if (j < idx->messages->len &&
-		    g_array_index(idx->messages, CacheMessage, j).uid == u->uid)
-			m = &g_array_index(idx->messages, CacheMessage, j);
-		if (!m || (m->flags == u->flags && m->keywords == u->keywords))
+		if (!cache_folder_index_find(idx, u->uid, &m, NULL) ||
+		    (m.flags == u->flags && m.keywords == u->keywords))
 			continue;
-		m->flags = u->flags;
-		m->keywords = u->keywords;
+		cache_folder_index_set_flags(idx, u->uid, u->flags,
+					     u->keywords);
 		changed++;
 	}
 	return changed;
@@ -222,24 +274,29 @@ void fs_merge_foreach_flag_change(const CacheFolderIndex *old,
 				  const CacheFolderIndex *now,
 				  FsMergeFlagsFn fn, void *user_data)
 {
+	guint n = cache_folder_index_count(old);
+	guint nn = cache_folder_index_count(now);
 	guint j = 0;
 
 	if (old->uidvalidity != now->uidvalidity)
 		return;
-	for (guint i = 0; i < old->messages->len; i++) {
-		const CacheMessage *m =
-		    &g_array_index(old->messages, CacheMessage, i);
-		const CacheMessage *n;
+	if (old->image == now->image &&
+	    !g_atomic_int_get(&((CacheFolderIndex *)old)->overlay_len) &&
+	    !g_atomic_int_get(&((CacheFolderIndex *)now)->overlay_len))
+		return; /* same records, none changed in place */
+	for (guint i = 0; i < n; i++) {
+		uint32_t uid = cache_folder_index_uid_at(old, i);
+		CacheMessage m, o;
 
-		while (j < now->messages->len &&
-		       g_array_index(now->messages, CacheMessage, j).uid <
-			   m->uid)
+		while (j < nn && cache_folder_index_uid_at(now, j) < uid)
 			j++;
-		if (j >= now->messages->len)
+		if (j >= nn)
 			return;
-		n = &g_array_index(now->messages, CacheMessage, j);
-		if (n->uid == m->uid &&
-		    (n->flags != m->flags || n->keywords != m->keywords))
-			fn(user_data, m, n);
+		if (cache_folder_index_uid_at(now, j) != uid)
+			continue;
+		cache_folder_index_get(old, i, &m);
+		cache_folder_index_get(now, j, &o);
+		if (o.flags != m.flags || o.keywords != m.keywords)
+			fn(user_data, &m, &o);
 	}
 }

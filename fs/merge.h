@@ -4,7 +4,9 @@
  *
  * Message arrays are GArrays of CacheMessage that own their names (made
  * by fs_merge_messages_new()); listings are CacheFolderIndex, messages in
- * ascending UID order.
+ * ascending UID order. New listings are written by a CacheIndexBuilder
+ * that spills to spill_dir (NULL: kept in the heap), so a merge streams
+ * through the old listing instead of copying it.
  */
 #pragma once
 
@@ -33,8 +35,17 @@ bool fs_merge_unchanged(const CacheFolderIndex *old,
 bool fs_merge_same_uids(const CacheFolderIndex *a, const CacheFolderIndex *b);
 
 /* A listing of all of a folder's messages, as fetched (any order,
- * duplicates allowed), in the state st. Takes msgs. */
-CacheFolderIndex *fs_merge_fresh(const ImapMailboxState *st, GArray *msgs);
+ * duplicates allowed), in the state st. Takes msgs. NULL with error set
+ * when the listing cannot be written. */
+CacheFolderIndex *fs_merge_fresh(const ImapMailboxState *st, GArray *msgs,
+				 const char *spill_dir, GError **error);
+
+/* base (all of a folder's messages in the state st) plus msgs (any order,
+ * duplicates allowed; on a UID in both, msgs wins). Takes msgs. NULL with
+ * error set when the listing cannot be written. */
+CacheFolderIndex *fs_merge_add(const CacheFolderIndex *base,
+			       const ImapMailboxState *st, GArray *msgs,
+			       const char *spill_dir, GError **error);
 
 /* old brought up to st (same UIDVALIDITY): its messages but for those in
  * vanished (QRESYNC's VANISHED, ascending; may be NULL), plus fresh (the
@@ -44,11 +55,13 @@ CacheFolderIndex *fs_merge_fresh(const ImapMailboxState *st, GArray *msgs);
  * duplicates; returns the new listing and empties fresh (its names move
  * into it); or NULL, with fresh kept, when remaining is NULL and the
  * count does not come to st->exists: some messages went away that
- * vanished did not name; ask which remain. */
+ * vanished did not name; ask which remain. NULL with error set when the
+ * listing cannot be written. */
 CacheFolderIndex *fs_merge_delta(const CacheFolderIndex *old,
 				 const ImapMailboxState *st, GArray *fresh,
 				 const GArray *vanished,
-				 const GArray *remaining);
+				 const GArray *remaining, const char *spill_dir,
+				 GError **error);
 
 /* Call fn for each message of old that now does not list (all of them
  * when the UIDVALIDITY differs). */
@@ -65,7 +78,8 @@ typedef struct {
 } FsMergeFlags;
 
 /* Set the flags of the messages of idx named in updates (any order;
- * sorted here). Returns how many messages changed. */
+ * sorted here; in the overlay of idx). Returns how many messages
+ * changed. */
 guint fs_merge_flags(CacheFolderIndex *idx, GArray *updates);
 
 /* Call fn for each message whose flags differ between old and now (same

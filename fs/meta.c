@@ -59,11 +59,13 @@ void fs_meta_flags_changed(FsMeta *meta, FsFolder *f, uint32_t folder_id,
 
 int fs_meta_flags(FsFolder *f, uint32_t uid, uint8_t *flags, uint16_t *keywords)
 {
-	CacheMessage *m;
+	CacheMessage mm, *m = NULL;
 	int rc = -ENOENT;
 
 	g_mutex_lock(&f->lock);
-	m = f->listing ? cache_folder_index_find(f->listing->index, uid) : NULL;
+	if (f->listing &&
+	    cache_folder_index_find(f->listing->index, uid, &mm, NULL))
+		m = &mm;
 	if (m && !(m->flags & CACHE_FLAG_KNOWN)) {
 		rc = -ENODATA;
 	} else if (m) {

@@ -35,6 +35,7 @@ typedef struct {
 	struct FsWatch *watch; /* background refresh; NULL before the mount */
 	GThreadPool *verifier; /* checks persisted listings ahead of visits */
 	GThreadPool *saver;    /* persists listings */
+	GThreadPool *streamer; /* first listings of opened folders */
 
 	GMutex dirs_lock;      /* guards open_dirs */
 	GHashTable *open_dirs; /* directory handles the kernel holds, see

@@ -116,13 +116,15 @@ static int message_entry(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			 uint32_t uid, const char *name,
 			 struct fuse_entry_param *e, bool *exact)
 {
-	const CacheMessage *m;
+	CacheMessage mm, *m;
 	int rc = -ENOENT;
 
 	g_mutex_lock(&f->lock);
 	if (f->listing &&
 	    (folder_id == 0 || f->listing->folder_id == folder_id)) {
-		m = cache_folder_index_find(f->listing->index, uid);
+		m = cache_folder_index_find(f->listing->index, uid, &mm, NULL)
+			? &mm
+			: NULL;
 		if (m && (!name || mnt->layout->entry_matches(m, name))) {
 			memset(e, 0, sizeof(*e));
 			e->ino = message_ino(mnt, f->listing->folder_id, m);
@@ -243,16 +245,15 @@ static void maildir_entry(FsMount *mnt, FsFolder *f, int which,
 static bool maildir_name_is(FsFolder *f, uint32_t uid, const char *name)
 {
 	char buf[FS_NAME_MAX + 1];
-	const CacheMessage *m;
+	CacheMessage m;
 	bool same = false;
 
 	g_mutex_lock(&f->lock);
-	if (f->listing) {
-		m = cache_folder_index_find(f->listing->index, uid);
-		same = m && strcmp(fs_maildir_name(
-				       m, f->listing->index->uidvalidity, buf),
-				   name) == 0;
-	}
+	if (f->listing &&
+	    cache_folder_index_find(f->listing->index, uid, &m, NULL))
+		same = strcmp(fs_maildir_name(
+				  &m, f->listing->index->uidvalidity, buf),
+			      name) == 0;
 	g_mutex_unlock(&f->lock);
 	return same;
 }
@@ -504,7 +505,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (f && f->selectable &&
 	    (!mnt->layout->maildir || maildir == FS_MAILDIR_CUR)) {
-		rc = fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
+		rc = fs_sync_open_folder(mnt, f);
 		if (rc < 0 && rc != -ENOENT) {
 			fuse_reply_err(req, EIO);
 			return;
@@ -566,7 +567,7 @@ bool fs_ops_add_entry(fuse_req_t req, char *buf, size_t size, size_t *used,
 	return true;
 }
 
-static void message_item(FsMount *mnt, DirHandle *dh, CacheMessage *m,
+static void message_item(FsMount *mnt, DirHandle *dh, const CacheMessage *m,
 			 struct fuse_entry_param *e)
 {
 	FsFolder *f = dh->folder;
@@ -586,16 +587,16 @@ static bool maildir_item(FsMount *mnt, DirHandle *dh, size_t i,
 			 char *namebuf)
 {
 	size_t nchild = dh->children->len;
-	CacheMessage *m;
+	CacheMessage m;
 
 	if (dh->maildir == FS_MAILDIR_CUR) {
-		if (!dh->listing || i >= dh->listing->index->messages->len)
+		if (!dh->listing ||
+		    i >= cache_folder_index_count(dh->listing->index))
 			return false;
-		m = &g_array_index(dh->listing->index->messages, CacheMessage,
-				   i);
-		*name = fs_maildir_name(m, dh->listing->index->uidvalidity,
+		cache_folder_index_get(dh->listing->index, (guint)i, &m);
+		*name = fs_maildir_name(&m, dh->listing->index->uidvalidity,
 					namebuf);
-		message_item(mnt, dh, m, e);
+		message_item(mnt, dh, &m, e);
 		return true;
 	}
 	if (dh->maildir)
@@ -627,7 +628,7 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 	if (dh->layout_dir)
 		return mnt->layout->dir_item(mnt, dh->layout_dir, i, name, e);
 	nchild = dh->children->len;
-	nmsg = dh->listing ? dh->listing->index->messages->len : 0;
+	nmsg = dh->listing ? cache_folder_index_count(dh->listing->index) : 0;
 	if (i == 0 || i == 1) {
 		FsFolder *d = (i == 1 && f->parent) ? f->parent : f;
 
@@ -651,14 +652,33 @@ static bool dir_item(FsMount *mnt, DirHandle *dh, size_t i, const char **name,
 	}
 	i -= nchild;
 	if (i < nmsg) {
-		CacheMessage *m = &g_array_index(dh->listing->index->messages,
-						 CacheMessage, i);
+		CacheMessage m;
 
-		*name = mnt->layout->entry_name(m, namebuf);
-		message_item(mnt, dh, m, e);
+		cache_folder_index_get(dh->listing->index, (guint)i, &m);
+		*name = mnt->layout->entry_name(&m, namebuf);
+		message_item(mnt, dh, &m, e);
 		return true;
 	}
 	return false;
+}
+
+/* dh shows a partial listing (fs_sync_open_folder()) and reached its end:
+ * wait for the whole one, which lists the same messages first. 1 when dh
+ * has it now, 0 when there is nothing to wait for, -EIO when the listing
+ * failed. */
+static int whole_listing(FsMount *mnt, DirHandle *dh)
+{
+	FsListing *l;
+
+	if (dh->layout_dir || !dh->listing || !dh->listing->partial ||
+	    (dh->maildir && dh->maildir != FS_MAILDIR_CUR))
+		return 0;
+	l = fs_sync_wait_whole(mnt, dh->folder, dh->listing);
+	if (!l)
+		return -EIO;
+	fs_listing_unref(dh->listing);
+	dh->listing = l;
+	return 1;
 }
 
 static void readdir_common(fuse_req_t req, size_t size, off_t off,
@@ -682,8 +702,20 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		dh->children = fs_folder_children(dh->folder);
 		fs_sync_verify_children(mnt, dh->folder);
 	}
-	for (size_t i = (size_t)off; dir_item(mnt, dh, i, &name, &e, namebuf);
-	     i++) {
+	for (size_t i = (size_t)off;; i++) {
+		int more = 1;
+
+		/* Past the end of a partial listing: what is there goes out
+		 * first, the next call waits for more. */
+		while (!dir_item(mnt, dh, i, &name, &e, namebuf) &&
+		       (more = used > 0 ? 0 : whole_listing(mnt, dh)) > 0)
+			;
+		if (more < 0) {
+			fuse_reply_err(req, EIO);
+			return;
+		}
+		if (more == 0)
+			break;
 		if (!fs_ops_add_entry(req, buf, size, &used, name, &e,
 				      (off_t)(i + 1), plus))
 			break;
@@ -745,7 +777,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
  * with *lp (a reference) and *mp set, -EISDIR for no message, -ESTALE
  * when the listing moved on. */
 static int read_target(FsMount *mnt, fuse_ino_t ino, FsFolder **fp,
-		       uint32_t *uidp, FsListing **lp, const CacheMessage **mp)
+		       uint32_t *uidp, FsListing **lp, CacheMessage *mp)
 {
 	FsListing *l;
 	uint32_t folder_id;
@@ -755,7 +787,7 @@ static int read_target(FsMount *mnt, fuse_ino_t ino, FsFolder **fp,
 		return -EISDIR;
 	l = fs_folder_get_listing(*fp);
 	if (!l || l->folder_id != folder_id ||
-	    !(*mp = cache_folder_index_find(l->index, *uidp))) {
+	    !cache_folder_index_find(l->index, *uidp, mp, NULL)) {
 		fs_listing_unref(l);
 		return -ESTALE;
 	}
@@ -848,7 +880,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	FsMount *mnt = mount_of(req);
 	uint64_t size_before, size_after;
-	const CacheMessage *m = NULL;
+	CacheMessage m;
 	FsListing *l = NULL;
 	FsFolder *f;
 	uint32_t uid;
@@ -872,9 +904,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	g_mutex_lock(&f->lock);
-	size_before = m->size;
-	g_mutex_unlock(&f->lock);
+	size_before = m.size;
 	g_debug("read %s UID %u: %zu bytes at %lld", f->raw, uid, size,
 		(long long)off);
 	fs_fetch_note_read(mnt, f, l->folder_id, off);
@@ -883,9 +913,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	rc = fs_fetch_open(mnt, f, l, uid, off == 0, &body);
-	g_mutex_lock(&f->lock);
-	size_after = m->size;
-	g_mutex_unlock(&f->lock);
+	/* The fetch may have corrected the size (in l's overlay). */
+	size_after = cache_folder_index_find(l->index, uid, &m, NULL)
+			 ? m.size
+			 : size_before;
 	fs_listing_unref(l);
 	if (rc < 0) {
 		fuse_reply_err(req, rc == -ESTALE ? ESTALE : EIO);

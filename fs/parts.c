@@ -155,7 +155,7 @@ static char *path_of(FsMount *mnt, FsParts *p, fuse_ino_t ino)
 static int find_message(FsMount *mnt, uint32_t folder_id, uint32_t uid,
 			FsFolder **fp, FsListing **lp, CacheMessage *mp)
 {
-	const CacheMessage *m;
+	bool m;
 	uint32_t fid = 0, u = 0;
 	FsListing *l;
 
@@ -168,11 +168,9 @@ static int find_message(FsMount *mnt, uint32_t folder_id, uint32_t uid,
 		return -ENOENT;
 	}
 	g_mutex_lock(&(*fp)->lock);
-	m = cache_folder_index_find(l->index, uid);
-	if (m) {
-		*mp = *m;
+	m = cache_folder_index_find(l->index, uid, mp, NULL);
+	if (m)
 		mp->name = NULL;
-	}
 	g_mutex_unlock(&(*fp)->lock);
 	if (!m) {
 		fs_listing_unref(l);

@@ -348,7 +348,8 @@ static bool listing_has(FsListing *l, const ImapSearchTarget *t)
 		return false;
 	for (guint i = 0; i < t->uids->len; i++)
 		if (!cache_folder_index_find(
-			l->index, g_array_index(t->uids, uint32_t, i)))
+			l->index, g_array_index(t->uids, uint32_t, i), NULL,
+			NULL))
 			return false;
 	return true;
 }
@@ -419,7 +420,10 @@ static void collect(FsSearch *s, Node *n, FsFolder *f,
 		return;
 	for (guint i = 0; i < t->uids->len; i++) {
 		uint32_t uid = g_array_index(t->uids, uint32_t, i);
-		const CacheMessage *m = cache_folder_index_find(l->index, uid);
+		CacheMessage mm;
+		const CacheMessage *m =
+		    cache_folder_index_find(l->index, uid, &mm, NULL) ? &mm
+								      : NULL;
 		g_autofree char *target = NULL;
 		char buf[FS_NAME_MAX + 1];
 		Match match = { f, NULL, 0 };

@@ -3,9 +3,12 @@
  * Locking: folder->lock guards folder->listing, synced_at, syncing and
  * dirty, and the sizes inside the listing's messages. Only one sync of a
  * folder runs at a time (syncing); others wait on folder->synced, bounded.
- * Network work runs on a pool thread with a copy of the old index, never
- * under a lock. How the old listing and the server's answers combine is
- * in fs/merge.c (pure); the IMAP commands are in imap/ops.c.
+ * Network work runs on a pool thread with a copy of the old index (which
+ * shares its mapped image: copies are cheap), never under a lock. New
+ * listings stream into the cache's temp directory as the server answers
+ * (cache/index.h), so a large folder is never listed in the heap. How the old
+ * listing and the server's answers combine is in fs/merge.c (pure); the IMAP
+ * commands are in imap/ops.c.
  */
 #include "fs/sync.h"
 
@@ -30,9 +33,30 @@ typedef struct {
 	CacheFolderIndex *result; /* new index, or NULL when unchanged */
 	GArray *flag_updates;     /* FsMergeFlags of old messages, or NULL */
 	const FsNameFormat *fmt;  /* the mount's, outlives the job */
+	const char *spill_dir;    /* the cache's temp dir, outlives the job */
+	FsMount *mnt;             /* for the preview of a first listing */
+	FsFolder *f;              /* (folders live as long as the mount) */
 	bool all_flags_due;       /* may fetch every message's flags */
 	bool all_flags_done;      /* did (or listed the folder whole) */
 } SyncJob;
+
+/* Listings of at least this many messages are written to a file and
+ * mapped; smaller ones stay in the heap (a mapping and two temp files per
+ * folder would cost more than they save on an account of many small
+ * folders). */
+#define SPILL_MESSAGES 2048
+
+/* Where a listing of about n messages is built (see SPILL_MESSAGES). */
+static const char *spill_for(const SyncJob *job, uint64_t n)
+{
+	return n >= SPILL_MESSAGES ? job->spill_dir : NULL;
+}
+
+/* A first listing that spills shows what came in so far while the rest
+ * streams in (fs_sync_open_folder()): the first PREVIEW_FIRST messages,
+ * then more every PREVIEW_EVERY_US. */
+#define PREVIEW_FIRST 256
+#define PREVIEW_EVERY_US (200 * 1000)
 
 /* Without CONDSTORE a flags check costs a FETCH of every message's flags:
  * not on every poll, at most this often per folder. */
@@ -62,10 +86,22 @@ static uint8_t flags_of(const ImapMessageMeta *m)
 	return m->has_flags ? (uint8_t)(m->flags | CACHE_FLAG_KNOWN) : 0;
 }
 
+/* Where fetched messages go: the builder while they come in ascending
+ * UID order, msgs otherwise (or when there is no builder). */
 typedef struct {
+	CacheIndexBuilder *b;
 	GArray *msgs;
 	const FsNameFormat *fmt;
+	bool preview;      /* publish partial listings (a first one) */
+	gint64 preview_at; /* monotonic us of the last one */
+	SyncJob *job;
+	const ImapMailboxState *st;
 } Collect;
+
+static void publish_preview(Collect *c);
+static bool drop_preview(FsMount *mnt, FsFolder *f);
+static void start_streamer(FsMount *mnt);
+static void stop_streamer(FsMount *mnt);
 
 static void collect_meta(void *user_data, const ImapMessageMeta *m)
 {
@@ -82,20 +118,35 @@ static void collect_meta(void *user_data, const ImapMessageMeta *m)
 		.name = fs_name_format_message(c->fmt, &nf),
 	};
 
+	/* A message the builder refuses though in order (a write failed)
+	 * is dropped: the builder's finish reports the failure. */
+	if (c->b && m->uid > cache_index_builder_last_uid(c->b)) {
+		guint n = cache_index_builder_add(c->b, &cm)
+			      ? cache_index_builder_count(c->b)
+			      : 0;
+
+		if (c->preview && n &&
+		    (n == PREVIEW_FIRST ||
+		     (n % 1024 == 0 && g_get_monotonic_time() - c->preview_at >=
+					   PREVIEW_EVERY_US)))
+			publish_preview(c);
+		g_free((char *)cm.name);
+		return;
+	}
 	g_array_append_val(c->msgs, cm);
 }
 
-/* The listing fetch of the UIDs from first on into msgs, with the header
+/* The listing fetch of the UIDs from first on into c, with the header
  * fields the name format needs. */
 static int fetch_listing(ImapConn *conn, SyncJob *job, uint32_t first,
-			 GArray *msgs, GError **error)
+			 Collect *c, GError **error)
 {
-	Collect c = { msgs, job->fmt };
 	unsigned fields =
 	    fs_name_format_uses_from(job->fmt) ? IMAP_META_FROM : 0;
 
+	c->fmt = job->fmt;
 	return imap_fetch_meta_fields_since(conn, first, fields, collect_meta,
-					    &c, error);
+					    c, error);
 }
 
 static void collect_flags(void *user_data, const ImapMessageMeta *m)
@@ -135,7 +186,7 @@ static void sync_flags_only(SyncJob *job, const ImapMailboxState *st)
 
 	if (!job->flag_updates && st->highestmodseq == job->old->highestmodseq)
 		return;
-	idx = cache_folder_index_copy(job->old);
+	idx = cache_folder_index_copy(job->old); /* shares the image */
 	if ((job->flag_updates && fs_merge_flags(idx, job->flag_updates)) ||
 	    st->highestmodseq != idx->highestmodseq) {
 		idx->highestmodseq = st->highestmodseq;
@@ -163,19 +214,47 @@ static int examine_for_sync(ImapConn *conn, SyncJob *job, ImapMailboxState *st,
 	return rc;
 }
 
-/* A new folder, or one recreated: list all of it. */
+/* A new folder, or one recreated: list all of it, streamed into a
+ * builder (servers answer in UID order; what comes out of order is merged
+ * in afterwards). */
 static int sync_full(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 		     GError **error)
 {
-	g_autoptr(GArray) fresh = fs_merge_messages_new(0);
-	int rc;
+	Collect c = { 0 };
+	CacheFolderIndex hdr = { 0 }, *idx;
+	int rc = 0;
 
-	if (st->exists > 0) {
-		rc = fetch_listing(conn, job, 1, fresh, error);
-		if (rc < 0)
-			return rc;
+	c.b = cache_index_builder_new(spill_for(job, st->exists));
+	c.msgs = fs_merge_messages_new(0);
+	c.job = job;
+	c.st = st;
+	c.preview = job->f && !job->old && spill_for(job, st->exists);
+	if (st->exists > 0)
+		rc = fetch_listing(conn, job, 1, &c, error);
+	if (rc < 0) {
+		cache_index_builder_free(c.b);
+		g_array_unref(c.msgs);
+		return rc;
 	}
-	job->result = fs_merge_fresh(st, g_steal_pointer(&fresh));
+	hdr.uidvalidity = st->uidvalidity;
+	hdr.exists = st->exists;
+	hdr.highestmodseq = st->highestmodseq;
+	hdr.uidnext =
+	    st->uidnext ? st->uidnext : cache_index_builder_last_uid(c.b) + 1;
+	idx = cache_index_builder_finish(c.b, &hdr, error);
+	if (idx && c.msgs->len) {
+		CacheFolderIndex *all =
+		    fs_merge_add(idx, st, g_steal_pointer(&c.msgs),
+				 spill_for(job, st->exists), error);
+
+		cache_folder_index_free(idx);
+		idx = all;
+	}
+	if (c.msgs)
+		g_array_unref(c.msgs);
+	if (!idx)
+		return -EIO;
+	job->result = idx;
 	job->all_flags_done = true;
 	return 0;
 }
@@ -188,24 +267,29 @@ static int sync_delta(ImapConn *conn, SyncJob *job, const ImapMailboxState *st,
 	g_autoptr(GArray) fresh = fs_merge_messages_new(0);
 	g_autoptr(GArray) uids = NULL;
 	uint32_t last = fs_merge_last_uid(old);
+	Collect c = { NULL, fresh, NULL };
 	int rc;
 
 	if (st->uidnext == 0 || st->uidnext > last + 1) {
-		rc = fetch_listing(conn, job, last + 1, fresh, error);
+		rc = fetch_listing(conn, job, last + 1, &c, error);
 		if (rc < 0)
 			return rc;
 	}
-	job->result = fs_merge_delta(old, st, fresh, vanished, NULL);
+	job->result = fs_merge_delta(old, st, fresh, vanished, NULL,
+				     spill_for(job, st->exists), error);
 	if (job->result)
 		return 0;
+	if (error && *error)
+		return -EIO;
 	/* Some messages went away (and QRESYNC did not say which, or its
 	 * answer does not add up): ask which UIDs remain. */
 	uids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
 	rc = imap_search_uids(conn, uids, error);
 	if (rc < 0)
 		return rc;
-	job->result = fs_merge_delta(old, st, fresh, NULL, uids);
-	return 0;
+	job->result = fs_merge_delta(old, st, fresh, NULL, uids,
+				     spill_for(job, st->exists), error);
+	return job->result ? 0 : -EIO;
 }
 
 static int sync_job_work(ImapConn *conn, SyncJob *job, GError **error)
@@ -352,6 +436,47 @@ static void flag_changed(void *user_data, const CacheMessage *old,
 			      now->keywords);
 }
 
+/* A listing with this many records changed in place (or an eighth of
+ * its records, if more) is saved and mapped anew from the saved file:
+ * each change costs heap until then, each rebase a rewrite. */
+#define OVERLAY_REBASE 4096
+
+static bool overlay_due(const CacheFolderIndex *idx)
+{
+	return cache_folder_index_changed(idx) >=
+	       MAX(OVERLAY_REBASE, cache_folder_index_count(idx) / 8);
+}
+
+/* After l was saved from copy: when nothing changed since, put the saved
+ * file, mapped, in l's place, and its overlay goes. Not for a partial
+ * listing (the whole one is still to come). */
+static void rebase_listing(FsMount *mnt, FsFolder *f, FsListing *l,
+			   const CacheFolderIndex *copy)
+{
+	CacheFolderIndex *idx = cache_store_load_index(mnt->store, f->raw);
+	FsListing *old = NULL;
+
+	if (!idx)
+		return;
+	g_mutex_lock(&f->lock);
+	if (f->listing == l && !l->partial &&
+	    cache_folder_index_generation(l->index) ==
+		cache_folder_index_generation(copy) &&
+	    idx->uidvalidity == l->index->uidvalidity &&
+	    fs_merge_same_uids(idx, l->index)) {
+		g_debug("listing of %s mapped anew from its saved file after "
+			"%u changes in place",
+			f->raw, cache_folder_index_changed(copy));
+		idx->name_tag = l->index->name_tag;
+		old = f->listing;
+		f->listing =
+		    fs_listing_new(l->folder_id, g_steal_pointer(&idx));
+	}
+	g_mutex_unlock(&f->lock);
+	cache_folder_index_free(idx);
+	fs_listing_unref(old);
+}
+
 static void save_if_dirty(FsFolder *f, void *data)
 {
 	FsMount *mnt = data;
@@ -365,12 +490,14 @@ static void save_if_dirty(FsFolder *f, void *data)
 	g_mutex_unlock(&f->lock);
 	if (!l)
 		return;
-	/* Sizes may be corrected while saving; a later save catches up. */
-	g_mutex_lock(&f->lock);
+	/* Sizes may be corrected while saving; a later save catches up. The
+	 * copy shares the (immutable) image. */
 	CacheFolderIndex *copy = cache_folder_index_copy(l->index);
-	g_mutex_unlock(&f->lock);
+
 	if (cache_store_save_index(mnt->store, f->raw, copy) < 0)
 		g_message("cannot save the listing of %s in the cache", f->raw);
+	else if (overlay_due(copy))
+		rebase_listing(mnt, f, l, copy);
 	cache_folder_index_free(copy);
 	fs_listing_unref(l);
 }
@@ -407,6 +534,9 @@ static SyncJob *sync_begin(FsMount *mnt, FsFolder *f, int when, int *rc)
 	job = g_new0(SyncJob, 1);
 	job->folder = g_strdup(f->raw);
 	job->fmt = mnt->name_format;
+	job->spill_dir = cache_store_tmp_dir(mnt->store);
+	job->mnt = mnt;
+	job->f = f;
 	job->all_flags_due =
 	    f->flags_at == 0 ||
 	    g_get_monotonic_time() - f->flags_at >= ALL_FLAGS_INTERVAL_US;
@@ -475,9 +605,10 @@ static FsListing *swap_listing(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		old_uidvalidity = old->index->uidvalidity;
 	f->listing = fs_listing_new(folder_id, result);
 	f->dirty = true;
-	/* A folder gone meanwhile no longer counts (fs/tree.c set_gone). */
+	/* A folder gone meanwhile no longer counts (fs/tree.c set_gone); a
+	 * partial listing never did. */
 	if (!f->gone)
-		note_links(mnt, old, f->listing);
+		note_links(mnt, old && !old->partial ? old : NULL, f->listing);
 	g_mutex_unlock(&f->lock);
 	if (old_uidvalidity) {
 		/* Outside the lock: deleting a large folder takes a while,
@@ -559,6 +690,8 @@ int fs_sync_folder(FsMount *mnt, FsFolder *f, int when)
 	have = sync_end(f, rc, job, &result);
 	if (job)
 		sync_job_free(job);
+	if (rc < 0 && have)
+		have = !drop_preview(mnt, f);
 	if (rc < 0)
 		return sync_failed(f, rc, have, error);
 	if (!result)
@@ -591,6 +724,7 @@ void fs_sync_start_background(FsMount *mnt)
 {
 	mnt->verifier = g_thread_pool_new(verify_one, mnt, 2, FALSE, NULL);
 	mnt->saver = g_thread_pool_new(save_job, mnt, 1, FALSE, NULL);
+	start_streamer(mnt);
 }
 
 void fs_sync_stop_background(FsMount *mnt)
@@ -600,6 +734,7 @@ void fs_sync_stop_background(FsMount *mnt)
 		g_thread_pool_free(g_steal_pointer(&mnt->verifier), TRUE, TRUE);
 	if (mnt->saver)
 		g_thread_pool_free(g_steal_pointer(&mnt->saver), FALSE, TRUE);
+	stop_streamer(mnt);
 }
 
 void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)
@@ -626,20 +761,24 @@ void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)
 void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			    uint32_t uid, uint64_t size)
 {
-	CacheMessage *m;
+	CacheMessage m;
 
 	g_mutex_lock(&f->lock);
-	if (f->listing && f->listing->folder_id == folder_id) {
-		m = cache_folder_index_find(f->listing->index, uid);
-		if (m && (!m->size_exact || m->size != size)) {
-			if (m->size != size)
-				g_debug("%s UID %u: size %" G_GUINT64_FORMAT
-					" (server said %" G_GUINT64_FORMAT ")",
-					f->raw, uid, size, m->size);
-			m->size = size;
-			m->size_exact = true;
-			f->dirty = true;
-		}
+	if (f->listing && f->listing->folder_id == folder_id &&
+	    cache_folder_index_find(f->listing->index, uid, &m, NULL) &&
+	    (!m.size_exact || m.size != size)) {
+		if (m.size != size)
+			g_debug("%s UID %u: size %" G_GUINT64_FORMAT
+				" (server said %" G_GUINT64_FORMAT ")",
+				f->raw, uid, size, m.size);
+		cache_folder_index_set_size(f->listing->index, uid, size, true);
+		f->dirty = true;
+		/* Save and map anew (rebase_listing()), asked for again
+		 * every 1,024 changes until done. */
+		if (mnt->saver && !f->listing->partial &&
+		    overlay_due(f->listing->index) &&
+		    cache_folder_index_changed(f->listing->index) % 1024 == 0)
+			g_thread_pool_push(mnt->saver, f, NULL);
 	}
 	g_mutex_unlock(&f->lock);
 }
@@ -647,4 +786,133 @@ void fs_sync_set_exact_size(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 void fs_sync_save_dirty(FsMount *mnt)
 {
 	fs_tree_foreach(mnt->tree, save_if_dirty, mnt);
+}
+
+/* ---- first listings: the first entries while the rest streams in ---- */
+
+/* In the job's thread, while a first listing streams in: show what came
+ * so far as a partial listing of the folder (unless it has a whole one),
+ * so that an opendir or readdir waiting for it can go on. Lookups of
+ * other names still wait for the whole listing (the folder stays
+ * unverified). Links (fs/links.h) count only whole listings. */
+static void publish_preview(Collect *c)
+{
+	SyncJob *job = c->job;
+	FsFolder *f = job->f;
+	CacheFolderIndex hdr = { 0 }, *idx;
+	FsListing *l = NULL;
+	uint32_t folder_id;
+
+	hdr.uidvalidity = c->st->uidvalidity;
+	hdr.exists = c->st->exists;
+	hdr.uidnext = c->st->uidnext;
+	hdr.name_tag = fs_name_format_tag(job->fmt);
+	c->preview_at = g_get_monotonic_time();
+	idx = cache_index_builder_snapshot(c->b, &hdr);
+	if (!idx || cache_store_folder_id(job->mnt->store, f->raw,
+					  hdr.uidvalidity, &folder_id) < 0) {
+		cache_folder_index_free(idx);
+		return;
+	}
+	fs_tree_register_folder_id(job->mnt->tree, folder_id, f);
+	g_mutex_lock(&f->lock);
+	if (!f->listing || f->listing->partial) {
+		l = f->listing;
+		f->listing = fs_listing_new(folder_id, g_steal_pointer(&idx));
+		f->listing->partial = true;
+		g_cond_broadcast(&f->synced);
+	}
+	g_mutex_unlock(&f->lock);
+	fs_listing_unref(l);
+	cache_folder_index_free(idx);
+}
+
+/* After a failed sync: a partial listing is not served as if it were the
+ * folder. Returns whether one was dropped. */
+static bool drop_preview(FsMount *mnt, FsFolder *f)
+{
+	FsListing *l = NULL;
+
+	g_mutex_lock(&f->lock);
+	if (f->listing && f->listing->partial) {
+		l = g_steal_pointer(&f->listing);
+		g_cond_broadcast(&f->synced);
+	}
+	g_mutex_unlock(&f->lock);
+	fs_listing_unref(l);
+	return l != NULL;
+}
+
+static void stream_one(gpointer data, gpointer user_data)
+{
+	FsFolder *f = data;
+
+	fs_sync_folder(user_data, f, FS_SYNC_IF_MISSING);
+	g_mutex_lock(&f->lock);
+	f->streaming = false;
+	g_cond_broadcast(&f->synced);
+	g_mutex_unlock(&f->lock);
+}
+
+static void start_streamer(FsMount *mnt)
+{
+	mnt->streamer = g_thread_pool_new(stream_one, mnt, 2, FALSE, NULL);
+}
+
+static void stop_streamer(FsMount *mnt)
+{
+	/* Listings under way are finished (their jobs are bounded by the
+	 * pool's timeouts). */
+	if (mnt->streamer)
+		g_thread_pool_free(g_steal_pointer(&mnt->streamer), TRUE, TRUE);
+}
+
+/* How long an opendir or readdir waits for a listing that streams in. */
+static gint64 stream_deadline(FsMount *mnt)
+{
+	return g_get_monotonic_time() + mnt->refresh_us + 60 * G_USEC_PER_SEC;
+}
+
+int fs_sync_open_folder(FsMount *mnt, FsFolder *f)
+{
+	gint64 until = stream_deadline(mnt);
+	bool have;
+
+	g_mutex_lock(&f->lock);
+	load_persisted(mnt, f);
+	if (f->listing && f->listing->partial) {
+		g_mutex_unlock(&f->lock);
+		return 1; /* readdir waits for the rest */
+	}
+	if (f->listing || !mnt->streamer) {
+		g_mutex_unlock(&f->lock);
+		return fs_sync_folder(mnt, f, FS_SYNC_IF_STALE);
+	}
+	if (!f->streaming) {
+		f->streaming = true;
+		g_thread_pool_push(mnt->streamer, f, NULL);
+	}
+	while (!f->listing && f->streaming &&
+	       g_cond_wait_until(&f->synced, &f->lock, until))
+		;
+	have = f->listing != NULL;
+	g_mutex_unlock(&f->lock);
+	/* The listing (whole or its first part) is there; else the sync
+	 * failed: once more here, for its answer. */
+	return have ? 1 : fs_sync_folder(mnt, f, FS_SYNC_IF_MISSING);
+}
+
+FsListing *fs_sync_wait_whole(FsMount *mnt, FsFolder *f, FsListing *partial)
+{
+	gint64 until = stream_deadline(mnt);
+	FsListing *l = NULL;
+
+	g_mutex_lock(&f->lock);
+	while (f->listing == partial &&
+	       g_cond_wait_until(&f->synced, &f->lock, until))
+		;
+	if (f->listing && f->listing != partial)
+		l = fs_listing_ref(f->listing);
+	g_mutex_unlock(&f->lock);
+	return l;
 }

@@ -24,6 +24,16 @@ enum {
  * and the server cannot be reached. */
 int fs_sync_folder(FsMount *mnt, FsFolder *f, int when);
 
+/* fs_sync_folder(FS_SYNC_IF_STALE) for an opendir, except that a folder
+ * listed for the first time returns as soon as its first messages are in
+ * (a partial listing, FsListing.partial) while the rest streams in on a
+ * background thread. Same returns. */
+int fs_sync_open_folder(FsMount *mnt, FsFolder *f);
+/* Wait (bounded) until f's listing is another than partial (which was
+ * partial): a longer partial one or the whole. Returns a reference to it,
+ * or NULL when the listing failed or took too long. */
+FsListing *fs_sync_wait_whole(FsMount *mnt, FsFolder *f, FsListing *partial);
+
 /* Make the next FS_SYNC_IF_STALE sync of f run (a fetch found that the
  * listing names a message the server no longer has). */
 void fs_sync_mark_stale(FsFolder *f);

@@ -26,6 +26,9 @@ typedef struct {
 	gint refs;
 	uint32_t folder_id;      /* id of (folder, UIDVALIDITY) */
 	CacheFolderIndex *index; /* owned */
+	bool partial;            /* the first messages of a first listing still
+				    streaming in; the whole one replaces it
+				    (fs/sync.c) */
 } FsListing;
 
 typedef struct FsFolder FsFolder;
@@ -58,6 +61,8 @@ struct FsFolder {
 			       message's flags, 0 never (fs/sync.c) */
 	gint64 used_at;     /* monotonic us a user last listed it (atomic);
 			       fs/watch.c polls such folders by STATUS */
+	bool streaming;     /* a first listing runs in the background for
+			       an opendir (fs/sync.c) */
 };
 
 typedef struct FsTree FsTree;

@@ -303,12 +303,9 @@ static FsInoKind resolve(FsMount *mnt, fuse_ino_t ino, Target *t)
 		return t->kind;
 	g_mutex_lock(&t->f->lock);
 	if (t->f->listing && t->f->listing->folder_id == t->folder_id) {
-		const CacheMessage *m =
-		    cache_folder_index_find(t->f->listing->index, t->uid);
-
 		t->uidvalidity = t->f->listing->index->uidvalidity;
-		if (m) {
-			t->m = *m;
+		if (cache_folder_index_find(t->f->listing->index, t->uid, &t->m,
+					    NULL)) {
 			t->m.name = NULL;
 			t->listed = true;
 		}

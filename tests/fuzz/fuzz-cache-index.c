@@ -41,32 +41,34 @@ static void check_index(const uint8_t *p, size_t len)
 	CacheFolderIndex *idx = cache_folder_index_decode(p, len, &err);
 	CacheFolderIndex *copy;
 	GBytes *enc;
-	bool old_format = len >= 12 && p[8] == 1 && !p[9] && !p[10] && !p[11];
+	bool overflow = false;
 
 	if (!idx) {
 		if (!err)
 			abort();
 		return;
 	}
-	for (guint i = 0; i < idx->messages->len; i++) {
-		CacheMessage *m =
-		    &g_array_index(idx->messages, CacheMessage, i);
+	for (guint i = 0; i < cache_folder_index_count(idx); i++) {
+		CacheMessage m, again;
+		guint pos;
 
-		if (cache_folder_index_find(idx, m->uid) != m || !m->name)
+		cache_folder_index_get(idx, i, &m);
+		if (!cache_folder_index_find(idx, m.uid, &again, &pos) ||
+		    pos != i || again.name != m.name || !m.name ||
+		    strlen(m.name) > len)
 			abort();
 		/* A keyword set beyond the process-wide table is dropped. */
-		if (m->keywords == CACHE_KEYWORDS_OVERFLOW)
-			old_format = true;
+		if (m.keywords == CACHE_KEYWORDS_OVERFLOW)
+			overflow = true;
 	}
 	copy = cache_folder_index_copy(idx);
 	enc = cache_folder_index_encode(copy);
-	if (old_format) {
-		/* Version 1 re-encodes as the current version: that must
-		 * decode to the same messages. */
+	if (overflow) {
 		CacheFolderIndex *again = cache_folder_index_decode(
 		    g_bytes_get_data(enc, NULL), g_bytes_get_size(enc), NULL);
 
-		if (!again || again->messages->len != idx->messages->len)
+		if (!again || cache_folder_index_count(again) !=
+				  cache_folder_index_count(idx))
 			abort();
 		cache_folder_index_free(again);
 	} else {

@@ -683,30 +683,43 @@ static void test_index_files(Fixture *f, gconstpointer data)
 	CacheFolderIndex *idx = cache_folder_index_new();
 	CacheFolderIndex *got;
 	CacheMessage m = { .uid = 12,
-			   .size_exact = true,
+			   .size_exact = false,
 			   .size = 345,
 			   .internaldate = 1700000000,
-			   .name = g_strdup("12 Hi.eml") };
+			   .name = "12 Hi.eml" };
+	CacheIndexBuilder *bld = cache_index_builder_new(NULL);
+	CacheMessage got_m;
 	g_autofree char *raw = NULL;
 	gsize raw_len;
 
 	g_assert_null(cache_store_load_index(s, "INBOX"));
 	g_assert_null(cache_store_load_folders(s));
 
-	idx->uidvalidity = 77;
-	idx->uidnext = 13;
-	idx->exists = 1;
-	idx->highestmodseq = 99;
-	g_array_append_val(idx->messages, m);
+	g_assert_true(cache_index_builder_add(bld, &m));
+	cache_folder_index_free(idx);
+	idx = cache_index_builder_finish(bld,
+					 &(CacheFolderIndex){
+					     .uidvalidity = 77,
+					     .uidnext = 13,
+					     .exists = 1,
+					     .highestmodseq = 99,
+					 },
+					 NULL);
+	g_assert_nonnull(idx);
+	/* A size corrected in place is saved with the index. */
+	g_assert_true(cache_folder_index_set_size(idx, 12, 346, true));
+	g_assert_false(cache_folder_index_set_size(idx, 13, 1, true));
 	g_assert_cmpint(cache_store_save_index(s, "INBOX", idx), ==, 0);
 	got = cache_store_load_index(s, "INBOX");
 	g_assert_nonnull(got);
 	g_assert_cmpuint(got->uidvalidity, ==, 77);
 	g_assert_cmpuint(got->uidnext, ==, 13);
 	g_assert_cmpuint(got->highestmodseq, ==, 99);
-	g_assert_cmpuint(got->messages->len, ==, 1);
-	g_assert_cmpstr(cache_folder_index_find(got, 12)->name, ==,
-			"12 Hi.eml");
+	g_assert_cmpuint(cache_folder_index_count(got), ==, 1);
+	g_assert_true(cache_folder_index_find(got, 12, &got_m, NULL));
+	g_assert_cmpstr(got_m.name, ==, "12 Hi.eml");
+	g_assert_cmpuint(got_m.size, ==, 346);
+	g_assert_true(got_m.size_exact);
 	cache_folder_index_free(got);
 
 	/* Saving again replaces the index. */

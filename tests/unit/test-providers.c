@@ -51,14 +51,15 @@ static void test_gid(void)
 static CacheFolderIndex *index_of(const uint32_t *uids, const uint64_t *gids,
 				  guint n)
 {
-	CacheFolderIndex *idx = cache_folder_index_new();
+	CacheIndexBuilder *b = cache_index_builder_new(NULL);
+	CacheFolderIndex hdr = { 0 };
 
 	for (guint i = 0; i < n; i++) {
 		CacheMessage m = { .uid = uids[i], .gid = gids[i] };
 
-		g_array_append_val(idx->messages, m);
+		g_assert_true(cache_index_builder_add(b, &m));
 	}
-	return idx;
+	return cache_index_builder_finish(b, &hdr, NULL);
 }
 
 static void test_links(void)

@@ -20,6 +20,14 @@ static GArray *msgs_of(const uint32_t *uids)
 	return a;
 }
 
+static CacheMessage find_in(const CacheFolderIndex *idx, uint32_t uid)
+{
+	CacheMessage m = { 0 };
+
+	g_assert_true(cache_folder_index_find(idx, uid, &m, NULL));
+	return m;
+}
+
 static GArray *uids_of(const uint32_t *uids)
 {
 	GArray *a = g_array_new(FALSE, FALSE, sizeof(uint32_t));
@@ -36,7 +44,7 @@ static CacheFolderIndex *listing_of(uint32_t uidvalidity, uint32_t uidnext,
 	GArray *msgs = msgs_of(uids);
 
 	st.exists = msgs->len;
-	return fs_merge_fresh(&st, msgs);
+	return fs_merge_fresh(&st, msgs, NULL, NULL);
 }
 
 /* The listing holds exactly uids (0-terminated), each with its own name
@@ -46,16 +54,16 @@ static void assert_uids(const CacheFolderIndex *idx, const uint32_t *uids)
 	guint n = 0;
 
 	for (; uids[n]; n++) {
-		const CacheMessage *m;
+		CacheMessage m;
 		g_autofree char *name = g_strdup_printf("u%u", uids[n]);
 
-		g_assert_cmpuint(n, <, idx->messages->len);
-		m = &g_array_index(idx->messages, CacheMessage, n);
-		g_assert_cmpuint(m->uid, ==, uids[n]);
-		g_assert_cmpstr(m->name, ==, name);
-		g_assert_cmpuint(m->size, ==, 100 * uids[n]);
+		g_assert_cmpuint(n, <, cache_folder_index_count(idx));
+		cache_folder_index_get(idx, n, &m);
+		g_assert_cmpuint(m.uid, ==, uids[n]);
+		g_assert_cmpstr(m.name, ==, name);
+		g_assert_cmpuint(m.size, ==, 100 * uids[n]);
 	}
-	g_assert_cmpuint(idx->messages->len, ==, n);
+	g_assert_cmpuint(cache_folder_index_count(idx), ==, n);
 }
 
 static void test_fresh(void)
@@ -63,7 +71,7 @@ static void test_fresh(void)
 	static const uint32_t in[] = { 9, 3, 5, 3, 1, 9, 0 };
 	static const uint32_t want[] = { 1, 3, 5, 9, 0 };
 	ImapMailboxState st = { 42, 0, 4, 1234 };
-	CacheFolderIndex *idx = fs_merge_fresh(&st, msgs_of(in));
+	CacheFolderIndex *idx = fs_merge_fresh(&st, msgs_of(in), NULL, NULL);
 
 	/* Sorted, duplicates dropped, the state copied. */
 	assert_uids(idx, want);
@@ -77,8 +85,8 @@ static void test_fresh(void)
 
 	st.uidnext = 20;
 	st.exists = 0;
-	idx = fs_merge_fresh(&st, fs_merge_messages_new(0));
-	g_assert_cmpuint(idx->messages->len, ==, 0);
+	idx = fs_merge_fresh(&st, fs_merge_messages_new(0), NULL, NULL);
+	g_assert_cmpuint(cache_folder_index_count(idx), ==, 0);
 	g_assert_cmpuint(idx->uidnext, ==, 20);
 	g_assert_cmpuint(fs_merge_last_uid(idx), ==, 0);
 	cache_folder_index_free(idx);
@@ -112,7 +120,8 @@ static void test_new_messages(void)
 	CacheFolderIndex *old = listing_of(5, 5, old_uids);
 	ImapMailboxState st = { 5, 8, 5, 9 };
 	g_autoptr(GArray) fresh = msgs_of(new_uids);
-	CacheFolderIndex *idx = fs_merge_delta(old, &st, fresh, NULL, NULL);
+	CacheFolderIndex *idx =
+	    fs_merge_delta(old, &st, fresh, NULL, NULL, NULL, NULL);
 
 	g_assert_nonnull(idx);
 	assert_uids(idx, want);
@@ -137,7 +146,8 @@ static void test_vanished(void)
 	ImapMailboxState st = { 5, 9, 3, 0 };
 	g_autoptr(GArray) fresh = msgs_of(new_uids);
 	g_autoptr(GArray) vanished = uids_of(gone);
-	CacheFolderIndex *idx = fs_merge_delta(old, &st, fresh, vanished, NULL);
+	CacheFolderIndex *idx =
+	    fs_merge_delta(old, &st, fresh, vanished, NULL, NULL, NULL);
 
 	g_assert_nonnull(idx);
 	assert_uids(idx, want);
@@ -157,11 +167,12 @@ static void test_expunged_needs_search(void)
 	ImapMailboxState st = { 5, 10, 4, 0 };
 	g_autoptr(GArray) fresh = msgs_of(new_uids);
 	g_autoptr(GArray) remaining = uids_of(left);
-	CacheFolderIndex *idx = fs_merge_delta(old, &st, fresh, NULL, NULL);
+	CacheFolderIndex *idx =
+	    fs_merge_delta(old, &st, fresh, NULL, NULL, NULL, NULL);
 
 	g_assert_null(idx);
 	g_assert_cmpuint(fresh->len, ==, 2); /* kept for the second try */
-	idx = fs_merge_delta(old, &st, fresh, NULL, remaining);
+	idx = fs_merge_delta(old, &st, fresh, NULL, remaining, NULL, NULL);
 	g_assert_nonnull(idx);
 	assert_uids(idx, want);
 	g_assert_cmpuint(fresh->len, ==, 0);
@@ -181,10 +192,11 @@ static void test_vanished_short(void)
 	g_autoptr(GArray) fresh = fs_merge_messages_new(0);
 	g_autoptr(GArray) vanished = uids_of(gone);
 	g_autoptr(GArray) remaining = uids_of(left);
-	CacheFolderIndex *idx = fs_merge_delta(old, &st, fresh, vanished, NULL);
+	CacheFolderIndex *idx =
+	    fs_merge_delta(old, &st, fresh, vanished, NULL, NULL, NULL);
 
 	g_assert_null(idx);
-	idx = fs_merge_delta(old, &st, fresh, vanished, remaining);
+	idx = fs_merge_delta(old, &st, fresh, vanished, remaining, NULL, NULL);
 	assert_uids(idx, left);
 	cache_folder_index_free(idx);
 	cache_folder_index_free(old);
@@ -262,7 +274,8 @@ static void test_random(void)
 				g_array_append_val(want, m.uid);
 		}
 		st.exists = old_msgs->len;
-		old = fs_merge_fresh(&st, g_steal_pointer(&old_msgs));
+		old =
+		    fs_merge_fresh(&st, g_steal_pointer(&old_msgs), NULL, NULL);
 		for (int i = g_rand_int_range(rand, 0, 5); i > 0; i--) {
 			CacheMessage m = { .uid = uid +=
 					   g_rand_int_range(rand, 1, 4) };
@@ -272,13 +285,12 @@ static void test_random(void)
 			g_array_append_val(want, m.uid);
 		}
 		st.exists = want->len;
-		idx = fs_merge_delta(old, &st, fresh, gone, NULL);
+		idx = fs_merge_delta(old, &st, fresh, gone, NULL, NULL, NULL);
 		g_assert_nonnull(idx);
-		g_assert_cmpuint(idx->messages->len, ==, want->len);
+		g_assert_cmpuint(cache_folder_index_count(idx), ==, want->len);
 		for (guint i = 0; i < want->len; i++)
-			g_assert_cmpuint(
-			    g_array_index(idx->messages, CacheMessage, i).uid,
-			    ==, g_array_index(want, uint32_t, i));
+			g_assert_cmpuint(cache_folder_index_uid_at(idx, i), ==,
+					 g_array_index(want, uint32_t, i));
 		cache_folder_index_free(idx);
 		cache_folder_index_free(old);
 	}
@@ -311,11 +323,11 @@ static void test_flags(void)
 
 	g_array_append_vals(up, f, G_N_ELEMENTS(f));
 	g_assert_cmpuint(fs_merge_flags(now, up), ==, 2);
-	g_assert_cmpuint(cache_folder_index_find(now, 12)->flags, ==, 0x81);
-	g_assert_cmpuint(cache_folder_index_find(now, 12)->keywords, ==, 3);
-	g_assert_cmpuint(cache_folder_index_find(now, 9)->flags, ==, 0x85);
-	g_assert_cmpuint(cache_folder_index_find(now, 5)->flags, ==, 0);
-	g_assert_null(cache_folder_index_find(now, 3));
+	g_assert_cmpuint(find_in(now, 12).flags, ==, 0x81);
+	g_assert_cmpuint(find_in(now, 12).keywords, ==, 3);
+	g_assert_cmpuint(find_in(now, 9).flags, ==, 0x85);
+	g_assert_cmpuint(find_in(now, 5).flags, ==, 0);
+	g_assert_false(cache_folder_index_find(now, 3, NULL, NULL));
 	fs_merge_foreach_flag_change(old, now, collect_flag_change, seen);
 	g_assert_cmpuint(seen->len, ==, 2);
 	g_assert_cmpuint(g_array_index(seen, uint32_t, 0), ==, 9);
@@ -329,12 +341,41 @@ static void test_flags(void)
 	cache_folder_index_free(now);
 }
 
+/* Messages the server sent out of UID order are merged into what was
+ * streamed: sorted, and on a UID in both the later answer wins. */
+static void test_add(void)
+{
+	static const uint32_t base_uids[] = { 1, 3, 5, 0 };
+	static const uint32_t late[] = { 4, 2, 3, 4, 0 };
+	static const uint32_t want[] = { 1, 2, 3, 4, 5, 0 };
+	ImapMailboxState st = { 42, 6, 5, 9 };
+	CacheFolderIndex *base = listing_of(42, 6, base_uids);
+	GArray *msgs = msgs_of(late);
+	CacheFolderIndex *idx;
+	CacheMessage m;
+
+	g_array_index(msgs, CacheMessage, 2).size = 7;
+	idx = fs_merge_add(base, &st, msgs, NULL, NULL);
+	g_assert_nonnull(idx);
+	g_assert_cmpuint(cache_folder_index_count(idx), ==, 5);
+	for (guint i = 0; want[i]; i++)
+		g_assert_cmpuint(cache_folder_index_uid_at(idx, i), ==,
+				 want[i]);
+	g_assert_true(cache_folder_index_find(idx, 3, &m, NULL));
+	g_assert_cmpuint(m.size, ==, 7);
+	g_assert_cmpuint(idx->uidnext, ==, 6);
+	g_assert_cmpuint(idx->highestmodseq, ==, 9);
+	cache_folder_index_free(idx);
+	cache_folder_index_free(base);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/merge/fresh", test_fresh);
 	g_test_add_func("/merge/unchanged", test_unchanged);
 	g_test_add_func("/merge/new-messages", test_new_messages);
+	g_test_add_func("/merge/add", test_add);
 	g_test_add_func("/merge/vanished", test_vanished);
 	g_test_add_func("/merge/expunged-needs-search",
 			test_expunged_needs_search);
