@@ -887,7 +887,8 @@ class Bench:
         if self.wm and "mfirst" in f:
             self.step(("m_first", "m_first_find"), self.wm.run_first)
         if self.wf:
-            self.step(("f_mount_ls", "f_find", "f_find_remount"),
+            self.step(("f_mount_ls", "f_find", "f_find_floor",
+                       "f_find_remount"),
                       self.wf.run)
 
     def wait_quiet(self, proxy, quiet=1.0, limit=60):

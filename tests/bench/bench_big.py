@@ -16,6 +16,10 @@ Baselines:
       Dovecot serves), page cache warm: run twice, the second is timed
   (g) one connection: LIST "" "*", then STATUS f (MESSAGES UIDNEXT
       UIDVALIDITY) of every folder, all sent before the answers are read
+  (h) the floor of any client that shows every folder's messages: one
+      connection, LIST "" "*", then EXAMINE f and UID FETCH 1:* of the
+      items the daemon lists with, for every folder, all sent before the
+      answers are read
 """
 
 import os
@@ -62,6 +66,8 @@ FIGURES = {
                "(g) LIST + pipelined STATUS"),
     "f_find_remount": ("F: find -type d after remount (s)", "s",
                        "(g) LIST + pipelined STATUS"),
+    "f_find_floor": ("F: find -type d, cold (s)", "s",
+                     "(h) LIST + pipelined EXAMINE and listing FETCH"),
 }
 TARGETS = {
     "m_cold_ls": ("ratio<=", 1.25),
@@ -84,6 +90,9 @@ LEGEND = [
     "(g): one connection, LIST \"\" \"*\" then STATUS (MESSAGES UIDNEXT "
     "UIDVALIDITY) of every folder, all sent before the answers are read; "
     "the second of two rounds",
+    "(h): one connection, LIST \"\" \"*\" then EXAMINE and UID FETCH 1:* "
+    "(the daemon's listing items) of every folder, all sent before the "
+    "answers are read: what listing every folder costs at least",
     "RssAnon: peak of the daemon's anonymous memory sampled every 50 ms from "
     "/proc/PID/status during the ls -l and 2 s after; VmHWM: the kernel's "
     "peak of its resident set (file-backed pages too, e.g. mmap'd files)",
@@ -258,15 +267,22 @@ def list_status(dc):
 
 def warm_folders(dc, names, items=DAEMON_ITEMS):
     """EXAMINE and fetch the listing of every folder, pipelined: Dovecot
-    builds its index and cache files (kept with the Maildir)."""
+    builds its index and cache files (kept with the Maildir). Returns the
+    seconds from the first command sent to the last answer (login outside
+    the clock): baseline (h) when the LIST is added."""
     c = FastImap(dc)
     try:
         cmds = []
         for n in names:
             cmds += ["EXAMINE " + n, "UID FETCH 1:* " + items]
-        c.pipeline(cmds)
+        t0 = time.monotonic()
+        r = c.pipeline(cmds)
+        el = time.monotonic() - t0
+        if r["status"] != "OK":
+            raise RuntimeError("raw client: pipelined listing failed")
     finally:
         c.close()
+    return el
 
 
 # ---------------------------------------------------------------------------
@@ -521,6 +537,9 @@ class WorkloadF:
         log("# (g) LIST + pipelined STATUS of %d folders: %.3fs (LIST "
             "%.3fs; the round before: %.3fs)" % (len(names), el_g, t_list,
                                                   first))
+        el_h = t_list + warm_folders(self.dc, names)
+        log("# (h) LIST + pipelined EXAMINE and listing FETCH of %d "
+            "folders: %.3fs" % (len(names), el_h))
         cache = b.fresh_cache("f")
         t = time.monotonic()
         m = b.mount(cache, dc=self.dc)
@@ -539,5 +558,6 @@ class WorkloadF:
             "%.2fs, after remount %.2fs" % (mount_ls, cold, again))
         b.fig("f_mount_ls").add(mount_ls, None)
         b.fig("f_find").add(cold, el_g)
+        b.fig("f_find_floor").add(cold, el_h)
         b.fig("f_find_remount").add(again, el_g)
         b.discard(cache)
