@@ -126,6 +126,32 @@ class LiveDovecot(h.Dovecot):
 # ---------------------------------------------------------------------------
 # The other client
 
+# Dovecot keeps a session's index of a folder open for a while after the
+# session used it. When the folder is deleted and created again, the first
+# session to open it next finds the new index files unlike its own ("Mailbox
+# X: Corrupted transaction log file ...: indexid changed" in its log),
+# answers that command NO [SERVERBUG] and repairs the index on the way; a
+# repair by one session can do the same to another's. The command works when
+# tried again, so Admin tries commands that open a folder up to this many
+# times (logged).
+SERVERBUG_TRIES = 5
+
+
+def retry_serverbug(what, fn, *args):
+    """fn(*args), tried again (SERVERBUG_TRIES in all) while it fails with
+    an answer of [SERVERBUG]; other failures raise at once."""
+    for attempt in range(1, SERVERBUG_TRIES + 1):
+        try:
+            return fn(*args)
+        except h.TestFailure as e:
+            if "[SERVERBUG]" not in str(e) or attempt == SERVERBUG_TRIES:
+                raise
+            log("# %s: Dovecot answered [SERVERBUG] (its index of a "
+                "recreated folder, see its log); try %d of %d" % (
+                    what, attempt + 1, SERVERBUG_TRIES))
+            time.sleep(0.2 * attempt)
+
+
 class Admin:
     """An IMAP client that changes the mailbox (read-write SELECT)."""
 
@@ -183,21 +209,23 @@ class Admin:
         self._ok(self.conn.rename(quote(old_raw), quote(new_raw)), "RENAME")
 
     def uidvalidity(self, folder_raw):
-        data = self._ok(self.conn.status(quote(folder_raw),
-                                         "(UIDVALIDITY UIDNEXT MESSAGES)"),
-                        "STATUS")
+        data = retry_serverbug(
+            "STATUS " + folder_raw, lambda: self._ok(self.conn.status(
+                quote(folder_raw), "(UIDVALIDITY UIDNEXT MESSAGES)"),
+                "STATUS"))
         m = re.search(rb"UIDVALIDITY (\d+)", data[0])
         return int(m.group(1))
 
     def uids(self, folder_raw):
-        self._ok(self.conn.select(quote(folder_raw), readonly=True),
-                 "EXAMINE")
+        retry_serverbug("EXAMINE " + folder_raw, lambda: self._ok(
+            self.conn.select(quote(folder_raw), readonly=True), "EXAMINE"))
         data = self._ok(self.conn.uid("SEARCH", None, "ALL"), "UID SEARCH")
         self.conn.close()
         return sorted(int(x) for x in data[0].split())
 
     def body(self, folder_raw, uid):
-        return self.client.fetch_body(folder_raw, uid)
+        return retry_serverbug("EXAMINE and FETCH in " + folder_raw,
+                               self.client.fetch_body, folder_raw, uid)
 
 
 def seed_imap(dovecot, folders):
