@@ -131,25 +131,30 @@ class LiveDovecot(h.Dovecot):
 # session to open it next finds the new index files unlike its own ("Mailbox
 # X: Corrupted transaction log file ...: indexid changed" in its log),
 # answers that command NO [SERVERBUG] and repairs the index on the way; a
-# repair by one session can do the same to another's. The command works when
-# tried again, so Admin tries commands that open a folder up to this many
-# times (logged).
+# repair by one session can do the same to another's, and the same session
+# may then answer "Mailbox was deleted under us" from the old index it
+# still holds. A new session opens the folder as it is now, so Admin logs
+# in again and tries the command again, up to SERVERBUG_TRIES times in all
+# (logged).
 SERVERBUG_TRIES = 5
+SERVER_RACES = ("[SERVERBUG]", "Mailbox was deleted under us")
 
 
-def retry_serverbug(what, fn, *args):
-    """fn(*args), tried again (SERVERBUG_TRIES in all) while it fails with
-    an answer of [SERVERBUG]; other failures raise at once."""
+def retry_serverbug(what, fn, reconnect):
+    """fn(), tried again after reconnect() (SERVERBUG_TRIES in all) while
+    it fails with one of SERVER_RACES; other failures raise at once."""
     for attempt in range(1, SERVERBUG_TRIES + 1):
         try:
-            return fn(*args)
+            return fn()
         except h.TestFailure as e:
-            if "[SERVERBUG]" not in str(e) or attempt == SERVERBUG_TRIES:
+            race = [r for r in SERVER_RACES if r in str(e)]
+            if not race or attempt == SERVERBUG_TRIES:
                 raise
-            log("# %s: Dovecot answered [SERVERBUG] (its index of a "
-                "recreated folder, see its log); try %d of %d" % (
-                    what, attempt + 1, SERVERBUG_TRIES))
+            log("# %s: Dovecot answered %s (its index of a recreated "
+                "folder, see its log); logging in again, try %d of %d" % (
+                    what, race[0], attempt + 1, SERVERBUG_TRIES))
             time.sleep(0.2 * attempt)
+            reconnect()
 
 
 class Admin:
@@ -212,20 +217,22 @@ class Admin:
         data = retry_serverbug(
             "STATUS " + folder_raw, lambda: self._ok(self.conn.status(
                 quote(folder_raw), "(UIDVALIDITY UIDNEXT MESSAGES)"),
-                "STATUS"))
+                "STATUS"), self.reconnect)
         m = re.search(rb"UIDVALIDITY (\d+)", data[0])
         return int(m.group(1))
 
     def uids(self, folder_raw):
         retry_serverbug("EXAMINE " + folder_raw, lambda: self._ok(
-            self.conn.select(quote(folder_raw), readonly=True), "EXAMINE"))
+            self.conn.select(quote(folder_raw), readonly=True), "EXAMINE"),
+            self.reconnect)
         data = self._ok(self.conn.uid("SEARCH", None, "ALL"), "UID SEARCH")
         self.conn.close()
         return sorted(int(x) for x in data[0].split())
 
     def body(self, folder_raw, uid):
-        return retry_serverbug("EXAMINE and FETCH in " + folder_raw,
-                               self.client.fetch_body, folder_raw, uid)
+        return retry_serverbug(
+            "EXAMINE and FETCH in " + folder_raw,
+            lambda: self.client.fetch_body(folder_raw, uid), self.reconnect)
 
 
 def seed_imap(dovecot, folders):
