@@ -357,6 +357,19 @@ out:
 	return r;
 }
 
+int cache_pack_prepare(CachePack *pack)
+{
+	uint32_t number;
+	Segment *s;
+	int r;
+
+	g_return_val_if_fail(pack, -EINVAL);
+	g_mutex_lock(&pack->lock);
+	r = pack->retired ? -ESTALE : writable_segment(pack, 0, &number, &s);
+	g_mutex_unlock(&pack->lock);
+	return r;
+}
+
 /* Under lock: the record of uid and its segment, or NULL (a record whose
  * segment went is forgotten). */
 static Record *lookup(CachePack *pack, uint32_t uid, Segment **s)

@@ -46,6 +46,11 @@ void cache_pack_unref(CachePack *pack);
 int cache_pack_put(CachePack *pack, uint32_t uid, const void *data, size_t len,
 		   uint32_t *segment, uint64_t *segment_size);
 
+/* Make sure the pack has a segment to append to (its directories and
+ * file created), so that the first put does not wait for that. 0 or
+ * -errno. */
+int cache_pack_prepare(CachePack *pack);
+
 /* Where the body of uid is: len bytes at *offset of *fd, a new fd on its
  * segment that the caller closes; *segment names that segment. -ENOENT
  * when uid is not in the pack, or its record failed its CRC check (it is

@@ -532,6 +532,25 @@ int cache_store_put_body(CacheStore *store, const char *folder,
 	return 0;
 }
 
+int cache_store_prepare_pack(CacheStore *store, const char *folder,
+			     uint32_t uidvalidity)
+{
+	g_autofree char *key = NULL;
+	CachePack *pack;
+	int r;
+
+	g_return_val_if_fail(store && folder, -EINVAL);
+	if (uidvalidity == 0)
+		return -EINVAL;
+	key = store_folder_key(store, folder);
+	do {
+		pack = get_pack(store, key, uidvalidity);
+		r = cache_pack_prepare(pack);
+		cache_pack_unref(pack);
+	} while (r == -ESTALE);
+	return r;
+}
+
 /* ---- folders ---- */
 
 static bool parse_uidvalidity(const char *name, uint32_t *uv)

@@ -81,6 +81,11 @@ int cache_store_read_body(CacheStore *store, const char *folder,
 int cache_store_put_body(CacheStore *store, const char *folder,
 			 uint32_t uidvalidity, uint32_t uid, const void *data,
 			 size_t len);
+/* Create the folder's pack (directories and first segment) ahead of its
+ * first cache_store_put_body(): creating files and directories is slow on
+ * some disks, and a reader should not wait for it. 0 or -errno. */
+int cache_store_prepare_pack(CacheStore *store, const char *folder,
+			     uint32_t uidvalidity);
 
 /* A new temp file for a body whose folder and UID may not be known yet.
  * When the disk is full (ENOSPC, EDQUOT) the writer starts in memory

@@ -37,6 +37,13 @@
 #define HEADS_MAX_BYTES (8u << 20)
 #define PUSH_AHEAD_MESSAGES 128
 #define PUSH_AHEAD_BYTES (8u << 20)
+/* A walk that begins at a folder's first message (fs_fetch_note_listed())
+ * starts with the window of this streak. */
+#define WALK_START_STREAK 2
+/* A walk into a folder this soon after a reader read past the heads of
+ * messages (grep -r going on to the next folder) fetches large bodies
+ * from the start. */
+#define DEEP_WALK_US (10 * G_USEC_PER_SEC)
 
 struct FsFetch {
 	GMutex lock;
@@ -50,7 +57,30 @@ struct FsFetch {
 	CacheMemory *memory;        /* bodies kept off a full disk */
 	FsQuota *quota;             /* downloads stopped by the server */
 	FsPrefetch prefetch;        /* fs_fetch_set_prefetch() */
+	gint64 deep_at;    /* last read past the heads of a message; 0: never */
+	GThreadPool *prep; /* PrepJob*: packs made ahead of a walk's bodies */
 };
+
+/* A folder's pack to create before the first body of a walk arrives. */
+typedef struct {
+	CacheStore *store; /* outlives the fetch state (fs/main.c) */
+	char *folder;
+	uint32_t uidvalidity;
+} PrepJob;
+
+static void prep_run(gpointer data, gpointer user_data)
+{
+	PrepJob *job = data;
+	int rc =
+	    cache_store_prepare_pack(job->store, job->folder, job->uidvalidity);
+
+	if (rc < 0)
+		g_debug("cannot prepare the cache of %s: %s (the first body "
+			"will)",
+			job->folder, g_strerror(-rc));
+	g_free(job->folder);
+	g_free(job);
+}
 
 FsFetch *fs_fetch_new(void)
 {
@@ -66,6 +96,7 @@ FsFetch *fs_fetch_new(void)
 	fetch->memory = cache_memory_new(UNCACHED_MAX_BYTES);
 	fetch->quota = fs_quota_new();
 	fetch->prefetch = FS_PREFETCH_AHEAD;
+	fetch->prep = g_thread_pool_new(prep_run, NULL, 1, FALSE, NULL);
 	return fetch;
 }
 
@@ -73,6 +104,7 @@ void fs_fetch_free(FsFetch *fetch)
 {
 	if (!fetch)
 		return;
+	g_thread_pool_free(fetch->prep, FALSE, TRUE);
 	g_hash_table_unref(fetch->inflight);
 	g_hash_table_unref(fetch->readers);
 	g_hash_table_unref(fetch->heads);
@@ -137,6 +169,7 @@ typedef struct {
 	GArray *uids; /* uint32_t, ascending */
 	GArray *done; /* gboolean per uid: stored (or failed) already */
 	bool background;
+	uint32_t reader_uid; /* being read now: not pushed (0: none) */
 } BodyJob;
 
 /* ---- literal sink of a body FETCH: parser -> cache temp file ---- */
@@ -285,7 +318,7 @@ static int store_small(BodyJob *job, uint32_t uid, const char *data, size_t len)
 	if (rc < 0)
 		return -EIO;
 	fs_sync_set_exact_size(mnt, job->folder, job->folder_id, uid, len);
-	if (job->background) {
+	if (job->background && uid != job->reader_uid) {
 		/* Prefetched for a sequential reader: into the page cache
 		 * too, so that it reads the file without asking us. */
 		g_autoptr(GBytes) bytes = g_bytes_new(data, len);
@@ -586,6 +619,7 @@ typedef struct {
 	guint queued_to;  /* prefetch queued up to this position */
 	guint pushed_to;  /* pushes queued up to this position */
 	bool deep;        /* the streak reads past the heads of messages */
+	bool listed;      /* opened as a directory since the last first read */
 } ReadPattern;
 
 /* Under fetch->lock. */
@@ -667,9 +701,26 @@ static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 }
 
 /* Under fetch->lock: count the first read at pos into rp's streak, or
- * start a new pass. */
-static void note_first_read(ReadPattern *rp, guint pos)
+ * start a new pass. True when the read starts a walk through a folder
+ * just listed: prefetch takes the message at pos too. */
+static bool note_first_read(FsFetch *fetch, ReadPattern *rp, guint pos)
 {
+	bool listed = rp->listed;
+
+	rp->listed = false;
+	if (listed && pos == 0) {
+		/* Listed, then its first message read (grep -r, find
+		 * -exec, a mail indexer): no need to wait for a streak. */
+		gint64 now = g_get_monotonic_time();
+
+		rp->streak = WALK_START_STREAK;
+		rp->deep =
+		    fetch->deep_at && now - fetch->deep_at < DEEP_WALK_US;
+		rp->queued_to = 0;
+		rp->pushed_to = 0;
+		rp->last_index = pos;
+		return true;
+	}
 	/* Sequential: just past the last read, or past what was prefetched
 	 * and pushed since (those files are read without asking us). */
 	if (rp->last_index != G_MAXUINT && pos > rp->last_index &&
@@ -684,6 +735,7 @@ static void note_first_read(ReadPattern *rp, guint pos)
 		rp->pushed_to = 0;
 	}
 	rp->last_index = pos;
+	return false;
 }
 
 /* A message picked for prefetch. */
@@ -693,11 +745,12 @@ typedef struct {
 	uint64_t gid;
 } Pick;
 
-/* Under fetch->lock: the messages of the window ahead of pos that a
- * streak of rp's length wants fetched, within budget bytes; advances
- * rp->queued_to past them. NULL when the window is still full enough. */
+/* Under fetch->lock: the messages of the window ahead of pos (from pos
+ * itself when with_pos) that a streak of rp's length wants fetched,
+ * within budget bytes; advances rp->queued_to past them. NULL when the
+ * window is still full enough. */
 static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
-			   uint64_t budget)
+			   bool with_pos, uint64_t budget)
 {
 	guint n = cache_folder_index_count(l->index);
 	GArray *picks;
@@ -710,7 +763,7 @@ static GArray *pick_window(FsListing *l, ReadPattern *rp, guint pos,
 	if (rp->queued_to > pos + 1 + window / 2)
 		return NULL;
 	picks = g_array_new(FALSE, FALSE, sizeof(Pick));
-	from = MAX(pos + 1, rp->queued_to);
+	from = MAX(with_pos ? pos : pos + 1, rp->queued_to);
 	to = MIN(n, pos + 1 + window);
 	for (guint i = from; i < to; i++) {
 		CacheMessage mm, *m = &mm;
@@ -755,9 +808,10 @@ static void drop_cached(FsMount *mnt, FsFolder *f, const FsListing *l,
 }
 
 /* Claim the picks nobody fetches yet and queue them in batches, over
- * several connections. */
+ * several connections. reader_uid (0: none) is the message being read:
+ * its reader waits for the batch instead of a fetch of its own. */
 static void submit_picks(FsMount *mnt, FsFolder *f, FsListing *l,
-			 const GArray *picks)
+			 const GArray *picks, uint32_t reader_uid)
 {
 	FsFetch *fetch = mnt->fetch;
 	BodyJob *job = NULL;
@@ -767,9 +821,11 @@ static void submit_picks(FsMount *mnt, FsFolder *f, FsListing *l,
 	for (guint i = 0; i < picks->len; i++) {
 		const Pick *p = &g_array_index(picks, Pick, i);
 
-		if (!job)
+		if (!job) {
 			job = body_job_new(mnt, f, l->folder_id,
 					   l->index->uidvalidity, true);
+			job->reader_uid = reader_uid;
+		}
 		if (!claim_uid(fetch, job, p->uid))
 			continue;
 		job_bytes += p->size;
@@ -794,12 +850,14 @@ static void submit_picks(FsMount *mnt, FsFolder *f, FsListing *l,
 /* Called on the first read of the message at position pos of listing l:
  * when reads go through the folder in order, fetch what follows ahead, in
  * batches over several connections; stop when the reads stop. */
-static void maybe_prefetch(FsMount *mnt, FsFolder *f, FsListing *l, guint pos)
+static void maybe_prefetch(FsMount *mnt, FsFolder *f, FsListing *l, guint pos,
+			   uint32_t uid)
 {
 	FsFetch *fetch = mnt->fetch;
 	g_autoptr(GArray) picks = NULL;
 	uint64_t budget = PREFETCH_MAX_BYTES;
 	ReadPattern *rp;
+	bool walk;
 
 	if (mnt->cache_limit)
 		budget = MIN(budget, mnt->cache_limit / 4);
@@ -810,15 +868,25 @@ static void maybe_prefetch(FsMount *mnt, FsFolder *f, FsListing *l, guint pos)
 
 	g_mutex_lock(&fetch->lock);
 	rp = read_pattern(fetch, f, l->folder_id);
-	note_first_read(rp, pos);
+	walk = note_first_read(fetch, rp, pos);
 	push_ahead(mnt, f, l, rp, pos);
 	if (rp->streak >= 2 && budget > 0)
-		picks = pick_window(l, rp, pos, budget);
+		picks = pick_window(l, rp, pos, walk, budget);
 	g_mutex_unlock(&fetch->lock);
 	if (!picks)
 		return;
 	drop_cached(mnt, f, l, picks);
-	submit_picks(mnt, f, l, picks);
+	if (walk && picks->len > 0) {
+		/* The first body would otherwise wait for the pack's
+		 * directories and file to be created. */
+		PrepJob *job = g_new0(PrepJob, 1);
+
+		job->store = mnt->store;
+		job->folder = g_strdup(f->raw);
+		job->uidvalidity = l->index->uidvalidity;
+		g_thread_pool_push(mnt->fetch->prep, job, NULL);
+	}
+	submit_picks(mnt, f, l, picks, walk ? uid : 0);
 }
 
 /* ---- heads of large messages ---- */
@@ -855,6 +923,16 @@ void fs_fetch_note_read(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		return;
 	g_mutex_lock(&fetch->lock);
 	read_pattern(fetch, f, folder_id)->deep = true;
+	fetch->deep_at = g_get_monotonic_time();
+	g_mutex_unlock(&fetch->lock);
+}
+
+void fs_fetch_note_listed(FsMount *mnt, FsFolder *f, uint32_t folder_id)
+{
+	FsFetch *fetch = mnt->fetch;
+
+	g_mutex_lock(&fetch->lock);
+	read_pattern(fetch, f, folder_id)->listed = true;
 	g_mutex_unlock(&fetch->lock);
 }
 
@@ -963,7 +1041,7 @@ int fs_fetch_open(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid,
 		guint pos;
 
 		if (cache_folder_index_find(l->index, uid, NULL, &pos))
-			maybe_prefetch(mnt, f, l, pos);
+			maybe_prefetch(mnt, f, l, pos, uid);
 	}
 	for (int attempt = 0; attempt < 3; attempt++) {
 		if (open_cached(mnt, f, folder_id, uidvalidity, uid, body) == 0)

@@ -42,6 +42,10 @@ GBytes *fs_fetch_head(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid);
  * large bodies too. */
 void fs_fetch_note_read(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			off_t off);
+/* Folder f was just opened as a directory (its listing is being read):
+ * a first read of its first message next starts a walk through it, and
+ * prefetch begins at once, with that message in the first batch. */
+void fs_fetch_note_listed(FsMount *mnt, FsFolder *f, uint32_t folder_id);
 /* Forget the bodies of folder kept in memory off a full disk, but those
  * of keep_uidvalidity (0: all), as cache_store_drop_folder() does on
  * disk. */

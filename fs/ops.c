@@ -519,6 +519,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	if (f) {
 		dh->children = fs_folder_children(f);
 		dh->listing = fs_folder_get_listing(f);
+		if (dh->listing)
+			fs_fetch_note_listed(mnt, f, dh->listing->folder_id);
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	/* The kernel may keep its cached listing unless it just changed;

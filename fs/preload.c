@@ -6,7 +6,7 @@
  * (which frees it, also after a timeout); the answers are copied into
  * pre only when the job finished.
  *
- * Locking: pre->lock guards answers and done. No I/O under it.
+ * Locking: pre->lock guards answers, done and stopping. No I/O under it.
  */
 #include "fs/preload.h"
 
@@ -34,6 +34,7 @@ struct FsPreload {
 	GCond cond;
 	GHashTable *answers; /* raw name -> FsPreloadCounts */
 	bool done;
+	bool stopping;         /* under lock: no more pushes to prefetch */
 	GThreadPool *prefetch; /* directories whose subfolders to list */
 };
 
@@ -149,6 +150,9 @@ void fs_preload_free(FsPreload *pre)
 	if (!pre)
 		return;
 	/* Directories still queued are dropped; batches running end. */
+	g_mutex_lock(&pre->lock);
+	pre->stopping = true;
+	g_mutex_unlock(&pre->lock);
 	g_thread_pool_free(pre->prefetch, TRUE, TRUE);
 	g_thread_join(pre->thread);
 	g_hash_table_unref(pre->answers);
@@ -337,7 +341,14 @@ static void push_ahead(FsPreload *pre, FsFolder *dir, unsigned depth)
 
 	a->dir = dir;
 	a->depth = depth;
-	g_thread_pool_push(pre->prefetch, a, NULL);
+	/* A batch queues the next level from inside the pool, so a push
+	 * can race with fs_preload_free(): pushing to a pool being freed is
+	 * a GLib critical. */
+	g_mutex_lock(&pre->lock);
+	if (!pre->stopping)
+		g_thread_pool_push(pre->prefetch, g_steal_pointer(&a), NULL);
+	g_mutex_unlock(&pre->lock);
+	g_free(a);
 }
 
 static void prefetch_one(gpointer data, gpointer user_data)

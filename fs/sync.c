@@ -782,13 +782,15 @@ void fs_sync_start_background(FsMount *mnt)
 
 void fs_sync_stop_background(FsMount *mnt)
 {
-	/* Checks still queued are dropped; saves are finished. */
+	/* Checks still queued are dropped; saves are finished. Everything
+	 * that installs listings (and so queues saves) stops before the
+	 * saver does: a push to a pool being freed is a GLib critical. */
 	g_clear_pointer(&mnt->preload, fs_preload_free);
 	if (mnt->verifier)
 		g_thread_pool_free(g_steal_pointer(&mnt->verifier), TRUE, TRUE);
+	stop_streamer(mnt);
 	if (mnt->saver)
 		g_thread_pool_free(g_steal_pointer(&mnt->saver), FALSE, TRUE);
-	stop_streamer(mnt);
 }
 
 void fs_sync_verify_children(FsMount *mnt, FsFolder *dir)

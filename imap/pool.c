@@ -640,6 +640,18 @@ static void keepalive(Worker *w)
 		imap_conn_command(w->conn, NULL, NULL, NULL, "NOOP");
 }
 
+/* Under the lock: w has no connection, and there is work while others
+ * have one. A login takes several round trips (tens of ms over TLS);
+ * a busy connection usually frees up sooner. So w logs in first and
+ * leaves the queued jobs to whoever is free first, instead of holding
+ * one while it connects. */
+static bool connect_first(ImapPool *pool, Worker *w)
+{
+	return !w->conn && !pool->down && !pool->login_suspended &&
+	       live_conns(pool) > 0 && may_connect(pool, w) &&
+	       (!g_queue_is_empty(&pool->fg) || !g_queue_is_empty(&pool->bg));
+}
+
 static gpointer worker_main(gpointer data)
 {
 	Worker *w = data;
@@ -649,10 +661,22 @@ static gpointer worker_main(gpointer data)
 	while (!pool->stopping) {
 		/* Over a server's connection limit, leave the jobs to the
 		 * workers that have a connection. */
-		Job *job = may_connect(pool, w) ? take_job(pool, w) : NULL;
+		Job *job = NULL;
 		GError *error = NULL;
 		int rc;
 
+		if (connect_first(pool, w)) {
+			g_mutex_unlock(&pool->lock);
+			/* A failure is counted by the pool's rules; the
+			 * jobs stay with the connections that work. */
+			rc = ensure_conn(w, pool->account.timeout_ms, &error);
+			g_clear_error(&error);
+			g_mutex_lock(&pool->lock);
+			if (rc == 0)
+				continue;
+		} else if (may_connect(pool, w)) {
+			job = take_job(pool, w);
+		}
 		if (!job) {
 			gint64 until = g_get_monotonic_time() + KEEPALIVE_US;
 			bool timed_out;

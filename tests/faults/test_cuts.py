@@ -46,7 +46,7 @@ PHASES = [
     ("cut-s2c-mid", "cut", dict(lo=50_000, hi=1_500_000, direction="s2c",
                                 seed=11)),
     ("cut-c2s", "cut", dict(lo=200, hi=3_000, direction="c2s", seed=3)),
-    ("cut-c2s-wide", "cut", dict(lo=1_000, hi=5_000, direction="c2s",
+    ("cut-c2s-wide", "cut", dict(lo=500, hi=2_500, direction="c2s",
                                  seed=12, mode="reset")),
     ("cut-both-rst", "cut", dict(lo=5_000, hi=2_000_000, direction="both",
                                  seed=4, mode="reset")),
