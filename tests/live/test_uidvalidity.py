@@ -68,8 +68,10 @@ def recreate(admin, folder, date, same_shape=False):
         except h.TestFailure as e:
             if attempt == 4:
                 raise
-            h.log("# recreating %s: %s; trying again" % (folder, e))
+            h.log("# recreating %s: %s; trying again in a new session" % (
+                folder, e))
             time.sleep(0.5)
+            admin.reconnect()  # its index of the folder may be stale
 
 
 def fill_anew(admin, folder, date, same_shape):
