@@ -908,6 +908,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	g_debug("read %s UID %u: %zu bytes at %lld", f->raw, uid, size,
 		(long long)off);
 	fs_fetch_note_read(mnt, f, l->folder_id, off);
+	if (off == 0)
+		fs_push_note_read(mnt->push, ino);
 	if (read_from_head(req, mnt, f, l, uid, size, off, size_before)) {
 		fs_listing_unref(l);
 		return;

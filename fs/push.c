@@ -14,6 +14,7 @@
 #define PUSH_MAX_QUEUED 1024
 #define PUSH_MAX_QUEUED_BYTES (16u << 20) /* of bodies held in items */
 #define PUSH_MAX_BODY (1u << 20) /* larger bodies are read the usual way */
+#define PUSH_MAX_DONE 65536      /* inodes remembered as pushed or read */
 
 typedef struct {
 	fuse_ino_t ino;
@@ -32,6 +33,10 @@ struct FsPush {
 	GThread *thread;
 	bool stopping;
 	size_t queued_bytes;
+	/* Inodes pushed or read since the set was last cleared: a second push
+	 * of one (a listing push and a reader's push ahead, or a reader that
+	 * overtook the pusher) would only copy the same bytes again. */
+	GHashTable *done;
 	uint64_t pushed;
 	uint64_t skipped;
 };
@@ -88,6 +93,19 @@ static void push_one(FsPush *push, Item *it)
 	g_mutex_unlock(&push->lock);
 }
 
+/* Under push->lock: remember ino as done; false when it was already. */
+static bool mark_done(FsPush *push, fuse_ino_t ino)
+{
+	gpointer key = GSIZE_TO_POINTER((gsize)ino);
+
+	if (g_hash_table_contains(push->done, key))
+		return false;
+	if (g_hash_table_size(push->done) >= PUSH_MAX_DONE)
+		g_hash_table_remove_all(push->done);
+	g_hash_table_add(push->done, key);
+	return true;
+}
+
 static gpointer push_main(gpointer data)
 {
 	FsPush *push = data;
@@ -103,6 +121,10 @@ static gpointer push_main(gpointer data)
 		it = g_queue_pop_head(&push->items);
 		if (it->bytes)
 			push->queued_bytes -= g_bytes_get_size(it->bytes);
+		if (!mark_done(push, it->ino)) {
+			item_free(it);
+			continue;
+		}
 		g_mutex_unlock(&push->lock);
 		push_one(push, it);
 		item_free(it);
@@ -119,6 +141,7 @@ FsPush *fs_push_new(CacheStore *store)
 	g_mutex_init(&push->lock);
 	g_cond_init(&push->cond);
 	g_queue_init(&push->items);
+	push->done = g_hash_table_new(g_direct_hash, g_direct_equal);
 	push->store = store;
 	return push;
 }
@@ -174,6 +197,15 @@ void fs_push_bytes(FsPush *push, fuse_ino_t ino, GBytes *bytes)
 	enqueue(push, it);
 }
 
+void fs_push_note_read(FsPush *push, fuse_ino_t ino)
+{
+	if (!push)
+		return;
+	g_mutex_lock(&push->lock);
+	mark_done(push, ino);
+	g_mutex_unlock(&push->lock);
+}
+
 void fs_push_stop(FsPush *push)
 {
 	g_mutex_lock(&push->lock);
@@ -195,6 +227,7 @@ void fs_push_free(FsPush *push)
 		return;
 	fs_push_stop(push);
 	g_queue_clear_full(&push->items, (GDestroyNotify)item_free);
+	g_hash_table_unref(push->done);
 	g_cond_clear(&push->cond);
 	g_mutex_clear(&push->lock);
 	g_free(push);

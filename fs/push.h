@@ -25,6 +25,9 @@ void fs_push_cached(FsPush *push, fuse_ino_t ino, const char *folder,
 		    uint32_t uidvalidity, uint32_t uid);
 /* Push a body at hand (just fetched); takes a reference to bytes. */
 void fs_push_bytes(FsPush *push, fuse_ino_t ino, GBytes *bytes);
+/* A reader got ino's first bytes from us: a push of it would copy them
+ * again, so queued and later pushes of ino are dropped. */
+void fs_push_note_read(FsPush *push, fuse_ino_t ino);
 /* Stop the thread (before the session ends); queued items are dropped and
  * later ones refused. */
 void fs_push_stop(FsPush *push);
