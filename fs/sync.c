@@ -209,9 +209,12 @@ static int examine_for_sync(ImapConn *conn, SyncJob *job, ImapMailboxState *st,
 	rc = imap_examine_resync(conn, job->folder, old ? old->uidvalidity : 0,
 				 old ? old->highestmodseq : 0, st, vanished,
 				 error);
-	/* NO to EXAMINE: the folder is gone or cannot be opened. */
+	/* NO to EXAMINE: the folder is gone or cannot be opened. A server
+	 * that failed ([SERVERBUG]: Dovecot while the folder is recreated)
+	 * or is busy says nothing of the folder: EIO, and the next sync asks
+	 * again. */
 	if (rc < 0 && !imap_conn_is_broken(conn))
-		return -ENOENT;
+		return imap_conn_refused_by_failure(conn) ? -EIO : -ENOENT;
 	return rc;
 }
 

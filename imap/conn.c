@@ -37,6 +37,7 @@ struct ImapConn {
 	char *idle_tag;      /* tag of the IDLE command in progress */
 	bool qresync;        /* ENABLE QRESYNC succeeded */
 	char *refusal;       /* text of the last NO, BAD or BYE */
+	char *refusal_code;  /* its response code ("SERVERBUG"), or NULL */
 	char **disabled;     /* capabilities not to use (imap/quirks.h) */
 	struct Batch *batch; /* the commands being answered, NULL between */
 	bool bye;            /* the server ended the session (not a limit) */
@@ -127,11 +128,18 @@ static void note_refusal(ImapConn *conn, const ImapResponse *r)
 {
 	g_free(conn->refusal);
 	conn->refusal = g_strdup(r->text && *r->text ? r->text : "");
+	g_free(conn->refusal_code);
+	conn->refusal_code = g_strdup(r->code);
 }
 
 const char *imap_conn_refusal_text(const ImapConn *conn)
 {
 	return conn->refusal ? conn->refusal : "";
+}
+
+bool imap_conn_refused_by_failure(const ImapConn *conn)
+{
+	return imap_code_is_server_failure(conn->refusal_code);
 }
 
 /* A tagged NO or BAD to the command in line: note the server's words,
@@ -898,6 +906,7 @@ void imap_conn_free(ImapConn *conn)
 	g_free(conn->selected);
 	g_free(conn->idle_tag);
 	g_free(conn->refusal);
+	g_free(conn->refusal_code);
 	g_free(conn);
 }
 

@@ -193,5 +193,15 @@ bool imap_text_is_throttling(const char *code, const char *text);
  * ("" when none): its own words, kept apart from our messages. */
 const char *imap_conn_refusal_text(const ImapConn *conn);
 
+/* Whether the last NO, BAD or BYE said the server failed, or cannot now,
+ * rather than that the request was wrong (imap_code_is_server_failure()):
+ * a NO [SERVERBUG] to EXAMINE says nothing of whether the folder exists. */
+bool imap_conn_refused_by_failure(const ImapConn *conn);
+
+/* True for the response codes of a server that failed or is busy:
+ * SERVERBUG, UNAVAILABLE, INUSE, LIMIT, CORRUPTION (RFC 5530). code may be
+ * NULL. */
+bool imap_code_is_server_failure(const char *code);
+
 /* Monotonic time (g_get_monotonic_time) of the last byte received. */
 gint64 imap_conn_last_progress(const ImapConn *conn);

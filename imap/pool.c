@@ -600,8 +600,12 @@ static int run_job(Worker *w, Job *job, GError **error)
 			g_free(w->selected);
 			w->selected = g_strdup(imap_conn_selected(w->conn));
 			g_mutex_unlock(&w->pool->lock);
+			/* Folder gone or refused; a server failure
+			 * ([SERVERBUG]) says nothing of the folder. */
 			if (rc < 0 && !imap_conn_is_broken(w->conn))
-				return -ENOENT; /* folder gone or refused */
+				return imap_conn_refused_by_failure(w->conn)
+					   ? -EIO
+					   : -ENOENT;
 		}
 		if (rc == 0)
 			rc = job->fn(w->conn, job->folder ? &state : NULL,

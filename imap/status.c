@@ -197,6 +197,17 @@ int imap_refusal_errno(const ImapResponse *r)
 	return imap_status_errno(r, false);
 }
 
+bool imap_code_is_server_failure(const char *code)
+{
+	static const char *const codes[] = { "SERVERBUG", "UNAVAILABLE",
+					     "INUSE", "LIMIT", "CORRUPTION" };
+
+	for (size_t i = 0; code && i < G_N_ELEMENTS(codes); i++)
+		if (strcmp(code, codes[i]) == 0)
+			return true;
+	return false;
+}
+
 bool imap_text_is_throttling(const char *code, const char *text)
 {
 	static const char *const words[] = {

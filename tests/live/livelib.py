@@ -126,6 +126,37 @@ class LiveDovecot(h.Dovecot):
 # ---------------------------------------------------------------------------
 # The other client
 
+# Dovecot keeps a session's index of a folder open for a while after the
+# session used it. When the folder is deleted and created again, the first
+# session to open it next finds the new index files unlike its own ("Mailbox
+# X: Corrupted transaction log file ...: indexid changed" in its log),
+# answers that command NO [SERVERBUG] and repairs the index on the way; a
+# repair by one session can do the same to another's, and the same session
+# may then answer "Mailbox was deleted under us" from the old index it
+# still holds. A new session opens the folder as it is now, so Admin logs
+# in again and tries the command again, up to SERVERBUG_TRIES times in all
+# (logged).
+SERVERBUG_TRIES = 5
+SERVER_RACES = ("[SERVERBUG]", "Mailbox was deleted under us")
+
+
+def retry_serverbug(what, fn, reconnect):
+    """fn(), tried again after reconnect() (SERVERBUG_TRIES in all) while
+    it fails with one of SERVER_RACES; other failures raise at once."""
+    for attempt in range(1, SERVERBUG_TRIES + 1):
+        try:
+            return fn()
+        except h.TestFailure as e:
+            race = [r for r in SERVER_RACES if r in str(e)]
+            if not race or attempt == SERVERBUG_TRIES:
+                raise
+            log("# %s: Dovecot answered %s (its index of a recreated "
+                "folder, see its log); logging in again, try %d of %d" % (
+                    what, race[0], attempt + 1, SERVERBUG_TRIES))
+            time.sleep(0.2 * attempt)
+            reconnect()
+
+
 class Admin:
     """An IMAP client that changes the mailbox (read-write SELECT)."""
 
@@ -183,21 +214,25 @@ class Admin:
         self._ok(self.conn.rename(quote(old_raw), quote(new_raw)), "RENAME")
 
     def uidvalidity(self, folder_raw):
-        data = self._ok(self.conn.status(quote(folder_raw),
-                                         "(UIDVALIDITY UIDNEXT MESSAGES)"),
-                        "STATUS")
+        data = retry_serverbug(
+            "STATUS " + folder_raw, lambda: self._ok(self.conn.status(
+                quote(folder_raw), "(UIDVALIDITY UIDNEXT MESSAGES)"),
+                "STATUS"), self.reconnect)
         m = re.search(rb"UIDVALIDITY (\d+)", data[0])
         return int(m.group(1))
 
     def uids(self, folder_raw):
-        self._ok(self.conn.select(quote(folder_raw), readonly=True),
-                 "EXAMINE")
+        retry_serverbug("EXAMINE " + folder_raw, lambda: self._ok(
+            self.conn.select(quote(folder_raw), readonly=True), "EXAMINE"),
+            self.reconnect)
         data = self._ok(self.conn.uid("SEARCH", None, "ALL"), "UID SEARCH")
         self.conn.close()
         return sorted(int(x) for x in data[0].split())
 
     def body(self, folder_raw, uid):
-        return self.client.fetch_body(folder_raw, uid)
+        return retry_serverbug(
+            "EXAMINE and FETCH in " + folder_raw,
+            lambda: self.client.fetch_body(folder_raw, uid), self.reconnect)
 
 
 def seed_imap(dovecot, folders):
