@@ -116,7 +116,11 @@ RESYNC_CHANGES = 100  # new and expunged messages between remounts
 FIGURES = {
     "cold_grep_mbsync": ("cold grep -r C (s)", "s", "(c) mbsync of C"),
     "cold_grep_raw": ("cold grep -r C (s)", "s", "(a) raw FETCH 1:* stream"),
+    "cold_grep_floor": ("cold grep -r C (s)", "s",
+                        "(a) + (b) of C: listings, then bodies"),
     "warm_grep": ("warm grep -r C (s)", "s", "(d) grep -r local Maildir"),
+    "warm_walk": ("find -type f C, fresh mount of the full cache (s)", "s",
+                  "(d) grep -r local Maildir"),
     "again_grep": ("grep -r C again, same mount (s)", "s",
                    "(d) grep -r local Maildir"),
     "cold_ls": ("cold ls -l L (s)", "s", "(b) raw listing FETCH"),
@@ -865,7 +869,8 @@ class Bench:
         log("# --- run %d of %d" % (i + 1, a.runs))
         f = a.figures
         if self.c_folders and "grep" in f:
-            self.step(("cold_grep_raw", "cold_grep_mbsync", "warm_grep"),
+            self.step(("cold_grep_raw", "cold_grep_floor",
+                       "cold_grep_mbsync", "warm_grep", "warm_walk"),
                       self.run_grep)
         if self.l_count and "ls" in f:
             self.step(("cold_ls", "remount_ls_raw", "remount_ls_cold",
@@ -968,6 +973,10 @@ class Bench:
         log("# (a) raw stream of C: %.2fs, %d messages, %s on the wire "
             "(%.0f MB/s)" % (el_a, tot["fetch"], fmt_bytes(tot["bytes"]),
                              tot["bytes"] / el_a / 1e6))
+        # What a client that shows files must do before the first body of
+        # a folder: list it. Part of the floor of the cold grep.
+        el_bc, _ = raw_pass(self.dc, self.c_raw, LIST_ITEMS)
+        log("# (b) raw listing of every folder of C: %.2fs" % el_bc)
         el_mb = el_local = None
         if self.mbsync:
             try:
@@ -991,7 +1000,7 @@ class Bench:
                         n, self.c_count))
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                 log("# ERROR in baselines (c), (d): %s" % e)
-                for k in ("cold_grep_mbsync", "warm_grep"):
+                for k in ("cold_grep_mbsync", "warm_grep", "warm_walk"):
                     self.fig(k).error("baseline: %s" % str(e)[:300])
                 el_mb = el_local = None
         cache = self.fresh_cache("grep")
@@ -1006,11 +1015,23 @@ class Bench:
             again = self.grep_mount(m)
         finally:
             self.unmount(m, "warm grep")
+        # The floor of the warm grep: a fresh mount's tree walk alone
+        # (listings from the cache, the kernel's inodes; no body read).
+        m = self.mount(cache)
+        try:
+            walk, _ = timed(["find", m.path("C"), "-type", "f"],
+                            timeout=3600)
+        finally:
+            self.unmount(m, "warm walk")
+        log("# imapfs: find -type f of C on a fresh mount of the full "
+            "cache %.3fs" % walk)
         log("# imapfs: cold grep -r C %.2fs, warm grep -r C %.3fs "
             "(mount %.2fs), again on the same mount %.3fs" % (
                 cold, warm, m.mount_seconds, again))
         self.fig("again_grep").add(again, el_local)
         self.fig("cold_grep_raw").add(cold, el_a)
+        self.fig("cold_grep_floor").add(cold, el_a + el_bc)
+        self.fig("warm_walk").add(walk, el_local)
         if el_mb is not None:
             self.fig("cold_grep_mbsync").add(cold, el_mb)
         self.fig("warm_grep").add(warm, el_local)
@@ -1212,8 +1233,8 @@ class Bench:
     # --- report ------------------------------------------------------------
 
     def table(self):
-        order = ["cold_grep_mbsync", "cold_grep_raw", "warm_grep",
-                 "again_grep", "cold_ls", "remount_ls_raw",
+        order = ["cold_grep_mbsync", "cold_grep_raw", "cold_grep_floor",
+                 "warm_grep", "warm_walk", "again_grep", "cold_ls", "remount_ls_raw",
                  "remount_ls_cold", "remount_ls_local", "again_ls", "hwm",
                  "rss_growth",
                  "bytes_ideal", "bytes_budget", "resync_same",
