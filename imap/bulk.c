@@ -37,24 +37,6 @@ static void bulk_meta(void *user_data, const ImapMessageMeta *m)
 	ctx->fn(ctx->user_data, ctx->cur, m);
 }
 
-/* What an EXAMINE's untagged answers say of the mailbox. */
-static void examine_answer(ImapMailboxState *st, const ImapResponse *r)
-{
-	uint64_t v;
-
-	if (r->name && r->has_number && strcmp(r->name, "EXISTS") == 0)
-		st->exists = (uint32_t)MIN(r->number, UINT32_MAX);
-	if (!r->code || r->code_args.len == 0 ||
-	    !imap_value_get_u64(&r->code_args.items[0], &v))
-		return;
-	if (strcmp(r->code, "UIDVALIDITY") == 0 && v <= UINT32_MAX)
-		st->uidvalidity = (uint32_t)v;
-	else if (strcmp(r->code, "UIDNEXT") == 0 && v <= UINT32_MAX)
-		st->uidnext = (uint32_t)v;
-	else if (strcmp(r->code, "HIGHESTMODSEQ") == 0)
-		st->highestmodseq = v;
-}
-
 static int bulk_untagged(void *user_data, ImapResponse *r)
 {
 	BulkCtx *ctx = user_data;
@@ -66,7 +48,7 @@ static int bulk_untagged(void *user_data, ImapResponse *r)
 	if (ctx->line_fetch[i])
 		imap_fetch_meta_parse(r, ctx->keywords, bulk_meta, ctx);
 	else
-		examine_answer(&ctx->t[ctx->cur].state, r);
+		imap_mailbox_state_note(&ctx->t[ctx->cur].state, r);
 	/* Never fail the command: that would fail the whole pipeline. */
 	return 0;
 }

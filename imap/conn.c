@@ -605,9 +605,8 @@ int imap_conn_idle_done(ImapConn *conn, ImapUntaggedFn fn, void *user_data,
 
 /* ---- EXAMINE ---- */
 
-static int examine_untagged(void *user_data, ImapResponse *r)
+void imap_mailbox_state_note(ImapMailboxState *st, const ImapResponse *r)
 {
-	ImapMailboxState *st = user_data;
 	uint64_t v;
 
 	if (r->name && r->has_number && strcmp(r->name, "EXISTS") == 0)
@@ -621,7 +620,6 @@ static int examine_untagged(void *user_data, ImapResponse *r)
 		else if (strcmp(r->code, "HIGHESTMODSEQ") == 0)
 			st->highestmodseq = v;
 	}
-	return 0;
 }
 
 typedef struct {
@@ -634,7 +632,7 @@ static int examine_ctx_untagged(void *user_data, ImapResponse *r)
 {
 	ExamineCtx *ctx = user_data;
 
-	examine_untagged(&ctx->st, r);
+	imap_mailbox_state_note(&ctx->st, r);
 	return ctx->extra ? ctx->extra(ctx->extra_data, r) : 0;
 }
 

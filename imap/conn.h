@@ -85,6 +85,10 @@ typedef struct {
 	uint64_t highestmodseq; /* 0 without CONDSTORE */
 } ImapMailboxState;
 
+/* Note in st what one untagged answer to EXAMINE/SELECT says of the
+ * mailbox (EXISTS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ). */
+void imap_mailbox_state_note(ImapMailboxState *st, const ImapResponse *r);
+
 /* Connect, verify TLS, log in, read capabilities. NULL with error set
  * (IMAP_ERROR domain; the message is one line naming the cause). */
 ImapConn *imap_conn_open(const ImapAccount *account, GError **error);
