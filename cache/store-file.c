@@ -203,10 +203,10 @@ int store_rename_into(const char *tmp, const char *final, const char *dir1,
 	}
 }
 
-/* Temp file, fsync, rename: after a crash either the old or the new file. */
-int store_write_file_atomic(const CacheStore *store, const char *prefix,
-			    const void *data, size_t len, const char *final,
-			    const char *dir)
+int store_write_file_atomic_fn(const CacheStore *store, const char *prefix,
+			       int (*write_fn)(int fd, const void *data),
+			       const void *data, const char *final,
+			       const char *dir)
 {
 	g_autofree char *tmp = NULL;
 	int fd, r, rc;
@@ -214,7 +214,7 @@ int store_write_file_atomic(const CacheStore *store, const char *prefix,
 	fd = store_make_temp(store, prefix, &tmp);
 	if (fd < 0)
 		return fd;
-	r = store_write_all(fd, data, len);
+	r = write_fn(fd, data);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	rc = store_close_checked(fd);
@@ -225,6 +225,29 @@ int store_write_file_atomic(const CacheStore *store, const char *prefix,
 	if (r < 0)
 		unlink(tmp);
 	return r;
+}
+
+typedef struct {
+	const void *data;
+	size_t len;
+} Buffer;
+
+static int write_buffer(int fd, const void *data)
+{
+	const Buffer *b = data;
+
+	return store_write_all(fd, b->data, b->len);
+}
+
+/* Temp file, fsync, rename: after a crash either the old or the new file. */
+int store_write_file_atomic(const CacheStore *store, const char *prefix,
+			    const void *data, size_t len, const char *final,
+			    const char *dir)
+{
+	Buffer b = { data, len };
+
+	return store_write_file_atomic_fn(store, prefix, write_buffer, &b,
+					  final, dir);
 }
 
 /* At most len bytes from the start of path: a header is all some callers

@@ -128,6 +128,12 @@ int store_rename_into(const char *tmp, const char *final, const char *dir1,
 int store_write_file_atomic(const CacheStore *store, const char *prefix,
 			    const void *data, size_t len, const char *final,
 			    const char *dir);
+/* The same with the content written by write_fn(fd, data) (0 or -errno), for
+ * files streamed rather than held in one buffer. */
+int store_write_file_atomic_fn(const CacheStore *store, const char *prefix,
+			       int (*write_fn)(int fd, const void *data),
+			       const void *data, const char *final,
+			       const char *dir);
 
 /* Called for each entry of a directory but "." and ".."; a non-zero
  * return stops the walk and is returned by store_walk_dir(). */

@@ -712,32 +712,32 @@ int cache_store_drop_folder(CacheStore *store, const char *folder,
 
 /* ---- index and folder list ---- */
 
+typedef struct {
+	const CacheFolderIndex *index;
+	const char *tmp_dir;
+} IndexWrite;
+
+static int write_index(int fd, const void *data)
+{
+	const IndexWrite *w = data;
+
+	return cache_folder_index_write_fd(w->index, fd, w->tmp_dir);
+}
+
 int cache_store_save_index(CacheStore *store, const char *folder,
 			   const CacheFolderIndex *index)
 {
-	g_autofree char *key = NULL, *fdir = NULL, *path = NULL, *tmp = NULL;
-	int fd, r, rc;
+	g_autofree char *key = NULL, *fdir = NULL, *path = NULL;
+	IndexWrite w = { index, store ? store->tmp_dir : NULL };
 
 	g_return_val_if_fail(store && folder && index, -EINVAL);
 	key = store_folder_key(store, folder);
 	fdir = g_strdup_printf("%s/%s", store->folders_dir, key);
 	path = g_strdup_printf("%s/index", fdir);
 	/* Streamed to the file: a large listing is never encoded in the
-	 * heap. Temp file, fsync, rename, as store_write_file_atomic(). */
-	fd = store_make_temp(store, "index", &tmp);
-	if (fd < 0)
-		return fd;
-	r = cache_folder_index_write_fd(index, fd, store->tmp_dir);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	rc = store_close_checked(fd);
-	if (r == 0)
-		r = rc;
-	if (r == 0)
-		r = store_rename_into(tmp, path, fdir, NULL);
-	if (r < 0)
-		unlink(tmp);
-	return r;
+	 * heap. */
+	return store_write_file_atomic_fn(store, "index", write_index, &w, path,
+					  fdir);
 }
 
 CacheFolderIndex *cache_store_load_index(CacheStore *store, const char *folder)
