@@ -159,13 +159,7 @@ static CacheFolderIndex *merge_into(OldFilter *f, const ImapMailboxState *st,
 CacheFolderIndex *fs_merge_fresh(const ImapMailboxState *st, GArray *msgs,
 				 const char *spill_dir, GError **error)
 {
-	OldFilter f = { 0 };
-	CacheFolderIndex *idx;
-
-	fs_merge_sort_unique(msgs);
-	idx = merge_into(&f, st, msgs, spill_dir, error);
-	g_array_unref(msgs);
-	return idx;
+	return fs_merge_add(NULL, st, msgs, spill_dir, error);
 }
 
 CacheFolderIndex *fs_merge_add(const CacheFolderIndex *base,
