@@ -129,15 +129,20 @@ class FastImap:
             pass
         self.s.close()
 
-    def send(self, texts):
-        """Send commands; returns their tags."""
+    def tagged(self, texts):
+        """Tags for texts and the commands as they go on the wire."""
         tags = []
         out = []
         for t in texts:
             self.n += 1
             tags.append(b"F%d" % self.n)
             out.append(tags[-1] + b" " + t.encode() + b"\r\n")
-        self.s.sendall(b"".join(out))
+        return tags, b"".join(out)
+
+    def send(self, texts):
+        """Send commands; returns their tags."""
+        tags, payload = self.tagged(texts)
+        self.s.sendall(payload)
         return tags
 
     def read_to(self, tag, keep=False, t0=None):
@@ -192,13 +197,7 @@ class FastImap:
         drained (not waited for), so that neither side blocks on a full
         socket buffer; one thread, as an SSL socket wants."""
         self.pending = b""
-        tags = []
-        out = []
-        for t in texts:
-            self.n += 1
-            tags.append(b"F%d" % self.n)
-            out.append(tags[-1] + b" " + t.encode() + b"\r\n")
-        payload = b"".join(out)
+        tags, payload = self.tagged(texts)
         got = []
         for off in range(0, len(payload), 32 * KiB):
             self.s.sendall(payload[off:off + 32 * KiB])

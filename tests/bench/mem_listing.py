@@ -29,15 +29,7 @@ import imapfs_harness as h  # noqa: E402
 import bench  # noqa: E402  (its streaming raw client, for the warm-up)
 
 
-def status_kib(pid, field):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+status_kib = bench.status_kib
 
 
 def generate(dc, count):
