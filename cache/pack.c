@@ -124,17 +124,28 @@ static void remember(CachePack *pack, uint32_t uid, uint32_t segment,
 }
 
 /* Read the records of an open segment; a torn or damaged tail is cut off
- * (what follows it cannot be trusted to be aligned on records). */
+ * (what follows it cannot be trusted to be aligned on records). The
+ * headers are read SCAN_CHUNK bytes at a time: most records are small, and
+ * a read per header made opening a folder's pack cost a system call per
+ * message. */
+#define SCAN_CHUNK (64u << 10)
 static void scan_segment(CachePack *pack, uint32_t segment, Segment *s)
 {
-	uint64_t off = 0;
-	uint8_t h[CACHE_PACK_RECORD_HEADER];
+	g_autofree uint8_t *chunk = g_malloc(SCAN_CHUNK);
+	uint64_t off = 0, chunk_off = 0, chunk_len = 0;
 
 	while (off + CACHE_PACK_RECORD_HEADER <= s->size) {
+		const uint8_t *h;
 		uint32_t uid, len;
 
-		if (pread_all(s->fd, h, sizeof(h), off) < 0)
-			break;
+		if (off < chunk_off ||
+		    off + CACHE_PACK_RECORD_HEADER > chunk_off + chunk_len) {
+			chunk_len = MIN((uint64_t)SCAN_CHUNK, s->size - off);
+			chunk_off = off;
+			if (pread_all(s->fd, chunk, chunk_len, off) < 0)
+				break;
+		}
+		h = chunk + (off - chunk_off);
 		uid = get_le32(h + 4);
 		len = get_le32(h + 8);
 		if (get_le32(h) != RECORD_MAGIC ||
@@ -429,6 +440,17 @@ int cache_pack_find(CachePack *pack, uint32_t uid, int *fd, uint64_t *offset,
 	}
 	g_mutex_unlock(&pack->lock);
 	return rc;
+}
+
+bool cache_pack_has(CachePack *pack, uint32_t uid)
+{
+	Segment *s = NULL;
+	bool has;
+
+	g_mutex_lock(&pack->lock);
+	has = lookup(pack, uid, &s) != NULL;
+	g_mutex_unlock(&pack->lock);
+	return has;
 }
 
 int cache_pack_read(CachePack *pack, uint32_t uid, size_t max, GBytes **out,

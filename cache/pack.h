@@ -58,6 +58,10 @@ int cache_pack_prepare(CachePack *pack);
 int cache_pack_find(CachePack *pack, uint32_t uid, int *fd, uint64_t *offset,
 		    uint32_t *len, uint32_t *segment);
 
+/* Is uid in the pack? Its bytes are neither read nor checked: a damaged
+ * record is found out by the reader that wants them. */
+bool cache_pack_has(CachePack *pack, uint32_t uid);
+
 /* The body of uid, read and checked in one go (for a caller that wants
  * the bytes, not an fd). 0 with *out, or -ENOENT as for cache_pack_find(),
  * or -EFBIG when it is longer than max. */

@@ -387,12 +387,18 @@ const char *cache_store_dir(const CacheStore *store)
 /* ---- bodies ---- */
 
 /* The body file of (key, uidvalidity, uid), read-only: an fd or -errno. */
+/* The file of a body stored on its own. */
+static char *body_path(CacheStore *store, const char *key, uint32_t uidvalidity,
+		       uint32_t uid)
+{
+	return g_strdup_printf("%s/%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
+			       store->folders_dir, key, uidvalidity, uid);
+}
+
 static int open_body_at(CacheStore *store, const char *key,
 			uint32_t uidvalidity, uint32_t uid)
 {
-	g_autofree char *path =
-	    g_strdup_printf("%s/%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
-			    store->folders_dir, key, uidvalidity, uid);
+	g_autofree char *path = body_path(store, key, uidvalidity, uid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
 	return fd < 0 ? -errno : fd;
@@ -449,6 +455,28 @@ int cache_store_find_body(CacheStore *store, const char *folder,
 	body->size = (uint64_t)st.st_size;
 	store_touch_body(store, folder, key, uidvalidity, uid);
 	return 0;
+}
+
+bool cache_store_has_body(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t uid)
+{
+	g_autofree char *key = NULL;
+	g_autofree char *path = NULL;
+	CachePack *pack;
+	struct stat st;
+	bool has;
+
+	g_return_val_if_fail(store && folder, false);
+	if (uidvalidity == 0 || uid == 0)
+		return false;
+	key = store_folder_key(store, folder);
+	pack = get_pack(store, key, uidvalidity);
+	has = cache_pack_has(pack, uid);
+	cache_pack_unref(pack);
+	if (has)
+		return true;
+	path = body_path(store, key, uidvalidity, uid);
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 int cache_store_read_body(CacheStore *store, const char *folder,

@@ -67,6 +67,12 @@ typedef struct {
 int cache_store_find_body(CacheStore *store, const char *folder,
 			  uint32_t uidvalidity, uint32_t uid, CacheBody *body);
 
+/* Is a body cached? Cheaper than cache_store_find_body(), for a caller
+ * that decides whether to fetch (a damaged copy is found out when it is
+ * read), and not counted as a use. */
+bool cache_store_has_body(CacheStore *store, const char *folder,
+			  uint32_t uidvalidity, uint32_t uid);
+
 /* The bytes of a cached body of at most max bytes (-EFBIG when longer),
  * read and checked in one go; counts as used like cache_store_find_body().
  * 0, -ENOENT when not cached, or another -errno. */

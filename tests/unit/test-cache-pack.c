@@ -180,6 +180,44 @@ static void test_segments(Fixture *f, gconstpointer data)
 	cache_pack_unref(pack);
 }
 
+/* Records larger than the scan's read of 64 KiB, and headers across its
+ * edges, between small ones: a reopened pack finds them all. */
+static void test_large_records(Fixture *f, gconstpointer data)
+{
+	static const size_t sizes[] = {
+		10, 65536 - 20,          65536, 65536 + 20, 200000,
+		7,  CACHE_PACK_BODY_MAX, 1,     131072
+	};
+	CachePack *pack = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	g_autofree char *buf = g_malloc(CACHE_PACK_BODY_MAX);
+
+	for (uint32_t uid = 1; uid <= G_N_ELEMENTS(sizes); uid++) {
+		memset(buf, 'a' + (int)uid, sizes[uid - 1]);
+		g_assert_cmpint(cache_pack_put(pack, uid, buf, sizes[uid - 1],
+					       &(uint32_t){ 0 },
+					       &(uint64_t){ 0 }),
+				==, 0);
+	}
+	cache_pack_unref(pack);
+	pack = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
+	g_assert_cmpuint(cache_pack_count(pack), ==, G_N_ELEMENTS(sizes));
+	for (uint32_t uid = 1; uid <= G_N_ELEMENTS(sizes); uid++) {
+		g_autoptr(GBytes) got = NULL;
+		uint32_t seg;
+
+		g_assert_true(cache_pack_has(pack, uid));
+		g_assert_cmpint(
+		    cache_pack_read(pack, uid, CACHE_PACK_BODY_MAX, &got, &seg),
+		    ==, 0);
+		g_assert_cmpuint(g_bytes_get_size(got), ==, sizes[uid - 1]);
+		memset(buf, 'a' + (int)uid, sizes[uid - 1]);
+		g_assert_cmpmem(g_bytes_get_data(got, NULL),
+				g_bytes_get_size(got), buf, sizes[uid - 1]);
+	}
+	g_assert_false(cache_pack_has(pack, G_N_ELEMENTS(sizes) + 1));
+	cache_pack_unref(pack);
+}
+
 static void test_torn_tail(Fixture *f, gconstpointer data)
 {
 	CachePack *pack = cache_pack_open(f->dir, CACHE_PACK_SEGMENT_MAX);
@@ -462,6 +500,7 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	ADD("/cache-pack/round-trip", test_round_trip);
 	ADD("/cache-pack/segments", test_segments);
+	ADD("/cache-pack/large-records", test_large_records);
 	ADD("/cache-pack/torn-tail", test_torn_tail);
 	ADD("/cache-pack/damaged-body", test_damaged_body);
 	ADD("/cache-pack/last-copy-wins", test_last_copy_wins);

@@ -1530,6 +1530,14 @@ static void test_pack_bodies(Fixture *f, gconstpointer data)
 			-ENOENT); /* the other folder's */
 	g_assert_cmpint(cache_store_find_body(s, "INBOX", 8, 1, &b), ==,
 			-ENOENT);
+	/* Whether cached, the cheap way: in the pack, in a file, or not. */
+	g_assert_true(cache_store_has_body(s, "INBOX", 9, 3));
+	g_assert_true(cache_store_has_body(s, "INBOX", 9, 1));
+	g_assert_true(cache_store_has_body(s, "Archive/2023", 9, 2));
+	g_assert_false(cache_store_has_body(s, "INBOX", 9, 2));
+	g_assert_false(cache_store_has_body(s, "INBOX", 8, 1));
+	g_assert_false(cache_store_has_body(s, "INBOX", 9, 0));
+	g_assert_false(cache_store_has_body(s, "Nowhere", 9, 1));
 	g_assert_cmpint(cache_store_put_body(s, "INBOX", 0, 5, "x", 1), ==,
 			-EINVAL);
 	cache_store_free(s);
