@@ -620,6 +620,9 @@ typedef struct {
 	guint pushed_to;  /* pushes queued up to this position */
 	bool deep;        /* the streak reads past the heads of messages */
 	bool listed;      /* opened as a directory since the last first read */
+	/* Bytes the entries handed out may still push (fs_fetch_note_entries)
+	 */
+	uint64_t entries_push_budget;
 } ReadPattern;
 
 /* Under fetch->lock. */
@@ -656,48 +659,51 @@ static void forget_prefetch(FsMount *mnt, FsFolder *f, uint32_t folder_id)
 static bool body_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 			uint32_t uid)
 {
-	CacheBody b;
+	return cache_store_has_body(mnt->store, f->raw, uidvalidity, uid);
+}
 
-	if (cache_store_find_body(mnt->store, f->raw, uidvalidity, uid, &b) ==
-	    0) {
-		close(b.fd);
-		return true;
+/* Push the cached bodies of messages [from, to) of l, within budget bytes,
+ * to the front of the push queue (fs/push.h); the pusher skips what is
+ * not cached. Returns the position it got to. */
+static guint push_run(FsMount *mnt, FsFolder *f, FsListing *l, guint from,
+		      guint to, uint64_t budget)
+{
+	FsPushMessage msgs[PUSH_AHEAD_MESSAGES];
+	guint n = 0, i;
+
+	to = MIN(to, cache_folder_index_count(l->index));
+	for (i = from; i < to && n < G_N_ELEMENTS(msgs); i++) {
+		CacheMessage m;
+
+		cache_folder_index_get(l->index, i, &m);
+		if (m.size > budget)
+			break;
+		budget -= m.size;
+		msgs[n].ino = m.gid ? fs_links_ino(m.gid)
+				    : fs_tree_message_ino(l->folder_id, m.uid);
+		msgs[n++].uid = m.uid;
 	}
-	return false;
+	fs_push_cached_run(mnt->push, l->folder_id, f->raw,
+			   l->index->uidvalidity, msgs, n);
+	return i;
 }
 
 /* Under fetch->lock. A reader that starts a folder or goes on in order
  * gets the cached bodies that follow pushed into the page cache
  * (fs/push.h): cheap next to a round trip per file, so from the first read
- * on, and far ahead. The pusher skips what is not cached. */
+ * on, and far ahead. */
 static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 		       guint pos)
 {
-	guint n = cache_folder_index_count(l->index);
-	uint64_t budget = PUSH_AHEAD_BYTES;
-	guint from, to;
+	guint from;
 
 	if (pos != 0 && rp->streak == 0)
 		return;
 	if (rp->pushed_to > pos + 1 + PUSH_AHEAD_MESSAGES / 2)
 		return;
 	from = MAX(pos + 1, rp->pushed_to);
-	to = MIN(n, pos + 1 + PUSH_AHEAD_MESSAGES);
-	for (guint i = from; i < to; i++) {
-		CacheMessage mm, *m = &mm;
-
-		cache_folder_index_get(l->index, i, &mm);
-
-		if (m->size > budget)
-			break;
-		budget -= m->size;
-		rp->pushed_to = i + 1;
-		fs_push_cached(mnt->push,
-			       m->gid
-				   ? fs_links_ino(m->gid)
-				   : fs_tree_message_ino(l->folder_id, m->uid),
-			       f->raw, l->index->uidvalidity, m->uid);
-	}
+	rp->pushed_to = push_run(mnt, f, l, from, pos + 1 + PUSH_AHEAD_MESSAGES,
+				 PUSH_AHEAD_BYTES);
 }
 
 /* Under fetch->lock: count the first read at pos into rp's streak, or
@@ -924,6 +930,32 @@ void fs_fetch_note_read(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 	g_mutex_lock(&fetch->lock);
 	read_pattern(fetch, f, folder_id)->deep = true;
 	fetch->deep_at = g_get_monotonic_time();
+	g_mutex_unlock(&fetch->lock);
+}
+
+void fs_fetch_note_entries(FsMount *mnt, FsFolder *f, FsListing *l, guint from,
+			   guint to)
+{
+	FsFetch *fetch = mnt->fetch;
+	ReadPattern *rp;
+
+	if (from >= PUSH_AHEAD_MESSAGES || from >= to)
+		return;
+	g_mutex_lock(&fetch->lock);
+	rp = read_pattern(fetch, f, l->folder_id);
+	if (from == 0)
+		rp->entries_push_budget = PUSH_AHEAD_BYTES;
+	for (guint i = from; i < MIN(to, PUSH_AHEAD_MESSAGES); i++) {
+		CacheMessage m;
+
+		cache_folder_index_get(l->index, i, &m);
+		if (m.size > rp->entries_push_budget) {
+			to = i;
+			break;
+		}
+		rp->entries_push_budget -= m.size;
+	}
+	push_run(mnt, f, l, from, MIN(to, PUSH_AHEAD_MESSAGES), G_MAXUINT64);
 	g_mutex_unlock(&fetch->lock);
 }
 

@@ -42,6 +42,12 @@ GBytes *fs_fetch_head(FsMount *mnt, FsFolder *f, FsListing *l, uint32_t uid);
  * large bodies too. */
 void fs_fetch_note_read(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 			off_t off);
+/* A readdirplus handed out the entries of messages [from, to) of listing
+ * l, and the kernel knows their inodes: the cached bodies of the
+ * first of them go into the page cache (fs/push.h), as a tree walk reads
+ * them next. Within the same bounds as a reader's push ahead. */
+void fs_fetch_note_entries(FsMount *mnt, FsFolder *f, FsListing *l, guint from,
+			   guint to);
 /* Folder f was just opened as a directory (its listing is being read):
  * a first read of its first message next starts a walk through it, and
  * prefetch begins at once, with that message in the first batch. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fs/fetch.h"
+#include "fs/kernel-settings.h"
 #include "fs/layout.h"
 #include "fs/maildir.h"
 #include "fs/names.h"
@@ -24,8 +25,8 @@
 #include "fs/sync.h"
 #include "fs/xattr.h"
 
-#define MESSAGE_TIMEOUT 86400.0 /* immutable once the size is exact */
-#define DIR_TIMEOUT 10.0
+#define MESSAGE_TIMEOUT FS_MESSAGE_TIMEOUT
+#define DIR_TIMEOUT FS_DIR_TIMEOUT
 #define NEGATIVE_TIMEOUT 10.0
 #define SMALL_READ (128 * 1024)
 
@@ -183,18 +184,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	mnt->open_dirs = g_hash_table_new_full(g_direct_hash, g_direct_equal,
 					       dir_handle_free, NULL);
 	mount_time = time(NULL);
-	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
-		no_open_supported = true;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS;
-	/* Always readdirplus: we know size and date, so ls -l is free. */
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	/* Bodies never change: do not drop pages on mtime checks. */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE;
-	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	no_open_supported = fs_kernel_settings_apply(conn);
 }
 
 static void op_destroy(void *userdata)
@@ -439,7 +429,8 @@ typedef struct {
 	FsListing *listing;  /* may be NULL */
 	void *layout_dir;    /* a layout's directory instead (fs/layout.h) */
 	const FsLayout *layout;
-	int maildir; /* FS_MAILDIR_* of folder: its cur/ new/ or tmp/ */
+	int maildir;     /* FS_MAILDIR_* of folder: its cur/ new/ or tmp/ */
+	size_t noted_to; /* entries handed out and noted (note_entries()) */
 } DirHandle;
 
 static void dir_handle_free(void *data)
@@ -681,6 +672,28 @@ static int whole_listing(FsMount *mnt, DirHandle *dh)
 	return 1;
 }
 
+/* Entries [from, to) of dh went out with their attributes and the kernel
+ * took them in: the bodies of the messages among them can be pushed
+ * (fs_fetch_note_entries()). */
+static void note_entries(FsMount *mnt, DirHandle *dh, size_t from, size_t to)
+{
+	size_t first; /* the entry of the first message */
+
+	if (dh->layout_dir || !dh->listing || mnt->layout->message_is_dir)
+		return;
+	if (dh->maildir == FS_MAILDIR_CUR)
+		first = 2;
+	else if (!mnt->layout->maildir)
+		first = 2 + dh->children->len;
+	else
+		return;
+	from = MAX(from, first);
+	if (to <= from)
+		return;
+	fs_fetch_note_entries(mnt, dh->folder, dh->listing,
+			      (guint)(from - first), (guint)(to - first));
+}
+
 static void readdir_common(fuse_req_t req, size_t size, off_t off,
 			   struct fuse_file_info *fi, bool plus)
 {
@@ -701,6 +714,14 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off,
 		dh->listing = now;
 		dh->children = fs_folder_children(dh->folder);
 		fs_sync_verify_children(mnt, dh->folder);
+	}
+	/* The kernel asks for the next entries once it has taken in the
+	 * ones before (their inodes exist now): those can be pushed. */
+	if (off == 0)
+		dh->noted_to = 0;
+	if (plus && (size_t)off > dh->noted_to) {
+		note_entries(mnt, dh, dh->noted_to, (size_t)off);
+		dh->noted_to = (size_t)off;
 	}
 	for (size_t i = (size_t)off;; i++) {
 		int more = 1;

@@ -4,6 +4,13 @@
  * lock held, reads the body (from the item, or the cache) and hands it to
  * fuse_lowlevel_notify_store(). The queue is bounded: a reader that outruns
  * the pusher just reads the rest itself.
+ *
+ * Runs of cached bodies go to the front of the queue, not the back: a tree
+ * walk (grep -r) lists a folder, goes down into its subfolders first, and
+ * comes back to its messages last, so the folder listed or read most
+ * recently is the one read next. A run of the folder already at the front
+ * goes after that folder's queued items, keeping its order. What falls off
+ * the back is pushed again by the reader who gets there (fs/fetch.c).
  */
 #include "fs/push.h"
 
@@ -19,9 +26,10 @@
 typedef struct {
 	fuse_ino_t ino;
 	GBytes *bytes; /* or, from the cache: */
-	char *folder;
+	char *folder;  /* a GRefString, shared by a run */
 	uint32_t uidvalidity;
 	uint32_t uid;
+	uint32_t run; /* the run's folder (fs_push_cached_run()); 0: none */
 } Item;
 
 struct FsPush {
@@ -45,7 +53,8 @@ static void item_free(Item *it)
 {
 	if (it->bytes)
 		g_bytes_unref(it->bytes);
-	g_free(it->folder);
+	if (it->folder)
+		g_ref_string_release(it->folder);
 	g_free(it);
 }
 
@@ -79,7 +88,10 @@ static void push_one(FsPush *push, Item *it)
 	}
 	bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT(g_bytes_get_size(bytes));
 	bv.buf[0].mem = (void *)g_bytes_get_data(bytes, NULL);
-	rc = fuse_lowlevel_notify_store(push->se, it->ino, 0, &bv, 0);
+	/* One write of the body at hand; splicing it would take a vmsplice
+	 * and a splice for the same copy. */
+	rc = fuse_lowlevel_notify_store(push->se, it->ino, 0, &bv,
+					FUSE_BUF_NO_SPLICE);
 	/* ENOENT: the kernel no longer knows the inode. Nothing to do. */
 	if (rc < 0 && rc != -ENOENT)
 		g_debug("push of inode %llu: %s", (unsigned long long)it->ino,
@@ -169,19 +181,63 @@ static void enqueue(FsPush *push, Item *it)
 	g_mutex_unlock(&push->lock);
 }
 
-void fs_push_cached(FsPush *push, fuse_ino_t ino, const char *folder,
-		    uint32_t uidvalidity, uint32_t uid)
+/* Under push->lock: make room for one more item after keep (NULL: at the
+ * front) by dropping the one at the back, the least urgent. False when
+ * the back is keep itself, or a body at hand: those are never dropped for
+ * cached ones. */
+static bool room_at_front(FsPush *push, GList *keep)
 {
-	Item *it;
+	Item *last;
 
-	if (!push)
+	if (push->items.length < PUSH_MAX_QUEUED)
+		return true;
+	last = g_queue_peek_tail(&push->items);
+	if (last->bytes || push->items.tail == keep)
+		return false;
+	item_free(g_queue_pop_tail(&push->items));
+	return true;
+}
+
+void fs_push_cached_run(FsPush *push, uint32_t run, const char *folder,
+			uint32_t uidvalidity, const FsPushMessage *msgs,
+			guint n)
+{
+	char *name;
+	GList *after = NULL;
+
+	if (!push || n == 0)
 		return;
-	it = g_new0(Item, 1);
-	it->ino = ino;
-	it->folder = g_strdup(folder);
-	it->uidvalidity = uidvalidity;
-	it->uid = uid;
-	enqueue(push, it);
+	name = g_ref_string_new(folder);
+	g_mutex_lock(&push->lock);
+	/* After the items of this run's folder already at the front. */
+	for (GList *l = push->items.head;
+	     l && ((Item *)l->data)->run == run && run != 0; l = l->next)
+		after = l;
+	for (guint i = 0; i < n && !push->stopping; i++) {
+		Item *it;
+
+		if (g_hash_table_contains(push->done,
+					  GSIZE_TO_POINTER((gsize)msgs[i].ino)))
+			continue;
+		if (!room_at_front(push, after))
+			break;
+		it = g_new0(Item, 1);
+		it->ino = msgs[i].ino;
+		it->folder = g_ref_string_acquire(name);
+		it->uidvalidity = uidvalidity;
+		it->uid = msgs[i].uid;
+		it->run = run;
+		if (after) {
+			g_queue_insert_after(&push->items, after, it);
+			after = after->next;
+		} else {
+			g_queue_push_head(&push->items, it);
+			after = push->items.head;
+		}
+	}
+	g_cond_signal(&push->cond);
+	g_mutex_unlock(&push->lock);
+	g_ref_string_release(name);
 }
 
 void fs_push_bytes(FsPush *push, fuse_ino_t ino, GBytes *bytes)

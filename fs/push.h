@@ -20,9 +20,19 @@ typedef struct FsPush FsPush;
 FsPush *fs_push_new(CacheStore *store);
 /* Start pushing once the session exists; queued items wait until then. */
 void fs_push_start(FsPush *push, struct fuse_session *se);
-/* Push the cached body of (folder, uidvalidity, uid) to inode ino. */
-void fs_push_cached(FsPush *push, fuse_ino_t ino, const char *folder,
-		    uint32_t uidvalidity, uint32_t uid);
+typedef struct {
+	fuse_ino_t ino;
+	uint32_t uid;
+} FsPushMessage;
+
+/* Push the cached bodies of n messages of (folder, uidvalidity), in this
+ * order, before older work: the folder a reader is in, or just listed, is
+ * the one read next. run (not 0) names the folder: a run of it that is
+ * still at the front of the queue keeps its place, and this one follows
+ * it. Inodes pushed or read already are left out. */
+void fs_push_cached_run(FsPush *push, uint32_t run, const char *folder,
+			uint32_t uidvalidity, const FsPushMessage *msgs,
+			guint n);
 /* Push a body at hand (just fetched); takes a reference to bytes. */
 void fs_push_bytes(FsPush *push, fuse_ino_t ino, GBytes *bytes);
 /* A reader got ino's first bytes from us: a push of it would copy them

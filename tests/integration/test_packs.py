@@ -5,7 +5,8 @@ bytes: a flipped byte inside a record, or a record torn by a crash in the
 middle of an append, makes the daemon fetch those messages again. Then a
 reader going through a folder in order on a warm mount has the following
 files pushed into the page cache: it reads them without a single request
-to the daemon."""
+to the daemon. On a fresh mount, listing the folder is enough for its
+first files."""
 
 import os
 import sys
@@ -123,6 +124,26 @@ def body(t):
                 len(ahead) - asked, len(ahead)),
             "%d requests" % asked)
     t.equal(m.unmount(), 0, "warm mount: unmount, the daemon exits 0")
+
+    # 4. Fresh warm mount: listing the folder (a readdirplus, as grep -r
+    # and ls do) is enough to push the bodies of its first messages; the
+    # first files read, the very first included, are read from the page
+    # cache without a request to the daemon.
+    m = h.Mount(dc, cache_dir=cache, args=["-d"]).start()
+    d = m.path("Seq")
+    names = sorted(os.listdir(d), key=h.uid_of_name)
+    first = [h.uid_of_name(n) for n in names[:40]]
+    time.sleep(1.0)  # let the pusher finish, without racing it
+    problems = [n for n in names[:40]
+                if h.read_file(os.path.join(d, n)) !=
+                server[h.uid_of_name(n)]]
+    time.sleep(0.2)
+    asked = daemon_reads(m, first)
+    t.all_ok("listed: the first files read are right", problems)
+    t.check(asked == 0, "listed: %d of the first %d files were read from "
+            "the page cache without a request to the daemon" % (
+                len(first) - asked, len(first)), "%d requests" % asked)
+    t.equal(m.unmount(), 0, "listed: unmount, the daemon exits 0")
 
 
 if __name__ == "__main__":
