@@ -26,6 +26,14 @@ Baselines:
       (FSync no, like imapfs's cache, which does not fsync bodies)
   (d) grep -r over that Maildir, page cache warm (run twice, the second
       is timed); ls -l of it likewise
+  (i) grep -r over that Maildir through a fresh mount of fuse_floor
+      (tests/bench/fuse_floor.c): the least a FUSE file system can do to
+      serve local files, with imapfs's kernel settings, answering every
+      read from a file it holds open
+  (j) the same with fuse_floor --push: every file held in memory and
+      pushed into the page cache after its directory is listed, the way
+      imapfs pushes cached bodies, with nothing else to do. The floor of
+      imapfs's warm grep on a fresh mount
 
 imapfs figures: cold grep -r over C (empty cache dir, fresh mount), warm
 grep -r over C (fresh mount of the filled cache dir), cold ls -l of L and
@@ -121,6 +129,10 @@ FIGURES = {
     "warm_grep": ("warm grep -r C (s)", "s", "(d) grep -r local Maildir"),
     "warm_walk": ("find -type f C, fresh mount of the full cache (s)", "s",
                   "(d) grep -r local Maildir"),
+    "warm_grep_push_floor": ("warm grep -r C (s)", "s",
+                             "(j) fresh FUSE mount, pushing ahead"),
+    "warm_grep_read_floor": ("warm grep -r C (s)", "s",
+                             "(i) fresh FUSE mount, answering reads"),
     "again_grep": ("grep -r C again, same mount (s)", "s",
                    "(d) grep -r local Maildir"),
     "cold_ls": ("cold ls -l L (s)", "s", "(b) raw listing FETCH"),
@@ -831,6 +843,47 @@ class Bench:
         self.discard(d)
         return d
 
+    def floor_grep(self, src, push):
+        """grep -r over src through a fresh mount of fuse_floor."""
+        binary = os.path.join(os.path.dirname(h.imapfs_bin()), "..",
+                              "tests", "bench", "fuse_floor")
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError("%s is missing: build the tree first" %
+                               os.path.normpath(binary))
+        mnt = os.path.join(self.work, "floor-mnt")
+        os.makedirs(mnt, exist_ok=True)
+        proc = subprocess.Popen([binary] + (["--push"] if push else []) +
+                                [src, mnt], stdin=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.ismount(mnt):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("fuse_floor did not mount: %s" %
+                                       proc.stderr.read().decode(
+                                           errors="replace")[-400:])
+                time.sleep(0.01)
+            el, r = timed(["grep", "-r", "-F", self.needle, mnt],
+                          timeout=600, env=GREP_ENV)
+            if r.returncode != 1:
+                raise RuntimeError("grep -r over fuse_floor: exit %d" %
+                                   r.returncode)
+            return el
+        finally:
+            subprocess.run(["fusermount3", "-u", mnt],
+                           stderr=subprocess.DEVNULL)
+            try:
+                _, err = proc.communicate(timeout=30)
+                # --push: what the pushes alone cost the kernel
+                for line in err.decode(errors="replace").splitlines():
+                    if "pushed" in line:
+                        log("# (j) " + line)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                subprocess.run(["umount", "-l", mnt],
+                               stderr=subprocess.DEVNULL)
+
     def grep_mount(self, m):
         el, r = timed(["grep", "-r", "-F", self.needle, m.path("C")],
                       timeout=3600, env=GREP_ENV)
@@ -1003,6 +1056,20 @@ class Bench:
                 for k in ("cold_grep_mbsync", "warm_grep", "warm_walk"):
                     self.fig(k).error("baseline: %s" % str(e)[:300])
                 el_mb = el_local = None
+        el_fl_read = el_fl_push = None
+        if el_local is not None:
+            try:
+                local_c = os.path.join(self.mb_local, "C")
+                el_fl_read = self.floor_grep(local_c, push=False)
+                el_fl_push = self.floor_grep(local_c, push=True)
+                log("# (i) grep -r of the local copy through a fresh "
+                    "fuse_floor mount: %.3fs; (j) with --push: %.3fs" % (
+                        el_fl_read, el_fl_push))
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                log("# ERROR in baselines (i), (j): %s" % e)
+                for k in ("warm_grep_read_floor", "warm_grep_push_floor"):
+                    self.fig(k).error("baseline: %s" % str(e)[:300])
+                el_fl_read = el_fl_push = None
         cache = self.fresh_cache("grep")
         m = self.mount(cache)
         try:
@@ -1035,6 +1102,9 @@ class Bench:
         if el_mb is not None:
             self.fig("cold_grep_mbsync").add(cold, el_mb)
         self.fig("warm_grep").add(warm, el_local)
+        if el_fl_push is not None:
+            self.fig("warm_grep_push_floor").add(warm, el_fl_push)
+            self.fig("warm_grep_read_floor").add(warm, el_fl_read)
         self.discard(cache)
 
     def run_ls(self):
@@ -1234,7 +1304,8 @@ class Bench:
 
     def table(self):
         order = ["cold_grep_mbsync", "cold_grep_raw", "cold_grep_floor",
-                 "warm_grep", "warm_walk", "again_grep", "cold_ls", "remount_ls_raw",
+                 "warm_grep", "warm_grep_push_floor", "warm_grep_read_floor",
+                 "warm_walk", "again_grep", "cold_ls", "remount_ls_raw",
                  "remount_ls_cold", "remount_ls_local", "again_ls", "hwm",
                  "rss_growth",
                  "bytes_ideal", "bytes_budget", "resync_same",
