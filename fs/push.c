@@ -1,9 +1,12 @@
 /* fs/push.c: the push queue (see push.h).
  *
- * Callers queue items under push->lock; one thread pops them and, with no
- * lock held, reads the body (from the item, or the cache) and hands it to
- * fuse_lowlevel_notify_store(). The queue is bounded: a reader that outruns
- * the pusher just reads the rest itself.
+ * Callers queue items under push->lock. Two threads work through them, with
+ * no lock held while they work: one reads the bodies of cached items from
+ * the cache into a short queue of bodies ready, the other hands those to
+ * fuse_lowlevel_notify_store(). Reading and checking a body costs about as
+ * much as pushing it, so on two threads the pushes keep ahead of a tree
+ * walk that one thread could not. The queues are bounded: a reader that
+ * outruns the pushes just reads the rest itself.
  *
  * Runs of cached bodies go to the front of the queue, not the back: a tree
  * walk (grep -r) lists a folder, goes down into its subfolders first, and
@@ -22,6 +25,10 @@
 #define PUSH_MAX_QUEUED_BYTES (16u << 20) /* of bodies held in items */
 #define PUSH_MAX_BODY (1u << 20) /* larger bodies are read the usual way */
 #define PUSH_MAX_DONE 65536      /* inodes remembered as pushed or read */
+/* Bodies read ahead of the pushes: enough to keep the pusher busy, few
+ * enough that a folder listed next is not kept waiting behind them. */
+#define PUSH_READY_MAX 32
+#define PUSH_READY_MAX_BYTES (2u << 20)
 
 typedef struct {
 	fuse_ino_t ino;
@@ -34,11 +41,15 @@ typedef struct {
 
 struct FsPush {
 	GMutex lock;
-	GCond cond;
+	GCond cond;       /* items to read, or room in ready */
+	GCond ready_cond; /* bodies ready to push */
 	GQueue items;
+	GQueue ready; /* Items with their bytes, in order */
+	size_t ready_bytes;
 	CacheStore *store;
 	struct fuse_session *se;
 	GThread *thread;
+	GThread *reader;
 	bool stopping;
 	size_t queued_bytes;
 	/* Inodes pushed or read since the set was last cleared: a second push
@@ -73,19 +84,13 @@ static GBytes *read_cached(FsPush *push, const Item *it)
 	return bytes;
 }
 
+/* Hand it's body (read already) to the kernel. */
 static void push_one(FsPush *push, Item *it)
 {
-	GBytes *bytes =
-	    it->bytes ? g_bytes_ref(it->bytes) : read_cached(push, it);
+	GBytes *bytes = it->bytes;
 	struct fuse_bufvec bv;
 	int rc;
 
-	if (!bytes) {
-		g_mutex_lock(&push->lock);
-		push->skipped++;
-		g_mutex_unlock(&push->lock);
-		return;
-	}
 	bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT(g_bytes_get_size(bytes));
 	bv.buf[0].mem = (void *)g_bytes_get_data(bytes, NULL);
 	/* One write of the body at hand; splicing it would take a vmsplice
@@ -96,7 +101,6 @@ static void push_one(FsPush *push, Item *it)
 	if (rc < 0 && rc != -ENOENT)
 		g_debug("push of inode %llu: %s", (unsigned long long)it->ino,
 			g_strerror(-rc));
-	g_bytes_unref(bytes);
 	g_mutex_lock(&push->lock);
 	if (rc == 0)
 		push->pushed++;
@@ -118,6 +122,50 @@ static bool mark_done(FsPush *push, fuse_ino_t ino)
 	return true;
 }
 
+/* The reading thread: the next item, its body read from the cache when it
+ * has none, goes to push->ready. */
+static gpointer read_main(gpointer data)
+{
+	FsPush *push = data;
+
+	g_mutex_lock(&push->lock);
+	for (;;) {
+		Item *it;
+
+		while (!push->stopping &&
+		       (g_queue_is_empty(&push->items) ||
+			push->ready.length >= PUSH_READY_MAX ||
+			push->ready_bytes >= PUSH_READY_MAX_BYTES))
+			g_cond_wait(&push->cond, &push->lock);
+		if (push->stopping)
+			break;
+		it = g_queue_pop_head(&push->items);
+		if (it->bytes)
+			push->queued_bytes -= g_bytes_get_size(it->bytes);
+		if (g_hash_table_contains(push->done,
+					  GSIZE_TO_POINTER((gsize)it->ino))) {
+			item_free(it); /* read meanwhile, or pushed */
+			continue;
+		}
+		if (!it->bytes) {
+			g_mutex_unlock(&push->lock);
+			it->bytes = read_cached(push, it);
+			g_mutex_lock(&push->lock);
+			if (!it->bytes) {
+				push->skipped++;
+				item_free(it);
+				continue;
+			}
+		}
+		push->ready_bytes += g_bytes_get_size(it->bytes);
+		g_queue_push_tail(&push->ready, it);
+		g_cond_signal(&push->ready_cond);
+	}
+	g_mutex_unlock(&push->lock);
+	return NULL;
+}
+
+/* The pushing thread: bodies ready go to the kernel, in order. */
 static gpointer push_main(gpointer data)
 {
 	FsPush *push = data;
@@ -126,13 +174,13 @@ static gpointer push_main(gpointer data)
 	for (;;) {
 		Item *it;
 
-		while (!push->stopping && g_queue_is_empty(&push->items))
-			g_cond_wait(&push->cond, &push->lock);
+		while (!push->stopping && g_queue_is_empty(&push->ready))
+			g_cond_wait(&push->ready_cond, &push->lock);
 		if (push->stopping)
 			break;
-		it = g_queue_pop_head(&push->items);
-		if (it->bytes)
-			push->queued_bytes -= g_bytes_get_size(it->bytes);
+		it = g_queue_pop_head(&push->ready);
+		push->ready_bytes -= g_bytes_get_size(it->bytes);
+		g_cond_signal(&push->cond); /* room in ready */
 		if (!mark_done(push, it->ino)) {
 			item_free(it);
 			continue;
@@ -152,7 +200,9 @@ FsPush *fs_push_new(CacheStore *store)
 
 	g_mutex_init(&push->lock);
 	g_cond_init(&push->cond);
+	g_cond_init(&push->ready_cond);
 	g_queue_init(&push->items);
+	g_queue_init(&push->ready);
 	push->done = g_hash_table_new(g_direct_hash, g_direct_equal);
 	push->store = store;
 	return push;
@@ -162,6 +212,7 @@ void fs_push_start(FsPush *push, struct fuse_session *se)
 {
 	push->se = se;
 	push->thread = g_thread_new("imapfs-push", push_main, push);
+	push->reader = g_thread_new("imapfs-push-rd", read_main, push);
 }
 
 static void enqueue(FsPush *push, Item *it)
@@ -266,8 +317,11 @@ void fs_push_stop(FsPush *push)
 {
 	g_mutex_lock(&push->lock);
 	push->stopping = true;
-	g_cond_signal(&push->cond);
+	g_cond_broadcast(&push->cond);
+	g_cond_broadcast(&push->ready_cond);
 	g_mutex_unlock(&push->lock);
+	if (push->reader)
+		g_thread_join(g_steal_pointer(&push->reader));
 	if (push->thread) {
 		g_thread_join(g_steal_pointer(&push->thread));
 		g_debug("pushed %" G_GUINT64_FORMAT
@@ -283,8 +337,10 @@ void fs_push_free(FsPush *push)
 		return;
 	fs_push_stop(push);
 	g_queue_clear_full(&push->items, (GDestroyNotify)item_free);
+	g_queue_clear_full(&push->ready, (GDestroyNotify)item_free);
 	g_hash_table_unref(push->done);
 	g_cond_clear(&push->cond);
+	g_cond_clear(&push->ready_cond);
 	g_mutex_clear(&push->lock);
 	g_free(push);
 }
