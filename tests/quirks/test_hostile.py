@@ -7,10 +7,13 @@ the answer is within the limits, succeeds with the right bytes), the daemon
 stays alive with bounded memory (peak RSS) and open files, other folders
 still work, and the mount unmounts cleanly.
 
-Cases: hostile (one mount, all the answers in turn)
+Cases: hostile (one mount, all the answers in turn, one message fetched
+at a time), hostile_batch (the same answers to the batch a walk starts
+with: a folder listed, then its first message read)
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -230,7 +233,78 @@ def case_hostile(t):
     q.check_unmount(t, m, "hostile")
 
 
-CASES = [case_hostile]
+def case_hostile_batch(t):
+    """With prefetch on (the default), reading a listed folder's first
+    message asks for a batch (UID FETCH 1:N): the hostile answers go to
+    that batch."""
+    acct = fk.Account()
+    names = ["Huge", "Endless", "Good"]
+    for i, n in enumerate(names):
+        f = acct.add_folder(n)
+        for k in range(1, 4):
+            f.add(q.message("%s %d" % (n, k), ("%s line %d\n" % (n, k)) * 50),
+                  date=q.T0 + i * 10 + k)
+    srv = fk.FakeImap(acct).start()
+
+    def when(name):
+        return lambda c: c.folder is not None and c.folder.raw == name
+
+    # A fetch of bodies whose UID set starts at 1, alone or as a batch.
+    first = r"^UID FETCH 1([:,][0-9:,*]*)? \(UID BODY"
+    srv.add_rule(first, [fk.Stream(huge_literal(
+        b"* 1 FETCH (UID 1 BODY[] "))], when=when(b"Huge"))
+    srv.add_rule(first, [fk.Stream(endless_line)], when=when(b"Endless"))
+    m = q.mount(srv, timeout_s=5).start()
+    pid = m.pid
+    base_kb = q.vm_kb(pid, "VmRSS")
+    for name, label in (("Huge", "batch: literal of 2^63 bytes"),
+                        ("Endless", "batch: line without end")):
+        folder = acct.folder(name)
+        rc, out, err = timed(lambda: ls_proc(os.path.join(m.mountpoint,
+                                                          name)),
+                             Watch(pid), m.cache_dir)
+        t.check(rc == 0, "%s: the folder lists" % label, err.strip())
+        p = q.message_path(m, name, 1)
+        t.require(p is not None, "%s: file listed" % label)
+        w = Watch(pid)
+        t0 = time.monotonic()
+        rc, out, err = timed(lambda: cat_proc(p), w, m.cache_dir)
+        t.check(q.is_eio(rc, err) and out == b"", "%s: the first read "
+                "fails with EIO" % label, "rc %s, %d bytes, %r" % (
+                    rc, len(out), err.strip()))
+        t.equal(q.cached_bodies(m.cache_dir, folder.uidvalidity, 1), [],
+                "%s: nothing cached for UID 1" % label)
+        t.check(q.daemon_alive(m) and m.mounted(), "%s: the daemon is "
+                "alive and mounted" % label)
+        t.check(time.monotonic() - t0 < 40, "%s: done in %.1fs" % (
+            label, time.monotonic() - t0))
+        t.check(w.max_fds <= FD_LIMIT, "%s: at most %d open files "
+                "meanwhile (saw %d)" % (label, FD_LIMIT, w.max_fds))
+        bad = []
+        for uid in (2, 3):
+            rc, data, err, _ = h.cat(q.message_path(m, name, uid))
+            if rc != 0 or data != folder.by_uid(uid).body:
+                bad.append("UID %d: rc %s %s" % (uid, rc, err.strip()))
+        t.all_ok("%s: the folder's other messages read" % label, bad)
+    hwm = q.vm_kb(pid, "VmHWM") or 0
+    limit_kb = RSS_LIMIT_KB + (base_kb if q.SANITIZED else 0)
+    t.check(q.SANITIZED or hwm < limit_kb,
+            "batch: peak RSS %d KiB stays under %d KiB" % (hwm, limit_kb))
+    good = acct.folder("Good")
+    bad = [msg.uid for msg in good.messages
+           if h.cat(q.message_path(m, "Good", msg.uid))[1] != msg.body]
+    t.equal(bad, [], "batch: folder Good still reads")
+    t.equal(q.temp_files(m.cache_dir), [], "batch: no temp file left")
+    batches = [cmd for c in srv.conns for (_, _, cmd) in c.commands
+               if re.match(rb"UID FETCH 1[:,]", cmd)]
+    t.check(batches, "batch: the hostile answers went to a batch fetch",
+            "no UID FETCH 1:N was sent")
+    q.check_read_only(t, srv, "hostile_batch")
+    t.equal(srv.errors, [], "batch: no server script errors")
+    q.check_unmount(t, m, "hostile_batch")
+
+
+CASES = [case_hostile, case_hostile_batch]
 
 if __name__ == "__main__":
     q.run_cases("test_hostile", CASES)
