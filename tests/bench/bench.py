@@ -28,8 +28,9 @@ Baselines:
       is timed); ls -l of it likewise
   (i) grep -r over that Maildir through a fresh mount of fuse_floor
       (tests/bench/fuse_floor.c): the least a FUSE file system can do to
-      serve local files, with imapfs's kernel settings, answering every
-      read from a file it holds open
+      serve local files, with imapfs's kernel settings and the tree imapfs
+      shows (a folder's messages beside its subfolders, no cur/ new/
+      tmp/), answering every read from a file it holds open
   (j) the same with fuse_floor --push: every file held in memory and
       pushed into the page cache after its directory is listed, the way
       imapfs pushes cached bodies, with nothing else to do. The floor of
@@ -852,7 +853,8 @@ class Bench:
                                os.path.normpath(binary))
         mnt = os.path.join(self.work, "floor-mnt")
         os.makedirs(mnt, exist_ok=True)
-        proc = subprocess.Popen([binary] + (["--push"] if push else []) +
+        proc = subprocess.Popen([binary, "--maildir"] +
+                                (["--push"] if push else []) +
                                 [src, mnt], stdin=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         try:

@@ -17,7 +17,12 @@
  * and a file read already is not pushed. A grep -r through a fresh mount
  * of that is the floor of imapfs's warm grep -r on a fresh mount.
  *
- * Usage: fuse_floor [--push] SRC MOUNTPOINT   (foreground; unmount to stop)
+ * With --maildir, each Maildir folder of SRC shows the way imapfs shows a
+ * folder: its subfolders, then its messages (the files of its cur/ and
+ * new/) side by side, without tmp/ and dot files: the same tree to walk.
+ *
+ * Usage: fuse_floor [--push] [--maildir] SRC MOUNTPOINT
+ *        (foreground; unmount to stop)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,12 +46,12 @@
 typedef struct {
 	char *name;
 	struct stat st;
-	int fd;		     /* files: open from the start */
-	char *bytes;	     /* --push: the file's contents */
-	bool done;	     /* --push: pushed or read (under push_lock) */
+	int fd;              /* files: open from the start */
+	char *bytes;         /* --push: the file's contents */
+	bool done;           /* --push: pushed or read (under push_lock) */
 	GPtrArray *children; /* dirs: of guint ino, in readdir order */
 	GHashTable *by_name; /* dirs: name -> ino */
-	guint noted_to;	     /* dirs, --push: entries handed to the pusher */
+	guint noted_to;      /* dirs, --push: entries handed to the pusher */
 } Node;
 
 static GPtrArray *nodes; /* ino - 1 -> Node */
@@ -54,6 +59,7 @@ static bool no_open;
 static struct fuse_session *session;
 /* --push: the files to push, front first, and the pusher. */
 static bool push_mode;
+static bool maildir_mode;
 static GQueue push_queue = G_QUEUE_INIT;
 static GMutex push_lock;
 static GCond push_cond;
@@ -101,35 +107,103 @@ static guint add_node(const char *path, const char *name)
 	return nodes->len;
 }
 
-static void scan(const char *path, guint ino)
+static void add_child(Node *dir, guint child)
 {
-	Node *dir = node(ino);
+	g_ptr_array_add(dir->children, GUINT_TO_POINTER(child));
+	g_hash_table_insert(dir->by_name, node(child)->name,
+			    GUINT_TO_POINTER(child));
+}
+
+/* The names in path, sorted (for a stable tree), without . and .. */
+static GPtrArray *names_in(const char *path)
+{
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
 	DIR *d = opendir(path);
 	struct dirent *de;
 
-	dir->children = g_ptr_array_new();
-	dir->by_name = g_hash_table_new(g_str_hash, g_str_equal);
 	if (!d) {
 		fprintf(stderr, "fuse_floor: %s: %s\n", path, strerror(errno));
 		exit(1);
 	}
-	while ((de = readdir(d))) {
-		char *sub;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			g_ptr_array_add(names, g_strdup(de->d_name));
+	closedir(d);
+	g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
+	return names;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* --maildir: the files of path's cur/ and new/, as files of dir. */
+static void add_maildir_files(const char *path, Node *dir)
+{
+	static const char *const subdirs[] = { "cur", "new" };
+
+	for (size_t k = 0; k < G_N_ELEMENTS(subdirs); k++) {
+		g_autofree char *sd = g_build_filename(path, subdirs[k], NULL);
+		g_autoptr(GPtrArray) names = NULL;
+
+		if (!is_dir(sd))
+			continue;
+		names = names_in(sd);
+		for (guint i = 0; i < names->len; i++) {
+			g_autofree char *f =
+			    g_build_filename(sd, names->pdata[i], NULL);
+
+			/* A folder named cur or new has its Maildir there. */
+			if (!is_dir(f))
+				add_child(dir, add_node(f, names->pdata[i]));
+		}
+	}
+}
+
+/* Is name in path a Maildir's own cur/ new/ or tmp/, and not a folder of
+ * that name (whose Maildir is there too: it has a cur/ of its own)? */
+static bool is_maildir_part(const char *path, const char *name)
+{
+	g_autofree char *nested = NULL;
+
+	if (strcmp(name, "cur") != 0 && strcmp(name, "new") != 0 &&
+	    strcmp(name, "tmp") != 0)
+		return false;
+	nested = g_build_filename(path, name, "cur", NULL);
+	return !is_dir(nested);
+}
+
+/* The tree below path. With --maildir, a Maildir folder shows as imapfs
+ * shows a folder: its subfolders, then its messages (the files of its
+ * cur/ and new/); tmp/ and dot files are left out. */
+static void scan(const char *path, guint ino)
+{
+	Node *dir = node(ino);
+	g_autoptr(GPtrArray) names = names_in(path);
+
+	dir->children = g_ptr_array_new();
+	dir->by_name = g_hash_table_new(g_str_hash, g_str_equal);
+	for (guint i = 0; i < names->len; i++) {
+		const char *name = names->pdata[i];
+		g_autofree char *sub = g_build_filename(path, name, NULL);
 		guint child;
 
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
+		if (maildir_mode &&
+		    (name[0] == '.' || is_maildir_part(path, name)))
 			continue;
-		sub = g_build_filename(path, de->d_name, NULL);
-		child = add_node(sub, de->d_name);
-		g_ptr_array_add(dir->children, GUINT_TO_POINTER(child));
-		g_hash_table_insert(dir->by_name, node(child)->name,
-				    GUINT_TO_POINTER(child));
+		if (maildir_mode && !is_dir(sub))
+			continue;
+		child = add_node(sub, name);
+		add_child(dir, child);
 		if (S_ISDIR(node(child)->st.st_mode))
 			scan(sub, child);
-		g_free(sub);
 	}
-	closedir(d);
+	if (maildir_mode)
+		add_maildir_files(path, dir);
 }
 
 static void fill_entry(guint ino, struct fuse_entry_param *e)
@@ -171,7 +245,8 @@ static gpointer push_main(gpointer data)
 			continue;
 		n->done = true;
 		g_mutex_unlock(&push_lock);
-		bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)n->st.st_size);
+		bv =
+		    (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)n->st.st_size);
 		bv.buf[0].mem = n->bytes;
 		t = g_get_monotonic_time();
 		rc = fuse_lowlevel_notify_store(session, ino, 0, &bv,
@@ -357,21 +432,30 @@ static const struct fuse_lowlevel_ops ops = {
 int main(int argc, char **argv)
 {
 	static char opt_o[] = "-o", opt_ro[] = "ro,fsname=fuse_floor";
-	char *fargv[] = {argv[0], opt_o, opt_ro, NULL};
+	char *fargv[] = { argv[0], opt_o, opt_ro, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct fuse_loop_config *loop;
 	struct fuse_session *se;
 	struct rlimit rl;
+	const char *src = NULL, *mountpoint = NULL;
 	int rc;
 
-	if (argc == 4 && strcmp(argv[1], "--push") == 0) {
-		push_mode = true;
-		argv[1] = argv[0];
-		argv++;
-		argc--;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--push") == 0)
+			push_mode = true;
+		else if (strcmp(argv[i], "--maildir") == 0)
+			maildir_mode = true;
+		else if (!src)
+			src = argv[i];
+		else if (!mountpoint)
+			mountpoint = argv[i];
+		else
+			src = mountpoint = NULL, i = argc;
 	}
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s [--push] SRC MOUNTPOINT\n", argv[0]);
+	if (!src || !mountpoint) {
+		fprintf(stderr,
+			"usage: %s [--push] [--maildir] SRC MOUNTPOINT\n",
+			argv[0]);
 		return 2;
 	}
 	/* One open file per message. */
@@ -380,9 +464,9 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	nodes = g_ptr_array_new();
-	scan(argv[1], add_node(argv[1], ""));
+	scan(src, add_node(src, ""));
 	se = fuse_session_new(&args, &ops, sizeof ops, NULL);
-	if (!se || fuse_session_mount(se, argv[2]) != 0)
+	if (!se || fuse_session_mount(se, mountpoint) != 0)
 		return 1;
 	fuse_set_signal_handlers(se);
 	session = se;
@@ -402,7 +486,8 @@ int main(int argc, char **argv)
 		g_thread_join(pusher);
 		fprintf(stderr,
 			"fuse_floor: pushed %" G_GUINT64_FORMAT
-			" files (%" G_GUINT64_FORMAT " bytes) in %" G_GUINT64_FORMAT
+			" files (%" G_GUINT64_FORMAT
+			" bytes) in %" G_GUINT64_FORMAT
 			" us of notify_store; %" G_GUINT64_FORMAT " reads\n",
 			pushed_files, pushed_bytes, push_us, reads);
 	}
