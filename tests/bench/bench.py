@@ -31,10 +31,11 @@ Baselines:
       serve local files, with imapfs's kernel settings and the tree imapfs
       shows (a folder's messages beside its subfolders, no cur/ new/
       tmp/), answering every read from a file it holds open
-  (j) the same with fuse_floor --push: every file held in memory and
-      pushed into the page cache after its directory is listed, the way
-      imapfs pushes cached bodies, with nothing else to do. The floor of
-      imapfs's warm grep on a fresh mount
+  (j) the same with fuse_floor --push: the files of a directory read
+      from disk and pushed into the page cache once it is listed, the way
+      imapfs pushes cached bodies, with nothing else to do (no cache to
+      look up, no CRC to check). The floor of imapfs's warm grep on a
+      fresh mount
 
 imapfs figures: cold grep -r over C (empty cache dir, fresh mount), warm
 grep -r over C (fresh mount of the filled cache dir), cold ls -l of L and

@@ -2,7 +2,7 @@
  * local directory tree, as a baseline for the benchmark (bench.py).
  *
  * It mirrors SRC read-only at MOUNTPOINT with the kernel settings imapfs
- * uses (fs/ops.c): readdirplus always, no open or flush round trips,
+ * uses (fs/kernel-settings.h): readdirplus always, no open or flush trips,
  * kept page cache, the same entry and attribute timeouts, the same
  * multi-threaded loop. Unlike imapfs it knows the whole tree before the
  * mount, keeps every file open, and answers a read with one pread: what is
@@ -10,12 +10,14 @@
  * is the floor of a file system that answers reads.
  *
  * With --push it also pushes files into the page cache ahead of the
- * reader the way imapfs does (fs/push.c, fs/fetch.c), with nothing else to
- * do: every file is read into memory at start, a readdirplus hands the
- * files of the entries it handed out before to one pusher thread
- * (fuse_lowlevel_notify_store()), the directory listed last goes first,
- * and a file read already is not pushed. A grep -r through a fresh mount
- * of that is the floor of imapfs's warm grep -r on a fresh mount.
+ * reader the way imapfs pushes cached bodies (fs/push.c, fs/fetch.c), with
+ * nothing else to do: a readdirplus hands the files of the entries it
+ * handed out before to one pusher thread, which reads each from its open
+ * fd and hands it to fuse_lowlevel_notify_store(); the directory listed
+ * last goes first, and a file read already is not pushed. A grep -r
+ * through a fresh mount of that is the floor of imapfs's warm grep -r on
+ * a fresh mount, which must also find each body in its cache and check
+ * it.
  *
  * With --maildir, each Maildir folder of SRC shows the way imapfs shows a
  * folder: its subfolders, then its messages (the files of its cur/ and
@@ -42,12 +44,12 @@
 #define FILE_TIMEOUT FS_MESSAGE_TIMEOUT
 #define DIR_TIMEOUT FS_DIR_TIMEOUT
 #define MAX_READ (128u << 10)
+#define PUSH_MAX_BODY (1 << 20) /* fs/push.c: larger files are read */
 
 typedef struct {
 	char *name;
 	struct stat st;
 	int fd;              /* files: open from the start */
-	char *bytes;         /* --push: the file's contents */
 	bool done;           /* --push: pushed or read (under push_lock) */
 	GPtrArray *children; /* dirs: of guint ino, in readdir order */
 	GHashTable *by_name; /* dirs: name -> ino */
@@ -93,15 +95,6 @@ static guint add_node(const char *path, const char *name)
 			fprintf(stderr, "fuse_floor: %s: %s\n", path,
 				strerror(errno));
 			exit(1);
-		}
-		if (push_mode && n->st.st_size > 0) {
-			n->bytes = g_malloc((size_t)n->st.st_size);
-			if (pread(n->fd, n->bytes, (size_t)n->st.st_size, 0) !=
-			    n->st.st_size) {
-				fprintf(stderr, "fuse_floor: %s: short read\n",
-					path);
-				exit(1);
-			}
 		}
 	}
 	return nodes->len;
@@ -226,6 +219,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 static gpointer push_main(gpointer data)
 {
+	static char buf[PUSH_MAX_BODY];
+
 	(void)data;
 	g_mutex_lock(&push_lock);
 	for (;;) {
@@ -233,6 +228,7 @@ static gpointer push_main(gpointer data)
 		Node *n;
 		struct fuse_bufvec bv;
 		gint64 t;
+		ssize_t got;
 		int rc;
 
 		while (!push_stopping && g_queue_is_empty(&push_queue))
@@ -247,7 +243,12 @@ static gpointer push_main(gpointer data)
 		g_mutex_unlock(&push_lock);
 		bv =
 		    (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)n->st.st_size);
-		bv.buf[0].mem = n->bytes;
+		got = pread(n->fd, buf, (size_t)n->st.st_size, 0);
+		if (got != n->st.st_size) {
+			g_mutex_lock(&push_lock);
+			continue;
+		}
+		bv.buf[0].mem = buf;
 		t = g_get_monotonic_time();
 		rc = fuse_lowlevel_notify_store(session, ino, 0, &bv,
 						FUSE_BUF_NO_SPLICE);
@@ -274,7 +275,8 @@ static void push_entries(Node *dir, guint from, guint to)
 		guint ino = GPOINTER_TO_UINT(dir->children->pdata[i]);
 		Node *n = node(ino);
 
-		if (!n->bytes || n->done)
+		if (n->fd < 0 || n->done || n->st.st_size == 0 ||
+		    n->st.st_size > PUSH_MAX_BODY)
 			continue;
 		if (after) {
 			g_queue_insert_after(&push_queue, after,
