@@ -99,11 +99,9 @@ static void evict_one(const CacheLruKey *k, uint64_t size, void *data)
 		    k->uidvalidity, k->uid);
 		return;
 	}
-	path = g_strdup_printf(
-	    "%s/%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
-	    store->folders_dir,
-	    (const char *)g_ptr_array_index(store->fkeys, k->folder),
-	    k->uidvalidity, k->uid);
+	path =
+	    store_body_path(store, g_ptr_array_index(store->fkeys, k->folder),
+			    k->uidvalidity, k->uid);
 	if (unlink(path) < 0 && errno != ENOENT)
 		g_debug("cache: cannot evict %s: %s", path, g_strerror(errno));
 }

@@ -90,6 +90,9 @@ static inline bool store_disk_full(int r)
 /* The folder key of folder (a SHA-256 and a readable part, see store.h),
  * computed once per folder and remembered. Newly allocated. */
 char *store_folder_key(CacheStore *store, const char *folder);
+/* The file of a body stored on its own (not in a pack). Newly allocated. */
+char *store_body_path(CacheStore *store, const char *key, uint32_t uidvalidity,
+		      uint32_t uid);
 /* Evict one segment of the pack of (key, uidvalidity); under lru_lock. */
 void store_drop_pack_segment(CacheStore *store, const char *key,
 			     uint32_t uidvalidity, uint32_t segment);

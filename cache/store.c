@@ -386,19 +386,18 @@ const char *cache_store_dir(const CacheStore *store)
 
 /* ---- bodies ---- */
 
-/* The body file of (key, uidvalidity, uid), read-only: an fd or -errno. */
-/* The file of a body stored on its own. */
-static char *body_path(CacheStore *store, const char *key, uint32_t uidvalidity,
-		       uint32_t uid)
+char *store_body_path(CacheStore *store, const char *key, uint32_t uidvalidity,
+		      uint32_t uid)
 {
 	return g_strdup_printf("%s/%s/%" G_GUINT32_FORMAT "/%" G_GUINT32_FORMAT,
 			       store->folders_dir, key, uidvalidity, uid);
 }
 
+/* The body file of (key, uidvalidity, uid), read-only: an fd or -errno. */
 static int open_body_at(CacheStore *store, const char *key,
 			uint32_t uidvalidity, uint32_t uid)
 {
-	g_autofree char *path = body_path(store, key, uidvalidity, uid);
+	g_autofree char *path = store_body_path(store, key, uidvalidity, uid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
 	return fd < 0 ? -errno : fd;
@@ -475,7 +474,7 @@ bool cache_store_has_body(CacheStore *store, const char *folder,
 	cache_pack_unref(pack);
 	if (has)
 		return true;
-	path = body_path(store, key, uidvalidity, uid);
+	path = store_body_path(store, key, uidvalidity, uid);
 	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
