@@ -620,9 +620,7 @@ typedef struct {
 	guint pushed_to;  /* pushes queued up to this position */
 	bool deep;        /* the streak reads past the heads of messages */
 	bool listed;      /* opened as a directory since the last first read */
-	/* Bytes the entries handed out may still push (fs_fetch_note_entries)
-	 */
-	uint64_t entries_push_budget;
+	uint64_t entries_push_budget; /* left to fs_fetch_note_entries() */
 } ReadPattern;
 
 /* Under fetch->lock. */
@@ -662,11 +660,11 @@ static bool body_cached(FsMount *mnt, FsFolder *f, uint32_t uidvalidity,
 	return cache_store_has_body(mnt->store, f->raw, uidvalidity, uid);
 }
 
-/* Push the cached bodies of messages [from, to) of l, within budget bytes,
- * to the front of the push queue (fs/push.h); the pusher skips what is
- * not cached. Returns the position it got to. */
+/* Push the cached bodies of messages [from, to) of l, within *budget bytes
+ * (taken from it), to the front of the push queue (fs/push.h); the pusher
+ * skips what is not cached. Returns the position it got to. */
 static guint push_run(FsMount *mnt, FsFolder *f, FsListing *l, guint from,
-		      guint to, uint64_t budget)
+		      guint to, uint64_t *budget)
 {
 	FsPushMessage msgs[PUSH_AHEAD_MESSAGES];
 	guint n = 0, i;
@@ -676,9 +674,9 @@ static guint push_run(FsMount *mnt, FsFolder *f, FsListing *l, guint from,
 		CacheMessage m;
 
 		cache_folder_index_get(l->index, i, &m);
-		if (m.size > budget)
+		if (m.size > *budget)
 			break;
-		budget -= m.size;
+		*budget -= m.size;
 		msgs[n].ino = m.gid ? fs_links_ino(m.gid)
 				    : fs_tree_message_ino(l->folder_id, m.uid);
 		msgs[n++].uid = m.uid;
@@ -695,6 +693,7 @@ static guint push_run(FsMount *mnt, FsFolder *f, FsListing *l, guint from,
 static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 		       guint pos)
 {
+	uint64_t budget = PUSH_AHEAD_BYTES;
 	guint from;
 
 	if (pos != 0 && rp->streak == 0)
@@ -702,8 +701,8 @@ static void push_ahead(FsMount *mnt, FsFolder *f, FsListing *l, ReadPattern *rp,
 	if (rp->pushed_to > pos + 1 + PUSH_AHEAD_MESSAGES / 2)
 		return;
 	from = MAX(pos + 1, rp->pushed_to);
-	rp->pushed_to = push_run(mnt, f, l, from, pos + 1 + PUSH_AHEAD_MESSAGES,
-				 PUSH_AHEAD_BYTES);
+	rp->pushed_to =
+	    push_run(mnt, f, l, from, pos + 1 + PUSH_AHEAD_MESSAGES, &budget);
 }
 
 /* Under fetch->lock: count the first read at pos into rp's streak, or
@@ -945,17 +944,8 @@ void fs_fetch_note_entries(FsMount *mnt, FsFolder *f, FsListing *l, guint from,
 	rp = read_pattern(fetch, f, l->folder_id);
 	if (from == 0)
 		rp->entries_push_budget = PUSH_AHEAD_BYTES;
-	for (guint i = from; i < MIN(to, PUSH_AHEAD_MESSAGES); i++) {
-		CacheMessage m;
-
-		cache_folder_index_get(l->index, i, &m);
-		if (m.size > rp->entries_push_budget) {
-			to = i;
-			break;
-		}
-		rp->entries_push_budget -= m.size;
-	}
-	push_run(mnt, f, l, from, MIN(to, PUSH_AHEAD_MESSAGES), G_MAXUINT64);
+	push_run(mnt, f, l, from, MIN(to, PUSH_AHEAD_MESSAGES),
+		 &rp->entries_push_budget);
 	g_mutex_unlock(&fetch->lock);
 }
 

@@ -25,8 +25,6 @@
 #include "fs/sync.h"
 #include "fs/xattr.h"
 
-#define MESSAGE_TIMEOUT FS_MESSAGE_TIMEOUT
-#define DIR_TIMEOUT FS_DIR_TIMEOUT
 #define NEGATIVE_TIMEOUT 10.0
 #define SMALL_READ (128 * 1024)
 
@@ -98,7 +96,7 @@ static double message_attr_timeout(const CacheMessage *m)
 	 * ask again, and getattr fetches the body (settle_zero_size). */
 	if (!m->size_exact && m->size == 0)
 		return 0.0;
-	return MESSAGE_TIMEOUT;
+	return FS_MESSAGE_TIMEOUT;
 }
 
 static void dir_entry(FsMount *mnt, const FsFolder *f,
@@ -106,8 +104,8 @@ static void dir_entry(FsMount *mnt, const FsFolder *f,
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = fs_tree_dir_ino(f);
-	e->attr_timeout = DIR_TIMEOUT;
-	e->entry_timeout = DIR_TIMEOUT;
+	e->attr_timeout = FS_DIR_TIMEOUT;
+	e->entry_timeout = FS_DIR_TIMEOUT;
 	dir_attr(mnt, f, &e->attr);
 }
 
@@ -129,7 +127,7 @@ static int message_entry(FsMount *mnt, FsFolder *f, uint32_t folder_id,
 		if (m && (!name || mnt->layout->entry_matches(m, name))) {
 			memset(e, 0, sizeof(*e));
 			e->ino = message_ino(mnt, f->listing->folder_id, m);
-			e->entry_timeout = MESSAGE_TIMEOUT;
+			e->entry_timeout = FS_MESSAGE_TIMEOUT;
 			e->attr_timeout = message_attr_timeout(m);
 			message_attr(mnt, f->listing->folder_id, m, &e->attr);
 			if (exact)
@@ -386,7 +384,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	if (mnt->layout->maildir &&
 	    fs_maildir_resolve(mnt, ino, &f, &which) == 0) {
 		maildir_entry(mnt, f, which, &e);
-		fuse_reply_attr(req, &e.attr, DIR_TIMEOUT);
+		fuse_reply_attr(req, &e.attr, FS_DIR_TIMEOUT);
 		return;
 	}
 	if (kind == FS_INO_NONE && layout_ino(mnt, ino, kind)) {
@@ -405,7 +403,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	switch (kind) {
 	case FS_INO_DIR:
 		dir_attr(mnt, f, &st);
-		fuse_reply_attr(req, &st, DIR_TIMEOUT);
+		fuse_reply_attr(req, &st, FS_DIR_TIMEOUT);
 		return;
 	case FS_INO_MESSAGE:
 		if (message_entry(mnt, f, folder_id, uid, NULL, &e, &exact) ==
@@ -565,7 +563,7 @@ static void message_item(FsMount *mnt, DirHandle *dh, const CacheMessage *m,
 
 	g_mutex_lock(&f->lock); /* sizes may be corrected meanwhile */
 	e->ino = message_ino(mnt, dh->listing->folder_id, m);
-	e->entry_timeout = MESSAGE_TIMEOUT;
+	e->entry_timeout = FS_MESSAGE_TIMEOUT;
 	e->attr_timeout = message_attr_timeout(m);
 	message_attr(mnt, dh->listing->folder_id, m, &e->attr);
 	g_mutex_unlock(&f->lock);

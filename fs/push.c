@@ -84,7 +84,7 @@ static GBytes *read_cached(FsPush *push, const Item *it)
 	return bytes;
 }
 
-/* Hand it's body (read already) to the kernel. */
+/* Hand its body (read already) to the kernel. */
 static void push_one(FsPush *push, Item *it)
 {
 	GBytes *bytes = it->bytes;

@@ -41,8 +41,6 @@
 
 #include "fs/kernel-settings.h"
 
-#define FILE_TIMEOUT FS_MESSAGE_TIMEOUT
-#define DIR_TIMEOUT FS_DIR_TIMEOUT
 #define MAX_READ (128u << 10)
 #define PUSH_MAX_BODY (1 << 20) /* fs/push.c: larger files are read */
 
@@ -202,7 +200,7 @@ static void scan(const char *path, guint ino)
 static void fill_entry(guint ino, struct fuse_entry_param *e)
 {
 	Node *n = node(ino);
-	double t = S_ISDIR(n->st.st_mode) ? DIR_TIMEOUT : FILE_TIMEOUT;
+	double t = S_ISDIR(n->st.st_mode) ? FS_DIR_TIMEOUT : FS_MESSAGE_TIMEOUT;
 
 	memset(e, 0, sizeof *e);
 	e->ino = ino;
@@ -317,7 +315,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	fuse_reply_attr(req, &n->st,
-			S_ISDIR(n->st.st_mode) ? DIR_TIMEOUT : FILE_TIMEOUT);
+			S_ISDIR(n->st.st_mode) ? FS_DIR_TIMEOUT
+					       : FS_MESSAGE_TIMEOUT);
 }
 
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size,
