@@ -45,6 +45,7 @@
 #include "cache/store.h"
 #include "fs/mount.h"
 #include "fs/fetch.h"
+#include "fs/glib-setup.h"
 #include "fs/layout.h"
 #include "fs/maildir.h"
 #include "fs/log.h"
@@ -599,6 +600,7 @@ int main(int argc, char **argv)
 	int ret = 1;
 	int rc;
 
+	fs_glib_setup(); /* before any thread: see fs/glib-setup.h */
 	/* A server that went away is an error return, not a signal: also
 	 * before the mount, where the first connection is opened. */
 	signal(SIGPIPE, SIG_IGN);
