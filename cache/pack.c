@@ -187,6 +187,12 @@ static void scan(CachePack *pack)
 
 		if (cache_pack_parse_name(de->d_name, &n))
 			g_array_append_val(numbers, n);
+		else if (g_str_has_prefix(de->d_name, CACHE_PACK_PREFIX))
+			/* Never written by imapfs: say so, a segment missed
+			 * in silence costs every body in it. */
+			g_message("cache: %s/%s is not a pack segment name; "
+				  "left alone",
+				  pack->dir, de->d_name);
 	}
 	closedir(d);
 	/* In order, so that a UID stored twice keeps its last copy. */
