@@ -78,6 +78,8 @@ def body(t):
                for kk, uv, uid, p in fl.cache_body_files(cache)}
     t.check(not present & set(uncached), "the messages never read are not "
             "in the cache", "cached: %s" % sorted(present & set(uncached)))
+    t.check(set(cached) <= present, "every message read is in the cache "
+            "after the unmount", "missing: %s" % sorted(set(cached) - present))
 
     m = fl.proxied_mount(dc, proxy, cache_dir=cache, args=args).start()
     hang = fl.hang_handler(m)
