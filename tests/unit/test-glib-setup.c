@@ -66,7 +66,8 @@ static int trials_failed(bool setup)
 
 	for (int i = 0; i < TRIALS; i++) {
 		const char *argv[] = { "/proc/self/exe",
-				       setup ? "--race-setup" : "--race", NULL };
+				       setup ? "--race-setup" : "--race",
+				       NULL };
 		g_autoptr(GError) error = NULL;
 		int status = 0;
 
